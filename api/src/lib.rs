@@ -1,0 +1,10 @@
+//! The booking API: a thin axum service. It validates, records what it needs
+//! to answer polls, hands each request to RabbitMQ with a publisher confirm
+//! and only then answers `202 Accepted`.
+
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod openapi;
+pub mod routes;
+pub mod startup;

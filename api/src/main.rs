@@ -1,0 +1,28 @@
+use anyhow::Context;
+use shared::Config;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let metrics = shared::telemetry::init("api");
+    let config = Config::from_env()?;
+    let shutdown = shared::shutdown::on_signal();
+    let Some(db) =
+        shared::db::connect_and_migrate(&config.database_url, config.db_pool_size, &shutdown).await?
+    else {
+        return Ok(());
+    };
+    let state = api::startup::AppState::new(&config, db)?;
+    if let Err(err) = state.publisher.ensure_connected().await {
+        // Not fatal: the API answers 503 for bookings until the broker is back.
+        tracing::warn!(error = %err, "RabbitMQ not reachable yet");
+    }
+    let listener = tokio::net::TcpListener::bind(config.api_addr)
+        .await
+        .with_context(|| format!("binding {}", config.api_addr))?;
+    tracing::info!(addr = %config.api_addr, "api listening");
+    axum::serve(listener, api::startup::app(state, metrics))
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await?;
+    tracing::info!("api stopped");
+    Ok(())
+}

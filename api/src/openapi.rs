@@ -1,0 +1,38 @@
+//! The OpenAPI document (`/openapi.json`) and interactive docs (`/docs`).
+
+use axum::Router;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::routes::{admin, bookings, shows};
+use crate::startup::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Booking API", description = "Queue-driven ticket booking: submit, get 202, poll."),
+    paths(
+        shows::create_show, shows::list_shows, shows::get_show, shows::seat_map,
+        bookings::create_booking, bookings::get_booking, bookings::confirm_booking, bookings::cancel_booking,
+        admin::list_bookings, admin::show_sales,
+    ),
+    modifiers(&AdminAuth),
+    tags((name = "shows"), (name = "bookings"), (name = "admin"))
+)]
+pub struct ApiDoc;
+
+struct AdminAuth;
+
+impl Modify for AdminAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "admin",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new().merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
+}

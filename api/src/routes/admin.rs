@@ -1,0 +1,128 @@
+//! Admin views: search bookings, sales and revenue per show.
+
+use axum::extract::State;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use shared::domain::BookingStatus;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::auth::Admin;
+use crate::error::{ApiError, Problem};
+use crate::extract::{Path, Query};
+use crate::routes::shows::fetch_show;
+use crate::startup::AppState;
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct BookingSearch {
+    pub show_id: Option<Uuid>,
+    /// Case-insensitive exact match.
+    pub email: Option<String>,
+    pub status: Option<BookingStatus>,
+    pub limit: Option<i64>,
+    pub offset: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BookingSummary {
+    pub id: Uuid,
+    pub show_id: Uuid,
+    pub status: BookingStatus,
+    pub reason: Option<String>,
+    pub email: String,
+    pub name: String,
+    pub quantity: i32,
+    pub total_cents: Option<i64>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BookingList {
+    pub bookings: Vec<BookingSummary>,
+}
+
+/// Search bookings by show, email and status (admin), newest first.
+#[utoipa::path(get, path = "/v1/bookings", tag = "admin", params(BookingSearch),
+    security(("admin" = [])),
+    responses((status = 200, body = BookingList), (status = 401, body = Problem)))]
+pub async fn list_bookings(
+    _: Admin,
+    State(state): State<AppState>,
+    Query(q): Query<BookingSearch>,
+) -> Result<axum::Json<BookingList>, ApiError> {
+    let bookings = sqlx::query_as!(
+        BookingSummary,
+        r#"SELECT id, show_id, status AS "status: BookingStatus", reason, email, name, quantity,
+                  total_cents, created_at
+           FROM bookings
+           WHERE ($1::uuid IS NULL OR show_id = $1)
+             AND ($2::text IS NULL OR lower(email) = lower($2))
+             AND ($3::text IS NULL OR status = $3)
+           ORDER BY created_at DESC, id
+           LIMIT $4 OFFSET $5"#,
+        q.show_id,
+        q.email,
+        q.status.map(BookingStatus::as_str),
+        q.limit.unwrap_or(100).clamp(1, 1000),
+        q.offset.unwrap_or(0).max(0)
+    )
+    .fetch_all(&state.db)
+    .await?;
+    Ok(axum::Json(BookingList { bookings }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatusCount {
+    pub status: BookingStatus,
+    pub bookings: i64,
+    pub tickets: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Sales {
+    pub show_id: Uuid,
+    pub capacity: i32,
+    pub available: i32,
+    pub held: i32,
+    pub booked: i32,
+    /// Sum of confirmed bookings.
+    pub revenue_cents: i64,
+    pub by_status: Vec<StatusCount>,
+}
+
+/// Sales and revenue of one show (admin).
+#[utoipa::path(get, path = "/v1/shows/{id}/sales", tag = "admin",
+    security(("admin" = [])),
+    responses((status = 200, body = Sales), (status = 401, body = Problem), (status = 404, body = Problem)))]
+pub async fn show_sales(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+) -> Result<axum::Json<Sales>, ApiError> {
+    let show = fetch_show(&state, id).await?;
+    let by_status = sqlx::query_as!(
+        StatusCount,
+        r#"SELECT status AS "status: BookingStatus", count(*) AS "bookings!",
+                  coalesce(sum(quantity), 0)::bigint AS "tickets!"
+           FROM bookings WHERE show_id = $1 GROUP BY status ORDER BY status"#,
+        id
+    )
+    .fetch_all(&state.db)
+    .await?;
+    let revenue_cents = sqlx::query_scalar!(
+        r#"SELECT coalesce(sum(total_cents), 0)::bigint AS "revenue!"
+           FROM bookings WHERE show_id = $1 AND status = 'confirmed'"#,
+        id
+    )
+    .fetch_one(&state.db)
+    .await?;
+    Ok(axum::Json(Sales {
+        show_id: id,
+        capacity: show.capacity,
+        available: show.available,
+        held: show.held,
+        booked: show.booked,
+        revenue_cents,
+        by_status,
+    }))
+}

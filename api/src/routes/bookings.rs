@@ -1,0 +1,488 @@
+//! Bookings: submit (202 + poll), read, confirm, cancel.
+//!
+//! The API records the booking as `queued` (so a poll and an idempotent
+//! retry can answer at once), publishes the command with a publisher confirm,
+//! and only then answers 202. If the publish fails the row is removed again
+//! and the client gets 503 with `Retry-After`: nothing half-done remains.
+
+use std::collections::HashSet;
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use shared::domain::{BookingStatus, ShowKind};
+use shared::messages::BookingCommand;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::error::{ApiError, FieldError, Problem};
+use crate::extract::{Json, Path};
+use crate::startup::AppState;
+
+/// Most tickets one booking may take: keeps a single client from draining a
+/// hot show and bounds the work of one decision.
+pub const MAX_TICKETS_PER_BOOKING: i32 = 10;
+
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewBooking {
+    pub email: String,
+    pub name: String,
+    /// General admission: number of tickets.
+    pub quantity: Option<i32>,
+    /// Seated: the seats wanted (ids from the seat map).
+    pub seat_ids: Option<Vec<Uuid>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BookedSeat {
+    pub id: Uuid,
+    pub section: String,
+    pub row: String,
+    pub number: i32,
+    pub price_cents: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Ticket {
+    pub code: String,
+    pub seat_id: Option<Uuid>,
+}
+
+/// A booking as its customer sees it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BookingView {
+    pub id: Uuid,
+    pub show_id: Uuid,
+    pub status: BookingStatus,
+    /// Why it was rejected, or why the last confirm failed.
+    pub reason: Option<String>,
+    pub email: String,
+    pub name: String,
+    pub quantity: i32,
+    pub seats: Vec<BookedSeat>,
+    pub total_cents: Option<i64>,
+    pub hold_expires_at: Option<DateTime<Utc>>,
+    pub tickets: Vec<Ticket>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConfirmRequest {
+    /// Test gateway: `tok_visa` succeeds, `tok_chargeDeclined` is declined.
+    pub payment_token: String,
+}
+
+/// A booking request that passed validation against its show.
+struct Validated {
+    quantity: i32,
+    seat_ids: Vec<Uuid>,
+    total_cents: i64,
+}
+
+fn validate_email(email: &str) -> bool {
+    let Some((local, domain)) = email.split_once('@') else {
+        return false;
+    };
+    email.len() <= 254
+        && !local.is_empty()
+        && local.len() <= 64
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !domain.contains('@')
+        && email.chars().all(|c| c.is_ascii_graphic() || !c.is_ascii())
+}
+
+async fn validate(state: &AppState, show_id: Uuid, req: &NewBooking) -> Result<Validated, ApiError> {
+    let show = sqlx::query!(
+        r#"SELECT kind AS "kind: ShowKind", price_cents FROM shows WHERE id = $1"#,
+        show_id
+    )
+    .fetch_optional(&state.db)
+    .await?
+    .ok_or(ApiError::NotFound("show"))?;
+
+    let mut errors = Vec::new();
+    if !validate_email(req.email.trim()) {
+        errors.push(FieldError::new("email", "must be a valid email address"));
+    }
+    if req.name.trim().is_empty() || req.name.chars().count() > 200 {
+        errors.push(FieldError::new("name", "must be 1 to 200 characters"));
+    }
+    let limit = format!("must be 1 to {MAX_TICKETS_PER_BOOKING}");
+    let validated = match show.kind {
+        ShowKind::GeneralAdmission => {
+            if req.seat_ids.as_ref().is_some_and(|s| !s.is_empty()) {
+                errors.push(FieldError::new("seat_ids", "this show is general admission: give quantity"));
+            }
+            match req.quantity {
+                Some(q) if (1..=MAX_TICKETS_PER_BOOKING).contains(&q) => Some(Validated {
+                    quantity: q,
+                    seat_ids: Vec::new(),
+                    total_cents: i64::from(q) * show.price_cents.unwrap_or(0),
+                }),
+                Some(_) => {
+                    errors.push(FieldError::new("quantity", limit));
+                    None
+                }
+                None => {
+                    errors.push(FieldError::new("quantity", "is required for general admission"));
+                    None
+                }
+            }
+        }
+        ShowKind::Seated => {
+            let seat_ids = req.seat_ids.clone().unwrap_or_default();
+            let distinct: HashSet<_> = seat_ids.iter().collect();
+            if seat_ids.is_empty() || seat_ids.len() > MAX_TICKETS_PER_BOOKING as usize {
+                errors.push(FieldError::new("seat_ids", limit));
+            } else if distinct.len() != seat_ids.len() {
+                errors.push(FieldError::new("seat_ids", "must not repeat a seat"));
+            }
+            if req.quantity.is_some_and(|q| q as usize != seat_ids.len()) {
+                errors.push(FieldError::new("quantity", "must equal the number of seat_ids when given"));
+            }
+            let found = sqlx::query!(
+                r#"SELECT count(*) AS "count!", coalesce(sum(price_cents), 0)::bigint AS "total!"
+                   FROM seats WHERE show_id = $1 AND id = ANY($2)"#,
+                show_id,
+                &seat_ids
+            )
+            .fetch_one(&state.db)
+            .await?;
+            if !seat_ids.is_empty() && found.count != distinct.len() as i64 {
+                errors.push(FieldError::new("seat_ids", "some seats do not belong to this show"));
+            }
+            Some(Validated {
+                quantity: seat_ids.len() as i32,
+                seat_ids,
+                total_cents: found.total,
+            })
+        }
+    };
+    match validated {
+        Some(v) if errors.is_empty() => Ok(v),
+        _ => Err(ApiError::Validation(errors)),
+    }
+}
+
+/// What makes two requests "the same" for an Idempotency-Key.
+fn request_hash(show_id: Uuid, req: &NewBooking, v: &Validated) -> Vec<u8> {
+    let mut seats = v.seat_ids.clone();
+    seats.sort();
+    let canonical = serde_json::json!({
+        "show_id": show_id,
+        "email": req.email.trim(),
+        "name": req.name.trim(),
+        "quantity": v.quantity,
+        "seat_ids": seats,
+    });
+    Sha256::digest(canonical.to_string().as_bytes()).to_vec()
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    match headers.get("idempotency-key") {
+        None => Ok(None),
+        Some(value) => match value.to_str() {
+            Ok(key) if !key.trim().is_empty() && key.len() <= 255 => Ok(Some(key.trim().to_owned())),
+            _ => Err(ApiError::invalid("Idempotency-Key", "must be 1 to 255 visible characters")),
+        },
+    }
+}
+
+/// `202 Accepted` with the booking and where to poll it.
+fn accepted(view: BookingView) -> Response {
+    let location = format!("/v1/bookings/{}", view.id);
+    let mut response = (StatusCode::ACCEPTED, axum::Json(view)).into_response();
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+}
+
+/// Submit a booking request. Answers 202 once RabbitMQ has confirmed it.
+#[utoipa::path(post, path = "/v1/shows/{id}/bookings", tag = "bookings", request_body = NewBooking,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Same key and body return the same booking")),
+    responses(
+        (status = 202, body = BookingView, description = "Queued; poll the Location"),
+        (status = 404, body = Problem), (status = 422, body = Problem),
+        (status = 503, body = Problem, description = "Queue unavailable; retry after Retry-After")))]
+#[tracing::instrument(skip_all, fields(show_id = %show_id, booking_id))]
+pub async fn create_booking(
+    State(state): State<AppState>,
+    Path(show_id): Path<Uuid>,
+    headers: HeaderMap,
+    Json(req): Json<NewBooking>,
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers)?;
+    let v = validate(&state, show_id, &req).await?;
+    let id = Uuid::new_v4();
+    tracing::Span::current().record("booking_id", tracing::field::display(id));
+
+    let mut tx = state.db.begin().await?;
+    sqlx::query!(
+        "INSERT INTO bookings (id, show_id, email, name, quantity, total_cents)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        id,
+        show_id,
+        req.email.trim(),
+        req.name.trim(),
+        v.quantity,
+        v.total_cents
+    )
+    .execute(&mut *tx)
+    .await?;
+    if !v.seat_ids.is_empty() {
+        sqlx::query!(
+            "INSERT INTO booking_seats (booking_id, seat_id, show_id) SELECT $1, unnest($2::uuid[]), $3",
+            id,
+            &v.seat_ids,
+            show_id
+        )
+        .execute(&mut *tx)
+        .await?;
+    }
+    sqlx::query!(
+        "INSERT INTO booking_audit (booking_id, show_id, from_status, to_status, actor)
+         VALUES ($1, $2, NULL, 'queued', 'api')",
+        id,
+        show_id
+    )
+    .execute(&mut *tx)
+    .await?;
+    if let Some(key) = &key {
+        let hash = request_hash(show_id, &req, &v);
+        let claimed = sqlx::query!(
+            "INSERT INTO idempotency_keys (key, request_hash, booking_id) VALUES ($1, $2, $3)
+             ON CONFLICT (key) DO NOTHING",
+            key,
+            &hash,
+            id
+        )
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !claimed {
+            tx.rollback().await?;
+            return replay(&state, key, &hash).await;
+        }
+    }
+    tx.commit().await?;
+
+    let command = BookingCommand::Request {
+        booking_id: id,
+        show_id,
+    };
+    if let Err(err) = state.publisher.send_command(&command).await {
+        withdraw(&state, id).await;
+        return Err(err.into());
+    }
+    metrics::counter!("api_bookings_accepted_total").increment(1);
+    Ok(accepted(load_booking(&state, id).await?))
+}
+
+/// The same Idempotency-Key again: the same body gets the original booking,
+/// a different body is refused.
+async fn replay(state: &AppState, key: &str, hash: &[u8]) -> Result<Response, ApiError> {
+    let original = sqlx::query!(
+        "SELECT request_hash, booking_id FROM idempotency_keys WHERE key = $1",
+        key
+    )
+    .fetch_one(&state.db)
+    .await?;
+    if original.request_hash != hash {
+        return Err(ApiError::IdempotencyKeyReused);
+    }
+    let view = load_booking(state, original.booking_id).await?;
+    if view.status == BookingStatus::Queued {
+        // The first attempt may have died between its commit and its
+        // publish; publishing again is safe because workers deduplicate.
+        state
+            .publisher
+            .send_command(&BookingCommand::Request {
+                booking_id: view.id,
+                show_id: view.show_id,
+            })
+            .await?;
+    }
+    Ok(accepted(view))
+}
+
+/// Removes a booking whose request never reached the queue, unless a worker
+/// already decided it (a confirm can time out after the broker took it).
+async fn withdraw(state: &AppState, id: Uuid) {
+    let result = async {
+        let mut tx = state.db.begin().await?;
+        let still_queued = sqlx::query_scalar!(
+            "SELECT 1 AS one FROM bookings WHERE id = $1 AND status = 'queued' FOR UPDATE",
+            id
+        )
+        .fetch_optional(&mut *tx)
+        .await?
+        .is_some();
+        if still_queued {
+            sqlx::query!("DELETE FROM idempotency_keys WHERE booking_id = $1", id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query!("DELETE FROM booking_seats WHERE booking_id = $1", id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query!("DELETE FROM booking_audit WHERE booking_id = $1", id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query!("DELETE FROM bookings WHERE id = $1", id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await
+    }
+    .await;
+    if let Err(err) = result {
+        // The worker's requeue sweep will publish it later instead.
+        tracing::warn!(booking_id = %id, error = %err, "could not withdraw unpublished booking");
+    }
+}
+
+pub(crate) async fn load_booking(state: &AppState, id: Uuid) -> Result<BookingView, ApiError> {
+    let b = sqlx::query!(
+        r#"SELECT id, show_id, status AS "status: BookingStatus", reason, email, name, quantity,
+                  total_cents, hold_expires_at, created_at, updated_at
+           FROM bookings WHERE id = $1"#,
+        id
+    )
+    .fetch_optional(&state.db)
+    .await?
+    .ok_or(ApiError::NotFound("booking"))?;
+    let seats = sqlx::query_as!(
+        BookedSeat,
+        r#"SELECT s.id, sec.name AS section, s.row_label AS row, s.number, s.price_cents
+           FROM booking_seats bs
+           JOIN seats s ON s.id = bs.seat_id
+           JOIN sections sec ON sec.id = s.section_id
+           WHERE bs.booking_id = $1
+           ORDER BY sec.position, s.row_label, s.number"#,
+        id
+    )
+    .fetch_all(&state.db)
+    .await?;
+    let tickets = sqlx::query_as!(
+        Ticket,
+        "SELECT code, seat_id FROM tickets WHERE booking_id = $1 ORDER BY code",
+        id
+    )
+    .fetch_all(&state.db)
+    .await?;
+    Ok(BookingView {
+        id: b.id,
+        show_id: b.show_id,
+        status: b.status,
+        reason: b.reason,
+        email: b.email,
+        name: b.name,
+        quantity: b.quantity,
+        seats,
+        total_cents: b.total_cents,
+        hold_expires_at: b.hold_expires_at,
+        tickets,
+        created_at: b.created_at,
+        updated_at: b.updated_at,
+    })
+}
+
+/// Poll a booking.
+#[utoipa::path(get, path = "/v1/bookings/{id}", tag = "bookings",
+    responses((status = 200, body = BookingView), (status = 404, body = Problem)))]
+pub async fn get_booking(
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+) -> Result<axum::Json<BookingView>, ApiError> {
+    load_booking(&state, id).await.map(axum::Json)
+}
+
+/// Confirm a held booking with a payment token. The payment is taken by the
+/// worker, in order with everything else for the show; poll for the outcome.
+#[utoipa::path(post, path = "/v1/bookings/{id}/confirm", tag = "bookings", request_body = ConfirmRequest,
+    responses(
+        (status = 202, body = BookingView, description = "Confirmation queued; poll the Location"),
+        (status = 200, body = BookingView, description = "Already confirmed"),
+        (status = 404, body = Problem), (status = 409, body = Problem), (status = 503, body = Problem)))]
+#[tracing::instrument(skip_all, fields(booking_id = %id))]
+pub async fn confirm_booking(
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+    Json(req): Json<ConfirmRequest>,
+) -> Result<Response, ApiError> {
+    let token = req.payment_token.trim();
+    if token.is_empty() || token.len() > 255 {
+        return Err(ApiError::invalid("payment_token", "must be 1 to 255 characters"));
+    }
+    let view = load_booking(&state, id).await?;
+    match view.status {
+        BookingStatus::Confirmed => return Ok(axum::Json(view).into_response()),
+        BookingStatus::Held => {}
+        other => {
+            return Err(ApiError::Conflict {
+                code: "booking_not_held",
+                detail: format!("only a held booking can be confirmed; this one is {}", other.as_str()),
+            })
+        }
+    }
+    let command = BookingCommand::Confirm {
+        booking_id: id,
+        show_id: view.show_id,
+        payment_token: token.to_owned(),
+    };
+    state.publisher.send_command(&command).await?;
+    Ok(accepted(view))
+}
+
+/// Cancel a booking (queued, held or confirmed); its seats go back on sale.
+#[utoipa::path(post, path = "/v1/bookings/{id}/cancel", tag = "bookings",
+    responses(
+        (status = 202, body = BookingView, description = "Cancellation queued; poll the Location"),
+        (status = 200, body = BookingView, description = "Already cancelled"),
+        (status = 404, body = Problem), (status = 409, body = Problem), (status = 503, body = Problem)))]
+#[tracing::instrument(skip_all, fields(booking_id = %id))]
+pub async fn cancel_booking(
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+) -> Result<Response, ApiError> {
+    let view = load_booking(&state, id).await?;
+    match view.status {
+        BookingStatus::Cancelled => return Ok(axum::Json(view).into_response()),
+        BookingStatus::Queued | BookingStatus::Held | BookingStatus::Confirmed => {}
+        other => {
+            return Err(ApiError::Conflict {
+                code: "booking_not_cancellable",
+                detail: format!("a booking that is {} cannot be cancelled", other.as_str()),
+            })
+        }
+    }
+    let command = BookingCommand::Cancel {
+        booking_id: id,
+        show_id: view.show_id,
+    };
+    state.publisher.send_command(&command).await?;
+    Ok(accepted(view))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::validate_email;
+
+    #[test]
+    fn plausible_emails_pass_and_broken_ones_fail() {
+        assert!(validate_email("ada@example.com"));
+        assert!(validate_email("a.b+tag@sub.example.org"));
+        for bad in ["", "ada", "ada@", "@example.com", "ada@example", "a b@example.com", "a@b@c.com", "ada@.com"] {
+            assert!(!validate_email(bad), "{bad:?} should be rejected");
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! The v1 HTTP API (PRODUCT.md §5).
+
+pub mod admin;
+pub mod bookings;
+pub mod shows;
+
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::startup::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/shows", post(shows::create_show).get(shows::list_shows))
+        .route("/v1/shows/{id}", get(shows::get_show))
+        .route("/v1/shows/{id}/seats", get(shows::seat_map))
+        .route("/v1/shows/{id}/sales", get(admin::show_sales))
+        .route("/v1/shows/{id}/bookings", post(bookings::create_booking))
+        .route("/v1/bookings", get(admin::list_bookings))
+        .route("/v1/bookings/{id}", get(bookings::get_booking))
+        .route("/v1/bookings/{id}/confirm", post(bookings::confirm_booking))
+        .route("/v1/bookings/{id}/cancel", post(bookings::cancel_booking))
+}

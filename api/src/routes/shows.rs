@@ -1,0 +1,330 @@
+//! Shows: create (admin), list, read, and the live seat map.
+
+use std::collections::HashSet;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use shared::domain::{SeatStatus, ShowKind};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::auth::Admin;
+use crate::error::{ApiError, FieldError, Problem};
+use crate::extract::{Json, Path, Query};
+use crate::startup::AppState;
+
+/// Largest show we accept, so one request cannot ask for a runaway insert.
+const MAX_CAPACITY: i32 = 200_000;
+const MAX_SEATS_PER_ROW: i32 = 1_000;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewShow {
+    pub name: String,
+    pub venue: String,
+    /// RFC 3339 timestamp.
+    pub starts_at: DateTime<Utc>,
+    /// General admission: number of tickets on sale.
+    pub capacity: Option<i32>,
+    /// General admission: price of one ticket.
+    pub price_cents: Option<i64>,
+    /// Seated: the seat map.
+    pub sections: Option<Vec<NewSection>>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewSection {
+    pub name: String,
+    pub price_cents: i64,
+    pub rows: Vec<NewRow>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewRow {
+    pub row: String,
+    /// Seats in the row, numbered from 1.
+    pub seats: i32,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ShowView {
+    pub id: Uuid,
+    pub name: String,
+    pub venue: String,
+    pub starts_at: DateTime<Utc>,
+    pub kind: ShowKind,
+    pub capacity: i32,
+    /// Seats or tickets still on sale right now.
+    pub available: i32,
+    pub held: i32,
+    pub booked: i32,
+    /// General admission ticket price; seated shows price per section.
+    pub price_cents: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ShowList {
+    pub shows: Vec<ShowView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SeatMapEntry {
+    pub id: Uuid,
+    pub section: String,
+    pub row: String,
+    pub number: i32,
+    pub price_cents: i64,
+    pub status: SeatStatus,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SeatMap {
+    pub show_id: Uuid,
+    pub seats: Vec<SeatMapEntry>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct Page {
+    /// At most this many results (default 100, max 1000).
+    pub limit: Option<i64>,
+    pub offset: Option<i64>,
+}
+
+impl Page {
+    pub fn limit(&self) -> i64 {
+        self.limit.unwrap_or(100).clamp(1, 1000)
+    }
+    pub fn offset(&self) -> i64 {
+        self.offset.unwrap_or(0).max(0)
+    }
+}
+
+/// The validated shape of a new show.
+enum Layout {
+    General { capacity: i32, price_cents: i64 },
+    Seated(Vec<NewSection>),
+}
+
+fn validate(show: &mut NewShow) -> Result<Layout, ApiError> {
+    let mut errors = Vec::new();
+    let mut text = |field: &str, value: &str| {
+        if value.trim().is_empty() || value.chars().count() > 200 {
+            errors.push(FieldError::new(field, "must be 1 to 200 characters"));
+        }
+    };
+    text("name", &show.name);
+    text("venue", &show.venue);
+    let layout = match (show.capacity, show.price_cents, show.sections.take()) {
+        (Some(capacity), Some(price_cents), None) => {
+            if !(1..=MAX_CAPACITY).contains(&capacity) {
+                errors.push(FieldError::new("capacity", format!("must be 1 to {MAX_CAPACITY}")));
+            }
+            if price_cents < 0 {
+                errors.push(FieldError::new("price_cents", "must not be negative"));
+            }
+            Some(Layout::General { capacity, price_cents })
+        }
+        (None, None, Some(sections)) => {
+            validate_sections(&sections, &mut errors);
+            Some(Layout::Seated(sections))
+        }
+        _ => {
+            errors.push(FieldError::new(
+                "capacity",
+                "give either capacity and price_cents (general admission) or sections (seated)",
+            ));
+            None
+        }
+    };
+    match layout {
+        Some(layout) if errors.is_empty() => Ok(layout),
+        _ => Err(ApiError::Validation(errors)),
+    }
+}
+
+fn validate_sections(sections: &[NewSection], errors: &mut Vec<FieldError>) {
+    if sections.is_empty() {
+        errors.push(FieldError::new("sections", "must not be empty"));
+    }
+    let mut names = HashSet::new();
+    let mut total: i64 = 0;
+    for (i, section) in sections.iter().enumerate() {
+        let at = |f: &str| format!("sections[{i}].{f}");
+        if section.name.trim().is_empty() || section.name.chars().count() > 100 {
+            errors.push(FieldError::new(at("name"), "must be 1 to 100 characters"));
+        } else if !names.insert(section.name.trim().to_lowercase()) {
+            errors.push(FieldError::new(at("name"), "duplicate section name"));
+        }
+        if section.price_cents < 0 {
+            errors.push(FieldError::new(at("price_cents"), "must not be negative"));
+        }
+        if section.rows.is_empty() {
+            errors.push(FieldError::new(at("rows"), "must not be empty"));
+        }
+        let mut rows = HashSet::new();
+        for (j, row) in section.rows.iter().enumerate() {
+            if row.row.trim().is_empty() || row.row.chars().count() > 20 {
+                errors.push(FieldError::new(at(&format!("rows[{j}].row")), "must be 1 to 20 characters"));
+            } else if !rows.insert(row.row.trim()) {
+                errors.push(FieldError::new(at(&format!("rows[{j}].row")), "duplicate row"));
+            }
+            if !(1..=MAX_SEATS_PER_ROW).contains(&row.seats) {
+                errors.push(FieldError::new(
+                    at(&format!("rows[{j}].seats")),
+                    format!("must be 1 to {MAX_SEATS_PER_ROW}"),
+                ));
+            }
+            total += i64::from(row.seats.max(0));
+        }
+    }
+    if total > i64::from(MAX_CAPACITY) {
+        errors.push(FieldError::new("sections", format!("at most {MAX_CAPACITY} seats in all")));
+    }
+}
+
+/// Create a show (admin).
+#[utoipa::path(post, path = "/v1/shows", tag = "shows", request_body = NewShow,
+    security(("admin" = [])),
+    responses((status = 201, body = ShowView), (status = 422, body = Problem), (status = 401, body = Problem)))]
+pub async fn create_show(
+    _: Admin,
+    State(state): State<AppState>,
+    Json(mut new): Json<NewShow>,
+) -> Result<(StatusCode, axum::Json<ShowView>), ApiError> {
+    let layout = validate(&mut new)?;
+    let id = Uuid::new_v4();
+    let mut tx = state.db.begin().await?;
+    match layout {
+        Layout::General { capacity, price_cents } => {
+            sqlx::query!(
+                "INSERT INTO shows (id, name, venue, starts_at, kind, capacity, price_cents)
+                 VALUES ($1, $2, $3, $4, 'general_admission', $5, $6)",
+                id,
+                new.name.trim(),
+                new.venue.trim(),
+                new.starts_at,
+                capacity,
+                price_cents
+            )
+            .execute(&mut *tx)
+            .await?;
+        }
+        Layout::Seated(sections) => {
+            let capacity: i32 = sections.iter().flat_map(|s| &s.rows).map(|r| r.seats).sum();
+            sqlx::query!(
+                "INSERT INTO shows (id, name, venue, starts_at, kind, capacity)
+                 VALUES ($1, $2, $3, $4, 'seated', $5)",
+                id,
+                new.name.trim(),
+                new.venue.trim(),
+                new.starts_at,
+                capacity
+            )
+            .execute(&mut *tx)
+            .await?;
+            for (position, section) in sections.iter().enumerate() {
+                let section_id = Uuid::new_v4();
+                sqlx::query!(
+                    "INSERT INTO sections (id, show_id, name, price_cents, position) VALUES ($1, $2, $3, $4, $5)",
+                    section_id,
+                    id,
+                    section.name.trim(),
+                    section.price_cents,
+                    position as i32
+                )
+                .execute(&mut *tx)
+                .await?;
+                let (rows, numbers): (Vec<String>, Vec<i32>) = section
+                    .rows
+                    .iter()
+                    .flat_map(|r| (1..=r.seats).map(|n| (r.row.trim().to_owned(), n)))
+                    .unzip();
+                sqlx::query!(
+                    "INSERT INTO seats (id, show_id, section_id, row_label, number, price_cents)
+                     SELECT gen_random_uuid(), $1, $2, r, n, $3
+                     FROM unnest($4::text[], $5::int[]) AS t(r, n)",
+                    id,
+                    section_id,
+                    section.price_cents,
+                    &rows,
+                    &numbers
+                )
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+    }
+    tx.commit().await?;
+    tracing::info!(show_id = %id, "show created");
+    let show = fetch_show(&state, id).await?;
+    Ok((StatusCode::CREATED, axum::Json(show)))
+}
+
+pub(crate) async fn fetch_show(state: &AppState, id: Uuid) -> Result<ShowView, ApiError> {
+    sqlx::query_as!(
+        ShowView,
+        r#"SELECT id, name, venue, starts_at, kind AS "kind: ShowKind", capacity,
+                  capacity - held - booked AS "available!", held, booked, price_cents
+           FROM shows WHERE id = $1"#,
+        id
+    )
+    .fetch_optional(&state.db)
+    .await?
+    .ok_or(ApiError::NotFound("show"))
+}
+
+/// List shows, soonest first.
+#[utoipa::path(get, path = "/v1/shows", tag = "shows", params(Page),
+    responses((status = 200, body = ShowList)))]
+pub async fn list_shows(
+    State(state): State<AppState>,
+    Query(page): Query<Page>,
+) -> Result<axum::Json<ShowList>, ApiError> {
+    let shows = sqlx::query_as!(
+        ShowView,
+        r#"SELECT id, name, venue, starts_at, kind AS "kind: ShowKind", capacity,
+                  capacity - held - booked AS "available!", held, booked, price_cents
+           FROM shows ORDER BY starts_at, id LIMIT $1 OFFSET $2"#,
+        page.limit(),
+        page.offset()
+    )
+    .fetch_all(&state.db)
+    .await?;
+    Ok(axum::Json(ShowList { shows }))
+}
+
+/// One show with its live availability.
+#[utoipa::path(get, path = "/v1/shows/{id}", tag = "shows",
+    responses((status = 200, body = ShowView), (status = 404, body = Problem)))]
+pub async fn get_show(
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+) -> Result<axum::Json<ShowView>, ApiError> {
+    fetch_show(&state, id).await.map(axum::Json)
+}
+
+/// The seat map of a seated show, with each seat's live status.
+#[utoipa::path(get, path = "/v1/shows/{id}/seats", tag = "shows",
+    responses((status = 200, body = SeatMap), (status = 404, body = Problem)))]
+pub async fn seat_map(
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+) -> Result<axum::Json<SeatMap>, ApiError> {
+    fetch_show(&state, id).await?;
+    let seats = sqlx::query_as!(
+        SeatMapEntry,
+        r#"SELECT s.id, sec.name AS section, s.row_label AS row, s.number, s.price_cents,
+                  s.status AS "status: SeatStatus"
+           FROM seats s JOIN sections sec ON sec.id = s.section_id
+           WHERE s.show_id = $1
+           ORDER BY sec.position, s.row_label, s.number"#,
+        id
+    )
+    .fetch_all(&state.db)
+    .await?;
+    Ok(axum::Json(SeatMap { show_id: id, seats }))
+}

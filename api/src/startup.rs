@@ -1,0 +1,72 @@
+//! Builds the application: state, routes, middleware.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::{HeaderName, Request};
+use axum::Router;
+use shared::telemetry::PrometheusHandle;
+use shared::amqp::Publisher;
+use shared::topology::Topology;
+use shared::Config;
+use sqlx::PgPool;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: PgPool,
+    pub publisher: Arc<Publisher>,
+    pub admin_token: Arc<str>,
+}
+
+impl AppState {
+    pub fn new(config: &Config, db: PgPool) -> anyhow::Result<Self> {
+        let admin_token = config
+            .admin_token
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("ADMIN_TOKEN must be set for the api"))?;
+        let topology = Topology {
+            shards: config.shards,
+            delivery_limit: config.delivery_limit,
+        };
+        let name = format!("api {}", std::process::id());
+        Ok(Self {
+            db,
+            publisher: Arc::new(Publisher::new(&config.amqp_url, &name, topology)),
+            admin_token: admin_token.into(),
+        })
+    }
+}
+
+/// The whole HTTP application, ready to serve.
+pub fn app(state: AppState, metrics: PrometheusHandle) -> Router {
+    let request_id = HeaderName::from_static("x-request-id");
+    let ready = shared::ops::db_and_broker_ready(state.db.clone(), state.publisher.clone());
+    Router::new()
+        .merge(crate::routes::router())
+        .merge(crate::openapi::router())
+        .with_state(state.clone())
+        .merge(shared::ops::router(metrics, ready))
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+                .layer(
+                    TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+                        let id = req
+                            .headers()
+                            .get("x-request-id")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("");
+                        tracing::info_span!("http", method = %req.method(), uri = %req.uri(), request_id = id)
+                    }),
+                )
+                .layer(TimeoutLayer::with_status_code(
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    Duration::from_secs(15),
+                ))
+                .layer(PropagateRequestIdLayer::new(request_id)),
+        )
+}

@@ -1,0 +1,154 @@
+//! Which events become which emails, and rendering them (plain text and
+//! HTML, from the templates in `notifier/templates`).
+
+use minijinja::{context, Environment};
+use shared::messages::{BookingEvent, BookingSnapshot, EventKind};
+
+/// An email the notifier sends; also the key under which it is recorded as
+/// sent, so each booking gets each kind at most once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmailKind {
+    Confirmation,
+    Cancellation,
+    HoldExpired,
+}
+
+impl EmailKind {
+    pub fn for_event(kind: EventKind) -> Option<Self> {
+        match kind {
+            EventKind::Confirmed => Some(Self::Confirmation),
+            EventKind::Cancelled => Some(Self::Cancellation),
+            EventKind::Expired => Some(Self::HoldExpired),
+            EventKind::Held | EventKind::Rejected | EventKind::PaymentDeclined => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Confirmation => "confirmation",
+            Self::Cancellation => "cancellation",
+            Self::HoldExpired => "hold_expired",
+        }
+    }
+
+    fn subject(self, b: &BookingSnapshot) -> String {
+        match self {
+            Self::Confirmation => format!("Your tickets for {}", b.show_name),
+            Self::Cancellation => format!("Booking cancelled: {}", b.show_name),
+            Self::HoldExpired => format!("Your hold for {} has expired", b.show_name),
+        }
+    }
+}
+
+pub struct Rendered {
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+/// Templates compiled into the binary, parsed once.
+pub struct Templates {
+    env: Environment<'static>,
+}
+
+impl Default for Templates {
+    fn default() -> Self {
+        let mut env = Environment::new();
+        for (name, source) in [
+            ("layout.html", include_str!("../templates/layout.html")),
+            ("details.txt", include_str!("../templates/details.txt")),
+            ("confirmation.html", include_str!("../templates/confirmation.html")),
+            ("confirmation.txt", include_str!("../templates/confirmation.txt")),
+            ("cancellation.html", include_str!("../templates/cancellation.html")),
+            ("cancellation.txt", include_str!("../templates/cancellation.txt")),
+            ("hold_expired.html", include_str!("../templates/hold_expired.html")),
+            ("hold_expired.txt", include_str!("../templates/hold_expired.txt")),
+        ] {
+            env.add_template(name, source).expect("templates parse");
+        }
+        Self { env }
+    }
+}
+
+impl Templates {
+    pub fn render(&self, kind: EmailKind, event: &BookingEvent) -> Result<Rendered, minijinja::Error> {
+        let b = &event.booking;
+        let subject = kind.subject(b);
+        let ctx = context! {
+            b => b,
+            subject => &subject,
+            starts_at => b.starts_at.format("%A %-d %B %Y, %H:%M UTC").to_string(),
+            total => money(b.total_cents.unwrap_or(0)),
+        };
+        let text = self.env.get_template(&format!("{}.txt", kind.as_str()))?.render(&ctx)?;
+        let html = self.env.get_template(&format!("{}.html", kind.as_str()))?.render(&ctx)?;
+        Ok(Rendered { subject, text, html })
+    }
+}
+
+fn money(cents: i64) -> String {
+    format!("{}.{:02}", cents / 100, cents % 100)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+    use shared::domain::BookingStatus;
+    use shared::messages::SeatLabel;
+    use uuid::Uuid;
+
+    fn event(seats: Vec<SeatLabel>) -> BookingEvent {
+        BookingEvent {
+            event_id: Uuid::now_v7(),
+            kind: EventKind::Confirmed,
+            occurred_at: Utc::now(),
+            booking: BookingSnapshot {
+                id: Uuid::new_v4(),
+                show_id: Uuid::new_v4(),
+                show_name: "Hamlet".into(),
+                venue: "Globe".into(),
+                starts_at: Utc::now(),
+                email: "ada@example.com".into(),
+                name: "Ada".into(),
+                status: BookingStatus::Confirmed,
+                reason: None,
+                quantity: 2,
+                seats,
+                total_cents: Some(9050),
+                hold_expires_at: None,
+                tickets: vec!["TKT-AAAA-BBBB-CCCC".into(), "TKT-DDDD-EEEE-FFFF".into()],
+            },
+        }
+    }
+
+    #[test]
+    fn confirmation_lists_every_ticket_code_in_both_parts() {
+        let mail = Templates::default().render(EmailKind::Confirmation, &event(vec![])).unwrap();
+        for code in ["TKT-AAAA-BBBB-CCCC", "TKT-DDDD-EEEE-FFFF"] {
+            assert!(mail.text.contains(code) && mail.html.contains(code), "{code} missing");
+        }
+        assert!(mail.text.contains("2 x general admission"));
+        assert!(mail.text.contains("90.50"));
+        assert_eq!(mail.subject, "Your tickets for Hamlet");
+    }
+
+    #[test]
+    fn seated_emails_name_the_seats() {
+        let seat = SeatLabel {
+            section: "Stalls".into(),
+            row: "B".into(),
+            number: 7,
+            price_cents: 4525,
+        };
+        let mail = Templates::default().render(EmailKind::Confirmation, &event(vec![seat])).unwrap();
+        assert!(mail.text.contains("Stalls, row B, seat 7"));
+        assert!(mail.html.contains("Stalls, row B, seat 7"));
+    }
+
+    #[test]
+    fn only_customer_facing_events_send_email() {
+        assert_eq!(EmailKind::for_event(EventKind::Held), None);
+        assert_eq!(EmailKind::for_event(EventKind::Expired), Some(EmailKind::HoldExpired));
+    }
+}

@@ -1,0 +1,56 @@
+//! The notifier: booking events in, emails out.
+
+mod consumer;
+mod email;
+mod mailer;
+
+use std::sync::Arc;
+
+use shared::amqp::Publisher;
+use shared::topology::Topology;
+use shared::Config;
+use tokio_util::task::TaskTracker;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let metrics = shared::telemetry::init("notifier");
+    let config = Config::from_env()?;
+    let cancel = shared::shutdown::on_signal();
+    let Some(db) = shared::db::connect_and_migrate(&config.database_url, config.db_pool_size, &cancel).await?
+    else {
+        return Ok(());
+    };
+    let topology = Topology {
+        shards: config.shards,
+        delivery_limit: config.delivery_limit,
+    };
+    let publisher = Arc::new(Publisher::new(
+        &config.amqp_url,
+        &format!("notifier {} publisher", std::process::id()),
+        topology,
+    ));
+    let notifier = Arc::new(consumer::Notifier {
+        db: db.clone(),
+        mailer: mailer::Mailer::new(&config.smtp_url, &config.mail_from)?,
+        templates: email::Templates::default(),
+        dead_letters: publisher.clone(),
+        amqp_url: config.amqp_url.clone(),
+        topology,
+        concurrency: 8,
+        max_attempts: config.max_attempts,
+    });
+
+    let tasks = TaskTracker::new();
+    tasks.spawn(notifier.run(cancel.clone()));
+    let ready = shared::ops::db_and_broker_ready(db.clone(), publisher);
+    tasks.spawn(async move {
+        if let Err(err) = shared::ops::serve(config.metrics_addr, metrics, ready, cancel).await {
+            tracing::error!(error = %err, "ops server failed");
+        }
+    });
+    tasks.close();
+    tasks.wait().await;
+    db.close().await;
+    tracing::info!("notifier stopped");
+    Ok(())
+}

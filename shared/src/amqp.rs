@@ -1,0 +1,301 @@
+//! Connecting to RabbitMQ and publishing with publisher confirms.
+//!
+//! lapin's own recovery has gaps, so every service owns its reconnection:
+//! connections are made here with a timeout and backoff, the topology is
+//! re-declared on every new connection, and a broken publisher channel is
+//! replaced on the next publish.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::Retryable;
+use lapin::message::Delivery;
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::Confirmation;
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use crate::messages::BookingCommand;
+use crate::topology::{self, Topology, DEAD_LETTER_EXCHANGE, REQUESTS_EXCHANGE};
+
+/// How long a connection attempt may take before it counts as failed; the
+/// API must answer 503 quickly when the broker is gone, never hang.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a publish may wait for its confirm.
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("RabbitMQ is unavailable: {0}")]
+    Unavailable(#[from] lapin::Error),
+    #[error("RabbitMQ did not answer in time")]
+    Timeout,
+    #[error("RabbitMQ refused the message (nack)")]
+    Nacked,
+    #[error("no queue is bound for routing key {0:?}")]
+    Unroutable(String),
+}
+
+/// Opens a connection named `name` (shown in the management UI).
+pub async fn connect(url: &str, name: &str) -> lapin::Result<Connection> {
+    let props = ConnectionProperties::default().with_connection_name(LongString::from(name));
+    match tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(url, props)).await {
+        Ok(result) => result,
+        Err(_) => Err(lapin::ErrorKind::IOError(std::sync::Arc::new(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "connecting to RabbitMQ timed out",
+        )))
+        .into()),
+    }
+}
+
+/// Connects, declares the topology and returns the connection, retrying
+/// with capped exponential backoff until it works or `cancel` fires.
+pub async fn connect_until_ready(
+    url: &str,
+    name: &str,
+    topology: &Topology,
+    cancel: &CancellationToken,
+) -> Option<Connection> {
+    let attempt = || async {
+        let conn = connect(url, name).await?;
+        let channel = conn.create_channel().await?;
+        topology.declare(&channel).await?;
+        let _ = channel.close(200, "topology declared".into()).await;
+        Ok::<_, lapin::Error>(conn)
+    };
+    let retrying = attempt
+        .retry(crate::retry::forever())
+        .notify(|err, wait| tracing::warn!(error = %err, ?wait, "RabbitMQ not reachable, retrying"));
+    tokio::select! {
+        conn = retrying => conn.ok(),
+        () = cancel.cancelled() => None,
+    }
+}
+
+/// Runs `session` on a fresh connection, again and again: whenever it
+/// returns (the broker went away, a channel failed) the connection is closed
+/// and a new one is made with backoff, until `cancel` fires.
+pub async fn reconnecting<F, Fut>(
+    url: &str,
+    name: &str,
+    topology: &Topology,
+    cancel: &CancellationToken,
+    mut session: F,
+) where
+    F: FnMut(Arc<Connection>) -> Fut,
+    Fut: Future<Output = lapin::Result<()>>,
+{
+    while let Some(conn) = connect_until_ready(url, name, topology, cancel).await {
+        let conn = Arc::new(conn);
+        match session(conn.clone()).await {
+            Ok(()) if cancel.is_cancelled() => tracing::info!("consumer stopped"),
+            Ok(()) => tracing::warn!("subscription ended, reconnecting"),
+            Err(err) => tracing::warn!(error = %err, "consuming failed, reconnecting"),
+        }
+        let _ = conn.close(200, "reconnecting or stopping".into()).await;
+        if cancel.is_cancelled() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// A message to publish: where it goes and what it carries.
+pub struct Outgoing<'a> {
+    pub exchange: &'a str,
+    pub routing_key: &'a str,
+    pub payload: &'a [u8],
+    pub message_id: String,
+    pub headers: FieldTable,
+    /// Whether an unroutable message is an error (commands) or fine
+    /// (events nobody subscribes to).
+    pub mandatory: bool,
+}
+
+impl Outgoing<'_> {
+    fn properties(&self) -> BasicProperties {
+        BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_content_type("application/json".into())
+            .with_message_id(ShortString::from(self.message_id.as_str()))
+            .with_timestamp(chrono::Utc::now().timestamp().max(0) as u64)
+            .with_headers(self.headers.clone())
+    }
+}
+
+/// Sets a string header on a message.
+pub fn header(headers: &mut FieldTable, name: &str, value: &str) {
+    headers.insert(ShortString::from(name), AMQPValue::LongString(value.into()));
+}
+
+/// A shared publisher on one confirm-mode channel. Concurrent publishes are
+/// pipelined on the channel (each awaits only its own confirm); a failed
+/// channel is dropped and a new connection is made by the next publish.
+pub struct Publisher {
+    url: String,
+    name: String,
+    topology: Topology,
+    channel: Mutex<Option<(Connection, Channel)>>,
+}
+
+impl Publisher {
+    pub fn new(url: &str, name: &str, topology: Topology) -> Self {
+        Self {
+            url: url.to_owned(),
+            name: name.to_owned(),
+            topology,
+            channel: Mutex::new(None),
+        }
+    }
+
+    /// Whether the publisher currently holds a healthy channel.
+    pub async fn is_connected(&self) -> bool {
+        matches!(&*self.channel.lock().await, Some((c, ch)) if c.status().connected() && ch.status().connected())
+    }
+
+    /// Makes sure a channel is open (used by readiness checks and at start).
+    pub async fn ensure_connected(&self) -> Result<(), PublishError> {
+        self.channel().await.map(drop)
+    }
+
+    async fn channel(&self) -> Result<Channel, PublishError> {
+        let mut guard = self.channel.lock().await;
+        if let Some((conn, channel)) = &*guard {
+            if conn.status().connected() && channel.status().connected() {
+                return Ok(channel.clone());
+            }
+            let _ = conn.close(200, "replacing broken connection".into()).await;
+        }
+        *guard = None;
+        let conn = connect(&self.url, &self.name).await?;
+        let channel = conn.create_channel().await?;
+        channel.confirm_select(ConfirmSelectOptions::default()).await?;
+        self.topology.declare(&channel).await?;
+        *guard = Some((conn, channel.clone()));
+        Ok(channel)
+    }
+
+    /// Drops the channel if it is still the one that failed.
+    async fn invalidate(&self, failed: &Channel) {
+        let mut guard = self.channel.lock().await;
+        if matches!(&*guard, Some((_, ch)) if ch.id() == failed.id()) {
+            if let Some((conn, _)) = guard.take() {
+                let _ = conn.close(200, "publish failed".into()).await;
+            }
+        }
+    }
+
+    /// Publishes one persistent message and waits for the broker to confirm
+    /// it. `Ok` means RabbitMQ has taken responsibility for the message.
+    pub async fn publish(&self, msg: Outgoing<'_>) -> Result<(), PublishError> {
+        let channel = tokio::time::timeout(CONNECT_TIMEOUT, self.channel())
+            .await
+            .map_err(|_| PublishError::Timeout)??;
+        let outcome = tokio::time::timeout(CONFIRM_TIMEOUT, async {
+            let options = BasicPublishOptions {
+                mandatory: msg.mandatory,
+                ..Default::default()
+            };
+            let confirm = channel
+                .basic_publish(
+                    msg.exchange.into(),
+                    msg.routing_key.into(),
+                    options,
+                    msg.payload,
+                    msg.properties(),
+                )
+                .await?;
+            Ok::<_, lapin::Error>(confirm.await?)
+        })
+        .await;
+        match outcome {
+            Ok(Ok(Confirmation::Ack(None))) => Ok(()),
+            Ok(Ok(Confirmation::Ack(Some(_)))) => {
+                Err(PublishError::Unroutable(msg.routing_key.to_owned()))
+            }
+            Ok(Ok(Confirmation::Nack(_) | Confirmation::NotRequested)) => Err(PublishError::Nacked),
+            Ok(Err(err)) => {
+                self.invalidate(&channel).await;
+                Err(err.into())
+            }
+            Err(_) => {
+                self.invalidate(&channel).await;
+                Err(PublishError::Timeout)
+            }
+        }
+    }
+}
+
+impl Publisher {
+    /// Sends a command to the shard queue of its show (the consistent-hash
+    /// exchange hashes the show id), confirmed by the broker.
+    pub async fn send_command(&self, command: &BookingCommand) -> Result<(), PublishError> {
+        let payload = serde_json::to_vec(command).expect("commands always serialize");
+        let mut headers = FieldTable::default();
+        header(&mut headers, "x-booking-id", &command.booking_id().to_string());
+        header(&mut headers, "x-command", command.name());
+        self.publish(Outgoing {
+            exchange: REQUESTS_EXCHANGE,
+            routing_key: &command.show_id().to_string(),
+            payload: &payload,
+            message_id: uuid::Uuid::now_v7().to_string(),
+            headers,
+            mandatory: true,
+        })
+        .await
+    }
+}
+
+impl Publisher {
+    /// Moves a consumed message to `dead_queue` (through the dead-letter
+    /// exchange) with why it died and how often it was tried, in headers an
+    /// operator sees in the management UI. The caller acks the original
+    /// only after this returned `Ok`.
+    pub async fn dead_letter(
+        &self,
+        delivery: &Delivery,
+        source_queue: &str,
+        dead_queue: &str,
+        reason: &str,
+        attempts: u32,
+    ) -> Result<(), PublishError> {
+        let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+        header(&mut headers, topology::HEADER_DEATH_REASON, reason);
+        header(&mut headers, topology::HEADER_SOURCE_QUEUE, source_queue);
+        headers.insert(
+            topology::HEADER_ATTEMPTS.into(),
+            AMQPValue::LongInt(i32::try_from(attempts).unwrap_or(i32::MAX)),
+        );
+        let message_id = delivery
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|id| id.to_string())
+            .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+        self.publish(Outgoing {
+            exchange: DEAD_LETTER_EXCHANGE,
+            routing_key: dead_queue,
+            payload: &delivery.data,
+            message_id,
+            headers,
+            mandatory: true,
+        })
+        .await
+    }
+}
+
+/// Deliveries of this message before this one, as counted by the quorum
+/// queue (`x-delivery-count`).
+pub fn previous_deliveries(delivery: &Delivery) -> u32 {
+    let headers = delivery.properties.headers().as_ref();
+    match headers.and_then(|h| h.inner().get("x-delivery-count")) {
+        Some(AMQPValue::LongLongInt(n)) => u32::try_from(*n).unwrap_or(0),
+        Some(AMQPValue::LongInt(n)) => u32::try_from(*n).unwrap_or(0),
+        Some(AMQPValue::ShortInt(n)) => u32::try_from(*n).unwrap_or(0),
+        _ => 0,
+    }
+}

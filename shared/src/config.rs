@@ -1,0 +1,99 @@
+//! One typed configuration struct, read from the environment (PRODUCT.md §6).
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// A variable that is missing or does not parse.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("environment variable {0} is required")]
+    Missing(&'static str),
+    #[error("environment variable {name} has an invalid value {value:?}: {reason}")]
+    Invalid {
+        name: &'static str,
+        value: String,
+        reason: String,
+    },
+}
+
+/// Settings of all three services. Each service reads only what it needs;
+/// the rest keeps its default, so one `.env` can serve the whole system.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database_url: String,
+    pub amqp_url: String,
+    pub smtp_url: String,
+    pub mail_from: String,
+    /// Bearer token for admin endpoints; the api refuses to start without it.
+    pub admin_token: Option<String>,
+    pub api_addr: SocketAddr,
+    /// Where a worker or notifier serves `/healthz`, `/readyz`, `/metrics`.
+    pub metrics_addr: SocketAddr,
+    pub hold_duration: Duration,
+    pub reminder_lead: Duration,
+    /// Number of booking-request shard queues (fixed per deployment).
+    pub shards: u16,
+    /// Unacknowledged messages a consumer may hold per queue.
+    pub prefetch: u16,
+    /// Deliveries after which the broker dead-letters a message that keeps
+    /// crashing its consumer.
+    pub delivery_limit: u32,
+    /// Attempts a worker makes at one message before dead-lettering it.
+    pub max_attempts: u32,
+    pub db_pool_size: u32,
+    /// Queued bookings older than this are republished (API crash recovery).
+    pub requeue_after: Duration,
+    /// Public base URL, used in emails and `Location` headers.
+    pub public_url: String,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            database_url: required("DATABASE_URL")?,
+            amqp_url: or("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"),
+            smtp_url: or("SMTP_URL", "smtp://127.0.0.1:1025"),
+            mail_from: or("MAIL_FROM", "Booking <tickets@booking.local>"),
+            admin_token: std::env::var("ADMIN_TOKEN").ok().filter(|t| !t.is_empty()),
+            api_addr: parsed("API_ADDR", "127.0.0.1:8080")?,
+            metrics_addr: parsed("METRICS_ADDR", "127.0.0.1:9100")?,
+            hold_duration: Duration::from_secs(parsed("HOLD_SECONDS", "300")?),
+            reminder_lead: Duration::from_secs(parsed("REMINDER_LEAD_SECONDS", "86400")?),
+            shards: parsed("SHARDS", "16")?,
+            prefetch: parsed("PREFETCH", "200")?,
+            delivery_limit: parsed("DELIVERY_LIMIT", "5")?,
+            max_attempts: parsed("MAX_ATTEMPTS", "5")?,
+            db_pool_size: parsed("DB_POOL_SIZE", "16")?,
+            requeue_after: Duration::from_secs(parsed("REQUEUE_AFTER_SECONDS", "120")?),
+            public_url: or("PUBLIC_URL", "http://127.0.0.1:8080"),
+        })
+    }
+}
+
+fn required(name: &'static str) -> Result<String, ConfigError> {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .ok_or(ConfigError::Missing(name))
+}
+
+fn or(name: &'static str, default: &str) -> String {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| default.to_owned())
+}
+
+fn parsed<T>(name: &'static str, default: &str) -> Result<T, ConfigError>
+where
+    T: FromStr,
+    T::Err: std::fmt::Display,
+{
+    let value = or(name, default);
+    value.parse().map_err(|e: T::Err| ConfigError::Invalid {
+        name,
+        reason: e.to_string(),
+        value,
+    })
+}

@@ -1,0 +1,56 @@
+//! PostgreSQL pool and migrations.
+
+use std::time::Duration;
+
+use backon::Retryable;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use tokio_util::sync::CancellationToken;
+
+/// Migrations compiled into every binary. sqlx takes a PostgreSQL advisory
+/// lock while migrating, so several processes starting together are safe.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+
+/// Opens a pool (waiting for the database with backoff) and applies any
+/// pending migrations. Returns `None` if cancelled before the database came.
+pub async fn connect_and_migrate(
+    url: &str,
+    max_connections: u32,
+    cancel: &CancellationToken,
+) -> Result<Option<PgPool>, sqlx::migrate::MigrateError> {
+    let connect = || async {
+        PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(3))
+            .connect(url)
+            .await
+    };
+    let retrying = connect
+        .retry(crate::retry::forever())
+        .notify(|err, wait| tracing::warn!(error = %err, ?wait, "PostgreSQL not reachable, retrying"));
+    let pool = tokio::select! {
+        pool = retrying => pool.expect("retries forever"),
+        () = cancel.cancelled() => return Ok(None),
+    };
+    MIGRATOR.run(&pool).await?;
+    Ok(Some(pool))
+}
+
+/// Whether an error means the database could not be reached (worth
+/// retrying) rather than that the statement itself is wrong.
+pub fn is_transient(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => matches!(
+            db.code().as_deref(),
+            // serialization_failure, deadlock_detected, admin_shutdown,
+            // crash_shutdown, cannot_connect_now, too_many_connections
+            Some("40001" | "40P01" | "57P01" | "57P02" | "57P03" | "53300")
+        ),
+        _ => false,
+    }
+}

@@ -1,0 +1,16 @@
+//! What every service of the booking system shares: the domain vocabulary,
+//! the message schemas on the wire, the queue topology, configuration, and
+//! the plumbing to reach PostgreSQL and RabbitMQ and to be observed.
+
+pub mod amqp;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod messages;
+pub mod ops;
+pub mod retry;
+pub mod shutdown;
+pub mod telemetry;
+pub mod topology;
+
+pub use config::Config;

@@ -1,0 +1,142 @@
+//! Message schemas on the wire. Both are JSON; unknown fields are ignored so
+//! that producers can add fields before consumers know them.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::domain::{BookingStatus, Reason};
+
+/// A command for the worker that owns the show's shard. All commands of one
+/// show travel the same queue, so they are decided in the order accepted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum BookingCommand {
+    /// Hold the seats or quantity of a queued booking, or reject it.
+    Request { booking_id: Uuid, show_id: Uuid },
+    /// Take payment for a held booking and confirm it.
+    Confirm {
+        booking_id: Uuid,
+        show_id: Uuid,
+        payment_token: String,
+    },
+    /// Release a held or confirmed booking.
+    Cancel { booking_id: Uuid, show_id: Uuid },
+}
+
+impl BookingCommand {
+    pub fn booking_id(&self) -> Uuid {
+        match self {
+            Self::Request { booking_id, .. }
+            | Self::Confirm { booking_id, .. }
+            | Self::Cancel { booking_id, .. } => *booking_id,
+        }
+    }
+
+    pub fn show_id(&self) -> Uuid {
+        match self {
+            Self::Request { show_id, .. }
+            | Self::Confirm { show_id, .. }
+            | Self::Cancel { show_id, .. } => *show_id,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Request { .. } => "request",
+            Self::Confirm { .. } => "confirm",
+            Self::Cancel { .. } => "cancel",
+        }
+    }
+}
+
+/// What happened to a booking; written to the outbox in the transaction that
+/// made it happen, then relayed to the `booking.events` exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    Held,
+    Rejected,
+    Confirmed,
+    PaymentDeclined,
+    Cancelled,
+    Expired,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Held => "held",
+            Self::Rejected => "rejected",
+            Self::Confirmed => "confirmed",
+            Self::PaymentDeclined => "payment_declined",
+            Self::Cancelled => "cancelled",
+            Self::Expired => "expired",
+        }
+    }
+
+    /// Routing key on the `booking.events` topic exchange.
+    pub fn routing_key(self) -> String {
+        format!("booking.{}", self.as_str())
+    }
+}
+
+/// An event with a snapshot of the booking as it was when it happened, so a
+/// consumer (the notifier) needs no second read to act on it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BookingEvent {
+    /// Unique per event; consumers deduplicate on it.
+    pub event_id: Uuid,
+    pub kind: EventKind,
+    pub occurred_at: DateTime<Utc>,
+    pub booking: BookingSnapshot,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BookingSnapshot {
+    pub id: Uuid,
+    pub show_id: Uuid,
+    pub show_name: String,
+    pub venue: String,
+    pub starts_at: DateTime<Utc>,
+    pub email: String,
+    pub name: String,
+    pub status: BookingStatus,
+    pub reason: Option<Reason>,
+    pub quantity: i32,
+    pub seats: Vec<SeatLabel>,
+    pub total_cents: Option<i64>,
+    pub hold_expires_at: Option<DateTime<Utc>>,
+    pub tickets: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeatLabel {
+    pub section: String,
+    pub row: String,
+    pub number: i32,
+    pub price_cents: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_are_tagged_json_that_round_trips() {
+        let cmd = BookingCommand::Confirm {
+            booking_id: Uuid::nil(),
+            show_id: Uuid::nil(),
+            payment_token: "tok_visa".into(),
+        };
+        let json = serde_json::to_value(&cmd).unwrap();
+        assert_eq!(json["type"], "confirm");
+        assert_eq!(json["payment_token"], "tok_visa");
+        assert_eq!(serde_json::from_value::<BookingCommand>(json).unwrap(), cmd);
+    }
+
+    #[test]
+    fn event_routing_keys_name_the_kind() {
+        assert_eq!(EventKind::PaymentDeclined.routing_key(), "booking.payment_declined");
+    }
+}

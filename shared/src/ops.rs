@@ -1,0 +1,80 @@
+//! `/healthz`, `/readyz` and `/metrics`, served by every service: the api on
+//! its own port, workers and the notifier on `METRICS_ADDR`.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::amqp::Publisher;
+
+/// Answers whether the service can do its work right now.
+pub type ReadinessCheck =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
+
+/// Ready when the database answers and a publisher channel is open.
+pub fn db_and_broker_ready(db: sqlx::PgPool, publisher: Arc<Publisher>) -> ReadinessCheck {
+    Arc::new(move || {
+        let (db, publisher) = (db.clone(), publisher.clone());
+        Box::pin(async move {
+            sqlx::query("SELECT 1")
+                .execute(&db)
+                .await
+                .map_err(|e| format!("database: {e}"))?;
+            publisher
+                .ensure_connected()
+                .await
+                .map_err(|e| format!("rabbitmq: {e}"))
+        })
+    })
+}
+
+#[derive(Clone)]
+struct OpsState {
+    metrics: PrometheusHandle,
+    ready: ReadinessCheck,
+}
+
+/// Routes for health, readiness and metrics, mergeable into any router.
+pub fn router<S: Clone + Send + Sync + 'static>(
+    metrics: PrometheusHandle,
+    ready: ReadinessCheck,
+) -> Router<S> {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(render_metrics))
+        .with_state(OpsState { metrics, ready })
+}
+
+async fn readyz(State(state): State<OpsState>) -> (StatusCode, String) {
+    match (state.ready)().await {
+        Ok(()) => (StatusCode::OK, "ready".into()),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, why),
+    }
+}
+
+async fn render_metrics(State(state): State<OpsState>) -> String {
+    state.metrics.render()
+}
+
+/// Serves the ops routes on `addr` until `cancel` fires.
+pub async fn serve(
+    addr: SocketAddr,
+    metrics: PrometheusHandle,
+    ready: ReadinessCheck,
+    cancel: CancellationToken,
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(%addr, "serving /healthz, /readyz and /metrics");
+    axum::serve(listener, router::<()>(metrics, ready))
+        .with_graceful_shutdown(async move { cancel.cancelled().await })
+        .await
+}

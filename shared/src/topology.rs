@@ -1,0 +1,169 @@
+//! The RabbitMQ topology, declared idempotently by every service at start
+//! and after every reconnect, so no process depends on another having run.
+//!
+//! ```text
+//! api ──▶ booking.requests (x-consistent-hash on show id)
+//!            ├─▶ booking.requests.shard-00  (quorum, single active consumer)
+//!            ├─▶ …
+//!            └─▶ booking.requests.shard-NN ──▶ worker
+//!                      │ (delivery limit / poison)
+//!                      ▼
+//!            booking.dead-letter (direct) ──▶ booking.requests.dead
+//!                                         └─▶ notifier.emails.dead
+//! worker (outbox relay) ──▶ booking.events (topic, booking.<kind>)
+//!                                         └─▶ notifier.emails ──▶ notifier
+//! ```
+
+use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{Channel, ExchangeKind};
+
+pub const REQUESTS_EXCHANGE: &str = "booking.requests";
+pub const DEAD_LETTER_EXCHANGE: &str = "booking.dead-letter";
+pub const REQUESTS_DEAD_QUEUE: &str = "booking.requests.dead";
+pub const EVENTS_EXCHANGE: &str = "booking.events";
+pub const NOTIFIER_QUEUE: &str = "notifier.emails";
+pub const NOTIFIER_DEAD_QUEUE: &str = "notifier.emails.dead";
+
+/// Events the notifier turns into emails.
+pub const NOTIFIER_BINDINGS: [&str; 3] = ["booking.confirmed", "booking.cancelled", "booking.expired"];
+
+/// Header names a consumer sets when it dead-letters a message itself.
+pub const HEADER_DEATH_REASON: &str = "x-booking-death-reason";
+pub const HEADER_ATTEMPTS: &str = "x-booking-attempts";
+pub const HEADER_SOURCE_QUEUE: &str = "x-booking-source-queue";
+
+/// Shape of the topology that must agree across all processes.
+#[derive(Debug, Clone, Copy)]
+pub struct Topology {
+    pub shards: u16,
+    pub delivery_limit: u32,
+}
+
+impl Topology {
+    pub fn shard_queue(shard: u16) -> String {
+        format!("{REQUESTS_EXCHANGE}.shard-{shard:02}")
+    }
+
+    pub fn shard_queues(&self) -> impl Iterator<Item = (u16, String)> {
+        (0..self.shards).map(|s| (s, Self::shard_queue(s)))
+    }
+
+    /// Declares every exchange, queue and binding. Safe to call any number of
+    /// times from any number of processes with the same settings.
+    pub async fn declare(&self, channel: &Channel) -> lapin::Result<()> {
+        let durable = ExchangeDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        channel
+            .exchange_declare(
+                REQUESTS_EXCHANGE.into(),
+                ExchangeKind::Custom("x-consistent-hash".into()),
+                durable,
+                FieldTable::default(),
+            )
+            .await?;
+        channel
+            .exchange_declare(
+                DEAD_LETTER_EXCHANGE.into(),
+                ExchangeKind::Direct,
+                durable,
+                FieldTable::default(),
+            )
+            .await?;
+        channel
+            .exchange_declare(
+                EVENTS_EXCHANGE.into(),
+                ExchangeKind::Topic,
+                durable,
+                FieldTable::default(),
+            )
+            .await?;
+
+        for dead in [REQUESTS_DEAD_QUEUE, NOTIFIER_DEAD_QUEUE] {
+            declare_queue(channel, dead, quorum_args()).await?;
+            bind(channel, dead, DEAD_LETTER_EXCHANGE, dead).await?;
+        }
+
+        for (_, queue) in self.shard_queues() {
+            let mut args = self.work_queue_args(REQUESTS_DEAD_QUEUE);
+            // One consumer at a time per shard keeps each show's order.
+            args.insert("x-single-active-consumer".into(), AMQPValue::Boolean(true));
+            declare_queue(channel, &queue, args).await?;
+            // For the consistent-hash exchange the binding key is the weight.
+            bind(channel, &queue, REQUESTS_EXCHANGE, "1").await?;
+        }
+
+        declare_queue(channel, NOTIFIER_QUEUE, self.work_queue_args(NOTIFIER_DEAD_QUEUE)).await?;
+        for key in NOTIFIER_BINDINGS {
+            bind(channel, NOTIFIER_QUEUE, EVENTS_EXCHANGE, key).await?;
+        }
+        Ok(())
+    }
+
+    /// A quorum queue whose messages that crash consumers too often end in
+    /// `dead_queue` (via the dead-letter exchange) instead of looping.
+    fn work_queue_args(&self, dead_queue: &str) -> FieldTable {
+        let mut args = quorum_args();
+        args.insert(
+            "x-delivery-limit".into(),
+            AMQPValue::LongLongInt(self.delivery_limit.into()),
+        );
+        args.insert("x-dead-letter-exchange".into(), long(DEAD_LETTER_EXCHANGE));
+        args.insert("x-dead-letter-routing-key".into(), long(dead_queue));
+        args
+    }
+}
+
+fn quorum_args() -> FieldTable {
+    let mut args = FieldTable::default();
+    args.insert("x-queue-type".into(), long("quorum"));
+    args
+}
+
+fn long(value: &str) -> AMQPValue {
+    AMQPValue::LongString(LongString::from(value))
+}
+
+async fn declare_queue(channel: &Channel, name: &str, args: FieldTable) -> lapin::Result<()> {
+    let options = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    channel
+        .queue_declare(ShortString::from(name), options, args)
+        .await
+        .map(drop)
+}
+
+async fn bind(channel: &Channel, queue: &str, exchange: &str, key: &str) -> lapin::Result<()> {
+    channel
+        .queue_bind(
+            queue.into(),
+            exchange.into(),
+            key.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_queue_names_sort_in_shard_order() {
+        let t = Topology {
+            shards: 12,
+            delivery_limit: 5,
+        };
+        let names: Vec<_> = t.shard_queues().map(|(_, q)| q).collect();
+        assert_eq!(names[0], "booking.requests.shard-00");
+        assert_eq!(names[11], "booking.requests.shard-11");
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(names, sorted);
+    }
+}
