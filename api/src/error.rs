@@ -56,11 +56,27 @@ impl ApiError {
 
     fn parts(&self) -> (StatusCode, &'static str, &'static str) {
         match self {
-            Self::MalformedBody(_) => (StatusCode::BAD_REQUEST, "malformed_body", "Malformed request body"),
-            Self::BadParameter(_) => (StatusCode::BAD_REQUEST, "bad_parameter", "Invalid parameter"),
-            Self::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", "Validation failed"),
+            Self::MalformedBody(_) => (
+                StatusCode::BAD_REQUEST,
+                "malformed_body",
+                "Malformed request body",
+            ),
+            Self::BadParameter(_) => (
+                StatusCode::BAD_REQUEST,
+                "bad_parameter",
+                "Invalid parameter",
+            ),
+            Self::Validation(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                "Validation failed",
+            ),
             Self::NotFound("show") => (StatusCode::NOT_FOUND, "show_not_found", "Show not found"),
-            Self::NotFound("booking") => (StatusCode::NOT_FOUND, "booking_not_found", "Booking not found"),
+            Self::NotFound("booking") => (
+                StatusCode::NOT_FOUND,
+                "booking_not_found",
+                "Booking not found",
+            ),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", "Not found"),
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
             Self::Conflict { code, .. } => (StatusCode::CONFLICT, code, "Conflict"),
@@ -74,7 +90,11 @@ impl ApiError {
                 "temporarily_unavailable",
                 "Temporarily unavailable",
             ),
-            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal error"),
+            Self::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "Internal error",
+            ),
         }
     }
 }

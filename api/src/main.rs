@@ -7,7 +7,8 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::from_env()?;
     let shutdown = shared::shutdown::on_signal();
     let Some(db) =
-        shared::db::connect_and_migrate(&config.database_url, config.db_pool_size, &shutdown).await?
+        shared::db::connect_and_migrate(&config.database_url, config.db_pool_size, &shutdown)
+            .await?
     else {
         return Ok(());
     };

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use axum::http::{HeaderName, Request};
 use axum::Router;
-use shared::telemetry::PrometheusHandle;
 use shared::amqp::Publisher;
+use shared::telemetry::PrometheusHandle;
 use shared::topology::Topology;
 use shared::Config;
 use sqlx::PgPool;

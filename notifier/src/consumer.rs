@@ -53,9 +53,15 @@ impl Notifier {
         .await;
     }
 
-    async fn consume(self: Arc<Self>, conn: Arc<Connection>, cancel: CancellationToken) -> lapin::Result<()> {
+    async fn consume(
+        self: Arc<Self>,
+        conn: Arc<Connection>,
+        cancel: CancellationToken,
+    ) -> lapin::Result<()> {
         let channel = conn.create_channel().await?;
-        channel.basic_qos(self.concurrency, BasicQosOptions::default()).await?;
+        channel
+            .basic_qos(self.concurrency, BasicQosOptions::default())
+            .await?;
         let consumer = channel
             .basic_consume(
                 NOTIFIER_QUEUE.into(),
@@ -81,13 +87,22 @@ impl Notifier {
             // Shutdown mid-retry: leave it unacked for redelivery.
             Ok(false) => return Ok(()),
             Err((poison, attempts)) => {
-                metrics::counter!("notifier_emails_total", "outcome" => "dead_lettered").increment(1);
+                metrics::counter!("notifier_emails_total", "outcome" => "dead_lettered")
+                    .increment(1);
                 tracing::error!(error = %poison, "dead-lettering notification");
                 let attempts = attempts + amqp::previous_deliveries(&delivery);
                 self.dead_letters
-                    .dead_letter(&delivery, NOTIFIER_QUEUE, NOTIFIER_DEAD_QUEUE, &poison.to_string(), attempts)
+                    .dead_letter(
+                        &delivery,
+                        NOTIFIER_QUEUE,
+                        NOTIFIER_DEAD_QUEUE,
+                        &poison.to_string(),
+                        attempts,
+                    )
                     .await
-                    .map_err(|e| lapin::ErrorKind::IOError(Arc::new(std::io::Error::other(e.to_string()))))?;
+                    .map_err(|e| {
+                        lapin::ErrorKind::IOError(Arc::new(std::io::Error::other(e.to_string())))
+                    })?;
             }
         }
         delivery.acker.ack(BasicAckOptions::default()).await?;
@@ -95,8 +110,13 @@ impl Notifier {
     }
 
     /// Sends the email the event calls for, once. `Ok(false)` if interrupted.
-    async fn deliver(&self, delivery: &Delivery, cancel: &CancellationToken) -> Result<bool, (Poison, u32)> {
-        let event: BookingEvent = serde_json::from_slice(&delivery.data).map_err(|e| (e.into(), 1))?;
+    async fn deliver(
+        &self,
+        delivery: &Delivery,
+        cancel: &CancellationToken,
+    ) -> Result<bool, (Poison, u32)> {
+        let event: BookingEvent =
+            serde_json::from_slice(&delivery.data).map_err(|e| (e.into(), 1))?;
         let Some(kind) = EmailKind::for_event(event.kind) else {
             return Ok(true);
         };
@@ -150,7 +170,11 @@ impl Notifier {
     }
 
     /// `true` if the email still has to be sent.
-    async fn already_sent(&self, booking_id: uuid::Uuid, kind: EmailKind) -> Result<bool, sqlx::Error> {
+    async fn already_sent(
+        &self,
+        booking_id: uuid::Uuid,
+        kind: EmailKind,
+    ) -> Result<bool, sqlx::Error> {
         let sent = sqlx::query_scalar!(
             "SELECT 1 AS one FROM sent_emails WHERE booking_id = $1 AND kind = $2",
             booking_id,
@@ -163,7 +187,11 @@ impl Notifier {
 
     /// Retries a database step while the database is unreachable; returns
     /// `Ok(false)` when shut down meanwhile.
-    async fn until_done<F, Fut>(&self, cancel: &CancellationToken, mut step: F) -> Result<bool, (Poison, u32)>
+    async fn until_done<F, Fut>(
+        &self,
+        cancel: &CancellationToken,
+        mut step: F,
+    ) -> Result<bool, (Poison, u32)>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<bool, sqlx::Error>>,

@@ -57,12 +57,30 @@ impl Default for Templates {
         for (name, source) in [
             ("layout.html", include_str!("../templates/layout.html")),
             ("details.txt", include_str!("../templates/details.txt")),
-            ("confirmation.html", include_str!("../templates/confirmation.html")),
-            ("confirmation.txt", include_str!("../templates/confirmation.txt")),
-            ("cancellation.html", include_str!("../templates/cancellation.html")),
-            ("cancellation.txt", include_str!("../templates/cancellation.txt")),
-            ("hold_expired.html", include_str!("../templates/hold_expired.html")),
-            ("hold_expired.txt", include_str!("../templates/hold_expired.txt")),
+            (
+                "confirmation.html",
+                include_str!("../templates/confirmation.html"),
+            ),
+            (
+                "confirmation.txt",
+                include_str!("../templates/confirmation.txt"),
+            ),
+            (
+                "cancellation.html",
+                include_str!("../templates/cancellation.html"),
+            ),
+            (
+                "cancellation.txt",
+                include_str!("../templates/cancellation.txt"),
+            ),
+            (
+                "hold_expired.html",
+                include_str!("../templates/hold_expired.html"),
+            ),
+            (
+                "hold_expired.txt",
+                include_str!("../templates/hold_expired.txt"),
+            ),
         ] {
             env.add_template(name, source).expect("templates parse");
         }
@@ -71,7 +89,11 @@ impl Default for Templates {
 }
 
 impl Templates {
-    pub fn render(&self, kind: EmailKind, event: &BookingEvent) -> Result<Rendered, minijinja::Error> {
+    pub fn render(
+        &self,
+        kind: EmailKind,
+        event: &BookingEvent,
+    ) -> Result<Rendered, minijinja::Error> {
         let b = &event.booking;
         let subject = kind.subject(b);
         let ctx = context! {
@@ -80,9 +102,19 @@ impl Templates {
             starts_at => b.starts_at.format("%A %-d %B %Y, %H:%M UTC").to_string(),
             total => money(b.total_cents.unwrap_or(0)),
         };
-        let text = self.env.get_template(&format!("{}.txt", kind.as_str()))?.render(&ctx)?;
-        let html = self.env.get_template(&format!("{}.html", kind.as_str()))?.render(&ctx)?;
-        Ok(Rendered { subject, text, html })
+        let text = self
+            .env
+            .get_template(&format!("{}.txt", kind.as_str()))?
+            .render(&ctx)?;
+        let html = self
+            .env
+            .get_template(&format!("{}.html", kind.as_str()))?
+            .render(&ctx)?;
+        Ok(Rendered {
+            subject,
+            text,
+            html,
+        })
     }
 }
 
@@ -124,9 +156,14 @@ mod tests {
 
     #[test]
     fn confirmation_lists_every_ticket_code_in_both_parts() {
-        let mail = Templates::default().render(EmailKind::Confirmation, &event(vec![])).unwrap();
+        let mail = Templates::default()
+            .render(EmailKind::Confirmation, &event(vec![]))
+            .unwrap();
         for code in ["TKT-AAAA-BBBB-CCCC", "TKT-DDDD-EEEE-FFFF"] {
-            assert!(mail.text.contains(code) && mail.html.contains(code), "{code} missing");
+            assert!(
+                mail.text.contains(code) && mail.html.contains(code),
+                "{code} missing"
+            );
         }
         assert!(mail.text.contains("2 x general admission"));
         assert!(mail.text.contains("90.50"));
@@ -141,7 +178,9 @@ mod tests {
             number: 7,
             price_cents: 4525,
         };
-        let mail = Templates::default().render(EmailKind::Confirmation, &event(vec![seat])).unwrap();
+        let mail = Templates::default()
+            .render(EmailKind::Confirmation, &event(vec![seat]))
+            .unwrap();
         assert!(mail.text.contains("Stalls, row B, seat 7"));
         assert!(mail.html.contains("Stalls, row B, seat 7"));
     }
@@ -149,6 +188,9 @@ mod tests {
     #[test]
     fn only_customer_facing_events_send_email() {
         assert_eq!(EmailKind::for_event(EventKind::Held), None);
-        assert_eq!(EmailKind::for_event(EventKind::Expired), Some(EmailKind::HoldExpired));
+        assert_eq!(
+            EmailKind::for_event(EventKind::Expired),
+            Some(EmailKind::HoldExpired)
+        );
     }
 }

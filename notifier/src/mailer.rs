@@ -39,7 +39,12 @@ impl Mailer {
         Ok(Self { transport, from })
     }
 
-    pub async fn send(&self, to_name: &str, to_email: &str, mail: &Rendered) -> Result<(), MailError> {
+    pub async fn send(
+        &self,
+        to_name: &str,
+        to_email: &str,
+        mail: &Rendered,
+    ) -> Result<(), MailError> {
         let address = to_email
             .parse()
             .map_err(|e| MailError::Address(to_email.to_owned(), e))?;
@@ -49,8 +54,16 @@ impl Mailer {
             .subject(&mail.subject)
             .multipart(
                 MultiPart::alternative()
-                    .singlepart(SinglePart::builder().header(ContentType::TEXT_PLAIN).body(mail.text.clone()))
-                    .singlepart(SinglePart::builder().header(ContentType::TEXT_HTML).body(mail.html.clone())),
+                    .singlepart(
+                        SinglePart::builder()
+                            .header(ContentType::TEXT_PLAIN)
+                            .body(mail.text.clone()),
+                    )
+                    .singlepart(
+                        SinglePart::builder()
+                            .header(ContentType::TEXT_HTML)
+                            .body(mail.html.clone()),
+                    ),
             )?;
         self.transport.send(message).await?;
         Ok(())

@@ -16,7 +16,8 @@ async fn main() -> anyhow::Result<()> {
     let metrics = shared::telemetry::init("notifier");
     let config = Config::from_env()?;
     let cancel = shared::shutdown::on_signal();
-    let Some(db) = shared::db::connect_and_migrate(&config.database_url, config.db_pool_size, &cancel).await?
+    let Some(db) =
+        shared::db::connect_and_migrate(&config.database_url, config.db_pool_size, &cancel).await?
     else {
         return Ok(());
     };

@@ -12,8 +12,8 @@ use std::time::Duration;
 use backon::Retryable;
 use lapin::message::Delivery;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::Confirmation;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::Confirmation;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
@@ -44,11 +44,13 @@ pub async fn connect(url: &str, name: &str) -> lapin::Result<Connection> {
     let props = ConnectionProperties::default().with_connection_name(LongString::from(name));
     match tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(url, props)).await {
         Ok(result) => result,
-        Err(_) => Err(lapin::ErrorKind::IOError(std::sync::Arc::new(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            "connecting to RabbitMQ timed out",
-        )))
-        .into()),
+        Err(_) => Err(
+            lapin::ErrorKind::IOError(std::sync::Arc::new(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "connecting to RabbitMQ timed out",
+            )))
+            .into(),
+        ),
     }
 }
 
@@ -67,9 +69,9 @@ pub async fn connect_until_ready(
         let _ = channel.close(200, "topology declared".into()).await;
         Ok::<_, lapin::Error>(conn)
     };
-    let retrying = attempt
-        .retry(crate::retry::forever())
-        .notify(|err, wait| tracing::warn!(error = %err, ?wait, "RabbitMQ not reachable, retrying"));
+    let retrying = attempt.retry(crate::retry::forever()).notify(
+        |err, wait| tracing::warn!(error = %err, ?wait, "RabbitMQ not reachable, retrying"),
+    );
     tokio::select! {
         conn = retrying => conn.ok(),
         () = cancel.cancelled() => None,
@@ -173,7 +175,9 @@ impl Publisher {
         *guard = None;
         let conn = connect(&self.url, &self.name).await?;
         let channel = conn.create_channel().await?;
-        channel.confirm_select(ConfirmSelectOptions::default()).await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
         self.topology.declare(&channel).await?;
         *guard = Some((conn, channel.clone()));
         Ok(channel)
@@ -209,7 +213,7 @@ impl Publisher {
                     msg.properties(),
                 )
                 .await?;
-            Ok::<_, lapin::Error>(confirm.await?)
+            confirm.await
         })
         .await;
         match outcome {
@@ -236,7 +240,11 @@ impl Publisher {
     pub async fn send_command(&self, command: &BookingCommand) -> Result<(), PublishError> {
         let payload = serde_json::to_vec(command).expect("commands always serialize");
         let mut headers = FieldTable::default();
-        header(&mut headers, "x-booking-id", &command.booking_id().to_string());
+        header(
+            &mut headers,
+            "x-booking-id",
+            &command.booking_id().to_string(),
+        );
         header(&mut headers, "x-command", command.name());
         self.publish(Outgoing {
             exchange: REQUESTS_EXCHANGE,

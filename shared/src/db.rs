@@ -24,9 +24,9 @@ pub async fn connect_and_migrate(
             .connect(url)
             .await
     };
-    let retrying = connect
-        .retry(crate::retry::forever())
-        .notify(|err, wait| tracing::warn!(error = %err, ?wait, "PostgreSQL not reachable, retrying"));
+    let retrying = connect.retry(crate::retry::forever()).notify(
+        |err, wait| tracing::warn!(error = %err, ?wait, "PostgreSQL not reachable, retrying"),
+    );
     let pool = tokio::select! {
         pool = retrying => pool.expect("retries forever"),
         () = cancel.cancelled() => return Ok(None),

@@ -137,6 +137,9 @@ mod tests {
 
     #[test]
     fn event_routing_keys_name_the_kind() {
-        assert_eq!(EventKind::PaymentDeclined.routing_key(), "booking.payment_declined");
+        assert_eq!(
+            EventKind::PaymentDeclined.routing_key(),
+            "booking.payment_declined"
+        );
     }
 }

@@ -26,7 +26,8 @@ pub const NOTIFIER_QUEUE: &str = "notifier.emails";
 pub const NOTIFIER_DEAD_QUEUE: &str = "notifier.emails.dead";
 
 /// Events the notifier turns into emails.
-pub const NOTIFIER_BINDINGS: [&str; 3] = ["booking.confirmed", "booking.cancelled", "booking.expired"];
+pub const NOTIFIER_BINDINGS: [&str; 3] =
+    ["booking.confirmed", "booking.cancelled", "booking.expired"];
 
 /// Header names a consumer sets when it dead-letters a message itself.
 pub const HEADER_DEATH_REASON: &str = "x-booking-death-reason";
@@ -95,7 +96,12 @@ impl Topology {
             bind(channel, &queue, REQUESTS_EXCHANGE, "1").await?;
         }
 
-        declare_queue(channel, NOTIFIER_QUEUE, self.work_queue_args(NOTIFIER_DEAD_QUEUE)).await?;
+        declare_queue(
+            channel,
+            NOTIFIER_QUEUE,
+            self.work_queue_args(NOTIFIER_DEAD_QUEUE),
+        )
+        .await?;
         for key in NOTIFIER_BINDINGS {
             bind(channel, NOTIFIER_QUEUE, EVENTS_EXCHANGE, key).await?;
         }

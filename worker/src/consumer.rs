@@ -42,13 +42,20 @@ pub struct ShardConsumer<G> {
 enum Verdict {
     Decided(Outcome),
     /// Failed on every bounded attempt: dead-letter it.
-    Failed { error: String, attempts: u32 },
+    Failed {
+        error: String,
+        attempts: u32,
+    },
     /// Shutdown while a dependency was down: leave it for redelivery.
     Interrupted,
 }
 
 impl<G: PaymentGateway> ShardConsumer<G> {
-    pub fn new(settings: Settings, decider: Arc<Decider<G>>, dead_letters: Arc<Publisher>) -> Arc<Self> {
+    pub fn new(
+        settings: Settings,
+        decider: Arc<Decider<G>>,
+        dead_letters: Arc<Publisher>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             settings,
             decider,
@@ -60,16 +67,24 @@ impl<G: PaymentGateway> ShardConsumer<G> {
     pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
         let name = format!("worker {} consumer", std::process::id());
         let settings = &self.settings;
-        amqp::reconnecting(&settings.amqp_url, &name, &settings.topology, &cancel, |conn| {
-            self.clone().consume_all(conn, cancel.clone())
-        })
+        amqp::reconnecting(
+            &settings.amqp_url,
+            &name,
+            &settings.topology,
+            &cancel,
+            |conn| self.clone().consume_all(conn, cancel.clone()),
+        )
         .await;
     }
 
     /// Subscribes to every shard on `conn` and returns when any subscription
     /// ends (broker gone) or on shutdown, after every shard task finished its
     /// current message.
-    async fn consume_all(self: Arc<Self>, conn: Arc<Connection>, cancel: CancellationToken) -> lapin::Result<()> {
+    async fn consume_all(
+        self: Arc<Self>,
+        conn: Arc<Connection>,
+        cancel: CancellationToken,
+    ) -> lapin::Result<()> {
         let stop = cancel.child_token();
         let mut tasks = JoinSet::new();
         for (shard, queue) in self.settings.topology.shard_queues() {
@@ -108,7 +123,10 @@ impl<G: PaymentGateway> ShardConsumer<G> {
                 }
             });
         }
-        tracing::info!(shards = self.settings.topology.shards, "subscribed to all shard queues");
+        tracing::info!(
+            shards = self.settings.topology.shards,
+            "subscribed to all shard queues"
+        );
         let mut result = Ok(());
         while let Some(joined) = tasks.join_next().await {
             // One shard ending means the connection is in trouble: stop the
@@ -126,7 +144,12 @@ impl<G: PaymentGateway> ShardConsumer<G> {
 
     /// Decides one delivery and acks it. Returns `false` when the message was
     /// left unacked because of shutdown.
-    async fn handle(&self, queue: &str, delivery: Delivery, stop: &CancellationToken) -> lapin::Result<bool> {
+    async fn handle(
+        &self,
+        queue: &str,
+        delivery: Delivery,
+        stop: &CancellationToken,
+    ) -> lapin::Result<bool> {
         let command = match serde_json::from_slice::<BookingCommand>(&delivery.data) {
             Ok(command) => command,
             Err(err) => {
@@ -210,9 +233,21 @@ impl<G: PaymentGateway> ShardConsumer<G> {
         }
     }
 
-    async fn dead_letter(&self, queue: &str, delivery: &Delivery, reason: &str, attempts: u32) -> lapin::Result<()> {
+    async fn dead_letter(
+        &self,
+        queue: &str,
+        delivery: &Delivery,
+        reason: &str,
+        attempts: u32,
+    ) -> lapin::Result<()> {
         self.dead_letters
-            .dead_letter(delivery, queue, topology::REQUESTS_DEAD_QUEUE, reason, attempts)
+            .dead_letter(
+                delivery,
+                queue,
+                topology::REQUESTS_DEAD_QUEUE,
+                reason,
+                attempts,
+            )
             .await
             .map_err(|err| match err {
                 amqp::PublishError::Unavailable(e) => e,

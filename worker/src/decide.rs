@@ -175,7 +175,9 @@ impl<G: PaymentGateway> Decider<G> {
             return Ok(Outcome::Skipped("not held"));
         }
         if booking.hold_expires_at.is_some_and(|at| at <= Utc::now()) {
-            return self.release(booking_id, BookingStatus::Expired, EXPIRY).await;
+            return self
+                .release(booking_id, BookingStatus::Expired, EXPIRY)
+                .await;
         }
         // Charged outside the transaction (a gateway call must not hold row
         // locks); the gateway is idempotent per booking, so a retry after a
@@ -209,7 +211,14 @@ impl<G: PaymentGateway> Decider<G> {
                 set_seats(&mut tx, &seats, SeatStatus::Booked, Some(booking.id)).await?;
                 bump_show(&mut tx, &show, -booking.quantity, booking.quantity).await?;
                 let tickets = issue_tickets(&mut tx, &booking, &seats).await?;
-                (EventKind::Confirmed, BookingStatus::Confirmed, None, None, tickets, Some(reference))
+                (
+                    EventKind::Confirmed,
+                    BookingStatus::Confirmed,
+                    None,
+                    None,
+                    tickets,
+                    Some(reference),
+                )
             }
         };
         let after = After {
@@ -225,7 +234,9 @@ impl<G: PaymentGateway> Decider<G> {
     }
 
     async fn cancel(&self, booking_id: Uuid) -> Result<Outcome, DecideError> {
-        let outcome = self.release(booking_id, BookingStatus::Cancelled, WORKER).await?;
+        let outcome = self
+            .release(booking_id, BookingStatus::Cancelled, WORKER)
+            .await?;
         Ok(outcome)
     }
 
@@ -257,12 +268,18 @@ impl<G: PaymentGateway> Decider<G> {
 
     /// Expires one hold if it is still held and past its expiry.
     pub async fn expire(&self, booking_id: Uuid) -> Result<Outcome, DecideError> {
-        self.release(booking_id, BookingStatus::Expired, EXPIRY).await
+        self.release(booking_id, BookingStatus::Expired, EXPIRY)
+            .await
     }
 
     /// Ends a live booking (`cancelled` or `expired`) and puts its seats or
     /// quantity back on sale.
-    async fn release(&self, booking_id: Uuid, to: BookingStatus, actor: &str) -> Result<Outcome, DecideError> {
+    async fn release(
+        &self,
+        booking_id: Uuid,
+        to: BookingStatus,
+        actor: &str,
+    ) -> Result<Outcome, DecideError> {
         let mut tx = self.db.begin().await?;
         let Some(booking) = load_booking(&mut tx, booking_id).await? else {
             return Ok(Outcome::Skipped("unknown booking"));
@@ -295,7 +312,14 @@ impl<G: PaymentGateway> Decider<G> {
             hold_expires_at: None,
             tickets: &[],
         };
-        transition(&mut tx, &booking, &after, booking.payment_ref.as_deref(), actor).await?;
+        transition(
+            &mut tx,
+            &booking,
+            &after,
+            booking.payment_ref.as_deref(),
+            actor,
+        )
+        .await?;
         emit(&mut tx, kind, &booking, &show, &after).await?;
         tx.commit().await?;
         if let (Some(reference), true) = (&booking.payment_ref, booked > 0) {
@@ -307,7 +331,10 @@ impl<G: PaymentGateway> Decider<G> {
     }
 }
 
-async fn load_booking(conn: &mut PgConnection, id: Uuid) -> Result<Option<BookingRow>, sqlx::Error> {
+async fn load_booking(
+    conn: &mut PgConnection,
+    id: Uuid,
+) -> Result<Option<BookingRow>, sqlx::Error> {
     sqlx::query_as!(
         BookingRow,
         r#"SELECT id, show_id, status AS "status: BookingStatus", quantity, version, email, name,
@@ -337,7 +364,10 @@ struct SeatRow {
 }
 
 /// The seats a booking asked for, as they are now.
-async fn requested_seats(conn: &mut PgConnection, booking_id: Uuid) -> Result<Vec<SeatRow>, sqlx::Error> {
+async fn requested_seats(
+    conn: &mut PgConnection,
+    booking_id: Uuid,
+) -> Result<Vec<SeatRow>, sqlx::Error> {
     sqlx::query_as!(
         SeatRow,
         r#"SELECT s.id, s.status AS "status: SeatStatus", s.version
@@ -350,7 +380,10 @@ async fn requested_seats(conn: &mut PgConnection, booking_id: Uuid) -> Result<Ve
 }
 
 /// The seats a booking holds or owns now.
-async fn owned_seats(conn: &mut PgConnection, booking_id: Uuid) -> Result<Vec<SeatRow>, sqlx::Error> {
+async fn owned_seats(
+    conn: &mut PgConnection,
+    booking_id: Uuid,
+) -> Result<Vec<SeatRow>, sqlx::Error> {
     sqlx::query_as!(
         SeatRow,
         r#"SELECT id, status AS "status: SeatStatus", version
@@ -393,7 +426,12 @@ async fn set_seats(
 }
 
 /// Adjusts the show's held/booked counters under its version.
-async fn bump_show(conn: &mut PgConnection, show: &ShowRow, held: i32, booked: i32) -> Result<(), DecideError> {
+async fn bump_show(
+    conn: &mut PgConnection,
+    show: &ShowRow,
+    held: i32,
+    booked: i32,
+) -> Result<(), DecideError> {
     let updated = sqlx::query!(
         "UPDATE shows SET held = held + $3, booked = booked + $4, version = version + 1
          WHERE id = $1 AND version = $2",

@@ -13,7 +13,11 @@ use crate::payment::PaymentGateway;
 
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
-pub async fn run<G: PaymentGateway>(db: PgPool, decider: Arc<Decider<G>>, cancel: CancellationToken) {
+pub async fn run<G: PaymentGateway>(
+    db: PgPool,
+    decider: Arc<Decider<G>>,
+    cancel: CancellationToken,
+) {
     loop {
         tokio::select! {
             () = tokio::time::sleep(SWEEP_EVERY) => {}

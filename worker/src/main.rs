@@ -20,7 +20,8 @@ async fn main() -> anyhow::Result<()> {
     let metrics = shared::telemetry::init("worker");
     let config = Config::from_env()?;
     let cancel = shared::shutdown::on_signal();
-    let Some(db) = shared::db::connect_and_migrate(&config.database_url, config.db_pool_size, &cancel).await?
+    let Some(db) =
+        shared::db::connect_and_migrate(&config.database_url, config.db_pool_size, &cancel).await?
     else {
         return Ok(());
     };
@@ -33,7 +34,11 @@ async fn main() -> anyhow::Result<()> {
         &format!("worker {} publisher", std::process::id()),
         topology,
     ));
-    let decider = Arc::new(decide::Decider::new(db.clone(), payment::TestGateway, config.hold_duration));
+    let decider = Arc::new(decide::Decider::new(
+        db.clone(),
+        payment::TestGateway,
+        config.hold_duration,
+    ));
     let consumer = consumer::ShardConsumer::new(
         consumer::Settings {
             amqp_url: config.amqp_url.clone(),

@@ -79,9 +79,12 @@ async fn relay_batch(db: &PgPool, publisher: &Publisher) -> Result<usize, RelayE
         result?;
     }
     let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
-    sqlx::query!("UPDATE outbox SET published_at = now() WHERE id = ANY($1)", &ids)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query!(
+        "UPDATE outbox SET published_at = now() WHERE id = ANY($1)",
+        &ids
+    )
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     metrics::counter!("worker_outbox_published_total").increment(ids.len() as u64);
     Ok(ids.len())

@@ -36,7 +36,12 @@ pub trait PaymentGateway: Send + Sync + 'static {
 pub struct TestGateway;
 
 impl PaymentGateway for TestGateway {
-    async fn charge(&self, booking_id: Uuid, _amount: i64, token: &str) -> Result<Charge, GatewayError> {
+    async fn charge(
+        &self,
+        booking_id: Uuid,
+        _amount: i64,
+        token: &str,
+    ) -> Result<Charge, GatewayError> {
         Ok(match token {
             "tok_visa" | "tok_mastercard" | "tok_amex" => Charge::Approved {
                 reference: format!("ch_test_{}", booking_id.simple()),
@@ -59,9 +64,18 @@ mod tests {
     async fn test_tokens_follow_card_processor_conventions() {
         let id = Uuid::new_v4();
         let gw = TestGateway;
-        assert!(matches!(gw.charge(id, 100, "tok_visa").await.unwrap(), Charge::Approved { .. }));
-        assert_eq!(gw.charge(id, 100, "tok_chargeDeclined").await.unwrap(), Charge::Declined);
+        assert!(matches!(
+            gw.charge(id, 100, "tok_visa").await.unwrap(),
+            Charge::Approved { .. }
+        ));
+        assert_eq!(
+            gw.charge(id, 100, "tok_chargeDeclined").await.unwrap(),
+            Charge::Declined
+        );
         // Idempotent per booking: the same reference every time.
-        assert_eq!(gw.charge(id, 100, "tok_visa").await.unwrap(), gw.charge(id, 100, "tok_visa").await.unwrap());
+        assert_eq!(
+            gw.charge(id, 100, "tok_visa").await.unwrap(),
+            gw.charge(id, 100, "tok_visa").await.unwrap()
+        );
     }
 }

@@ -11,7 +11,12 @@ use tokio_util::sync::CancellationToken;
 
 const SWEEP_EVERY: Duration = Duration::from_secs(15);
 
-pub async fn run(db: PgPool, publisher: &Publisher, older_than: Duration, cancel: CancellationToken) {
+pub async fn run(
+    db: PgPool,
+    publisher: &Publisher,
+    older_than: Duration,
+    cancel: CancellationToken,
+) {
     let older_than = older_than.as_secs_f64();
     loop {
         tokio::select! {

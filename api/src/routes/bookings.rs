@@ -99,7 +99,11 @@ fn validate_email(email: &str) -> bool {
         && email.chars().all(|c| c.is_ascii_graphic() || !c.is_ascii())
 }
 
-async fn validate(state: &AppState, show_id: Uuid, req: &NewBooking) -> Result<Validated, ApiError> {
+async fn validate(
+    state: &AppState,
+    show_id: Uuid,
+    req: &NewBooking,
+) -> Result<Validated, ApiError> {
     let show = sqlx::query!(
         r#"SELECT kind AS "kind: ShowKind", price_cents FROM shows WHERE id = $1"#,
         show_id
@@ -119,7 +123,10 @@ async fn validate(state: &AppState, show_id: Uuid, req: &NewBooking) -> Result<V
     let validated = match show.kind {
         ShowKind::GeneralAdmission => {
             if req.seat_ids.as_ref().is_some_and(|s| !s.is_empty()) {
-                errors.push(FieldError::new("seat_ids", "this show is general admission: give quantity"));
+                errors.push(FieldError::new(
+                    "seat_ids",
+                    "this show is general admission: give quantity",
+                ));
             }
             match req.quantity {
                 Some(q) if (1..=MAX_TICKETS_PER_BOOKING).contains(&q) => Some(Validated {
@@ -132,7 +139,10 @@ async fn validate(state: &AppState, show_id: Uuid, req: &NewBooking) -> Result<V
                     None
                 }
                 None => {
-                    errors.push(FieldError::new("quantity", "is required for general admission"));
+                    errors.push(FieldError::new(
+                        "quantity",
+                        "is required for general admission",
+                    ));
                     None
                 }
             }
@@ -146,7 +156,10 @@ async fn validate(state: &AppState, show_id: Uuid, req: &NewBooking) -> Result<V
                 errors.push(FieldError::new("seat_ids", "must not repeat a seat"));
             }
             if req.quantity.is_some_and(|q| q as usize != seat_ids.len()) {
-                errors.push(FieldError::new("quantity", "must equal the number of seat_ids when given"));
+                errors.push(FieldError::new(
+                    "quantity",
+                    "must equal the number of seat_ids when given",
+                ));
             }
             let found = sqlx::query!(
                 r#"SELECT count(*) AS "count!", coalesce(sum(price_cents), 0)::bigint AS "total!"
@@ -157,7 +170,10 @@ async fn validate(state: &AppState, show_id: Uuid, req: &NewBooking) -> Result<V
             .fetch_one(&state.db)
             .await?;
             if !seat_ids.is_empty() && found.count != distinct.len() as i64 {
-                errors.push(FieldError::new("seat_ids", "some seats do not belong to this show"));
+                errors.push(FieldError::new(
+                    "seat_ids",
+                    "some seats do not belong to this show",
+                ));
             }
             Some(Validated {
                 quantity: seat_ids.len() as i32,
@@ -190,8 +206,13 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     match headers.get("idempotency-key") {
         None => Ok(None),
         Some(value) => match value.to_str() {
-            Ok(key) if !key.trim().is_empty() && key.len() <= 255 => Ok(Some(key.trim().to_owned())),
-            _ => Err(ApiError::invalid("Idempotency-Key", "must be 1 to 255 visible characters")),
+            Ok(key) if !key.trim().is_empty() && key.len() <= 255 => {
+                Ok(Some(key.trim().to_owned()))
+            }
+            _ => Err(ApiError::invalid(
+                "Idempotency-Key",
+                "must be 1 to 255 visible characters",
+            )),
         },
     }
 }
@@ -421,7 +442,10 @@ pub async fn confirm_booking(
 ) -> Result<Response, ApiError> {
     let token = req.payment_token.trim();
     if token.is_empty() || token.len() > 255 {
-        return Err(ApiError::invalid("payment_token", "must be 1 to 255 characters"));
+        return Err(ApiError::invalid(
+            "payment_token",
+            "must be 1 to 255 characters",
+        ));
     }
     let view = load_booking(&state, id).await?;
     match view.status {
@@ -430,7 +454,10 @@ pub async fn confirm_booking(
         other => {
             return Err(ApiError::Conflict {
                 code: "booking_not_held",
-                detail: format!("only a held booking can be confirmed; this one is {}", other.as_str()),
+                detail: format!(
+                    "only a held booking can be confirmed; this one is {}",
+                    other.as_str()
+                ),
             })
         }
     }
@@ -481,7 +508,16 @@ mod tests {
     fn plausible_emails_pass_and_broken_ones_fail() {
         assert!(validate_email("ada@example.com"));
         assert!(validate_email("a.b+tag@sub.example.org"));
-        for bad in ["", "ada", "ada@", "@example.com", "ada@example", "a b@example.com", "a@b@c.com", "ada@.com"] {
+        for bad in [
+            "",
+            "ada",
+            "ada@",
+            "@example.com",
+            "ada@example",
+            "a b@example.com",
+            "a@b@c.com",
+            "ada@.com",
+        ] {
             assert!(!validate_email(bad), "{bad:?} should be rejected");
         }
     }

@@ -121,12 +121,18 @@ fn validate(show: &mut NewShow) -> Result<Layout, ApiError> {
     let layout = match (show.capacity, show.price_cents, show.sections.take()) {
         (Some(capacity), Some(price_cents), None) => {
             if !(1..=MAX_CAPACITY).contains(&capacity) {
-                errors.push(FieldError::new("capacity", format!("must be 1 to {MAX_CAPACITY}")));
+                errors.push(FieldError::new(
+                    "capacity",
+                    format!("must be 1 to {MAX_CAPACITY}"),
+                ));
             }
             if price_cents < 0 {
                 errors.push(FieldError::new("price_cents", "must not be negative"));
             }
-            Some(Layout::General { capacity, price_cents })
+            Some(Layout::General {
+                capacity,
+                price_cents,
+            })
         }
         (None, None, Some(sections)) => {
             validate_sections(&sections, &mut errors);
@@ -168,9 +174,15 @@ fn validate_sections(sections: &[NewSection], errors: &mut Vec<FieldError>) {
         let mut rows = HashSet::new();
         for (j, row) in section.rows.iter().enumerate() {
             if row.row.trim().is_empty() || row.row.chars().count() > 20 {
-                errors.push(FieldError::new(at(&format!("rows[{j}].row")), "must be 1 to 20 characters"));
+                errors.push(FieldError::new(
+                    at(&format!("rows[{j}].row")),
+                    "must be 1 to 20 characters",
+                ));
             } else if !rows.insert(row.row.trim()) {
-                errors.push(FieldError::new(at(&format!("rows[{j}].row")), "duplicate row"));
+                errors.push(FieldError::new(
+                    at(&format!("rows[{j}].row")),
+                    "duplicate row",
+                ));
             }
             if !(1..=MAX_SEATS_PER_ROW).contains(&row.seats) {
                 errors.push(FieldError::new(
@@ -182,7 +194,10 @@ fn validate_sections(sections: &[NewSection], errors: &mut Vec<FieldError>) {
         }
     }
     if total > i64::from(MAX_CAPACITY) {
-        errors.push(FieldError::new("sections", format!("at most {MAX_CAPACITY} seats in all")));
+        errors.push(FieldError::new(
+            "sections",
+            format!("at most {MAX_CAPACITY} seats in all"),
+        ));
     }
 }
 
@@ -199,7 +214,10 @@ pub async fn create_show(
     let id = Uuid::new_v4();
     let mut tx = state.db.begin().await?;
     match layout {
-        Layout::General { capacity, price_cents } => {
+        Layout::General {
+            capacity,
+            price_cents,
+        } => {
             sqlx::query!(
                 "INSERT INTO shows (id, name, venue, starts_at, kind, capacity, price_cents)
                  VALUES ($1, $2, $3, $4, 'general_admission', $5, $6)",

@@ -1,0 +1,578 @@
+#!/usr/bin/env bash
+# Private PostgreSQL, RabbitMQ and maildev for local runs and tests.
+#
+# Everything lives under $ROOT/.local (gitignored) and listens on 127.0.0.1
+# only, so it never clashes with system services and needs no Docker.
+#
+#   source scripts/services.sh; services_install; services_up; services_env
+#   scripts/services.sh install|up|down|status|env|psql ...|rabbitmqctl ...
+#
+# Ports can be overridden: PG_PORT, AMQP_PORT, RABBITMQ_DIST_PORT,
+# RABBITMQ_MGMT_PORT, SMTP_PORT, MAILDEV_WEB_PORT (and the node name: RABBITMQ_NODENAME).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+LOCAL_DIR="$ROOT/.local"
+RUN_DIR="$LOCAL_DIR/run"
+LOG_DIR="$LOCAL_DIR/logs"
+
+PG_PORT="${PG_PORT:-54321}"
+AMQP_PORT="${AMQP_PORT:-5672}"
+RABBITMQ_DIST_PORT="${RABBITMQ_DIST_PORT:-25672}"
+RABBITMQ_MGMT_PORT="${RABBITMQ_MGMT_PORT:-15672}"
+SMTP_PORT="${SMTP_PORT:-1025}"
+MAILDEV_WEB_PORT="${MAILDEV_WEB_PORT:-1080}"
+
+PG_DATA="$LOCAL_DIR/postgres"
+PG_SOCKET_DIR="$LOCAL_DIR/pgsock"
+RMQ_NODENAME="${RABBITMQ_NODENAME:-booking@localhost}"
+RMQ_DIR="$LOCAL_DIR/rabbitmq"
+RMQ_BIN="/usr/lib/rabbitmq/bin"
+# The beam writes this once boot is complete; `rabbitmqctl wait` keys on it.
+RMQ_PID_FILE="$RMQ_DIR/rabbitmq.pid"
+MAILDEV_VERSION="2.2.1"
+MAILDEV_DIR="$LOCAL_DIR/maildev"
+MAILDEV_BIN="$MAILDEV_DIR/node_modules/maildev/bin/maildev"
+
+# Services this shell's services_up started (services_down stops only these).
+SERVICES_STARTED=()
+SERVICES_UP_CALLED=0
+
+_log() { printf '[services] %s\n' "$*" >&2; }
+_die() {
+    _log "ERROR: $*"
+    exit 1
+}
+
+# --- small helpers -----------------------------------------------------------
+
+# Run as root (apt needs it); CI runners that are not root usually have sudo.
+_as_root() {
+    if [[ $(id -u) -eq 0 ]]; then
+        "$@"
+    elif command -v sudo >/dev/null; then
+        sudo "$@"
+    else
+        _die "need root (or sudo) to run: $*"
+    fi
+}
+
+# pid is alive and its command line contains $2 (guards against pid reuse
+# after a kill -9 left a stale pid file behind).
+_pid_matches() {
+    local pid="$1" pattern="$2"
+    [[ $pid =~ ^[0-9]+$ ]] || return 1
+    _alive "$pid" || return 1
+    local cmdline
+    cmdline="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" || return 1
+    [[ $cmdline == *"$pattern"* ]]
+}
+
+# kill -0 also succeeds on zombies, and PID 1 on some CI sandboxes never reaps
+# them; treat a zombie as dead.
+_alive() {
+    kill -0 "$1" 2>/dev/null || return 1
+    local stat
+    stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
+    stat="${stat##*) }"
+    [[ ${stat:0:1} != Z ]]
+}
+
+_read_pid() { [[ -s $1 ]] && head -n1 "$1" | tr -d '[:space:]'; }
+
+_port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# _wait_until SECONDS DESCRIPTION PID|"" LOG|"" CMD...: poll CMD; give up early
+# if PID dies, and show the tail of LOG when giving up.
+_wait_until() {
+    local timeout="$1" desc="$2" pid="$3" logfile="$4"
+    shift 4
+    local deadline=$((SECONDS + timeout))
+    until "$@" >/dev/null 2>&1; do
+        if [[ -n $pid ]] && ! _alive "$pid"; then
+            _log "$desc: process $pid exited"
+            [[ -n $logfile && -f $logfile ]] && tail -n 20 "$logfile" >&2
+            return 1
+        fi
+        if ((SECONDS >= deadline)); then
+            _log "timed out after ${timeout}s waiting for $desc"
+            [[ -n $logfile && -f $logfile ]] && tail -n 20 "$logfile" >&2
+            return 1
+        fi
+        sleep 0.2
+    done
+}
+
+# Start "$@" detached in its own session (so Ctrl-C in the terminal does not
+# reach it) and write its pid to $1. The child writes its own pid, which stays
+# right even when setsid has to fork (interactive shells with job control).
+_spawn() {
+    local pidfile="$1" logfile="$2"
+    shift 2
+    rm -f "$pidfile"
+    # shellcheck disable=SC2016 # $$ and $@ are for the inner bash
+    setsid bash -c 'echo $$ >"$0"; exec "$@"' "$pidfile" "$@" \
+        >>"$logfile" 2>&1 </dev/null &
+    local i
+    for ((i = 0; i < 50; i++)); do
+        [[ -s $pidfile ]] && return 0
+        sleep 0.1
+    done
+    _die "could not start $*"
+}
+
+_stop_pid() { # pid: SIGTERM, then SIGKILL after 10 s
+    local pid="$1" i
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for ((i = 0; i < 100; i++)); do
+        _alive "$pid" || return 0
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+}
+
+# --- install -------------------------------------------------------------------
+
+_pg_bindir() {
+    local initdb
+    initdb="$(compgen -G '/usr/lib/postgresql/*/bin/initdb' | sort -V | tail -n1 || true)"
+    [[ -n $initdb ]] || return 1
+    dirname "$initdb"
+}
+
+# True when a Debian package is fully installed (a concurrent apt-get may have
+# unpacked the files but not configured them yet).
+_deb_ok() {
+    command -v dpkg-query >/dev/null || return 0
+    [[ $(dpkg-query -W -f='${Status}' "$1" 2>/dev/null) == "install ok installed" ]]
+}
+
+_apt_install() {
+    export DEBIAN_FRONTEND=noninteractive
+    local i
+    # Another apt-get may hold the lists lock; retry instead of failing.
+    for ((i = 1; ; i++)); do
+        _as_root apt-get update -qq && break
+        ((i < 60)) || _die "apt-get update keeps failing"
+        _log "apt-get update failed (lock held?), retrying in 5 s"
+        sleep 5
+    done
+    _as_root apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "$@"
+}
+
+services_install() {
+    local pkgs=()
+    if ! _pg_bindir >/dev/null || ! _deb_ok postgresql; then pkgs+=(postgresql); fi
+    if [[ ! -x $RMQ_BIN/rabbitmq-server ]] || ! _deb_ok rabbitmq-server; then pkgs+=(rabbitmq-server); fi
+    command -v node >/dev/null || pkgs+=(nodejs)
+    command -v npm >/dev/null || pkgs+=(npm)
+    command -v curl >/dev/null || pkgs+=(curl)
+    command -v python3 >/dev/null || pkgs+=(python3)
+    if ((${#pkgs[@]})); then
+        _log "installing: ${pkgs[*]}"
+        _apt_install "${pkgs[@]}"
+    fi
+
+    # maildev goes into .local, not global: pinned version, no root needed.
+    local have=""
+    if [[ -f $MAILDEV_DIR/node_modules/maildev/package.json ]]; then
+        have="$(node -p 'require(process.argv[1]).version' \
+            "$MAILDEV_DIR/node_modules/maildev/package.json" 2>/dev/null || true)"
+    fi
+    if [[ $have != "$MAILDEV_VERSION" ]]; then
+        _log "installing maildev@$MAILDEV_VERSION into ${MAILDEV_DIR#"$ROOT"/}"
+        mkdir -p "$MAILDEV_DIR"
+        npm install --prefix "$MAILDEV_DIR" --no-audit --no-fund --loglevel=error \
+            "maildev@$MAILDEV_VERSION" >&2
+    fi
+}
+
+# --- PostgreSQL ------------------------------------------------------------------
+
+# PostgreSQL refuses to run as root, so as root run it as the `postgres` user.
+_pg_user() { if [[ $(id -u) -eq 0 ]]; then echo postgres; else id -un; fi; }
+
+_pg_run() { # cd / so the postgres user never trips over an unreadable cwd
+    if [[ $(id -u) -eq 0 ]]; then
+        (cd / && runuser -u postgres -- "$@")
+    else
+        (cd / && "$@")
+    fi
+}
+
+# Not `pg_ctl status`: it trusts kill -0, which a zombie postmaster passes.
+_pg_running() { _pid_matches "$(_read_pid "$PG_DATA/postmaster.pid" || true)" "$PG_DATA"; }
+
+_pg_psql() { # psql over TCP as the booking superuser; never prompt
+    PGPASSWORD=booking "$1/psql" -X -w -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U booking "${@:2}"
+}
+
+_pg_init() {
+    local bin="$1" owner pwfile
+    owner="$(_pg_user)"
+    _log "initialising PostgreSQL in ${PG_DATA#"$ROOT"/}"
+    rm -rf "$PG_DATA" # a half-finished initdb leaves a non-empty directory
+    mkdir -p "$PG_DATA"
+    chmod 700 "$PG_DATA"
+    pwfile="$(mktemp)"
+    echo booking >"$pwfile"
+    if [[ $(id -u) -eq 0 ]]; then chown "$owner": "$PG_DATA" "$pwfile"; fi
+    # trust is fine: the server only listens on 127.0.0.1 and a private socket.
+    if ! _pg_run "$bin/initdb" -D "$PG_DATA" -U booking --pwfile="$pwfile" \
+        --auth=trust -E UTF8 --locale=C.UTF-8 >"$LOG_DIR/initdb.log" 2>&1; then
+        rm -f "$pwfile"
+        cat "$LOG_DIR/initdb.log" >&2
+        _die "initdb failed"
+    fi
+    rm -f "$pwfile"
+    echo "include_if_exists = 'booking.conf'" >>"$PG_DATA/postgresql.conf"
+}
+
+_pg_up() {
+    local bin owner pid
+    bin="$(_pg_bindir)" || _die "PostgreSQL server binaries not found (run services_install)"
+    owner="$(_pg_user)"
+    if [[ $(id -u) -eq 0 ]] && ! id postgres >/dev/null 2>&1; then
+        useradd --system --user-group --home-dir /var/lib/postgresql --no-create-home \
+            --shell /usr/sbin/nologin postgres
+    fi
+
+    if _pg_running; then
+        _log "PostgreSQL: reusing the running server on 127.0.0.1:$PG_PORT"
+    elif _port_open "$PG_PORT"; then
+        # Someone else's server (e.g. a CI service): fine if our role works.
+        _pg_psql "$bin" -d postgres -c 'select 1' >/dev/null 2>&1 ||
+            _die "port $PG_PORT is taken by something that is not our PostgreSQL (set PG_PORT)"
+        _log "PostgreSQL: reusing a foreign server on 127.0.0.1:$PG_PORT"
+    else
+        mkdir -p "$PG_SOCKET_DIR"
+        [[ -f $PG_DATA/PG_VERSION ]] || _pg_init "$bin"
+        touch "$LOG_DIR/postgres.log"
+        if [[ $(id -u) -eq 0 ]]; then
+            chown "$owner": "$PG_SOCKET_DIR" "$LOG_DIR/postgres.log"
+            chown -R "$owner": "$PG_DATA"
+            _pg_run test -w "$PG_DATA" ||
+                _die "user $owner cannot reach $PG_DATA (a parent directory is not world-searchable)"
+        fi
+        # Rewritten on every start so port overrides take effect.
+        cat >"$PG_DATA/booking.conf" <<EOF
+# Written by scripts/services.sh on every start.
+listen_addresses = '127.0.0.1'
+port = $PG_PORT
+unix_socket_directories = '$PG_SOCKET_DIR'
+max_connections = 300
+shared_buffers = 256MB
+fsync = on
+EOF
+        [[ $(id -u) -ne 0 ]] || chown "$owner": "$PG_DATA/booking.conf"
+        # Lock files left by kill -9 (postmaster.pid, the socket's .lock) block
+        # a start when their pid lives on as a zombie or was reused. Removing
+        # them is safe: our postmaster is not running (checked above), and a
+        # new one still refuses to start while old backends hold its memory.
+        rm -f "$PG_DATA/postmaster.pid" "$PG_SOCKET_DIR"/.s.PGSQL.*
+        if ! _pg_run "$bin/pg_ctl" start -D "$PG_DATA" -l "$LOG_DIR/postgres.log" \
+            -w -t 60 >/dev/null; then
+            tail -n 20 "$LOG_DIR/postgres.log" >&2
+            _die "PostgreSQL did not start"
+        fi
+        pid="$(_read_pid "$PG_DATA/postmaster.pid")"
+        echo "$pid" >"$RUN_DIR/postgres.pid"
+        SERVICES_STARTED+=(postgres)
+        _log "PostgreSQL: started (pid $pid) on 127.0.0.1:$PG_PORT"
+    fi
+    _wait_until 60 "PostgreSQL" "" "$LOG_DIR/postgres.log" \
+        "$bin/pg_isready" -h 127.0.0.1 -p "$PG_PORT" -U booking -d postgres ||
+        _die "PostgreSQL is not accepting connections on 127.0.0.1:$PG_PORT"
+    if [[ -z $(_pg_psql "$bin" -d postgres -tAc "select 1 from pg_database where datname = 'booking'") ]]; then
+        _pg_psql "$bin" -d postgres -c 'create database booking'
+    fi
+}
+
+_pg_down() {
+    local bin
+    bin="$(_pg_bindir)" || return 0
+    if _pg_running; then
+        _log "PostgreSQL: stopping"
+        _pg_run "$bin/pg_ctl" stop -D "$PG_DATA" -m fast -w -t 60 >/dev/null
+    fi
+    rm -f "$RUN_DIR/postgres.pid"
+}
+
+# --- RabbitMQ --------------------------------------------------------------------
+
+# Environment of the private node, shared by the server and rabbitmqctl. HOME
+# is private too: the Erlang cookie lives in $HOME/.erlang.cookie, and the
+# /usr/sbin wrappers would switch to the rabbitmq user and its cookie.
+_rmq_export() {
+    export HOME="$RMQ_DIR/home"
+    export RABBITMQ_NODENAME="$RMQ_NODENAME"
+    export RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
+    export RABBITMQ_NODE_PORT="$AMQP_PORT"
+    export RABBITMQ_DIST_PORT
+    export RABBITMQ_MNESIA_BASE="$RMQ_DIR/mnesia"
+    export RABBITMQ_LOG_BASE="$RMQ_DIR/log"
+    export RABBITMQ_CONFIG_FILE="$RMQ_DIR/rabbitmq.conf"
+    export RABBITMQ_ADVANCED_CONFIG_FILE="$RMQ_DIR/advanced.config"
+    export RABBITMQ_CONF_ENV_FILE="$RMQ_DIR/rabbitmq-env.conf"
+    export RABBITMQ_ENABLED_PLUGINS_FILE="$RMQ_DIR/enabled_plugins"
+    export RABBITMQ_PID_FILE="$RMQ_PID_FILE"
+    export ERL_EPMD_ADDRESS=127.0.0.1
+    export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
+}
+
+rabbitmqctl_local() { # rabbitmqctl against the private node
+    (_rmq_export && exec "$RMQ_BIN/rabbitmqctl" -n "$RMQ_NODENAME" "$@")
+}
+
+# The beam's command line carries `-home <our HOME>`, unique to this checkout.
+_rmq_running() { _pid_matches "$(_read_pid "$RMQ_PID_FILE" || true)" "-home $RMQ_DIR/home"; }
+
+_rmq_mgmt_ok() {
+    curl -fsS -m 5 -u guest:guest "http://127.0.0.1:$RABBITMQ_MGMT_PORT/api/overview" >/dev/null 2>&1
+}
+
+_epmd_running() { ERL_EPMD_ADDRESS=127.0.0.1 epmd -names >/dev/null 2>&1; }
+
+# Sets RMQ_STARTING=1 when it launched a node that _rmq_wait must wait for.
+RMQ_STARTING=0
+RMQ_EPMD_WAS_RUNNING=1
+_rmq_start() {
+    RMQ_STARTING=0
+    if _rmq_running; then
+        _log "RabbitMQ: reusing the running node $RMQ_NODENAME"
+        return 0
+    fi
+    local names
+    names="$(ERL_EPMD_ADDRESS=127.0.0.1 epmd -names 2>/dev/null || true)"
+    if _port_open "$AMQP_PORT" || [[ $names == *"name ${RMQ_NODENAME%@*} at"* ]]; then
+        _rmq_mgmt_ok ||
+            _die "AMQP port $AMQP_PORT or node $RMQ_NODENAME is taken by a broker we cannot reach (set AMQP_PORT)"
+        _log "RabbitMQ: reusing a foreign broker on 127.0.0.1:$AMQP_PORT"
+        return 0
+    fi
+    mkdir -p "$RMQ_DIR/home" "$RMQ_DIR/mnesia" "$RMQ_DIR/log"
+    rm -f "$RMQ_PID_FILE" # stale after kill -9; `rabbitmqctl wait` would trust it
+    if [[ ! -s $RMQ_DIR/home/.erlang.cookie ]]; then
+        (umask 077 && od -An -N16 -tx1 /dev/urandom | tr -d ' \n' | tr a-f A-F >"$RMQ_DIR/home/.erlang.cookie")
+        chmod 400 "$RMQ_DIR/home/.erlang.cookie"
+    fi
+    echo '[rabbitmq_management,rabbitmq_consistent_hash_exchange,rabbitmq_shovel,rabbitmq_shovel_management].' \
+        >"$RMQ_DIR/enabled_plugins"
+    cat >"$RMQ_DIR/rabbitmq.conf" <<EOF
+# Written by scripts/services.sh on every start.
+management.tcp.ip = 127.0.0.1
+management.tcp.port = $RABBITMQ_MGMT_PORT
+EOF
+    # The node starts epmd if none runs; remember that so down can stop it.
+    # ("pending" until _rmq_wait learns its pid, in case we fail before that.)
+    RMQ_EPMD_WAS_RUNNING=1
+    if ! _epmd_running; then
+        RMQ_EPMD_WAS_RUNNING=0
+        echo pending >"$RUN_DIR/epmd.pid"
+    fi
+    # The /usr/sbin wrapper switches user and drops these variables; call the
+    # real script.
+    (_rmq_export && cd "$RMQ_DIR" &&
+        _spawn "$RUN_DIR/rabbitmq.pid" "$LOG_DIR/rabbitmq.log" "$RMQ_BIN/rabbitmq-server")
+    RMQ_STARTING=1
+    SERVICES_STARTED+=(rabbitmq)
+}
+
+_rmq_wait() {
+    local launcher
+    if ((RMQ_STARTING)); then
+        launcher="$(_read_pid "$RUN_DIR/rabbitmq.pid")"
+        _wait_until 120 "RabbitMQ boot" "$launcher" "$LOG_DIR/rabbitmq.log" test -s "$RMQ_PID_FILE" ||
+            _die "RabbitMQ did not start (logs: ${LOG_DIR#"$ROOT"/}/rabbitmq.log, ${RMQ_DIR#"$ROOT"/}/log)"
+    fi
+    if _rmq_running; then
+        rabbitmqctl_local wait --timeout 60 "$RMQ_PID_FILE" >/dev/null ||
+            _die "rabbitmqctl cannot reach $RMQ_NODENAME (Erlang cookie in ${RMQ_DIR#"$ROOT"/}/home?)"
+    fi
+    _wait_until 60 "RabbitMQ management API" "" "$LOG_DIR/rabbitmq.log" _rmq_mgmt_ok ||
+        _die "RabbitMQ management API is not answering on 127.0.0.1:$RABBITMQ_MGMT_PORT"
+    if ((RMQ_STARTING)); then
+        # Track the beam itself rather than the launcher script.
+        _read_pid "$RMQ_PID_FILE" >"$RUN_DIR/rabbitmq.pid"
+        if ((!RMQ_EPMD_WAS_RUNNING)); then
+            pgrep -n -x epmd >"$RUN_DIR/epmd.pid" || rm -f "$RUN_DIR/epmd.pid"
+        fi
+        _log "RabbitMQ: started $RMQ_NODENAME (pid $(_read_pid "$RMQ_PID_FILE")) on 127.0.0.1:$AMQP_PORT, management on :$RABBITMQ_MGMT_PORT"
+        RMQ_STARTING=0
+    fi
+}
+
+_rmq_down() {
+    local pid
+    pid="$(_read_pid "$RMQ_PID_FILE" || true)"
+    if _pid_matches "$pid" "-home $RMQ_DIR/home"; then
+        _log "RabbitMQ: stopping $RMQ_NODENAME"
+        # `stop <pidfile>` returns once the OS process is gone.
+        if ! rabbitmqctl_local stop "$RMQ_PID_FILE" >/dev/null 2>&1; then
+            _log "RabbitMQ: rabbitmqctl stop failed, sending SIGTERM"
+            _stop_pid "$pid"
+        fi
+    fi
+    # Still booting (services_up failed before the node was ready): TERM the
+    # launcher's process group; the launcher and the beam both stop on it.
+    pid="$(_read_pid "$RUN_DIR/rabbitmq.pid" || true)"
+    if _pid_matches "$pid" rabbitmq-server; then
+        _log "RabbitMQ: stopping the booting node"
+        kill -TERM -- "-$pid" 2>/dev/null || true
+        _stop_pid "$pid"
+    fi
+    rm -f "$RMQ_PID_FILE" "$RUN_DIR/rabbitmq.pid"
+    pid="$(_read_pid "$RUN_DIR/epmd.pid" || true)"
+    if { [[ $pid == pending ]] && _epmd_running; } || _pid_matches "$pid" epmd; then
+        # epmd -kill refuses while other nodes are still registered.
+        ERL_EPMD_ADDRESS=127.0.0.1 epmd -kill >/dev/null 2>&1 ||
+            _log "epmd left running (other Erlang nodes use it)"
+    fi
+    rm -f "$RUN_DIR/epmd.pid"
+}
+
+# --- maildev ---------------------------------------------------------------------
+
+_maildev_ok() { curl -fsS -m 5 "http://127.0.0.1:$MAILDEV_WEB_PORT/email" >/dev/null 2>&1; }
+
+_maildev_up() {
+    local pid
+    pid="$(_read_pid "$RUN_DIR/maildev.pid" || true)"
+    if _pid_matches "$pid" maildev; then
+        _log "maildev: reusing the running instance (pid $pid)"
+    elif _port_open "$SMTP_PORT" || _port_open "$MAILDEV_WEB_PORT"; then
+        _maildev_ok || _die "port $SMTP_PORT or $MAILDEV_WEB_PORT is taken by something that is not maildev"
+        _log "maildev: reusing a foreign instance on 127.0.0.1:$MAILDEV_WEB_PORT"
+        return 0
+    else
+        [[ -f $MAILDEV_BIN ]] || _die "maildev is not installed (run services_install)"
+        # maildev reloads persisted mail on start; a fresh instance starts empty.
+        rm -rf "$MAILDEV_DIR/mail"
+        mkdir -p "$MAILDEV_DIR/mail"
+        _spawn "$RUN_DIR/maildev.pid" "$LOG_DIR/maildev.log" node "$MAILDEV_BIN" \
+            --ip 127.0.0.1 --web-ip 127.0.0.1 --smtp "$SMTP_PORT" --web "$MAILDEV_WEB_PORT" \
+            --mail-directory "$MAILDEV_DIR/mail"
+        pid="$(_read_pid "$RUN_DIR/maildev.pid")"
+        SERVICES_STARTED+=(maildev)
+        _log "maildev: started (pid $pid), SMTP 127.0.0.1:$SMTP_PORT, web :$MAILDEV_WEB_PORT"
+    fi
+    _wait_until 30 "maildev" "$pid" "$LOG_DIR/maildev.log" _maildev_ok ||
+        _die "maildev did not start"
+}
+
+_maildev_down() {
+    local pid
+    pid="$(_read_pid "$RUN_DIR/maildev.pid" || true)"
+    if _pid_matches "$pid" maildev; then
+        _log "maildev: stopping (pid $pid)"
+        _stop_pid "$pid"
+    fi
+    rm -f "$RUN_DIR/maildev.pid"
+}
+
+# --- public API ------------------------------------------------------------------
+
+services_up() {
+    local start=$SECONDS
+    SERVICES_UP_CALLED=1
+    mkdir -p "$RUN_DIR" "$LOG_DIR"
+    # RabbitMQ boots slowest: launch it first and let the others start meanwhile.
+    _rmq_start
+    _pg_up
+    _maildev_up
+    _rmq_wait
+    _log "services up in $((SECONDS - start))s${SERVICES_STARTED[*]:+ (started: ${SERVICES_STARTED[*]})}"
+}
+
+# services_down [postgres|rabbitmq|maildev ...]: with no names, stop what this
+# shell's services_up started, or (in a fresh shell, e.g. `services.sh down`)
+# everything our scripts run under .local.
+services_down() {
+    local targets=("$@")
+    if ((${#targets[@]} == 0)); then
+        if ((SERVICES_UP_CALLED)); then
+            targets=("${SERVICES_STARTED[@]}")
+        else
+            targets=(maildev rabbitmq postgres)
+        fi
+    fi
+    local t rmq_job=""
+    for t in "${targets[@]}"; do
+        case "$t" in
+        # rabbitmqctl stop takes ~7 s: overlap it with the others.
+        rabbitmq) (_rmq_down) & rmq_job=$! ;;
+        postgres) _pg_down ;;
+        maildev) _maildev_down ;;
+        *) _die "unknown service $t" ;;
+        esac
+    done
+    if [[ -n $rmq_job ]]; then wait "$rmq_job"; fi
+    SERVICES_STARTED=()
+}
+
+services_env() {
+    export DATABASE_URL="postgres://booking:booking@127.0.0.1:$PG_PORT/booking"
+    export AMQP_URL="amqp://guest:guest@127.0.0.1:$AMQP_PORT/%2f"
+    export RABBITMQ_MANAGEMENT_URL="http://guest:guest@127.0.0.1:$RABBITMQ_MGMT_PORT"
+    export SMTP_URL="smtp://127.0.0.1:$SMTP_PORT"
+    export MAILDEV_URL="http://127.0.0.1:$MAILDEV_WEB_PORT"
+    export MAIL_FROM="Booking <tickets@booking.local>"
+    export ADMIN_TOKEN="${ADMIN_TOKEN:-dev-admin-token}"
+}
+
+services_status() {
+    local pid rc=0
+    if _pg_running; then
+        echo "postgres  running  pid $(_read_pid "$PG_DATA/postmaster.pid")  127.0.0.1:$PG_PORT"
+    else
+        echo "postgres  stopped"
+        rc=1
+    fi
+    if _rmq_running; then
+        echo "rabbitmq  running  pid $(_read_pid "$RMQ_PID_FILE")  amqp 127.0.0.1:$AMQP_PORT  mgmt :$RABBITMQ_MGMT_PORT"
+    else
+        echo "rabbitmq  stopped"
+        rc=1
+    fi
+    pid="$(_read_pid "$RUN_DIR/maildev.pid" || true)"
+    if _pid_matches "$pid" maildev; then
+        echo "maildev   running  pid $pid  smtp 127.0.0.1:$SMTP_PORT  web :$MAILDEV_WEB_PORT"
+    else
+        echo "maildev   stopped"
+        rc=1
+    fi
+    return "$rc"
+}
+
+# --- command line ----------------------------------------------------------------
+
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
+    case "${1:-}" in
+    install) services_install ;;
+    up) services_up ;;
+    down)
+        shift
+        services_down "$@"
+        ;;
+    status) services_status ;;
+    env)
+        services_env
+        for v in DATABASE_URL AMQP_URL RABBITMQ_MANAGEMENT_URL SMTP_URL MAILDEV_URL MAIL_FROM ADMIN_TOKEN; do
+            printf 'export %s=%q\n' "$v" "${!v}"
+        done
+        ;;
+    psql)
+        shift
+        services_env
+        exec psql "$DATABASE_URL" "$@"
+        ;;
+    rabbitmqctl)
+        shift
+        rabbitmqctl_local "$@"
+        ;;
+    *)
+        echo "usage: $0 install|up|down|status|env|psql [args]|rabbitmqctl [args]" >&2
+        exit 2
+        ;;
+    esac
+fi

@@ -1,0 +1,431 @@
+//! Starting, talking to and stopping one isolated system under test.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::{Client, Method, RequestBuilder, Response};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
+fn env(name: &str) -> String {
+    std::env::var(name)
+        .unwrap_or_else(|_| panic!("{name} must be set: run the tests with scripts/test"))
+}
+
+/// How to start a system.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub workers: usize,
+    pub hold_seconds: u64,
+    pub shards: u16,
+    /// Point the services at this AMQP URL instead of the test broker.
+    pub amqp_url: Option<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            workers: 1,
+            hold_seconds: 300,
+            shards: 4,
+            amqp_url: None,
+        }
+    }
+}
+
+/// One running system: its database, vhost and processes.
+pub struct System {
+    pub name: String,
+    pub base_url: String,
+    pub http: Client,
+    pub database_url: String,
+    pub vhost: String,
+    processes: Vec<(String, Child)>,
+    admin_db_url: String,
+}
+
+impl System {
+    pub async fn start() -> Self {
+        Self::start_with(Options::default()).await
+    }
+
+    pub async fn start_with(options: Options) -> Self {
+        let name = format!("t_{}", Uuid::new_v4().simple());
+        let admin_db_url = env("TEST_DATABASE_URL");
+        let database_url = create_database(&admin_db_url, &name).await;
+        create_vhost(&name).await;
+        let amqp_url = options.amqp_url.clone().unwrap_or_else(|| {
+            let mut url =
+                reqwest::Url::parse(&env("TEST_AMQP_URL")).expect("TEST_AMQP_URL is a URL");
+            url.set_path(&format!("/{name}"));
+            url.to_string()
+        });
+        let api_port = free_port();
+        let base_url = format!("http://127.0.0.1:{api_port}");
+        let common = vec![
+            ("DATABASE_URL", database_url.clone()),
+            ("AMQP_URL", amqp_url),
+            ("SMTP_URL", env("TEST_SMTP_URL")),
+            (
+                "MAIL_FROM",
+                "Booking Tests <tickets@booking.test>".to_owned(),
+            ),
+            ("ADMIN_TOKEN", ADMIN_TOKEN.to_owned()),
+            ("HOLD_SECONDS", options.hold_seconds.to_string()),
+            ("SHARDS", options.shards.to_string()),
+            ("DB_POOL_SIZE", "8".to_owned()),
+            ("RUST_LOG", "info,sqlx=warn".to_owned()),
+        ];
+        let mut system = Self {
+            name,
+            base_url,
+            http: Client::builder()
+                .timeout(Duration::from_secs(20))
+                .build()
+                .unwrap(),
+            database_url,
+            vhost: String::new(),
+            processes: Vec::new(),
+            admin_db_url,
+        };
+        system.vhost = system.name.clone();
+        system.spawn(
+            "api",
+            "api",
+            &common,
+            &[("API_ADDR", format!("127.0.0.1:{api_port}"))],
+        );
+        for i in 0..options.workers {
+            system.spawn_worker_numbered(i, &common);
+        }
+        system.spawn(
+            "notifier",
+            "notifier",
+            &common,
+            &[("METRICS_ADDR", format!("127.0.0.1:{}", free_port()))],
+        );
+        system.wait_ready().await;
+        system
+    }
+
+    fn spawn_worker_numbered(&mut self, i: usize, common: &[(&str, String)]) {
+        let metrics = format!("127.0.0.1:{}", free_port());
+        self.spawn(
+            "worker",
+            &format!("worker-{i}"),
+            common,
+            &[("METRICS_ADDR", metrics)],
+        );
+    }
+
+    fn spawn(
+        &mut self,
+        binary: &str,
+        label: &str,
+        common: &[(&str, String)],
+        extra: &[(&str, String)],
+    ) {
+        let logs = log_dir().join(&self.name);
+        std::fs::create_dir_all(&logs).unwrap();
+        let log = std::fs::File::create(logs.join(format!("{label}.log"))).unwrap();
+        let child = Command::new(bin_dir().join(binary))
+            .envs(common.iter().map(|(k, v)| (*k, v.as_str())))
+            .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start {binary} (run `cargo build --bins` first): {e}")
+            });
+        self.processes.push((label.to_owned(), child));
+    }
+
+    async fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            for (label, child) in &mut self.processes {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!(
+                        "{label} exited during start-up ({status}); see {}",
+                        log_dir().join(&self.name).display()
+                    );
+                }
+            }
+            // Health, not readiness: some tests start a system whose broker is down.
+            let ready = self
+                .http
+                .get(format!("{}/healthz", self.base_url))
+                .send()
+                .await;
+            if ready.is_ok_and(|r| r.status().is_success()) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "api not ready within 60 s");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.base_url))
+    }
+
+    pub fn admin(&self, method: Method, path: &str) -> RequestBuilder {
+        self.request(method, path).bearer_auth(ADMIN_TOKEN)
+    }
+
+    pub async fn create_show(&self, body: Value) -> Value {
+        let res = self
+            .admin(Method::POST, "/v1/shows")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            res.status(),
+            201,
+            "creating show: {}",
+            res.text().await.unwrap()
+        );
+        res.json().await.unwrap()
+    }
+
+    /// A general-admission show; returns its id.
+    pub async fn ga_show(&self, capacity: i32) -> String {
+        let show = self
+            .create_show(json!({
+                "name": "Open Air", "venue": "The Park", "starts_at": "2030-06-01T19:00:00Z",
+                "capacity": capacity, "price_cents": 2500
+            }))
+            .await;
+        show["id"].as_str().unwrap().to_owned()
+    }
+
+    /// A seated show with one section of `rows` rows of `per_row` seats.
+    pub async fn seated_show(&self, rows: usize, per_row: i32) -> String {
+        let rows: Vec<Value> = (0..rows)
+            .map(|r| json!({"row": ((b'A' + r as u8) as char).to_string(), "seats": per_row}))
+            .collect();
+        let show = self
+            .create_show(json!({
+                "name": "Hamlet", "venue": "The Globe", "starts_at": "2030-06-01T19:00:00Z",
+                "sections": [{"name": "Stalls", "price_cents": 4000, "rows": rows}]
+            }))
+            .await;
+        show["id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn seat_ids(&self, show: &str) -> Vec<String> {
+        self.seat_map(show).await["seats"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["id"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    pub async fn seat_map(&self, show: &str) -> Value {
+        self.get_json(&format!("/v1/shows/{show}/seats")).await
+    }
+
+    pub async fn show(&self, show: &str) -> Value {
+        self.get_json(&format!("/v1/shows/{show}")).await
+    }
+
+    pub async fn get_json(&self, path: &str) -> Value {
+        let res = self.request(Method::GET, path).send().await.unwrap();
+        assert_eq!(res.status(), 200, "GET {path}");
+        res.json().await.unwrap()
+    }
+
+    pub async fn book(&self, show: &str, body: Value) -> Response {
+        self.request(Method::POST, &format!("/v1/shows/{show}/bookings"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Books and expects a 202; returns the booking id.
+    pub async fn book_accepted(&self, show: &str, body: Value) -> String {
+        let res = self.book(show, body).await;
+        assert_eq!(res.status(), 202, "booking: {}", res.text().await.unwrap());
+        let booking: Value = res.json().await.unwrap();
+        booking["id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn booking(&self, id: &str) -> Value {
+        self.get_json(&format!("/v1/bookings/{id}")).await
+    }
+
+    /// Polls a booking until `done` holds for it (30 s at most).
+    pub async fn wait_for(&self, id: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let booking = self.booking(id).await;
+            if done(&booking) {
+                return booking;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "booking {id} never became {what}: {booking}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Polls until the booking has left `queued`.
+    pub async fn decided(&self, id: &str) -> Value {
+        self.wait_for(id, "decided", |b| b["status"] != "queued")
+            .await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Response {
+        self.request(Method::POST, path)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Every booking of a show, through the admin API.
+    pub async fn bookings_of(&self, show: &str) -> Vec<Value> {
+        let res = self
+            .admin(
+                Method::GET,
+                &format!("/v1/bookings?show_id={show}&limit=1000"),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let list: Value = res.json().await.unwrap();
+        list["bookings"].as_array().unwrap().clone()
+    }
+
+    /// Stops the processes and removes the database and vhost.
+    pub async fn finish(mut self) {
+        self.kill_all();
+        drop_database(&self.admin_db_url, &self.name).await;
+        delete_vhost(&self.vhost).await;
+    }
+
+    fn kill_all(&mut self) {
+        for (_, child) in &mut self.processes {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.processes.clear();
+    }
+}
+
+impl Drop for System {
+    fn drop(&mut self) {
+        self.kill_all();
+    }
+}
+
+/// Where the binaries under test are: next to this test's own executable.
+fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let deps = exe.parent().unwrap();
+    deps.parent().unwrap().to_path_buf()
+}
+
+fn log_dir() -> PathBuf {
+    bin_dir().join("test-logs")
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn psql(admin_url: &str, sql: &str) {
+    let status = tokio::process::Command::new("psql")
+        .args([admin_url, "-qAt", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .stdout(Stdio::null())
+        .status()
+        .await
+        .expect("psql is installed");
+    assert!(status.success(), "psql failed: {sql}");
+}
+
+async fn create_database(admin_url: &str, name: &str) -> String {
+    psql(admin_url, &format!("CREATE DATABASE {name}")).await;
+    let (base, _) = admin_url.rsplit_once('/').expect("database URL has a path");
+    format!("{base}/{name}")
+}
+
+async fn drop_database(admin_url: &str, name: &str) {
+    psql(
+        admin_url,
+        &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+    )
+    .await;
+}
+
+/// The management API base URL and its credentials.
+pub fn management() -> (String, String, String) {
+    let url = reqwest::Url::parse(&env("TEST_RABBITMQ_MANAGEMENT_URL")).unwrap();
+    let user = if url.username().is_empty() {
+        "guest"
+    } else {
+        url.username()
+    }
+    .to_owned();
+    let pass = url.password().unwrap_or("guest").to_owned();
+    let base = format!(
+        "{}://{}:{}",
+        url.scheme(),
+        url.host_str().unwrap(),
+        url.port_or_known_default().unwrap()
+    );
+    (base, user, pass)
+}
+
+async fn create_vhost(vhost: &str) {
+    let (base, user, pass) = management();
+    let http = Client::new();
+    let res = http
+        .put(format!("{base}/api/vhosts/{vhost}"))
+        .basic_auth(&user, Some(&pass))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        res.status().is_success(),
+        "creating vhost: {}",
+        res.status()
+    );
+    let res = http
+        .put(format!("{base}/api/permissions/{vhost}/{user}"))
+        .basic_auth(&user, Some(&pass))
+        .json(&json!({"configure": ".*", "write": ".*", "read": ".*"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        res.status().is_success(),
+        "granting vhost: {}",
+        res.status()
+    );
+}
+
+async fn delete_vhost(vhost: &str) {
+    let (base, user, pass) = management();
+    let _ = Client::new()
+        .delete(format!("{base}/api/vhosts/{vhost}"))
+        .basic_auth(&user, Some(&pass))
+        .send()
+        .await;
+}

@@ -1,0 +1,189 @@
+//! Bad input gets a clear problem (RFC 9457, 4xx) and changes nothing.
+
+use reqwest::{Method, Response};
+use serde_json::{json, Value};
+use tests::System;
+
+async fn problem(res: Response, status: u16, code: &str) -> Value {
+    assert_eq!(res.status(), status);
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["code"], code, "{body}");
+    assert_eq!(body["status"], status);
+    assert!(body["type"].as_str().unwrap().ends_with(code));
+    assert!(!body["detail"].as_str().unwrap().is_empty());
+    body
+}
+
+#[tokio::test]
+async fn bad_booking_requests_get_problem_details_and_change_nothing() {
+    let sys = System::start().await;
+    let ga = sys.ga_show(10).await;
+    let seated = sys.seated_show(1, 2).await;
+    let other = sys.seated_show(1, 2).await;
+    let foreign = sys.seat_ids(&other).await;
+    let ok = |q: Value| json!({"email": "x@example.com", "name": "X", "quantity": q});
+
+    let unknown = uuid::Uuid::new_v4();
+    problem(
+        sys.book(&unknown.to_string(), ok(json!(1))).await,
+        404,
+        "show_not_found",
+    )
+    .await;
+    problem(
+        sys.book("not-a-uuid", ok(json!(1))).await,
+        400,
+        "bad_parameter",
+    )
+    .await;
+
+    let malformed = sys
+        .request(Method::POST, &format!("/v1/shows/{ga}/bookings"))
+        .header("content-type", "application/json")
+        .body("{\"email\": \"x@example.com\", ")
+        .send()
+        .await
+        .unwrap();
+    problem(malformed, 400, "malformed_body").await;
+
+    let negative = problem(sys.book(&ga, ok(json!(-2))).await, 422, "validation_failed").await;
+    assert_eq!(negative["errors"][0]["field"], "quantity");
+    problem(sys.book(&ga, ok(json!(0))).await, 422, "validation_failed").await;
+    problem(
+        sys.book(&ga, ok(json!(1000))).await,
+        422,
+        "validation_failed",
+    )
+    .await;
+    problem(sys.book(&ga, ok(json!("two"))).await, 400, "malformed_body").await;
+
+    let bad_email = sys
+        .book(
+            &ga,
+            json!({"email": "not-an-email", "name": "X", "quantity": 1}),
+        )
+        .await;
+    let bad_email = problem(bad_email, 422, "validation_failed").await;
+    assert_eq!(bad_email["errors"][0]["field"], "email");
+
+    let stray = sys
+        .book(
+            &seated,
+            json!({"email": "x@example.com", "name": "X", "seat_ids": [foreign[0]]}),
+        )
+        .await;
+    let stray = problem(stray, 422, "validation_failed").await;
+    assert_eq!(stray["errors"][0]["field"], "seat_ids");
+    let none = sys
+        .book(
+            &seated,
+            json!({"email": "x@example.com", "name": "X", "seat_ids": []}),
+        )
+        .await;
+    problem(none, 422, "validation_failed").await;
+    let unknown_field = sys
+        .book(
+            &ga,
+            json!({"email": "x@example.com", "name": "X", "quantity": 1, "vip": true}),
+        )
+        .await;
+    problem(unknown_field, 400, "malformed_body").await;
+
+    for show in [&ga, &seated] {
+        assert!(
+            sys.bookings_of(show).await.is_empty(),
+            "bad input created a booking"
+        );
+    }
+    assert_eq!(sys.show(&ga).await["available"], 10);
+    assert_eq!(sys.show(&seated).await["available"], 2);
+    sys.finish().await;
+}
+
+#[tokio::test]
+async fn unknown_bookings_are_404_and_actions_on_them_too() {
+    let sys = System::start().await;
+    let id = uuid::Uuid::new_v4();
+    problem(
+        sys.request(Method::GET, &format!("/v1/bookings/{id}"))
+            .send()
+            .await
+            .unwrap(),
+        404,
+        "booking_not_found",
+    )
+    .await;
+    let confirm = sys
+        .post(
+            &format!("/v1/bookings/{id}/confirm"),
+            json!({"payment_token": "tok_visa"}),
+        )
+        .await;
+    problem(confirm, 404, "booking_not_found").await;
+    problem(
+        sys.post(&format!("/v1/bookings/{id}/cancel"), json!({}))
+            .await,
+        404,
+        "booking_not_found",
+    )
+    .await;
+    sys.finish().await;
+}
+
+#[tokio::test]
+async fn admin_endpoints_require_the_bearer_token() {
+    let sys = System::start().await;
+    let body = json!({"name": "N", "venue": "V", "starts_at": "2030-01-01T20:00:00Z", "capacity": 5, "price_cents": 100});
+    let anonymous = sys
+        .request(Method::POST, "/v1/shows")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    problem(anonymous, 401, "unauthorized").await;
+    let wrong = sys
+        .request(Method::POST, "/v1/shows")
+        .bearer_auth("guess")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    problem(wrong, 401, "unauthorized").await;
+    problem(
+        sys.request(Method::GET, "/v1/bookings")
+            .send()
+            .await
+            .unwrap(),
+        401,
+        "unauthorized",
+    )
+    .await;
+    let shows: Value = sys.get_json("/v1/shows").await;
+    assert!(
+        shows["shows"].as_array().unwrap().is_empty(),
+        "nothing was created"
+    );
+    sys.finish().await;
+}
+
+#[tokio::test]
+async fn invalid_shows_are_refused_with_the_fields_named() {
+    let sys = System::start().await;
+    let create = |body: Value| sys.admin(Method::POST, "/v1/shows").json(&body).send();
+    let both = json!({"name": "N", "venue": "V", "starts_at": "2030-01-01T20:00:00Z", "capacity": 5,
+                      "price_cents": 1, "sections": []});
+    problem(create(both).await.unwrap(), 422, "validation_failed").await;
+    let bad_time = json!({"name": "N", "venue": "V", "starts_at": "tomorrow", "capacity": 5, "price_cents": 1});
+    problem(create(bad_time).await.unwrap(), 400, "malformed_body").await;
+    let dup_rows = json!({"name": "N", "venue": "V", "starts_at": "2030-01-01T20:00:00Z",
+        "sections": [{"name": "S", "price_cents": 1, "rows": [{"row": "A", "seats": 2}, {"row": "A", "seats": 3}]}]});
+    let dup = problem(create(dup_rows).await.unwrap(), 422, "validation_failed").await;
+    assert_eq!(dup["errors"][0]["field"], "sections[0].rows[1].row");
+    let zero = json!({"name": "", "venue": "V", "starts_at": "2030-01-01T20:00:00Z", "capacity": 0, "price_cents": -1});
+    let zero = problem(create(zero).await.unwrap(), 422, "validation_failed").await;
+    assert_eq!(zero["errors"].as_array().unwrap().len(), 3);
+    let shows: Value = sys.get_json("/v1/shows").await;
+    assert!(shows["shows"].as_array().unwrap().is_empty());
+    sys.finish().await;
+}

@@ -1,0 +1,7 @@
+//! End-to-end specifications, through the public HTTP API, against real
+//! PostgreSQL, RabbitMQ and SMTP. One binary so it is linked once.
+
+mod bad_input;
+mod booking_flow;
+mod broker;
+mod holds;
