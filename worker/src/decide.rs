@@ -47,14 +47,15 @@ pub enum Outcome {
     Skipped(&'static str),
 }
 
-/// Who made a change, for the audit trail.
-const WORKER: &str = "worker";
+/// Who expired a hold, for the audit trail (workers sign with their name).
 const EXPIRY: &str = "expiry-sweeper";
 
 pub struct Decider<G> {
     db: PgPool,
     gateway: G,
     hold: chrono::Duration,
+    /// This worker's name in the audit trail.
+    actor: String,
 }
 
 #[derive(Debug)]
@@ -93,9 +94,14 @@ struct After<'a> {
 }
 
 impl<G: PaymentGateway> Decider<G> {
-    pub fn new(db: PgPool, gateway: G, hold: std::time::Duration) -> Self {
+    pub fn new(db: PgPool, gateway: G, hold: std::time::Duration, actor: String) -> Self {
         let hold = chrono::Duration::from_std(hold).expect("hold duration fits");
-        Self { db, gateway, hold }
+        Self {
+            db,
+            gateway,
+            hold,
+            actor,
+        }
     }
 
     /// Applies one command. Safe to call again with the same command: a
@@ -272,7 +278,7 @@ impl<G: PaymentGateway> Decider<G> {
             show_id,
             &statuses as &[&str],
             &reasons as &[Option<&str>],
-            WORKER
+            &self.actor
         )
         .execute(&mut *tx)
         .await?;
@@ -353,7 +359,7 @@ impl<G: PaymentGateway> Decider<G> {
             hold_expires_at: hold,
             tickets: &tickets,
         };
-        transition(&mut tx, &booking, &after, reference.as_deref(), WORKER).await?;
+        transition(&mut tx, &booking, &after, reference.as_deref(), &self.actor).await?;
         emit(&mut tx, kind, &booking, &show, &after).await?;
         tx.commit().await?;
         Ok(Outcome::Applied(kind))
@@ -361,7 +367,7 @@ impl<G: PaymentGateway> Decider<G> {
 
     async fn cancel(&self, booking_id: Uuid) -> Result<Outcome, DecideError> {
         let outcome = self
-            .release(booking_id, BookingStatus::Cancelled, WORKER)
+            .release(booking_id, BookingStatus::Cancelled, &self.actor)
             .await?;
         Ok(outcome)
     }

@@ -68,11 +68,8 @@ async fn main() -> anyhow::Result<()> {
         &format!("worker {} publisher", std::process::id()),
         topology,
     ));
-    let decider = Arc::new(decide::Decider::new(
-        db.clone(),
-        payment::TestGateway,
-        config.hold_duration,
-    ));
+    let actor = format!("worker-{}", std::process::id());
+    let decider = Arc::new(decide::Decider::new(db.clone(), payment::TestGateway, config.hold_duration, actor));
     let consumer = consumer::ShardConsumer::new(
         consumer::Settings {
             amqp_url: config.amqp_url.clone(),
