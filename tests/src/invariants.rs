@@ -7,18 +7,30 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 async fn count(db: &PgPool, sql: &str, show: Uuid) -> i64 {
-    sqlx::query_scalar::<_, i64>(sql).bind(show).fetch_one(db).await.unwrap()
+    sqlx::query_scalar::<_, i64>(sql)
+        .bind(show)
+        .fetch_one(db)
+        .await
+        .unwrap()
 }
 
 /// Waits (up to `limit`) until no booking of `show` is queued any more.
 pub async fn wait_all_decided(db: &PgPool, show: Uuid, limit: Duration) {
     let deadline = Instant::now() + limit;
     loop {
-        let queued = count(db, "SELECT count(*) FROM bookings WHERE show_id = $1 AND status = 'queued'", show).await;
+        let queued = count(
+            db,
+            "SELECT count(*) FROM bookings WHERE show_id = $1 AND status = 'queued'",
+            show,
+        )
+        .await;
         if queued == 0 {
             return;
         }
-        assert!(Instant::now() < deadline, "{queued} bookings of {show} still queued after {limit:?}");
+        assert!(
+            Instant::now() < deadline,
+            "{queued} bookings of {show} still queued after {limit:?}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -33,17 +45,33 @@ pub async fn assert_not_oversold(db: &PgPool, show: Uuid) {
             .fetch_one(db)
             .await
             .unwrap();
-    assert!(held >= 0 && booked >= 0 && held + booked <= capacity, "{show}: held {held} + booked {booked} > {capacity}");
+    assert!(
+        held >= 0 && booked >= 0 && held + booked <= capacity,
+        "{show}: held {held} + booked {booked} > {capacity}"
+    );
     let live_held = count(db, "SELECT coalesce(sum(quantity), 0)::bigint FROM bookings WHERE show_id = $1 AND status = 'held'", show).await;
     let live_booked =
         count(db, "SELECT coalesce(sum(quantity), 0)::bigint FROM bookings WHERE show_id = $1 AND status = 'confirmed'", show).await;
-    assert_eq!((i64::from(held), i64::from(booked)), (live_held, live_booked), "{show}: counters disagree with bookings");
+    assert_eq!(
+        (i64::from(held), i64::from(booked)),
+        (live_held, live_booked),
+        "{show}: counters disagree with bookings"
+    );
 
     let seats = count(db, "SELECT count(*) FROM seats WHERE show_id = $1", show).await;
     if seats > 0 {
         assert_eq!(seats, i64::from(capacity));
-        let taken = count(db, "SELECT count(*) FROM seats WHERE show_id = $1 AND status <> 'available'", show).await;
-        assert_eq!(taken, live_held + live_booked, "{show}: seat statuses disagree with bookings");
+        let taken = count(
+            db,
+            "SELECT count(*) FROM seats WHERE show_id = $1 AND status <> 'available'",
+            show,
+        )
+        .await;
+        assert_eq!(
+            taken,
+            live_held + live_booked,
+            "{show}: seat statuses disagree with bookings"
+        );
         let foreign = count(
             db,
             "SELECT count(*) FROM bookings b
@@ -53,7 +81,10 @@ pub async fn assert_not_oversold(db: &PgPool, show: Uuid) {
             show,
         )
         .await;
-        assert_eq!(foreign, 0, "{show}: a live booking lacks a seat it holds (seat in two bookings)");
+        assert_eq!(
+            foreign, 0,
+            "{show}: a live booking lacks a seat it holds (seat in two bookings)"
+        );
     }
 }
 
@@ -76,21 +107,28 @@ pub async fn assert_decided_once(db: &PgPool, show: Uuid) {
         show,
     )
     .await;
-    assert_eq!(events, 0, "{show}: decisions with a lost or duplicated event");
+    assert_eq!(
+        events, 0,
+        "{show}: decisions with a lost or duplicated event"
+    );
 }
 
 /// Waits until the outbox relays have published every event.
 pub async fn wait_outbox_drained(db: &PgPool, limit: Duration) {
     let deadline = Instant::now() + limit;
     loop {
-        let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
-            .fetch_one(db)
-            .await
-            .unwrap();
+        let pending: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+                .fetch_one(db)
+                .await
+                .unwrap();
         if pending == 0 {
             return;
         }
-        assert!(Instant::now() < deadline, "{pending} events never published");
+        assert!(
+            Instant::now() < deadline,
+            "{pending} events never published"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

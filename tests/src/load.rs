@@ -34,7 +34,11 @@ impl Submitted {
 
 /// Sends every request with at most `concurrency` in flight; answers come
 /// back in no particular order.
-pub async fn submit_all(sys: &System, requests: Vec<Request>, concurrency: usize) -> Vec<Submitted> {
+pub async fn submit_all(
+    sys: &System,
+    requests: Vec<Request>,
+    concurrency: usize,
+) -> Vec<Submitted> {
     futures::stream::iter(requests)
         .map(|request| submit(sys, request))
         .buffer_unordered(concurrency)
@@ -45,7 +49,11 @@ pub async fn submit_all(sys: &System, requests: Vec<Request>, concurrency: usize
 pub async fn submit(sys: &System, request: Request) -> Submitted {
     let sent = Instant::now();
     let path = format!("/v1/shows/{}/bookings", request.show);
-    let response = sys.request(reqwest::Method::POST, &path).json(&request.body).send().await;
+    let response = sys
+        .request(reqwest::Method::POST, &path)
+        .json(&request.body)
+        .send()
+        .await;
     let (status, id) = match response {
         Ok(res) => {
             let status = res.status().as_u16();

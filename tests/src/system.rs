@@ -66,7 +66,10 @@ impl System {
 
     pub async fn start_with(options: Options) -> Self {
         let name = format!("t_{}", Uuid::new_v4().simple());
-        let admin_db_url = options.admin_db_url.clone().unwrap_or_else(|| env("TEST_DATABASE_URL"));
+        let admin_db_url = options
+            .admin_db_url
+            .clone()
+            .unwrap_or_else(|| env("TEST_DATABASE_URL"));
         let database_url = create_database(&admin_db_url, &name).await;
         let vhost = options.amqp_url.is_none().then(|| name.clone());
         if let Some(vhost) = &vhost {
@@ -97,7 +100,10 @@ impl System {
         let mut system = Self {
             name,
             base_url,
-            http: Client::builder().timeout(Duration::from_secs(20)).build().unwrap(),
+            http: Client::builder()
+                .timeout(Duration::from_secs(20))
+                .build()
+                .unwrap(),
             database_url,
             vhost,
             processes: Mutex::default(),
@@ -106,11 +112,19 @@ impl System {
             admin_db_url,
             db: tokio::sync::OnceCell::new(),
         };
-        system.spawn("api", "api", &[("API_ADDR", format!("127.0.0.1:{api_port}"))]);
+        system.spawn(
+            "api",
+            "api",
+            &[("API_ADDR", format!("127.0.0.1:{api_port}"))],
+        );
         for _ in 0..options.workers {
             system.start_worker();
         }
-        system.spawn("notifier", "notifier", &[("METRICS_ADDR", format!("127.0.0.1:{}", free_port()))]);
+        system.spawn(
+            "notifier",
+            "notifier",
+            &[("METRICS_ADDR", format!("127.0.0.1:{}", free_port()))],
+        );
         system.wait_ready().await;
         system
     }
@@ -127,13 +141,21 @@ impl System {
 
     /// Labels of the workers started so far.
     pub fn workers(&self) -> Vec<String> {
-        self.worker_metrics.lock().unwrap().iter().map(|(l, _)| l.clone()).collect()
+        self.worker_metrics
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(l, _)| l.clone())
+            .collect()
     }
 
     /// SIGKILLs a process (e.g. `worker-0`): no chance to finish anything.
     pub fn kill(&self, label: &str) {
         let mut processes = self.processes.lock().unwrap();
-        let at = processes.iter().position(|(l, _)| l == label).expect("known process");
+        let at = processes
+            .iter()
+            .position(|(l, _)| l == label)
+            .expect("known process");
         let (_, mut child) = processes.remove(at);
         child.kill().unwrap();
         child.wait().unwrap();
@@ -161,7 +183,11 @@ impl System {
             .output()
             .await
             .unwrap();
-        assert!(out.status.success(), "worker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "worker {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         out
     }
 
@@ -186,7 +212,10 @@ impl System {
             .unwrap_or_else(|e| {
                 panic!("cannot start {binary} (run `cargo build --bins` first): {e}")
             });
-        self.processes.lock().unwrap().push((label.to_owned(), child));
+        self.processes
+            .lock()
+            .unwrap()
+            .push((label.to_owned(), child));
     }
 
     async fn wait_ready(&mut self) {

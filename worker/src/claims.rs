@@ -85,9 +85,15 @@ impl Claims {
         }
         let live = self.live_workers().await?;
         let target = fair_share(self.shards, live);
-        let owned: Vec<u16> = self.held.iter().copied().filter(|s| !plan.stop.contains(s)).collect();
+        let owned: Vec<u16> = self
+            .held
+            .iter()
+            .copied()
+            .filter(|s| !plan.stop.contains(s))
+            .collect();
         if owned.len() > target {
-            plan.stop.extend(owned.iter().rev().take(owned.len() - target));
+            plan.stop
+                .extend(owned.iter().rev().take(owned.len() - target));
         } else {
             let mut count = owned.len();
             let (shards, offset) = (self.shards, self.offset);
@@ -110,10 +116,16 @@ impl Claims {
         if !self.held.remove(&shard) {
             return;
         }
-        let Some(conn) = self.conn.as_mut() else { return };
-        let unlocked = sqlx::query_scalar!("SELECT pg_advisory_unlock($1, $2)", LOCK_SPACE, i32::from(shard))
-            .fetch_one(conn)
-            .await;
+        let Some(conn) = self.conn.as_mut() else {
+            return;
+        };
+        let unlocked = sqlx::query_scalar!(
+            "SELECT pg_advisory_unlock($1, $2)",
+            LOCK_SPACE,
+            i32::from(shard)
+        )
+        .fetch_one(conn)
+        .await;
         if let Err(err) = unlocked {
             tracing::warn!(shard, error = %err, "releasing shard failed; dropping the claim session");
             self.conn = None;
@@ -123,9 +135,13 @@ impl Claims {
 
     async fn try_lock(&mut self, shard: u16) -> Result<bool, sqlx::Error> {
         let conn = self.conn.as_mut().expect("connected");
-        let locked = sqlx::query_scalar!("SELECT pg_try_advisory_lock($1, $2)", LOCK_SPACE, i32::from(shard))
-            .fetch_one(conn)
-            .await?;
+        let locked = sqlx::query_scalar!(
+            "SELECT pg_try_advisory_lock($1, $2)",
+            LOCK_SPACE,
+            i32::from(shard)
+        )
+        .fetch_one(conn)
+        .await?;
         Ok(locked.unwrap_or(false))
     }
 

@@ -50,7 +50,10 @@ pub struct ShardConsumer<G> {
 enum Verdict<T> {
     Decided(T),
     /// Failed on every bounded attempt.
-    Failed { error: String, attempts: u32 },
+    Failed {
+        error: String,
+        attempts: u32,
+    },
     /// Shutdown or hand-over while a dependency was down: leave it unacked.
     Interrupted,
 }
@@ -70,7 +73,11 @@ impl Running {
 }
 
 impl<G: PaymentGateway> ShardConsumer<G> {
-    pub fn new(settings: Settings, decider: Arc<Decider<G>>, dead_letters: Arc<Publisher>) -> Arc<Self> {
+    pub fn new(
+        settings: Settings,
+        decider: Arc<Decider<G>>,
+        dead_letters: Arc<Publisher>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             settings,
             decider,
@@ -82,15 +89,23 @@ impl<G: PaymentGateway> ShardConsumer<G> {
     pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
         let name = format!("worker {} consumer", std::process::id());
         let settings = &self.settings;
-        amqp::reconnecting(&settings.amqp_url, &name, &settings.topology, &cancel, |conn| {
-            self.clone().session(conn, cancel.clone())
-        })
+        amqp::reconnecting(
+            &settings.amqp_url,
+            &name,
+            &settings.topology,
+            &cancel,
+            |conn| self.clone().session(conn, cancel.clone()),
+        )
         .await;
     }
 
     /// One AMQP connection's life: every second, claim or give back shards
     /// and start or stop their consumers accordingly.
-    async fn session(self: Arc<Self>, conn: Arc<Connection>, cancel: CancellationToken) -> lapin::Result<()> {
+    async fn session(
+        self: Arc<Self>,
+        conn: Arc<Connection>,
+        cancel: CancellationToken,
+    ) -> lapin::Result<()> {
         let mut claims = Claims::new(&self.settings.database_url, self.settings.topology.shards)
             .map_err(|e| io_error(&format!("bad DATABASE_URL: {e}")))?;
         let mut running: BTreeMap<u16, Running> = BTreeMap::new();
@@ -135,7 +150,12 @@ impl<G: PaymentGateway> ShardConsumer<G> {
         Running { stop, task }
     }
 
-    async fn consume_shard(self: Arc<Self>, conn: Arc<Connection>, shard: u16, stop: CancellationToken) -> lapin::Result<()> {
+    async fn consume_shard(
+        self: Arc<Self>,
+        conn: Arc<Connection>,
+        shard: u16,
+        stop: CancellationToken,
+    ) -> lapin::Result<()> {
         let queue = Topology::shard_queue(shard);
         let channel = conn.create_channel().await?;
         channel
@@ -181,7 +201,12 @@ impl<G: PaymentGateway> ShardConsumer<G> {
     }
 
     /// Decides a batch in order per show. Returns `false` if interrupted.
-    async fn handle_batch(&self, queue: &str, batch: Vec<Delivery>, stop: &CancellationToken) -> lapin::Result<bool> {
+    async fn handle_batch(
+        &self,
+        queue: &str,
+        batch: Vec<Delivery>,
+        stop: &CancellationToken,
+    ) -> lapin::Result<bool> {
         let mut per_show: Vec<(Uuid, Vec<(Delivery, BookingCommand)>)> = Vec::new();
         for delivery in batch {
             match serde_json::from_slice::<BookingCommand>(&delivery.data) {
@@ -193,7 +218,8 @@ impl<G: PaymentGateway> ShardConsumer<G> {
                     }
                 }
                 Err(err) => {
-                    metrics::counter!("worker_messages_total", "outcome" => "unparseable").increment(1);
+                    metrics::counter!("worker_messages_total", "outcome" => "unparseable")
+                        .increment(1);
                     tracing::error!(error = %err, queue, "unparseable message, dead-lettering");
                     self.dead_letter(queue, &delivery, &format!("unparseable: {err}"), 1)
                         .await?;
@@ -278,7 +304,11 @@ impl<G: PaymentGateway> ShardConsumer<G> {
             booking_id = %command.booking_id(),
             show_id = %command.show_id(),
         );
-        match self.retrying(stop, || self.decider.apply(command)).instrument(span).await {
+        match self
+            .retrying(stop, || self.decider.apply(command))
+            .instrument(span)
+            .await
+        {
             Verdict::Decided(outcome) => {
                 record(command, outcome);
                 delivery.acker.ack(BasicAckOptions::default()).await?;
@@ -345,9 +375,21 @@ impl<G: PaymentGateway> ShardConsumer<G> {
         }
     }
 
-    async fn dead_letter(&self, queue: &str, delivery: &Delivery, reason: &str, attempts: u32) -> lapin::Result<()> {
+    async fn dead_letter(
+        &self,
+        queue: &str,
+        delivery: &Delivery,
+        reason: &str,
+        attempts: u32,
+    ) -> lapin::Result<()> {
         self.dead_letters
-            .dead_letter(delivery, queue, topology::REQUESTS_DEAD_QUEUE, reason, attempts)
+            .dead_letter(
+                delivery,
+                queue,
+                topology::REQUESTS_DEAD_QUEUE,
+                reason,
+                attempts,
+            )
             .await
             .map_err(|err| match err {
                 amqp::PublishError::Unavailable(e) => e,

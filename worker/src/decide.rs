@@ -108,7 +108,10 @@ impl<G: PaymentGateway> Decider<G> {
     /// redelivery finds the booking already moved on and is skipped.
     pub async fn apply(&self, command: &BookingCommand) -> Result<Outcome, DecideError> {
         match command {
-            BookingCommand::Request { booking_id, show_id } => {
+            BookingCommand::Request {
+                booking_id,
+                show_id,
+            } => {
                 let mut outcomes = self.hold_batch(*show_id, &[*booking_id]).await?;
                 Ok(outcomes.pop().expect("one outcome per booking"))
             }
@@ -125,7 +128,11 @@ impl<G: PaymentGateway> Decider<G> {
     /// transaction: one read of the show, the bookings and their seats, the
     /// decisions in memory, then one version-checked write per table. A
     /// conflict anywhere rolls the whole run back for a retry.
-    pub async fn hold_batch(&self, show_id: Uuid, booking_ids: &[Uuid]) -> Result<Vec<Outcome>, DecideError> {
+    pub async fn hold_batch(
+        &self,
+        show_id: Uuid,
+        booking_ids: &[Uuid],
+    ) -> Result<Vec<Outcome>, DecideError> {
         let mut tx = self.db.begin().await?;
         let mut bookings: HashMap<Uuid, BookingRow> = sqlx::query_as!(
             BookingRow,
@@ -183,7 +190,8 @@ impl<G: PaymentGateway> Decider<G> {
                 ShowKind::GeneralAdmission => Err(Reason::SoldOut),
                 ShowKind::Seated => {
                     let wanted = seats_of.get(id).map(Vec::as_slice).unwrap_or_default();
-                    let free = |s: &SeatRow| s.status == SeatStatus::Available && !taken.contains(&s.id);
+                    let free =
+                        |s: &SeatRow| s.status == SeatStatus::Available && !taken.contains(&s.id);
                     if !wanted.is_empty() && wanted.iter().all(free) {
                         for seat in wanted {
                             taken.insert(seat.id);
@@ -250,8 +258,12 @@ impl<G: PaymentGateway> Decider<G> {
         let ids: Vec<Uuid> = decided.iter().map(|(b, _)| b.id).collect();
         let versions: Vec<i64> = decided.iter().map(|(b, _)| b.version).collect();
         let statuses: Vec<&str> = afters.iter().map(|a| a.status.as_str()).collect();
-        let reasons: Vec<Option<&str>> = afters.iter().map(|a| a.reason.map(Reason::as_str)).collect();
-        let expiries: Vec<Option<DateTime<Utc>>> = afters.iter().map(|a| a.hold_expires_at).collect();
+        let reasons: Vec<Option<&str>> = afters
+            .iter()
+            .map(|a| a.reason.map(Reason::as_str))
+            .collect();
+        let expiries: Vec<Option<DateTime<Utc>>> =
+            afters.iter().map(|a| a.hold_expires_at).collect();
         let updated = sqlx::query!(
             "UPDATE bookings SET status = t.status, reason = t.reason, hold_expires_at = t.expires,
                     dead_lettered_at = NULL, version = bookings.version + 1, updated_at = now()
@@ -288,8 +300,18 @@ impl<G: PaymentGateway> Decider<G> {
             .iter()
             .zip(&afters)
             .map(|((booking, verdict), after)| {
-                let kind = if verdict.is_ok() { EventKind::Held } else { EventKind::Rejected };
-                snapshot(kind, booking, &show, after, labels.remove(&booking.id).unwrap_or_default())
+                let kind = if verdict.is_ok() {
+                    EventKind::Held
+                } else {
+                    EventKind::Rejected
+                };
+                snapshot(
+                    kind,
+                    booking,
+                    &show,
+                    after,
+                    labels.remove(&booking.id).unwrap_or_default(),
+                )
             })
             .collect();
         insert_outbox(&mut tx, &events).await?;
@@ -697,7 +719,10 @@ fn snapshot(
     }
 }
 
-async fn insert_outbox(conn: &mut PgConnection, events: &[BookingEvent]) -> Result<(), sqlx::Error> {
+async fn insert_outbox(
+    conn: &mut PgConnection,
+    events: &[BookingEvent],
+) -> Result<(), sqlx::Error> {
     let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
     let shows: Vec<Uuid> = events.iter().map(|e| e.booking.show_id).collect();
     let bookings: Vec<Uuid> = events.iter().map(|e| e.booking.id).collect();
@@ -721,7 +746,11 @@ async fn insert_outbox(conn: &mut PgConnection, events: &[BookingEvent]) -> Resu
 }
 
 fn unzip3<A: Copy, B: Copy, C: Copy>(items: &[(A, B, C)]) -> (Vec<A>, Vec<B>, Vec<C>) {
-    let mut out = (Vec::with_capacity(items.len()), Vec::with_capacity(items.len()), Vec::with_capacity(items.len()));
+    let mut out = (
+        Vec::with_capacity(items.len()),
+        Vec::with_capacity(items.len()),
+        Vec::with_capacity(items.len()),
+    );
     for &(a, b, c) in items {
         out.0.push(a);
         out.1.push(b);

@@ -50,7 +50,10 @@ async fn main() -> anyhow::Result<()> {
             delivery_limit: config.delivery_limit,
         };
         let summary = replay::run(&config.amqp_url, topology, &queue, limit).await?;
-        println!("replayed {} message(s) from {queue}; kept {} that cannot be parsed", summary.replayed, summary.kept);
+        println!(
+            "replayed {} message(s) from {queue}; kept {} that cannot be parsed",
+            summary.replayed, summary.kept
+        );
         return Ok(());
     }
     let cancel = shared::shutdown::on_signal();
@@ -69,7 +72,12 @@ async fn main() -> anyhow::Result<()> {
         topology,
     ));
     let actor = format!("worker-{}", std::process::id());
-    let decider = Arc::new(decide::Decider::new(db.clone(), payment::TestGateway, config.hold_duration, actor));
+    let decider = Arc::new(decide::Decider::new(
+        db.clone(),
+        payment::TestGateway,
+        config.hold_duration,
+        actor,
+    ));
     let consumer = consumer::ShardConsumer::new(
         consumer::Settings {
             amqp_url: config.amqp_url.clone(),

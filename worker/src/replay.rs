@@ -9,7 +9,9 @@ use lapin::options::{BasicAckOptions, BasicGetOptions, BasicNackOptions, QueueDe
 use lapin::types::FieldTable;
 use shared::amqp::{self, header, Outgoing, Publisher};
 use shared::messages::{BookingCommand, BookingEvent};
-use shared::topology::{Topology, EVENTS_EXCHANGE, NOTIFIER_DEAD_QUEUE, REQUESTS_DEAD_QUEUE, REQUESTS_EXCHANGE};
+use shared::topology::{
+    Topology, EVENTS_EXCHANGE, NOTIFIER_DEAD_QUEUE, REQUESTS_DEAD_QUEUE, REQUESTS_EXCHANGE,
+};
 
 /// What one replay did.
 #[derive(Debug, Default)]
@@ -19,12 +21,19 @@ pub struct Summary {
     pub kept: u32,
 }
 
-pub async fn run(amqp_url: &str, topology: Topology, queue: &str, limit: u32) -> anyhow::Result<Summary> {
+pub async fn run(
+    amqp_url: &str,
+    topology: Topology,
+    queue: &str,
+    limit: u32,
+) -> anyhow::Result<Summary> {
     anyhow::ensure!(
         queue == REQUESTS_DEAD_QUEUE || queue == NOTIFIER_DEAD_QUEUE,
         "can replay {REQUESTS_DEAD_QUEUE} or {NOTIFIER_DEAD_QUEUE}, not {queue}"
     );
-    let conn = amqp::connect(amqp_url, "replay-dead-letters").await.context("connecting to RabbitMQ")?;
+    let conn = amqp::connect(amqp_url, "replay-dead-letters")
+        .await
+        .context("connecting to RabbitMQ")?;
     let channel = conn.create_channel().await?;
     topology.declare(&channel).await?;
     let publisher = Publisher::new(amqp_url, "replay-dead-letters publisher", topology);
@@ -40,7 +49,10 @@ pub async fn run(amqp_url: &str, topology: Topology, queue: &str, limit: u32) ->
         .message_count();
     let mut summary = Summary::default();
     for _ in 0..waiting.min(limit) {
-        let Some(message) = channel.basic_get(queue.into(), BasicGetOptions::default()).await? else {
+        let Some(message) = channel
+            .basic_get(queue.into(), BasicGetOptions::default())
+            .await?
+        else {
             break;
         };
         let delivery = &message.delivery;

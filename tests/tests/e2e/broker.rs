@@ -140,13 +140,28 @@ async fn poison_message_is_dead_lettered() {
     .await
     .unwrap();
 
-    let poison = sys.book_accepted(&show, json!({"email": unique_address("poison"), "name": "P", "quantity": 1})).await;
+    let poison = sys
+        .book_accepted(
+            &show,
+            json!({"email": unique_address("poison"), "name": "P", "quantity": 1}),
+        )
+        .await;
     let mut behind = Vec::new();
     for _ in 0..3 {
-        behind.push(sys.book_accepted(&show, json!({"email": unique_address("fine"), "name": "F", "quantity": 1})).await);
+        behind.push(
+            sys.book_accepted(
+                &show,
+                json!({"email": unique_address("fine"), "name": "F", "quantity": 1}),
+            )
+            .await,
+        );
     }
     for id in &behind {
-        assert_eq!(sys.decided(id).await["status"], "held", "messages behind the poison flow");
+        assert_eq!(
+            sys.decided(id).await["status"],
+            "held",
+            "messages behind the poison flow"
+        );
     }
 
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -154,19 +169,32 @@ async fn poison_message_is_dead_lettered() {
         if let Some(dead) = dead_letters(vhost, "booking.requests.dead").await.pop() {
             break dead;
         }
-        assert!(Instant::now() < deadline, "the poison message never reached the dead-letter queue");
+        assert!(
+            Instant::now() < deadline,
+            "the poison message never reached the dead-letter queue"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let headers = &dead["properties"]["headers"];
     let reason = headers["x-booking-death-reason"].as_str().unwrap();
     assert!(reason.contains("poisoned booking"), "{reason}");
-    assert!(headers["x-booking-attempts"].as_i64().unwrap() >= 5, "bounded attempts were made: {headers}");
+    assert!(
+        headers["x-booking-attempts"].as_i64().unwrap() >= 5,
+        "bounded attempts were made: {headers}"
+    );
     let payload: Value = serde_json::from_str(dead["payload"].as_str().unwrap()).unwrap();
     assert_eq!(payload["booking_id"], poison.as_str());
-    assert_eq!(sys.booking(&poison).await["status"], "queued", "it waits for the operator");
+    assert_eq!(
+        sys.booking(&poison).await["status"],
+        "queued",
+        "it waits for the operator"
+    );
 
     // The operator fixes the cause and replays the dead letters.
-    sqlx::raw_sql("DROP TRIGGER refuse_poison ON booking_audit").execute(db).await.unwrap();
+    sqlx::raw_sql("DROP TRIGGER refuse_poison ON booking_audit")
+        .execute(db)
+        .await
+        .unwrap();
     let out = sys.worker_command(&["replay-dead-letters"]).await;
     assert!(String::from_utf8_lossy(&out.stdout).contains("replayed 1 message"));
     assert_eq!(sys.decided(&poison).await["status"], "held");
@@ -175,8 +203,10 @@ async fn poison_message_is_dead_lettered() {
     let again = management_call(
         reqwest::Method::POST,
         &format!("/api/exchanges/{vhost}/booking.requests/publish"),
-        Some(json!({"properties": {"delivery_mode": 2}, "routing_key": show,
-                    "payload": dead["payload"], "payload_encoding": "string"})),
+        Some(
+            json!({"properties": {"delivery_mode": 2}, "routing_key": show,
+                    "payload": dead["payload"], "payload_encoding": "string"}),
+        ),
     )
     .await;
     assert_eq!(again["routed"], true);
@@ -192,6 +222,8 @@ async fn poison_message_is_dead_lettered() {
     .unwrap();
     assert_eq!(decisions, 1, "decided exactly once");
     assert_eq!(sys.show(&show).await["held"], 4);
-    assert!(dead_letters(vhost, "booking.requests.dead").await.is_empty());
+    assert!(dead_letters(vhost, "booking.requests.dead")
+        .await
+        .is_empty());
     sys.finish().await;
 }

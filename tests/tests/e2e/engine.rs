@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tests::invariants::{
-    assert_decided_once, assert_not_oversold, decisions_by_worker, wait_all_decided, wait_outbox_drained,
+    assert_decided_once, assert_not_oversold, decisions_by_worker, wait_all_decided,
+    wait_outbox_drained,
 };
 use tests::load::{submit_all, Request, Submitted};
 use tests::mailbox::{unique_address, wait_for_messages};
@@ -33,12 +34,19 @@ async fn wait_for_balance(sys: &System, workers: &[String], limit: Duration) -> 
     loop {
         let mut owned = Vec::new();
         for w in workers {
-            owned.push(sys.worker_metric(w, "worker_shards_owned").await.unwrap_or(0.0));
+            owned.push(
+                sys.worker_metric(w, "worker_shards_owned")
+                    .await
+                    .unwrap_or(0.0),
+            );
         }
         if owned.iter().sum::<f64>() == f64::from(SHARDS) && owned.iter().all(|&o| o >= share) {
             return started.elapsed();
         }
-        assert!(started.elapsed() < limit, "shards not balanced within {limit:?}: {owned:?}");
+        assert!(
+            started.elapsed() < limit,
+            "shards not balanced within {limit:?}: {owned:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -74,10 +82,18 @@ async fn concurrent_requests_never_oversell() {
     for i in 0..1500 {
         requests.push(ga_request(&ga, (i * 7 % 4) + 1));
         let quantity = (i % 4) as usize + 1;
-        requests.push(seated_request(&seated, &seats, (i as usize * 37) % (seats.len() - quantity), quantity));
+        requests.push(seated_request(
+            &seated,
+            &seats,
+            (i as usize * 37) % (seats.len() - quantity),
+            quantity,
+        ));
     }
     let results = submit_all(&sys, requests, 200).await;
-    assert!(results.iter().all(Submitted::accepted), "every request is accepted while all is up");
+    assert!(
+        results.iter().all(Submitted::accepted),
+        "every request is accepted while all is up"
+    );
 
     let db = sys.db().await;
     for show in [&ga, &seated] {
@@ -94,7 +110,11 @@ async fn concurrent_requests_never_oversell() {
     .unwrap();
     assert_eq!(decided, 3000, "every request has a final state");
     assert!(live > 0);
-    assert_eq!(sys.show(&ga).await["available"], 0, "the hot show sells out completely");
+    assert_eq!(
+        sys.show(&ga).await["available"],
+        0,
+        "the hot show sells out completely"
+    );
     println!("decisions by worker: {:?}", decisions_by_worker(db).await);
     sys.finish().await;
 }
@@ -117,7 +137,11 @@ async fn requests_for_one_show_are_decided_in_order() {
             mine
         }
     });
-    let results: Vec<Submitted> = futures::future::join_all(clients).await.into_iter().flatten().collect();
+    let results: Vec<Submitted> = futures::future::join_all(clients)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
     assert!(results.iter().all(Submitted::accepted));
 
     let db = sys.db().await;
@@ -134,16 +158,32 @@ async fn requests_for_one_show_are_decided_in_order() {
     let mut inversions = 0;
     let mut refusals = 0;
     for quantity in 1..=4 {
-        let same: Vec<&Submitted> = results.iter().filter(|s| s.request.quantity == quantity).collect();
+        let same: Vec<&Submitted> = results
+            .iter()
+            .filter(|s| s.request.quantity == quantity)
+            .collect();
         // A refused request A, accepted before B was even sent: B must be refused too.
-        let first_refusal = same.iter().filter(|s| status(s) == "rejected").map(|s| s.answered).min();
+        let first_refusal = same
+            .iter()
+            .filter(|s| status(s) == "rejected")
+            .map(|s| s.answered)
+            .min();
         if let Some(refused_at) = first_refusal {
             refusals += 1;
-            inversions += same.iter().filter(|b| b.sent > refused_at && status(b) == "held").count();
+            inversions += same
+                .iter()
+                .filter(|b| b.sent > refused_at && status(b) == "held")
+                .count();
         }
     }
-    assert!(refusals > 0, "the show must sell out for this test to mean anything");
-    assert_eq!(inversions, 0, "a later request got seats an earlier one of the same size was refused");
+    assert!(
+        refusals > 0,
+        "the show must sell out for this test to mean anything"
+    );
+    assert_eq!(
+        inversions, 0,
+        "a later request got seats an earlier one of the same size was refused"
+    );
     assert_not_oversold(db, show_id(&show)).await;
     sys.finish().await;
 }
@@ -166,9 +206,16 @@ async fn two_workers_share_the_work_of_many_shows() {
     }
     let shares = decisions_by_worker(db).await;
     println!("decisions by worker: {shares:?}");
-    assert_eq!(shares.len(), 2, "both workers decided something: {shares:?}");
+    assert_eq!(
+        shares.len(),
+        2,
+        "both workers decided something: {shares:?}"
+    );
     for (worker, decided) in &shares {
-        assert!(*decided * 3 >= total, "{worker} did only {decided} of {total}");
+        assert!(
+            *decided * 3 >= total,
+            "{worker} did only {decided} of {total}"
+        );
     }
     sys.finish().await;
 }
@@ -199,10 +246,11 @@ async fn killing_a_worker_mid_burst_loses_nothing() {
         // Let the burst get going, then pull the plug without warning.
         let db = sys.db().await;
         loop {
-            let decided: i64 = sqlx::query_scalar("SELECT count(*) FROM bookings WHERE status <> 'queued'")
-                .fetch_one(db)
-                .await
-                .unwrap();
+            let decided: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM bookings WHERE status <> 'queued'")
+                    .fetch_one(db)
+                    .await
+                    .unwrap();
             if decided >= 300 {
                 break;
             }
@@ -213,7 +261,10 @@ async fn killing_a_worker_mid_burst_loses_nothing() {
     };
     let (results, failover) = tokio::join!(burst, kill);
     println!("failover: the survivor owned every shard {failover:?} after the kill");
-    assert!(results.iter().all(Submitted::accepted), "the API kept accepting");
+    assert!(
+        results.iter().all(Submitted::accepted),
+        "the API kept accepting"
+    );
 
     let db = sys.db().await;
     for show in &shows {
@@ -225,22 +276,33 @@ async fn killing_a_worker_mid_burst_loses_nothing() {
     println!("decisions by worker: {:?}", decisions_by_worker(db).await);
 
     // The pipeline to the notifier still works, and sends each email once.
-    let held: Vec<(Uuid, String)> =
-        sqlx::query_as("SELECT id, email FROM bookings WHERE status = 'held' ORDER BY created_at LIMIT 5")
-            .fetch_all(db)
-            .await
-            .unwrap();
+    let held: Vec<(Uuid, String)> = sqlx::query_as(
+        "SELECT id, email FROM bookings WHERE status = 'held' ORDER BY created_at LIMIT 5",
+    )
+    .fetch_all(db)
+    .await
+    .unwrap();
     for (id, _) in &held {
-        let res = sys.post(&format!("/v1/bookings/{id}/confirm"), json!({"payment_token": "tok_visa"})).await;
+        let res = sys
+            .post(
+                &format!("/v1/bookings/{id}/confirm"),
+                json!({"payment_token": "tok_visa"}),
+            )
+            .await;
         assert_eq!(res.status(), 202);
     }
     for (id, email) in &held {
-        sys.wait_for(&id.to_string(), "confirmed", |b| b["status"] == "confirmed").await;
+        sys.wait_for(&id.to_string(), "confirmed", |b| b["status"] == "confirmed")
+            .await;
         assert_eq!(wait_for_messages(email, 1).await.len(), 1);
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     for (_, email) in &held {
-        assert_eq!(tests::mailbox::messages_to(email).await.len(), 1, "no duplicate email");
+        assert_eq!(
+            tests::mailbox::messages_to(email).await.len(),
+            1,
+            "no duplicate email"
+        );
     }
     sys.finish().await;
 }
