@@ -7,7 +7,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use backon::Retryable;
 use lapin::message::Delivery;
@@ -24,6 +24,8 @@ use crate::topology::{self, Topology, DEAD_LETTER_EXCHANGE, REQUESTS_EXCHANGE};
 /// How long a connection attempt may take before it counts as failed; the
 /// API must answer 503 quickly when the broker is gone, never hang.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// After a failed connection attempt, publishes fail at once for this long.
+const RECONNECT_PAUSE: Duration = Duration::from_millis(500);
 /// How long a publish may wait for its confirm.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -31,6 +33,8 @@ const CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
 pub enum PublishError {
     #[error("RabbitMQ is unavailable: {0}")]
     Unavailable(#[from] lapin::Error),
+    #[error("RabbitMQ is down; not retrying yet")]
+    Down,
     #[error("RabbitMQ did not answer in time")]
     Timeout,
     #[error("RabbitMQ refused the message (nack)")]
@@ -142,6 +146,8 @@ pub struct Publisher {
     name: String,
     topology: Topology,
     channel: Mutex<Option<(Connection, Channel)>>,
+    /// When the last connection attempt failed.
+    failed_at: std::sync::Mutex<Option<Instant>>,
 }
 
 impl Publisher {
@@ -151,12 +157,8 @@ impl Publisher {
             name: name.to_owned(),
             topology,
             channel: Mutex::new(None),
+            failed_at: std::sync::Mutex::new(None),
         }
-    }
-
-    /// Whether the publisher currently holds a healthy channel.
-    pub async fn is_connected(&self) -> bool {
-        matches!(&*self.channel.lock().await, Some((c, ch)) if c.status().connected() && ch.status().connected())
     }
 
     /// Makes sure a channel is open (used by readiness checks and at start).
@@ -173,14 +175,36 @@ impl Publisher {
             let _ = conn.close(200, "replacing broken connection".into()).await;
         }
         *guard = None;
+        // While the broker is down, answer at once instead of every caller
+        // queueing behind a fresh connection attempt.
+        let recently_failed = self
+            .failed_at
+            .lock()
+            .expect("not poisoned")
+            .is_some_and(|at| at.elapsed() < RECONNECT_PAUSE);
+        if recently_failed {
+            return Err(PublishError::Down);
+        }
+        match self.open().await {
+            Ok((conn, channel)) => {
+                *guard = Some((conn, channel.clone()));
+                Ok(channel)
+            }
+            Err(err) => {
+                *self.failed_at.lock().expect("not poisoned") = Some(Instant::now());
+                Err(err.into())
+            }
+        }
+    }
+
+    async fn open(&self) -> lapin::Result<(Connection, Channel)> {
         let conn = connect(&self.url, &self.name).await?;
         let channel = conn.create_channel().await?;
         channel
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
         self.topology.declare(&channel).await?;
-        *guard = Some((conn, channel.clone()));
-        Ok(channel)
+        Ok((conn, channel))
     }
 
     /// Drops the channel if it is still the one that failed.

@@ -9,6 +9,8 @@
 //! `TEST_SMTP_URL` and `TEST_MAILDEV_URL` (the test command sets them) and
 //! the binaries built (`cargo build --bins`).
 
+pub mod invariants;
+pub mod load;
 pub mod mailbox;
 pub mod system;
 

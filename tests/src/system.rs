@@ -3,10 +3,12 @@
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use reqwest::{Client, Method, RequestBuilder, Response};
 use serde_json::{json, Value};
+use sqlx::PgPool;
 use uuid::Uuid;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token";
@@ -22,8 +24,11 @@ pub struct Options {
     pub workers: usize,
     pub hold_seconds: u64,
     pub shards: u16,
-    /// Point the services at this AMQP URL instead of the test broker.
+    /// Point the services at this AMQP URL instead of a fresh vhost on the
+    /// shared test broker.
     pub amqp_url: Option<String>,
+    /// Create the database on this server instead of `TEST_DATABASE_URL`'s.
+    pub admin_db_url: Option<String>,
 }
 
 impl Default for Options {
@@ -33,6 +38,7 @@ impl Default for Options {
             hold_seconds: 300,
             shards: 4,
             amqp_url: None,
+            admin_db_url: None,
         }
     }
 }
@@ -43,9 +49,14 @@ pub struct System {
     pub base_url: String,
     pub http: Client,
     pub database_url: String,
-    pub vhost: String,
-    processes: Vec<(String, Child)>,
+    /// The vhost made for this system, if it runs on the shared broker.
+    pub vhost: Option<String>,
+    processes: Mutex<Vec<(String, Child)>>,
+    /// Where each worker serves its metrics, by label.
+    worker_metrics: Mutex<Vec<(String, String)>>,
+    env: Vec<(&'static str, String)>,
     admin_db_url: String,
+    db: tokio::sync::OnceCell<PgPool>,
 }
 
 impl System {
@@ -55,9 +66,15 @@ impl System {
 
     pub async fn start_with(options: Options) -> Self {
         let name = format!("t_{}", Uuid::new_v4().simple());
-        let admin_db_url = env("TEST_DATABASE_URL");
+        let admin_db_url = options
+            .admin_db_url
+            .clone()
+            .unwrap_or_else(|| env("TEST_DATABASE_URL"));
         let database_url = create_database(&admin_db_url, &name).await;
-        create_vhost(&name).await;
+        let vhost = options.amqp_url.is_none().then(|| name.clone());
+        if let Some(vhost) = &vhost {
+            create_vhost(vhost).await;
+        }
         let amqp_url = options.amqp_url.clone().unwrap_or_else(|| {
             let mut url =
                 reqwest::Url::parse(&env("TEST_AMQP_URL")).expect("TEST_AMQP_URL is a URL");
@@ -66,7 +83,7 @@ impl System {
         });
         let api_port = free_port();
         let base_url = format!("http://127.0.0.1:{api_port}");
-        let common = vec![
+        let env = vec![
             ("DATABASE_URL", database_url.clone()),
             ("AMQP_URL", amqp_url),
             ("SMTP_URL", env("TEST_SMTP_URL")),
@@ -88,52 +105,105 @@ impl System {
                 .build()
                 .unwrap(),
             database_url,
-            vhost: String::new(),
-            processes: Vec::new(),
+            vhost,
+            processes: Mutex::default(),
+            worker_metrics: Mutex::default(),
+            env,
             admin_db_url,
+            db: tokio::sync::OnceCell::new(),
         };
-        system.vhost = system.name.clone();
         system.spawn(
             "api",
             "api",
-            &common,
             &[("API_ADDR", format!("127.0.0.1:{api_port}"))],
         );
-        for i in 0..options.workers {
-            system.spawn_worker_numbered(i, &common);
+        for _ in 0..options.workers {
+            system.start_worker();
         }
         system.spawn(
             "notifier",
             "notifier",
-            &common,
             &[("METRICS_ADDR", format!("127.0.0.1:{}", free_port()))],
         );
         system.wait_ready().await;
         system
     }
 
-    fn spawn_worker_numbered(&mut self, i: usize, common: &[(&str, String)]) {
+    /// Starts one more worker process; returns its label.
+    pub fn start_worker(&self) -> String {
+        let mut workers = self.worker_metrics.lock().unwrap();
+        let label = format!("worker-{}", workers.len());
         let metrics = format!("127.0.0.1:{}", free_port());
-        self.spawn(
-            "worker",
-            &format!("worker-{i}"),
-            common,
-            &[("METRICS_ADDR", metrics)],
-        );
+        self.spawn("worker", &label, &[("METRICS_ADDR", metrics.clone())]);
+        workers.push((label.clone(), format!("http://{metrics}/metrics")));
+        label
     }
 
-    fn spawn(
-        &mut self,
-        binary: &str,
-        label: &str,
-        common: &[(&str, String)],
-        extra: &[(&str, String)],
-    ) {
+    /// Labels of the workers started so far.
+    pub fn workers(&self) -> Vec<String> {
+        self.worker_metrics
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(l, _)| l.clone())
+            .collect()
+    }
+
+    /// SIGKILLs a process (e.g. `worker-0`): no chance to finish anything.
+    pub fn kill(&self, label: &str) {
+        let mut processes = self.processes.lock().unwrap();
+        let at = processes
+            .iter()
+            .position(|(l, _)| l == label)
+            .expect("known process");
+        let (_, mut child) = processes.remove(at);
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// A metric of a worker, summed over its label sets, as its `/metrics`
+    /// shows it (`None` if absent or the worker does not answer).
+    pub async fn worker_metric(&self, label: &str, metric: &str) -> Option<f64> {
+        let url = {
+            let workers = self.worker_metrics.lock().unwrap();
+            workers.iter().find(|(l, _)| l == label)?.1.clone()
+        };
+        let text = self.http.get(&url).send().await.ok()?.text().await.ok()?;
+        text.lines()
+            .filter(|line| line.starts_with(metric) && line[metric.len()..].starts_with([' ', '{']))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .reduce(|a, b| a + b)
+    }
+
+    /// Runs the worker binary with a subcommand against this system.
+    pub async fn worker_command(&self, args: &[&str]) -> std::process::Output {
+        let out = tokio::process::Command::new(bin_dir().join("worker"))
+            .args(args)
+            .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())))
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "worker {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// This system's database, for checking invariants directly.
+    pub async fn db(&self) -> &PgPool {
+        self.db
+            .get_or_init(|| async { PgPool::connect(&self.database_url).await.unwrap() })
+            .await
+    }
+
+    fn spawn(&self, binary: &str, label: &str, extra: &[(&str, String)]) {
         let logs = log_dir().join(&self.name);
         std::fs::create_dir_all(&logs).unwrap();
         let log = std::fs::File::create(logs.join(format!("{label}.log"))).unwrap();
         let child = Command::new(bin_dir().join(binary))
-            .envs(common.iter().map(|(k, v)| (*k, v.as_str())))
+            .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())))
             .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -142,13 +212,16 @@ impl System {
             .unwrap_or_else(|e| {
                 panic!("cannot start {binary} (run `cargo build --bins` first): {e}")
             });
-        self.processes.push((label.to_owned(), child));
+        self.processes
+            .lock()
+            .unwrap()
+            .push((label.to_owned(), child));
     }
 
     async fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            for (label, child) in &mut self.processes {
+            for (label, child) in self.processes.lock().unwrap().iter_mut() {
                 if let Ok(Some(status)) = child.try_wait() {
                     panic!(
                         "{label} exited during start-up ({status}); see {}",
@@ -311,16 +384,20 @@ impl System {
     /// Stops the processes and removes the database and vhost.
     pub async fn finish(mut self) {
         self.kill_all();
+        if let Some(pool) = self.db.get() {
+            pool.close().await;
+        }
         drop_database(&self.admin_db_url, &self.name).await;
-        delete_vhost(&self.vhost).await;
+        if let Some(vhost) = &self.vhost {
+            delete_vhost(vhost).await;
+        }
     }
 
     fn kill_all(&mut self) {
-        for (_, child) in &mut self.processes {
+        for (_, mut child) in self.processes.get_mut().unwrap().drain(..) {
             let _ = child.kill();
             let _ = child.wait();
         }
-        self.processes.clear();
     }
 }
 
@@ -390,6 +467,20 @@ pub fn management() -> (String, String, String) {
         url.port_or_known_default().unwrap()
     );
     (base, user, pass)
+}
+
+/// Calls the RabbitMQ management HTTP API; panics unless it succeeds.
+pub async fn management_call(method: Method, path: &str, body: Option<Value>) -> Value {
+    let (base, user, pass) = management();
+    let mut req = Client::new()
+        .request(method, format!("{base}{path}"))
+        .basic_auth(user, Some(pass));
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let res = req.send().await.unwrap();
+    assert!(res.status().is_success(), "{path}: {}", res.status());
+    res.json().await.unwrap_or(Value::Null)
 }
 
 async fn create_vhost(vhost: &str) {

@@ -1,16 +1,16 @@
-//! Consumes the booking-request shard queues and decides each command in
-//! order. One task per shard handles one message at a time and acks it only
-//! after its transaction committed, so a crash at any instant leaves the
-//! message unacked and RabbitMQ redelivers it (the decision is idempotent).
-//!
-//! Each shard queue has single active consumer: every worker subscribes to
-//! every shard, RabbitMQ delivers a shard to one of them at a time and hands
-//! it to another when that worker's connection dies.
+//! Consumes the booking-request shard queues this worker owns (see
+//! [`crate::claims`]) and decides their commands in order. Each owned shard
+//! has a task that takes whatever is ready (up to [`MAX_BATCH`] messages),
+//! decides each show's run of requests in one transaction, and acks the
+//! messages only after that transaction committed. A crash at any instant
+//! leaves unacked messages that RabbitMQ redelivers; deciding is idempotent.
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
@@ -18,15 +18,23 @@ use lapin::Connection;
 use shared::amqp::{self, Publisher};
 use shared::messages::BookingCommand;
 use shared::topology::{self, Topology};
-use tokio::task::JoinSet;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
+use uuid::Uuid;
 
+use crate::claims::Claims;
 use crate::decide::{DecideError, Decider, Outcome};
 use crate::payment::PaymentGateway;
 
+/// Most messages decided together; bounded by the prefetch as well.
+const MAX_BATCH: usize = 500;
+/// How often a worker looks at the shard claims (and so the failover time).
+const CLAIM_EVERY: Duration = Duration::from_secs(1);
+
 pub struct Settings {
     pub amqp_url: String,
+    pub database_url: String,
     pub topology: Topology,
     pub prefetch: u16,
     pub max_attempts: u32,
@@ -38,16 +46,30 @@ pub struct ShardConsumer<G> {
     dead_letters: Arc<Publisher>,
 }
 
-/// How a message ended.
-enum Verdict {
-    Decided(Outcome),
-    /// Failed on every bounded attempt: dead-letter it.
+/// How a unit of work ended.
+enum Verdict<T> {
+    Decided(T),
+    /// Failed on every bounded attempt.
     Failed {
         error: String,
         attempts: u32,
     },
-    /// Shutdown while a dependency was down: leave it for redelivery.
+    /// Shutdown or hand-over while a dependency was down: leave it unacked.
     Interrupted,
+}
+
+/// A shard being consumed.
+struct Running {
+    stop: CancellationToken,
+    task: JoinHandle<lapin::Result<()>>,
+}
+
+impl Running {
+    /// Stops after the batch in hand; its unacked prefetch goes back to the queue.
+    async fn stop(self) -> lapin::Result<()> {
+        self.stop.cancel();
+        self.task.await.unwrap_or(Ok(()))
+    }
 }
 
 impl<G: PaymentGateway> ShardConsumer<G> {
@@ -72,147 +94,267 @@ impl<G: PaymentGateway> ShardConsumer<G> {
             &name,
             &settings.topology,
             &cancel,
-            |conn| self.clone().consume_all(conn, cancel.clone()),
+            |conn| self.clone().session(conn, cancel.clone()),
         )
         .await;
     }
 
-    /// Subscribes to every shard on `conn` and returns when any subscription
-    /// ends (broker gone) or on shutdown, after every shard task finished its
-    /// current message.
-    async fn consume_all(
+    /// One AMQP connection's life: every second, claim or give back shards
+    /// and start or stop their consumers accordingly.
+    async fn session(
         self: Arc<Self>,
         conn: Arc<Connection>,
         cancel: CancellationToken,
     ) -> lapin::Result<()> {
-        let stop = cancel.child_token();
-        let mut tasks = JoinSet::new();
-        for (shard, queue) in self.settings.topology.shard_queues() {
-            let channel = conn.create_channel().await?;
-            channel
-                .basic_qos(self.settings.prefetch, BasicQosOptions::default())
-                .await?;
-            let tag = format!("worker-{}-shard-{shard:02}", std::process::id());
-            let consumer = channel
-                .basic_consume(
-                    queue.as_str().into(),
-                    tag.as_str().into(),
-                    BasicConsumeOptions::default(),
-                    FieldTable::default(),
-                )
-                .await?;
-            let this = self.clone();
-            let stop = stop.clone();
-            tasks.spawn(async move {
-                let mut consumer = consumer;
-                loop {
-                    let delivery = tokio::select! {
-                        biased;
-                        () = stop.cancelled() => return Ok(()),
-                        next = consumer.next() => next,
-                    };
-                    match delivery {
-                        Some(Ok(delivery)) => {
-                            if !this.handle(&queue, delivery, &stop).await? {
-                                return Ok(());
-                            }
+        let mut claims = Claims::new(&self.settings.database_url, self.settings.topology.shards)
+            .map_err(|e| io_error(&format!("bad DATABASE_URL: {e}")))?;
+        let mut running: BTreeMap<u16, Running> = BTreeMap::new();
+        let mut tick = tokio::time::interval(CLAIM_EVERY);
+        let result = loop {
+            tokio::select! {
+                () = cancel.cancelled() => break Ok(()),
+                _ = tick.tick() => {}
+            }
+            if let Some(err) = reap(&mut running).await {
+                break Err(err);
+            }
+            let owned: BTreeSet<u16> = running.keys().copied().collect();
+            match claims.rebalance(&owned).await {
+                Ok(plan) => {
+                    for shard in plan.stop {
+                        if let Some(shard_task) = running.remove(&shard) {
+                            let _ = shard_task.stop().await;
                         }
-                        Some(Err(err)) => return Err(err),
-                        None => return Ok(()),
+                        claims.release(shard).await;
+                    }
+                    for shard in plan.start {
+                        running.insert(shard, self.clone().spawn_shard(conn.clone(), shard));
                     }
                 }
-            });
-        }
-        tracing::info!(
-            shards = self.settings.topology.shards,
-            "subscribed to all shard queues"
-        );
-        let mut result = Ok(());
-        while let Some(joined) = tasks.join_next().await {
-            // One shard ending means the connection is in trouble: stop the
-            // others after their current message and reconnect.
-            stop.cancel();
-            if let Ok(Err(err)) = joined {
-                result = Err(err);
+                // Keep consuming what we have (single active consumer still
+                // guards order); claims are retried on the next pass.
+                Err(err) => tracing::warn!(error = %err, "shard claims unavailable"),
             }
+            metrics::gauge!("worker_shards_owned").set(running.len() as f64);
+        };
+        for (_, shard_task) in running {
+            let _ = shard_task.stop().await;
         }
-        if result.is_ok() && !cancel.is_cancelled() {
-            result = Err(io_error("a shard subscription ended"));
-        }
+        metrics::gauge!("worker_shards_owned").set(0.0);
         result
     }
 
-    /// Decides one delivery and acks it. Returns `false` when the message was
-    /// left unacked because of shutdown.
-    async fn handle(
-        &self,
-        queue: &str,
-        delivery: Delivery,
-        stop: &CancellationToken,
-    ) -> lapin::Result<bool> {
-        let command = match serde_json::from_slice::<BookingCommand>(&delivery.data) {
-            Ok(command) => command,
-            Err(err) => {
-                metrics::counter!("worker_messages_total", "outcome" => "unparseable").increment(1);
-                tracing::error!(error = %err, queue, "unparseable message, dead-lettering");
-                self.dead_letter(queue, &delivery, &format!("unparseable: {err}"), 1)
-                    .await?;
-                delivery.acker.ack(BasicAckOptions::default()).await?;
-                return Ok(true);
+    fn spawn_shard(self: Arc<Self>, conn: Arc<Connection>, shard: u16) -> Running {
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(self.consume_shard(conn, shard, stop.clone()));
+        Running { stop, task }
+    }
+
+    async fn consume_shard(
+        self: Arc<Self>,
+        conn: Arc<Connection>,
+        shard: u16,
+        stop: CancellationToken,
+    ) -> lapin::Result<()> {
+        let queue = Topology::shard_queue(shard);
+        let channel = conn.create_channel().await?;
+        channel
+            .basic_qos(self.settings.prefetch, BasicQosOptions::default())
+            .await?;
+        let tag = format!("worker-{}-shard-{shard:02}", std::process::id());
+        let mut consumer = channel
+            .basic_consume(
+                queue.as_str().into(),
+                tag.as_str().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        tracing::info!(shard, "consuming shard");
+        let result = loop {
+            let first = tokio::select! {
+                biased;
+                () = stop.cancelled() => break Ok(()),
+                next = consumer.next() => next,
+            };
+            let mut batch = match first {
+                Some(Ok(delivery)) => vec![delivery],
+                Some(Err(err)) => break Err(err),
+                None => break Err(io_error("the broker ended the subscription")),
+            };
+            // Take what is already here without waiting for more.
+            while batch.len() < MAX_BATCH {
+                match consumer.next().now_or_never() {
+                    Some(Some(Ok(delivery))) => batch.push(delivery),
+                    _ => break,
+                }
+            }
+            match self.handle_batch(&queue, batch, &stop).await {
+                Ok(true) => {}
+                Ok(false) => break Ok(()),
+                Err(err) => break Err(err),
             }
         };
+        let _ = channel.close(200, "shard released".into()).await;
+        tracing::info!(shard, "stopped consuming shard");
+        result
+    }
+
+    /// Decides a batch in order per show. Returns `false` if interrupted.
+    async fn handle_batch(
+        &self,
+        queue: &str,
+        batch: Vec<Delivery>,
+        stop: &CancellationToken,
+    ) -> lapin::Result<bool> {
+        let mut per_show: Vec<(Uuid, Vec<(Delivery, BookingCommand)>)> = Vec::new();
+        for delivery in batch {
+            match serde_json::from_slice::<BookingCommand>(&delivery.data) {
+                Ok(command) => {
+                    let show = command.show_id();
+                    match per_show.iter_mut().find(|(s, _)| *s == show) {
+                        Some((_, items)) => items.push((delivery, command)),
+                        None => per_show.push((show, vec![(delivery, command)])),
+                    }
+                }
+                Err(err) => {
+                    metrics::counter!("worker_messages_total", "outcome" => "unparseable")
+                        .increment(1);
+                    tracing::error!(error = %err, queue, "unparseable message, dead-lettering");
+                    self.dead_letter(queue, &delivery, &format!("unparseable: {err}"), 1)
+                        .await?;
+                    delivery.acker.ack(BasicAckOptions::default()).await?;
+                }
+            }
+        }
+        for (show, items) in &per_show {
+            let mut rest = items.as_slice();
+            while !rest.is_empty() {
+                let run = rest
+                    .iter()
+                    .take_while(|(_, c)| matches!(c, BookingCommand::Request { .. }))
+                    .count();
+                let done = if run > 0 {
+                    let (requests, tail) = rest.split_at(run);
+                    rest = tail;
+                    self.decide_requests(queue, *show, requests, stop).await?
+                } else {
+                    let (one, tail) = rest.split_first().expect("not empty");
+                    rest = tail;
+                    self.decide_one(queue, one, stop).await?
+                };
+                if !done {
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// A run of consecutive requests for one show: one transaction. If it
+    /// fails for good, each request is tried alone so that one poison
+    /// message does not take the others down with it.
+    async fn decide_requests(
+        &self,
+        queue: &str,
+        show: Uuid,
+        requests: &[(Delivery, BookingCommand)],
+        stop: &CancellationToken,
+    ) -> lapin::Result<bool> {
+        let ids: Vec<Uuid> = requests.iter().map(|(_, c)| c.booking_id()).collect();
+        let span = tracing::info_span!("decide", show_id = %show, requests = ids.len());
+        let verdict = self
+            .retrying(stop, || self.decider.hold_batch(show, &ids))
+            .instrument(span)
+            .await;
+        match verdict {
+            Verdict::Decided(outcomes) => {
+                for ((delivery, command), outcome) in requests.iter().zip(outcomes) {
+                    record(command, outcome);
+                    delivery.acker.ack(BasicAckOptions::default()).await?;
+                }
+                Ok(true)
+            }
+            Verdict::Failed { .. } if requests.len() > 1 => {
+                for one in requests {
+                    if !self.decide_one(queue, one, stop).await? {
+                        return Ok(false);
+                    }
+                }
+                Ok(true)
+            }
+            Verdict::Failed { error, attempts } => {
+                self.give_up(queue, &requests[0], &error, attempts).await?;
+                Ok(true)
+            }
+            Verdict::Interrupted => Ok(false),
+        }
+    }
+
+    async fn decide_one(
+        &self,
+        queue: &str,
+        item: &(Delivery, BookingCommand),
+        stop: &CancellationToken,
+    ) -> lapin::Result<bool> {
+        let (delivery, command) = item;
         let span = tracing::info_span!(
             "command",
             command = command.name(),
             booking_id = %command.booking_id(),
             show_id = %command.show_id(),
         );
-        async {
-            let started = std::time::Instant::now();
-            match self.decide(&command, stop).await {
-                Verdict::Decided(outcome) => {
-                    let label = match outcome {
-                        Outcome::Applied(kind) => kind.as_str(),
-                        Outcome::Skipped(why) => {
-                            tracing::info!(why, "skipped");
-                            "skipped"
-                        }
-                    };
-                    metrics::counter!("worker_messages_total", "outcome" => label).increment(1);
-                    metrics::histogram!("worker_decision_seconds").record(started.elapsed().as_secs_f64());
-                    tracing::debug!(outcome = label, "decided");
-                }
-                Verdict::Failed { error, attempts } => {
-                    metrics::counter!("worker_messages_total", "outcome" => "dead_lettered").increment(1);
-                    tracing::error!(error, attempts, "giving up, dead-lettering");
-                    let previous = amqp::previous_deliveries(&delivery);
-                    self.dead_letter(queue, &delivery, &error, attempts + previous).await?;
-                    if let BookingCommand::Request { booking_id, .. } = command {
-                        // The client must still see a final state.
-                        if let Err(err) = self.decider.reject_undeliverable(booking_id).await {
-                            tracing::error!(error = %err, "could not mark dead-lettered booking rejected");
-                        }
-                    }
-                }
-                Verdict::Interrupted => return Ok(false),
+        match self
+            .retrying(stop, || self.decider.apply(command))
+            .instrument(span)
+            .await
+        {
+            Verdict::Decided(outcome) => {
+                record(command, outcome);
+                delivery.acker.ack(BasicAckOptions::default()).await?;
+                Ok(true)
             }
-            delivery.acker.ack(BasicAckOptions::default()).await?;
-            Ok(true)
+            Verdict::Failed { error, attempts } => {
+                self.give_up(queue, item, &error, attempts).await?;
+                Ok(true)
+            }
+            Verdict::Interrupted => Ok(false),
         }
-        .instrument(span)
-        .await
     }
 
-    /// Applies a command, retrying with exponential backoff and jitter:
-    /// without limit while a dependency is down (the message is fine), up to
-    /// `max_attempts` for anything else (conflicts, bugs, bad data).
-    async fn decide(&self, command: &BookingCommand, stop: &CancellationToken) -> Verdict {
+    /// Dead-letters a message that failed every attempt, then acks it.
+    async fn give_up(
+        &self,
+        queue: &str,
+        (delivery, command): &(Delivery, BookingCommand),
+        error: &str,
+        attempts: u32,
+    ) -> lapin::Result<()> {
+        metrics::counter!("worker_messages_total", "outcome" => "dead_lettered").increment(1);
+        tracing::error!(booking_id = %command.booking_id(), error, attempts, "giving up, dead-lettering");
+        let attempts = attempts + amqp::previous_deliveries(delivery);
+        self.dead_letter(queue, delivery, error, attempts).await?;
+        if let Err(err) = self.decider.mark_dead_lettered(command.booking_id()).await {
+            tracing::error!(error = %err, "could not mark the booking as dead-lettered");
+        }
+        delivery.acker.ack(BasicAckOptions::default()).await?;
+        Ok(())
+    }
+
+    /// Runs `op` with exponential backoff and jitter: without limit while a
+    /// dependency is down (the message is fine and must not be dead-lettered
+    /// for it), up to `max_attempts` for anything else.
+    async fn retrying<T, F, Fut>(&self, stop: &CancellationToken, mut op: F) -> Verdict<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, DecideError>>,
+    {
         let mut delays = shared::retry::delays(Duration::from_millis(20));
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let err = match self.decider.apply(command).await {
-                Ok(outcome) => return Verdict::Decided(outcome),
+            let err = match op().await {
+                Ok(value) => return Verdict::Decided(value),
                 Err(err) => err,
             };
             if matches!(err, DecideError::Conflict(_)) {
@@ -254,6 +396,39 @@ impl<G: PaymentGateway> ShardConsumer<G> {
                 other => io_error(&other.to_string()),
             })
     }
+}
+
+/// Removes shard tasks that ended by themselves; any such end means the
+/// channel or connection failed.
+async fn reap(running: &mut BTreeMap<u16, Running>) -> Option<lapin::Error> {
+    let ended: Vec<u16> = running
+        .iter()
+        .filter(|(_, r)| r.task.is_finished())
+        .map(|(s, _)| *s)
+        .collect();
+    let mut failure = None;
+    for shard in ended {
+        let shard_task = running.remove(&shard).expect("listed");
+        let err = match shard_task.task.await {
+            Ok(Err(err)) => err,
+            Ok(Ok(())) => io_error("a shard consumer stopped"),
+            Err(join) => io_error(&format!("a shard consumer panicked: {join}")),
+        };
+        tracing::warn!(shard, error = %err, "shard consumer ended");
+        failure.get_or_insert(err);
+    }
+    failure
+}
+
+fn record(command: &BookingCommand, outcome: Outcome) {
+    let label = match outcome {
+        Outcome::Applied(kind) => kind.as_str(),
+        Outcome::Skipped(why) => {
+            tracing::info!(booking_id = %command.booking_id(), why, "skipped");
+            "skipped"
+        }
+    };
+    metrics::counter!("worker_messages_total", "outcome" => label).increment(1);
 }
 
 fn io_error(what: &str) -> lapin::Error {

@@ -5,6 +5,8 @@
 //! caller retries with backoff. The schema's constraints would refuse an
 //! oversell even if this logic were wrong.
 
+use std::collections::{HashMap, HashSet};
+
 use chrono::{DateTime, Utc};
 use rand::Rng;
 use shared::domain::{BookingStatus, Reason, SeatStatus, ShowKind};
@@ -45,14 +47,15 @@ pub enum Outcome {
     Skipped(&'static str),
 }
 
-/// Who made a change, for the audit trail.
-const WORKER: &str = "worker";
+/// Who expired a hold, for the audit trail (workers sign with their name).
 const EXPIRY: &str = "expiry-sweeper";
 
 pub struct Decider<G> {
     db: PgPool,
     gateway: G,
     hold: chrono::Duration,
+    /// This worker's name in the audit trail.
+    actor: String,
 }
 
 #[derive(Debug)]
@@ -91,16 +94,27 @@ struct After<'a> {
 }
 
 impl<G: PaymentGateway> Decider<G> {
-    pub fn new(db: PgPool, gateway: G, hold: std::time::Duration) -> Self {
+    pub fn new(db: PgPool, gateway: G, hold: std::time::Duration, actor: String) -> Self {
         let hold = chrono::Duration::from_std(hold).expect("hold duration fits");
-        Self { db, gateway, hold }
+        Self {
+            db,
+            gateway,
+            hold,
+            actor,
+        }
     }
 
     /// Applies one command. Safe to call again with the same command: a
     /// redelivery finds the booking already moved on and is skipped.
     pub async fn apply(&self, command: &BookingCommand) -> Result<Outcome, DecideError> {
         match command {
-            BookingCommand::Request { booking_id, .. } => self.hold_or_reject(*booking_id).await,
+            BookingCommand::Request {
+                booking_id,
+                show_id,
+            } => {
+                let mut outcomes = self.hold_batch(*show_id, &[*booking_id]).await?;
+                Ok(outcomes.pop().expect("one outcome per booking"))
+            }
             BookingCommand::Confirm {
                 booking_id,
                 payment_token,
@@ -110,59 +124,199 @@ impl<G: PaymentGateway> Decider<G> {
         }
     }
 
-    async fn hold_or_reject(&self, booking_id: Uuid) -> Result<Outcome, DecideError> {
+    /// Decides a run of booking requests for one show, in order, in one
+    /// transaction: one read of the show, the bookings and their seats, the
+    /// decisions in memory, then one version-checked write per table. A
+    /// conflict anywhere rolls the whole run back for a retry.
+    pub async fn hold_batch(
+        &self,
+        show_id: Uuid,
+        booking_ids: &[Uuid],
+    ) -> Result<Vec<Outcome>, DecideError> {
         let mut tx = self.db.begin().await?;
-        let Some(booking) = load_booking(&mut tx, booking_id).await? else {
-            return Ok(Outcome::Skipped("booking withdrawn"));
-        };
-        if booking.status != BookingStatus::Queued {
-            return Ok(Outcome::Skipped("already decided"));
+        let mut bookings: HashMap<Uuid, BookingRow> = sqlx::query_as!(
+            BookingRow,
+            r#"SELECT id, show_id, status AS "status: BookingStatus", quantity, version, email, name,
+                      total_cents, hold_expires_at, payment_ref
+               FROM bookings WHERE id = ANY($1)"#,
+            booking_ids
+        )
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .map(|b| (b.id, b))
+        .collect();
+        let show = load_show(&mut tx, show_id).await?;
+        let mut seats_of: HashMap<Uuid, Vec<SeatRow>> = HashMap::new();
+        if show.kind == ShowKind::Seated {
+            for row in sqlx::query!(
+                r#"SELECT bs.booking_id, s.id, s.status AS "status: SeatStatus", s.version
+                   FROM booking_seats bs JOIN seats s ON s.id = bs.seat_id
+                   WHERE bs.booking_id = ANY($1)"#,
+                booking_ids
+            )
+            .fetch_all(&mut *tx)
+            .await?
+            {
+                seats_of.entry(row.booking_id).or_default().push(SeatRow {
+                    id: row.id,
+                    status: row.status,
+                    version: row.version,
+                });
+            }
         }
-        let show = load_show(&mut tx, booking.show_id).await?;
-        let verdict = match show.kind {
-            ShowKind::GeneralAdmission => {
-                if show.capacity - show.held - show.booked >= booking.quantity {
-                    Ok(())
-                } else {
-                    Err(Reason::SoldOut)
-                }
+
+        let expires = Utc::now() + self.hold;
+        let mut available = show.capacity - show.held - show.booked;
+        let mut taken: HashSet<Uuid> = HashSet::new();
+        let mut seat_updates: Vec<(Uuid, i64, Uuid)> = Vec::new();
+        let mut decided: Vec<(BookingRow, Result<(), Reason>)> = Vec::new();
+        let mut outcomes = Vec::with_capacity(booking_ids.len());
+        for id in booking_ids {
+            let Some(booking) = bookings.remove(id) else {
+                outcomes.push(Outcome::Skipped("booking withdrawn"));
+                continue;
+            };
+            if booking.status != BookingStatus::Queued {
+                outcomes.push(Outcome::Skipped("already decided"));
+                continue;
             }
-            ShowKind::Seated => {
-                let seats = requested_seats(&mut tx, booking.id).await?;
-                if seats.iter().all(|s| s.status == SeatStatus::Available) {
-                    set_seats(&mut tx, &seats, SeatStatus::Held, Some(booking.id)).await?;
-                    Ok(())
-                } else {
-                    Err(Reason::SeatsUnavailable)
-                }
+            if booking.show_id != show_id {
+                outcomes.push(Outcome::Skipped("misrouted"));
+                continue;
             }
-        };
-        let (after, kind) = match verdict {
-            Ok(()) => {
-                bump_show(&mut tx, &show, booking.quantity, 0).await?;
-                let expires = Utc::now() + self.hold;
-                let after = After {
+            let verdict = match show.kind {
+                ShowKind::GeneralAdmission if available >= booking.quantity => Ok(()),
+                ShowKind::GeneralAdmission => Err(Reason::SoldOut),
+                ShowKind::Seated => {
+                    let wanted = seats_of.get(id).map(Vec::as_slice).unwrap_or_default();
+                    let free =
+                        |s: &SeatRow| s.status == SeatStatus::Available && !taken.contains(&s.id);
+                    if !wanted.is_empty() && wanted.iter().all(free) {
+                        for seat in wanted {
+                            taken.insert(seat.id);
+                            seat_updates.push((seat.id, seat.version, booking.id));
+                        }
+                        Ok(())
+                    } else {
+                        Err(Reason::SeatsUnavailable)
+                    }
+                }
+            };
+            if verdict.is_ok() {
+                available -= booking.quantity;
+            }
+            outcomes.push(Outcome::Applied(match verdict {
+                Ok(()) => EventKind::Held,
+                Err(_) => EventKind::Rejected,
+            }));
+            decided.push((booking, verdict));
+        }
+        if decided.is_empty() {
+            return Ok(outcomes);
+        }
+
+        if !seat_updates.is_empty() {
+            let (ids, versions, owners): (Vec<Uuid>, Vec<i64>, Vec<Uuid>) = unzip3(&seat_updates);
+            let updated = sqlx::query!(
+                "UPDATE seats SET status = 'held', booking_id = t.owner, version = seats.version + 1
+                 FROM unnest($1::uuid[], $2::bigint[], $3::uuid[]) AS t(id, version, owner)
+                 WHERE seats.id = t.id AND seats.version = t.version AND seats.status = 'available'",
+                &ids,
+                &versions,
+                &owners
+            )
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if updated != seat_updates.len() as u64 {
+                return Err(DecideError::Conflict("seat"));
+            }
+        }
+        let newly_held = (show.capacity - show.held - show.booked) - available;
+        if newly_held > 0 {
+            bump_show(&mut tx, &show, newly_held, 0).await?;
+        }
+
+        let afters: Vec<After> = decided
+            .iter()
+            .map(|(_, verdict)| match verdict {
+                Ok(()) => After {
                     status: BookingStatus::Held,
                     reason: None,
                     hold_expires_at: Some(expires),
                     tickets: &[],
-                };
-                (after, EventKind::Held)
-            }
-            Err(reason) => {
-                let after = After {
+                },
+                Err(reason) => After {
                     status: BookingStatus::Rejected,
-                    reason: Some(reason),
+                    reason: Some(*reason),
                     hold_expires_at: None,
                     tickets: &[],
+                },
+            })
+            .collect();
+        let ids: Vec<Uuid> = decided.iter().map(|(b, _)| b.id).collect();
+        let versions: Vec<i64> = decided.iter().map(|(b, _)| b.version).collect();
+        let statuses: Vec<&str> = afters.iter().map(|a| a.status.as_str()).collect();
+        let reasons: Vec<Option<&str>> = afters
+            .iter()
+            .map(|a| a.reason.map(Reason::as_str))
+            .collect();
+        let expiries: Vec<Option<DateTime<Utc>>> =
+            afters.iter().map(|a| a.hold_expires_at).collect();
+        let updated = sqlx::query!(
+            "UPDATE bookings SET status = t.status, reason = t.reason, hold_expires_at = t.expires,
+                    dead_lettered_at = NULL, version = bookings.version + 1, updated_at = now()
+             FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::timestamptz[])
+                  AS t(id, version, status, reason, expires)
+             WHERE bookings.id = t.id AND bookings.version = t.version",
+            &ids,
+            &versions,
+            &statuses as &[&str],
+            &reasons as &[Option<&str>],
+            &expiries as &[Option<DateTime<Utc>>]
+        )
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if updated != ids.len() as u64 {
+            return Err(DecideError::Conflict("booking"));
+        }
+        sqlx::query!(
+            "INSERT INTO booking_audit (booking_id, show_id, from_status, to_status, reason, actor)
+             SELECT t.id, $2, 'queued', t.status, t.reason, $5
+             FROM unnest($1::uuid[], $3::text[], $4::text[]) AS t(id, status, reason)",
+            &ids,
+            show_id,
+            &statuses as &[&str],
+            &reasons as &[Option<&str>],
+            &self.actor
+        )
+        .execute(&mut *tx)
+        .await?;
+
+        let mut labels = seat_labels(&mut tx, &ids).await?;
+        let events: Vec<BookingEvent> = decided
+            .iter()
+            .zip(&afters)
+            .map(|((booking, verdict), after)| {
+                let kind = if verdict.is_ok() {
+                    EventKind::Held
+                } else {
+                    EventKind::Rejected
                 };
-                (after, EventKind::Rejected)
-            }
-        };
-        transition(&mut tx, &booking, &after, None, WORKER).await?;
-        emit(&mut tx, kind, &booking, &show, &after).await?;
+                snapshot(
+                    kind,
+                    booking,
+                    &show,
+                    after,
+                    labels.remove(&booking.id).unwrap_or_default(),
+                )
+            })
+            .collect();
+        insert_outbox(&mut tx, &events).await?;
         tx.commit().await?;
-        Ok(Outcome::Applied(kind))
+        Ok(outcomes)
     }
 
     async fn confirm(&self, booking_id: Uuid, token: &str) -> Result<Outcome, DecideError> {
@@ -227,7 +381,7 @@ impl<G: PaymentGateway> Decider<G> {
             hold_expires_at: hold,
             tickets: &tickets,
         };
-        transition(&mut tx, &booking, &after, reference.as_deref(), WORKER).await?;
+        transition(&mut tx, &booking, &after, reference.as_deref(), &self.actor).await?;
         emit(&mut tx, kind, &booking, &show, &after).await?;
         tx.commit().await?;
         Ok(Outcome::Applied(kind))
@@ -235,35 +389,21 @@ impl<G: PaymentGateway> Decider<G> {
 
     async fn cancel(&self, booking_id: Uuid) -> Result<Outcome, DecideError> {
         let outcome = self
-            .release(booking_id, BookingStatus::Cancelled, WORKER)
+            .release(booking_id, BookingStatus::Cancelled, &self.actor)
             .await?;
         Ok(outcome)
     }
 
-    /// Marks a booking whose request was dead-lettered as rejected, so its
-    /// client sees a final state (`invalid`) instead of waiting forever.
-    pub async fn reject_undeliverable(&self, booking_id: Uuid) -> Result<(), sqlx::Error> {
-        let mut tx = self.db.begin().await?;
-        let rejected = sqlx::query!(
-            "UPDATE bookings SET status = 'rejected', reason = $2, version = version + 1, updated_at = now()
-             WHERE id = $1 AND status = 'queued' RETURNING show_id",
-            booking_id,
-            Reason::Invalid.as_str()
+    /// Marks a booking whose request was dead-lettered, so the requeue
+    /// sweep leaves it to the operator's replay instead of looping it.
+    pub async fn mark_dead_lettered(&self, booking_id: Uuid) -> Result<(), sqlx::Error> {
+        sqlx::query!(
+            "UPDATE bookings SET dead_lettered_at = now() WHERE id = $1 AND status = 'queued'",
+            booking_id
         )
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(row) = rejected {
-            sqlx::query!(
-                "INSERT INTO booking_audit (booking_id, show_id, from_status, to_status, reason, actor)
-                 VALUES ($1, $2, 'queued', 'rejected', $3, 'dead-letter')",
-                booking_id,
-                row.show_id,
-                Reason::Invalid.as_str()
-            )
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await
+        .execute(&self.db)
+        .await
+        .map(drop)
     }
 
     /// Expires one hold if it is still held and past its expiry.
@@ -361,22 +501,6 @@ struct SeatRow {
     id: Uuid,
     status: SeatStatus,
     version: i64,
-}
-
-/// The seats a booking asked for, as they are now.
-async fn requested_seats(
-    conn: &mut PgConnection,
-    booking_id: Uuid,
-) -> Result<Vec<SeatRow>, sqlx::Error> {
-    sqlx::query_as!(
-        SeatRow,
-        r#"SELECT s.id, s.status AS "status: SeatStatus", s.version
-           FROM booking_seats bs JOIN seats s ON s.id = bs.seat_id
-           WHERE bs.booking_id = $1 ORDER BY s.id"#,
-        booking_id
-    )
-    .fetch_all(conn)
-    .await
 }
 
 /// The seats a booking holds or owns now.
@@ -531,18 +655,48 @@ async fn emit(
     show: &ShowRow,
     after: &After<'_>,
 ) -> Result<(), sqlx::Error> {
-    let seats = sqlx::query_as!(
-        SeatLabel,
-        r#"SELECT sec.name AS section, s.row_label AS row, s.number, s.price_cents
+    let seats = seat_labels(&mut *conn, &[booking.id])
+        .await?
+        .remove(&booking.id)
+        .unwrap_or_default();
+    insert_outbox(conn, &[snapshot(kind, booking, show, after, seats)]).await
+}
+
+/// The seats each booking asked for, named as a customer reads them.
+async fn seat_labels(
+    conn: &mut PgConnection,
+    booking_ids: &[Uuid],
+) -> Result<HashMap<Uuid, Vec<SeatLabel>>, sqlx::Error> {
+    let rows = sqlx::query!(
+        r#"SELECT bs.booking_id, sec.name AS section, s.row_label AS row, s.number, s.price_cents
            FROM booking_seats bs
            JOIN seats s ON s.id = bs.seat_id
            JOIN sections sec ON sec.id = s.section_id
-           WHERE bs.booking_id = $1 ORDER BY sec.position, s.row_label, s.number"#,
-        booking.id
+           WHERE bs.booking_id = ANY($1) ORDER BY sec.position, s.row_label, s.number"#,
+        booking_ids
     )
-    .fetch_all(&mut *conn)
+    .fetch_all(conn)
     .await?;
-    let event = BookingEvent {
+    let mut labels: HashMap<Uuid, Vec<SeatLabel>> = HashMap::new();
+    for r in rows {
+        labels.entry(r.booking_id).or_default().push(SeatLabel {
+            section: r.section,
+            row: r.row,
+            number: r.number,
+            price_cents: r.price_cents,
+        });
+    }
+    Ok(labels)
+}
+
+fn snapshot(
+    kind: EventKind,
+    booking: &BookingRow,
+    show: &ShowRow,
+    after: &After<'_>,
+    seats: Vec<SeatLabel>,
+) -> BookingEvent {
+    BookingEvent {
         event_id: Uuid::now_v7(),
         kind,
         occurred_at: Utc::now(),
@@ -562,18 +716,47 @@ async fn emit(
             hold_expires_at: after.hold_expires_at,
             tickets: after.tickets.to_vec(),
         },
-    };
+    }
+}
+
+async fn insert_outbox(
+    conn: &mut PgConnection,
+    events: &[BookingEvent],
+) -> Result<(), sqlx::Error> {
+    let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
+    let shows: Vec<Uuid> = events.iter().map(|e| e.booking.show_id).collect();
+    let bookings: Vec<Uuid> = events.iter().map(|e| e.booking.id).collect();
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    let payloads: Vec<serde_json::Value> = events
+        .iter()
+        .map(|e| serde_json::to_value(e).expect("events serialize"))
+        .collect();
     sqlx::query!(
-        "INSERT INTO outbox (id, show_id, booking_id, kind, payload) VALUES ($1, $2, $3, $4, $5)",
-        event.event_id,
-        booking.show_id,
-        booking.id,
-        kind.as_str(),
-        serde_json::to_value(&event).expect("events serialize")
+        "INSERT INTO outbox (id, show_id, booking_id, kind, payload)
+         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::jsonb[])",
+        &ids,
+        &shows,
+        &bookings,
+        &kinds as &[&str],
+        &payloads
     )
     .execute(conn)
     .await?;
     Ok(())
+}
+
+fn unzip3<A: Copy, B: Copy, C: Copy>(items: &[(A, B, C)]) -> (Vec<A>, Vec<B>, Vec<C>) {
+    let mut out = (
+        Vec::with_capacity(items.len()),
+        Vec::with_capacity(items.len()),
+        Vec::with_capacity(items.len()),
+    );
+    for &(a, b, c) in items {
+        out.0.push(a);
+        out.1.push(b);
+        out.2.push(c);
+    }
+    out
 }
 
 #[cfg(test)]

@@ -1,11 +1,13 @@
 //! The booking worker: decides booking commands per show, relays the outbox,
 //! expires holds and recovers requests an API crash left unpublished.
 
+mod claims;
 mod consumer;
 mod decide;
 mod expiry;
 mod outbox;
 mod payment;
+mod replay;
 mod requeue;
 
 use std::sync::Arc;
@@ -15,10 +17,45 @@ use shared::topology::Topology;
 use shared::Config;
 use tokio_util::task::TaskTracker;
 
+/// The booking worker. Without a subcommand it runs the worker.
+#[derive(clap::Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Publish dead letters again to where they came from, once their cause
+    /// is fixed. Idempotent: what is already done is skipped.
+    ReplayDeadLetters {
+        /// `booking.requests.dead` or `notifier.emails.dead`.
+        #[arg(long, default_value = shared::topology::REQUESTS_DEAD_QUEUE)]
+        queue: String,
+        /// Replay at most this many messages.
+        #[arg(long, default_value_t = u32::MAX)]
+        limit: u32,
+    },
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let cli = <Cli as clap::Parser>::parse();
     let metrics = shared::telemetry::init("worker");
     let config = Config::from_env()?;
+    if let Some(Command::ReplayDeadLetters { queue, limit }) = cli.command {
+        let topology = Topology {
+            shards: config.shards,
+            delivery_limit: config.delivery_limit,
+        };
+        let summary = replay::run(&config.amqp_url, topology, &queue, limit).await?;
+        println!(
+            "replayed {} message(s) from {queue}; kept {} that cannot be parsed",
+            summary.replayed, summary.kept
+        );
+        return Ok(());
+    }
     let cancel = shared::shutdown::on_signal();
     let Some(db) =
         shared::db::connect_and_migrate(&config.database_url, config.db_pool_size, &cancel).await?
@@ -34,14 +71,17 @@ async fn main() -> anyhow::Result<()> {
         &format!("worker {} publisher", std::process::id()),
         topology,
     ));
+    let actor = format!("worker-{}", std::process::id());
     let decider = Arc::new(decide::Decider::new(
         db.clone(),
         payment::TestGateway,
         config.hold_duration,
+        actor,
     ));
     let consumer = consumer::ShardConsumer::new(
         consumer::Settings {
             amqp_url: config.amqp_url.clone(),
+            database_url: config.database_url.clone(),
             topology,
             prefetch: config.prefetch,
             max_attempts: config.max_attempts,

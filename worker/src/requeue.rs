@@ -25,7 +25,8 @@ pub async fn run(
         }
         let stale = sqlx::query!(
             "SELECT id, show_id FROM bookings
-             WHERE status = 'queued' AND created_at < now() - make_interval(secs => $1)
+             WHERE status = 'queued' AND dead_lettered_at IS NULL
+               AND created_at < now() - make_interval(secs => $1)
              ORDER BY created_at LIMIT 1000",
             older_than
         )

@@ -82,6 +82,7 @@ pub struct ConfirmRequest {
 struct Validated {
     quantity: i32,
     seat_ids: Vec<Uuid>,
+    seats: Vec<BookedSeat>,
     total_cents: i64,
 }
 
@@ -132,6 +133,7 @@ async fn validate(
                 Some(q) if (1..=MAX_TICKETS_PER_BOOKING).contains(&q) => Some(Validated {
                     quantity: q,
                     seat_ids: Vec::new(),
+                    seats: Vec::new(),
                     total_cents: i64::from(q) * show.price_cents.unwrap_or(0),
                 }),
                 Some(_) => {
@@ -161,15 +163,18 @@ async fn validate(
                     "must equal the number of seat_ids when given",
                 ));
             }
-            let found = sqlx::query!(
-                r#"SELECT count(*) AS "count!", coalesce(sum(price_cents), 0)::bigint AS "total!"
-                   FROM seats WHERE show_id = $1 AND id = ANY($2)"#,
+            let seats = sqlx::query_as!(
+                BookedSeat,
+                r#"SELECT s.id, sec.name AS section, s.row_label AS row, s.number, s.price_cents
+                   FROM seats s JOIN sections sec ON sec.id = s.section_id
+                   WHERE s.show_id = $1 AND s.id = ANY($2)
+                   ORDER BY sec.position, s.row_label, s.number"#,
                 show_id,
                 &seat_ids
             )
-            .fetch_one(&state.db)
+            .fetch_all(&state.db)
             .await?;
-            if !seat_ids.is_empty() && found.count != distinct.len() as i64 {
+            if !seat_ids.is_empty() && seats.len() != distinct.len() {
                 errors.push(FieldError::new(
                     "seat_ids",
                     "some seats do not belong to this show",
@@ -177,8 +182,9 @@ async fn validate(
             }
             Some(Validated {
                 quantity: seat_ids.len() as i32,
+                total_cents: seats.iter().map(|s| s.price_cents).sum(),
                 seat_ids,
-                total_cents: found.total,
+                seats,
             })
         }
     };
@@ -246,56 +252,45 @@ pub async fn create_booking(
     let id = Uuid::new_v4();
     tracing::Span::current().record("booking_id", tracing::field::display(id));
 
-    let mut tx = state.db.begin().await?;
-    sqlx::query!(
-        "INSERT INTO bookings (id, show_id, email, name, quantity, total_cents)
-         VALUES ($1, $2, $3, $4, $5, $6)",
+    let hash = key.as_ref().map(|_| request_hash(show_id, &req, &v));
+    // One statement, so one round trip and atomic: the key (if any) is
+    // claimed first, and the booking only exists if the claim succeeded.
+    let created_at = sqlx::query_scalar!(
+        r#"WITH claimed AS (
+               INSERT INTO idempotency_keys (key, request_hash, booking_id)
+               SELECT $7, $8, $1 WHERE $7::text IS NOT NULL
+               ON CONFLICT (key) DO NOTHING
+               RETURNING 1 AS one
+           ), booking AS (
+               INSERT INTO bookings (id, show_id, email, name, quantity, total_cents)
+               SELECT $1, $2, $3, $4, $5, $6
+               WHERE $7::text IS NULL OR EXISTS (SELECT 1 FROM claimed)
+               RETURNING id, created_at
+           ), seats AS (
+               INSERT INTO booking_seats (booking_id, seat_id, show_id)
+               SELECT booking.id, unnest($9::uuid[]), $2 FROM booking
+           ), audit AS (
+               INSERT INTO booking_audit (booking_id, show_id, from_status, to_status, actor)
+               SELECT booking.id, $2, NULL, 'queued', 'api' FROM booking
+           )
+           SELECT created_at FROM booking"#,
         id,
         show_id,
         req.email.trim(),
         req.name.trim(),
         v.quantity,
-        v.total_cents
+        v.total_cents,
+        key.as_deref(),
+        hash.as_deref(),
+        &v.seat_ids
     )
-    .execute(&mut *tx)
+    .fetch_optional(&state.db)
     .await?;
-    if !v.seat_ids.is_empty() {
-        sqlx::query!(
-            "INSERT INTO booking_seats (booking_id, seat_id, show_id) SELECT $1, unnest($2::uuid[]), $3",
-            id,
-            &v.seat_ids,
-            show_id
-        )
-        .execute(&mut *tx)
-        .await?;
-    }
-    sqlx::query!(
-        "INSERT INTO booking_audit (booking_id, show_id, from_status, to_status, actor)
-         VALUES ($1, $2, NULL, 'queued', 'api')",
-        id,
-        show_id
-    )
-    .execute(&mut *tx)
-    .await?;
-    if let Some(key) = &key {
-        let hash = request_hash(show_id, &req, &v);
-        let claimed = sqlx::query!(
-            "INSERT INTO idempotency_keys (key, request_hash, booking_id) VALUES ($1, $2, $3)
-             ON CONFLICT (key) DO NOTHING",
-            key,
-            &hash,
-            id
-        )
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if !claimed {
-            tx.rollback().await?;
-            return replay(&state, key, &hash).await;
-        }
-    }
-    tx.commit().await?;
+    let Some(created_at) = created_at else {
+        // Only a claimed key stops the insert: this is a retry.
+        let (key, hash) = key.zip(hash).expect("a conflict needs a key");
+        return replay(&state, &key, &hash).await;
+    };
 
     let command = BookingCommand::Request {
         booking_id: id,
@@ -306,7 +301,22 @@ pub async fn create_booking(
         return Err(err.into());
     }
     metrics::counter!("api_bookings_accepted_total").increment(1);
-    Ok(accepted(load_booking(&state, id).await?))
+    // Answered from what was just written: no read on the hot path.
+    Ok(accepted(BookingView {
+        id,
+        show_id,
+        status: BookingStatus::Queued,
+        reason: None,
+        email: req.email.trim().to_owned(),
+        name: req.name.trim().to_owned(),
+        quantity: v.quantity,
+        seats: v.seats,
+        total_cents: Some(v.total_cents),
+        hold_expires_at: None,
+        tickets: Vec::new(),
+        created_at,
+        updated_at: created_at,
+    }))
 }
 
 /// The same Idempotency-Key again: the same body gets the original booking,

@@ -3,10 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use reqwest::Client;
 use serde_json::{json, Value};
 use tests::mailbox::unique_address;
-use tests::system::management;
+use tests::system::management_call;
 use tests::{Options, System};
 
 #[tokio::test]
@@ -44,24 +43,11 @@ async fn without_a_broker_bookings_get_503_with_retry_after_and_leave_nothing_be
     sys.finish().await;
 }
 
-async fn management_call(method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-    let (base, user, pass) = management();
-    let mut req = Client::new()
-        .request(method, format!("{base}{path}"))
-        .basic_auth(user, Some(pass));
-    if let Some(body) = body {
-        req = req.json(&body);
-    }
-    let res = req.send().await.unwrap();
-    assert!(res.status().is_success(), "{path}: {}", res.status());
-    res.json().await.unwrap_or(Value::Null)
-}
-
 #[tokio::test]
 async fn an_unparseable_message_is_dead_lettered_with_its_reason_and_the_queue_keeps_flowing() {
     let sys = System::start().await;
     let show = sys.ga_show(10).await;
-    let vhost = &sys.vhost;
+    let vhost = sys.vhost.as_deref().unwrap();
     let published = management_call(
         reqwest::Method::POST,
         &format!("/api/exchanges/{vhost}/amq.default/publish"),
@@ -116,5 +102,128 @@ async fn an_unparseable_message_is_dead_lettered_with_its_reason_and_the_queue_k
         "booking.requests.shard-00"
     );
     assert!(headers["x-booking-attempts"].as_i64().unwrap() >= 1);
+    sys.finish().await;
+}
+
+/// The dead letters waiting in `queue`, left in place.
+async fn dead_letters(vhost: &str, queue: &str) -> Vec<Value> {
+    let got = management_call(
+        reqwest::Method::POST,
+        &format!("/api/queues/{vhost}/{queue}/get"),
+        Some(json!({"count": 50, "ackmode": "ack_requeue_true", "encoding": "auto"})),
+    )
+    .await;
+    got.as_array().cloned().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn poison_message_is_dead_lettered() {
+    let sys = System::start().await;
+    let show = sys.ga_show(10).await;
+    let vhost = sys.vhost.as_deref().unwrap();
+    let db = sys.db().await;
+    // A handler that always fails for one booking: the database refuses to
+    // record its decision (think of a bug, or bad data, met in production).
+    sqlx::raw_sql(
+        r#"CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+           BEGIN
+             IF NEW.from_status = 'queued'
+                AND EXISTS (SELECT 1 FROM bookings WHERE id = NEW.booking_id AND email LIKE 'poison-%') THEN
+               RAISE EXCEPTION 'poisoned booking %', NEW.booking_id;
+             END IF;
+             RETURN NEW;
+           END $$;
+           CREATE TRIGGER refuse_poison BEFORE INSERT ON booking_audit
+             FOR EACH ROW EXECUTE FUNCTION refuse_poison();"#,
+    )
+    .execute(db)
+    .await
+    .unwrap();
+
+    let poison = sys
+        .book_accepted(
+            &show,
+            json!({"email": unique_address("poison"), "name": "P", "quantity": 1}),
+        )
+        .await;
+    let mut behind = Vec::new();
+    for _ in 0..3 {
+        behind.push(
+            sys.book_accepted(
+                &show,
+                json!({"email": unique_address("fine"), "name": "F", "quantity": 1}),
+            )
+            .await,
+        );
+    }
+    for id in &behind {
+        assert_eq!(
+            sys.decided(id).await["status"],
+            "held",
+            "messages behind the poison flow"
+        );
+    }
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let dead = loop {
+        if let Some(dead) = dead_letters(vhost, "booking.requests.dead").await.pop() {
+            break dead;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the poison message never reached the dead-letter queue"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let headers = &dead["properties"]["headers"];
+    let reason = headers["x-booking-death-reason"].as_str().unwrap();
+    assert!(reason.contains("poisoned booking"), "{reason}");
+    assert!(
+        headers["x-booking-attempts"].as_i64().unwrap() >= 5,
+        "bounded attempts were made: {headers}"
+    );
+    let payload: Value = serde_json::from_str(dead["payload"].as_str().unwrap()).unwrap();
+    assert_eq!(payload["booking_id"], poison.as_str());
+    assert_eq!(
+        sys.booking(&poison).await["status"],
+        "queued",
+        "it waits for the operator"
+    );
+
+    // The operator fixes the cause and replays the dead letters.
+    sqlx::raw_sql("DROP TRIGGER refuse_poison ON booking_audit")
+        .execute(db)
+        .await
+        .unwrap();
+    let out = sys.worker_command(&["replay-dead-letters"]).await;
+    assert!(String::from_utf8_lossy(&out.stdout).contains("replayed 1 message"));
+    assert_eq!(sys.decided(&poison).await["status"], "held");
+
+    // Replaying again (the same message once more) changes nothing.
+    let again = management_call(
+        reqwest::Method::POST,
+        &format!("/api/exchanges/{vhost}/booking.requests/publish"),
+        Some(
+            json!({"properties": {"delivery_mode": 2}, "routing_key": show,
+                    "payload": dead["payload"], "payload_encoding": "string"}),
+        ),
+    )
+    .await;
+    assert_eq!(again["routed"], true);
+    let out = sys.worker_command(&["replay-dead-letters"]).await;
+    assert!(String::from_utf8_lossy(&out.stdout).contains("replayed 0 message"));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let decisions: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM booking_audit WHERE booking_id = $1::uuid AND from_status = 'queued'",
+    )
+    .bind(&poison)
+    .fetch_one(db)
+    .await
+    .unwrap();
+    assert_eq!(decisions, 1, "decided exactly once");
+    assert_eq!(sys.show(&show).await["held"], 4);
+    assert!(dead_letters(vhost, "booking.requests.dead")
+        .await
+        .is_empty());
     sys.finish().await;
 }

@@ -4,4 +4,5 @@
 mod bad_input;
 mod booking_flow;
 mod broker;
+mod engine;
 mod holds;

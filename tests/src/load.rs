@@ -1,0 +1,72 @@
+//! Firing many booking requests at once, like a crowd at an on-sale minute.
+
+use std::time::Instant;
+
+use futures::StreamExt;
+use serde_json::Value;
+
+use crate::System;
+
+/// One request to send.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub show: String,
+    pub body: Value,
+    pub quantity: i32,
+}
+
+/// What came back.
+#[derive(Debug, Clone)]
+pub struct Submitted {
+    pub request: Request,
+    /// HTTP status, or 0 when the connection itself failed.
+    pub status: u16,
+    pub id: Option<String>,
+    pub sent: Instant,
+    pub answered: Instant,
+}
+
+impl Submitted {
+    pub fn accepted(&self) -> bool {
+        self.status == 202
+    }
+}
+
+/// Sends every request with at most `concurrency` in flight; answers come
+/// back in no particular order.
+pub async fn submit_all(
+    sys: &System,
+    requests: Vec<Request>,
+    concurrency: usize,
+) -> Vec<Submitted> {
+    futures::stream::iter(requests)
+        .map(|request| submit(sys, request))
+        .buffer_unordered(concurrency)
+        .collect()
+        .await
+}
+
+pub async fn submit(sys: &System, request: Request) -> Submitted {
+    let sent = Instant::now();
+    let path = format!("/v1/shows/{}/bookings", request.show);
+    let response = sys
+        .request(reqwest::Method::POST, &path)
+        .json(&request.body)
+        .send()
+        .await;
+    let (status, id) = match response {
+        Ok(res) => {
+            let status = res.status().as_u16();
+            let body: Value = res.json().await.unwrap_or(Value::Null);
+            (status, body["id"].as_str().map(str::to_owned))
+        }
+        Err(_) => (0, None),
+    };
+    Submitted {
+        request,
+        status,
+        id,
+        sent,
+        answered: Instant::now(),
+    }
+}

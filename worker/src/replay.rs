@@ -1,0 +1,102 @@
+//! `worker replay-dead-letters`: the operator's way back from a dead-letter
+//! queue once the cause is fixed. Each dead letter is published again to
+//! where it came from (a booking command to its show's shard, an event to
+//! the events exchange) with a publisher confirm, and only then removed.
+//! Replays are idempotent: workers and the notifier skip what is done.
+
+use anyhow::Context;
+use lapin::options::{BasicAckOptions, BasicGetOptions, BasicNackOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+use shared::amqp::{self, header, Outgoing, Publisher};
+use shared::messages::{BookingCommand, BookingEvent};
+use shared::topology::{
+    Topology, EVENTS_EXCHANGE, NOTIFIER_DEAD_QUEUE, REQUESTS_DEAD_QUEUE, REQUESTS_EXCHANGE,
+};
+
+/// What one replay did.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub replayed: u32,
+    /// Messages that cannot be understood stay in the dead-letter queue.
+    pub kept: u32,
+}
+
+pub async fn run(
+    amqp_url: &str,
+    topology: Topology,
+    queue: &str,
+    limit: u32,
+) -> anyhow::Result<Summary> {
+    anyhow::ensure!(
+        queue == REQUESTS_DEAD_QUEUE || queue == NOTIFIER_DEAD_QUEUE,
+        "can replay {REQUESTS_DEAD_QUEUE} or {NOTIFIER_DEAD_QUEUE}, not {queue}"
+    );
+    let conn = amqp::connect(amqp_url, "replay-dead-letters")
+        .await
+        .context("connecting to RabbitMQ")?;
+    let channel = conn.create_channel().await?;
+    topology.declare(&channel).await?;
+    let publisher = Publisher::new(amqp_url, "replay-dead-letters publisher", topology);
+    // Only what is there now: kept messages go back to the queue and must
+    // not be fetched again in this run.
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    let waiting = channel
+        .queue_declare(queue.into(), passive, FieldTable::default())
+        .await?
+        .message_count();
+    let mut summary = Summary::default();
+    for _ in 0..waiting.min(limit) {
+        let Some(message) = channel
+            .basic_get(queue.into(), BasicGetOptions::default())
+            .await?
+        else {
+            break;
+        };
+        let delivery = &message.delivery;
+        let target = if queue == REQUESTS_DEAD_QUEUE {
+            serde_json::from_slice::<BookingCommand>(&delivery.data)
+                .ok()
+                .map(|c| (REQUESTS_EXCHANGE, c.show_id().to_string()))
+        } else {
+            serde_json::from_slice::<BookingEvent>(&delivery.data)
+                .ok()
+                .map(|e| (EVENTS_EXCHANGE, e.kind.routing_key()))
+        };
+        let Some((exchange, routing_key)) = target else {
+            summary.kept += 1;
+            delivery
+                .acker
+                .nack(BasicNackOptions {
+                    requeue: true,
+                    ..Default::default()
+                })
+                .await?;
+            continue;
+        };
+        let mut headers = FieldTable::default();
+        header(&mut headers, "x-booking-replayed-from", queue);
+        let message_id = delivery
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|id| id.to_string())
+            .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+        publisher
+            .publish(Outgoing {
+                exchange,
+                routing_key: &routing_key,
+                payload: &delivery.data,
+                message_id,
+                headers,
+                mandatory: true,
+            })
+            .await?;
+        delivery.acker.ack(BasicAckOptions::default()).await?;
+        summary.replayed += 1;
+    }
+    let _ = conn.close(200, "replay done".into()).await;
+    Ok(summary)
+}
