@@ -37,6 +37,8 @@ pub enum ApiError {
     NotFound(&'static str),
     #[error("admin authentication required")]
     Unauthorized,
+    #[error("this method is not allowed on this path")]
+    MethodNotAllowed,
     #[error("{detail}")]
     Conflict { code: &'static str, detail: String },
     #[error("this Idempotency-Key was already used with a different request")]
@@ -79,6 +81,11 @@ impl ApiError {
             ),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", "Not found"),
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
+            Self::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "Method not allowed",
+            ),
             Self::Conflict { code, .. } => (StatusCode::CONFLICT, code, "Conflict"),
             Self::IdempotencyKeyReused => (
                 StatusCode::UNPROCESSABLE_ENTITY,

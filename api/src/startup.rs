@@ -9,6 +9,8 @@ use shared::amqp::Publisher;
 use shared::telemetry::PrometheusHandle;
 use shared::topology::Topology;
 use shared::Config;
+
+use crate::error::ApiError;
 use sqlx::PgPool;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
@@ -48,6 +50,8 @@ pub fn app(state: AppState, metrics: PrometheusHandle) -> Router {
     Router::new()
         .merge(crate::routes::router())
         .merge(crate::openapi::router())
+        .fallback(|| async { ApiError::NotFound("route") })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state.clone())
         .merge(shared::ops::router(metrics, ready))
         .layer(

@@ -44,8 +44,6 @@ pub struct Config {
     pub db_pool_size: u32,
     /// Queued bookings older than this are republished (API crash recovery).
     pub requeue_after: Duration,
-    /// Public base URL, used in emails and `Location` headers.
-    pub public_url: String,
 }
 
 impl Config {
@@ -62,11 +60,10 @@ impl Config {
             reminder_lead: Duration::from_secs(parsed("REMINDER_LEAD_SECONDS", "86400")?),
             shards: parsed("SHARDS", "16")?,
             prefetch: parsed("PREFETCH", "200")?,
-            delivery_limit: parsed("DELIVERY_LIMIT", "5")?,
+            delivery_limit: parsed("DELIVERY_LIMIT", "10")?,
             max_attempts: parsed("MAX_ATTEMPTS", "5")?,
             db_pool_size: parsed("DB_POOL_SIZE", "16")?,
             requeue_after: Duration::from_secs(parsed("REQUEUE_AFTER_SECONDS", "120")?),
-            public_url: or("PUBLIC_URL", "http://127.0.0.1:8080"),
         })
     }
 }

@@ -15,3 +15,4 @@ pub mod mailbox;
 pub mod system;
 
 pub use system::{Options, System};
+pub mod servers;

@@ -3,8 +3,9 @@
 use std::time::Instant;
 
 use futures::StreamExt;
-use serde_json::Value;
+use serde_json::{json, Value};
 
+use crate::mailbox::unique_address;
 use crate::System;
 
 /// One request to send.
@@ -68,5 +69,23 @@ pub async fn submit(sys: &System, request: Request) -> Submitted {
         id,
         sent,
         answered: Instant::now(),
+    }
+}
+
+/// A general-admission request from a new customer.
+pub fn ga_request(show: &str, quantity: i32) -> Request {
+    Request {
+        show: show.to_owned(),
+        body: json!({"email": unique_address("crowd"), "name": "Crowd", "quantity": quantity}),
+        quantity,
+    }
+}
+
+/// `quantity` adjacent seats starting at `start` (so neighbours collide).
+pub fn seated_request(show: &str, seats: &[String], start: usize, quantity: usize) -> Request {
+    Request {
+        show: show.to_owned(),
+        body: json!({"email": unique_address("crowd"), "name": "Crowd", "seat_ids": &seats[start..start + quantity]}),
+        quantity: quantity as i32,
     }
 }

@@ -29,6 +29,8 @@ pub struct Options {
     pub amqp_url: Option<String>,
     /// Create the database on this server instead of `TEST_DATABASE_URL`'s.
     pub admin_db_url: Option<String>,
+    /// More environment for every process (e.g. a shorter timer).
+    pub env: Vec<(&'static str, String)>,
 }
 
 impl Default for Options {
@@ -39,6 +41,7 @@ impl Default for Options {
             shards: 4,
             amqp_url: None,
             admin_db_url: None,
+            env: Vec::new(),
         }
     }
 }
@@ -83,7 +86,7 @@ impl System {
         });
         let api_port = free_port();
         let base_url = format!("http://127.0.0.1:{api_port}");
-        let env = vec![
+        let mut env = vec![
             ("DATABASE_URL", database_url.clone()),
             ("AMQP_URL", amqp_url),
             ("SMTP_URL", env("TEST_SMTP_URL")),
@@ -97,6 +100,7 @@ impl System {
             ("DB_POOL_SIZE", "8".to_owned()),
             ("RUST_LOG", "info,sqlx=warn".to_owned()),
         ];
+        env.extend(options.env.iter().cloned());
         let mut system = Self {
             name,
             base_url,
@@ -173,6 +177,36 @@ impl System {
             .filter(|line| line.starts_with(metric) && line[metric.len()..].starts_with([' ', '{']))
             .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
             .reduce(|a, b| a + b)
+    }
+
+    /// Waits until `workers` own all `shards` between them, each at least
+    /// its fair share; returns how long that took.
+    pub async fn wait_for_balance(
+        &self,
+        workers: &[String],
+        shards: u16,
+        limit: Duration,
+    ) -> Duration {
+        let started = Instant::now();
+        let share = f64::from(shards).div_euclid(workers.len() as f64);
+        loop {
+            let mut owned = Vec::new();
+            for w in workers {
+                owned.push(
+                    self.worker_metric(w, "worker_shards_owned")
+                        .await
+                        .unwrap_or(0.0),
+                );
+            }
+            if owned.iter().sum::<f64>() == f64::from(shards) && owned.iter().all(|&o| o >= share) {
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < limit,
+                "shards not balanced within {limit:?}: {owned:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Runs the worker binary with a subcommand against this system.

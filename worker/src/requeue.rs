@@ -9,7 +9,7 @@ use shared::messages::BookingCommand;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-const SWEEP_EVERY: Duration = Duration::from_secs(15);
+const SWEEP_EVERY: Duration = Duration::from_secs(5);
 
 pub async fn run(
     db: PgPool,

@@ -403,13 +403,18 @@ pub(crate) async fn load_booking(state: &AppState, id: Uuid) -> Result<BookingVi
     )
     .fetch_all(&state.db)
     .await?;
-    let tickets = sqlx::query_as!(
-        Ticket,
-        "SELECT code, seat_id FROM tickets WHERE booking_id = $1 ORDER BY code",
-        id
-    )
-    .fetch_all(&state.db)
-    .await?;
+    // Tickets are valid only while the booking is confirmed.
+    let tickets = if b.status == BookingStatus::Confirmed {
+        sqlx::query_as!(
+            Ticket,
+            "SELECT code, seat_id FROM tickets WHERE booking_id = $1 ORDER BY code",
+            id
+        )
+        .fetch_all(&state.db)
+        .await?
+    } else {
+        Vec::new()
+    };
     Ok(BookingView {
         id: b.id,
         show_id: b.show_id,

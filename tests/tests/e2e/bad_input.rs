@@ -187,3 +187,24 @@ async fn invalid_shows_are_refused_with_the_fields_named() {
     assert!(shows["shows"].as_array().unwrap().is_empty());
     sys.finish().await;
 }
+
+#[tokio::test]
+async fn unknown_paths_and_methods_are_problems_too() {
+    let sys = System::start().await;
+    problem(
+        sys.request(Method::GET, "/v1/nope").send().await.unwrap(),
+        404,
+        "not_found",
+    )
+    .await;
+    problem(
+        sys.request(Method::DELETE, "/v1/shows")
+            .send()
+            .await
+            .unwrap(),
+        405,
+        "method_not_allowed",
+    )
+    .await;
+    sys.finish().await;
+}

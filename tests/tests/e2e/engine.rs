@@ -1,15 +1,15 @@
 //! The booking engine under contention: a hot show goes on sale with a pool
 //! of workers, and a worker dies mid-burst. Checked in the database itself.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
 use tests::invariants::{
     assert_decided_once, assert_not_oversold, decisions_by_worker, wait_all_decided,
     wait_outbox_drained,
 };
-use tests::load::{submit_all, Request, Submitted};
-use tests::mailbox::{unique_address, wait_for_messages};
+use tests::load::{ga_request, seated_request, submit_all, Submitted};
+use tests::mailbox::wait_for_messages;
 use tests::{Options, System};
 use uuid::Uuid;
 
@@ -22,50 +22,9 @@ async fn pool_of_two() -> System {
         ..Options::default()
     })
     .await;
-    wait_for_balance(&sys, &sys.workers(), Duration::from_secs(20)).await;
+    sys.wait_for_balance(&sys.workers(), SHARDS, Duration::from_secs(20))
+        .await;
     sys
-}
-
-/// Waits until the given workers own every shard between them, each its
-/// fair share; returns how long that took.
-async fn wait_for_balance(sys: &System, workers: &[String], limit: Duration) -> Duration {
-    let started = Instant::now();
-    let share = f64::from(SHARDS).div_euclid(workers.len() as f64);
-    loop {
-        let mut owned = Vec::new();
-        for w in workers {
-            owned.push(
-                sys.worker_metric(w, "worker_shards_owned")
-                    .await
-                    .unwrap_or(0.0),
-            );
-        }
-        if owned.iter().sum::<f64>() == f64::from(SHARDS) && owned.iter().all(|&o| o >= share) {
-            return started.elapsed();
-        }
-        assert!(
-            started.elapsed() < limit,
-            "shards not balanced within {limit:?}: {owned:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn ga_request(show: &str, quantity: i32) -> Request {
-    Request {
-        show: show.to_owned(),
-        body: json!({"email": unique_address("crowd"), "name": "Crowd", "quantity": quantity}),
-        quantity,
-    }
-}
-
-/// `quantity` adjacent seats starting at `start` (so neighbours collide).
-fn seated_request(show: &str, seats: &[String], start: usize, quantity: usize) -> Request {
-    Request {
-        show: show.to_owned(),
-        body: json!({"email": unique_address("crowd"), "name": "Crowd", "seat_ids": &seats[start..start + quantity]}),
-        quantity: quantity as i32,
-    }
 }
 
 fn show_id(show: &str) -> Uuid {
@@ -257,7 +216,8 @@ async fn killing_a_worker_mid_burst_loses_nothing() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         sys.kill(victim);
-        wait_for_balance(&sys, &[survivor.to_owned()], Duration::from_secs(30)).await
+        sys.wait_for_balance(&[survivor.to_owned()], SHARDS, Duration::from_secs(30))
+            .await
     };
     let (results, failover) = tokio::join!(burst, kill);
     println!("failover: the survivor owned every shard {failover:?} after the kill");

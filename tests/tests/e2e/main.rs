@@ -5,4 +5,5 @@ mod bad_input;
 mod booking_flow;
 mod broker;
 mod engine;
+mod faults;
 mod holds;

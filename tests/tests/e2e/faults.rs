@@ -1,0 +1,225 @@
+//! RabbitMQ or PostgreSQL crashes in the middle of a burst. Each test runs
+//! its own private server so it can kill it without disturbing the others.
+//! While a server is down the API answers 503, never 202; every 202 still
+//! reaches a final state; the services resume by themselves.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use sqlx::PgPool;
+use tests::invariants::{assert_decided_once, assert_not_oversold, wait_all_decided};
+use tests::load::{ga_request, submit_all, Submitted};
+use tests::mailbox::unique_address;
+use tests::servers::{PrivateBroker, PrivatePostgres};
+use tests::{Options, System};
+use uuid::Uuid;
+
+const SHARDS: u16 = 8;
+/// How long the server stays down.
+const OUTAGE: Duration = Duration::from_secs(3);
+
+/// The outage as the test saw it: the server was certainly down from
+/// `down` (crash done) until `restarting` (restart begun); it was back, and
+/// noticed, at `up`.
+struct Outage {
+    down: Instant,
+    restarting: Instant,
+    up: Instant,
+}
+
+async fn decided_count(db: &PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM bookings WHERE status <> 'queued'")
+        .fetch_one(db)
+        .await
+        .unwrap()
+}
+
+/// A burst of requests over several shows; returns the shows and requests.
+async fn burst_plan(sys: &System) -> (Vec<String>, Vec<tests::load::Request>) {
+    let mut shows = Vec::new();
+    for _ in 0..6 {
+        shows.push(sys.ga_show(300).await);
+    }
+    let requests = (0..2400)
+        .map(|i| ga_request(&shows[i % shows.len()], (i % 4) as i32 + 1))
+        .collect();
+    (shows, requests)
+}
+
+/// What must hold after the outage, whatever failed.
+async fn assert_promises_kept(
+    sys: &System,
+    shows: &[String],
+    results: &[Submitted],
+    outage: &Outage,
+) {
+    let grace = Duration::from_millis(300);
+    for r in results {
+        assert!(
+            matches!(r.status, 202 | 503),
+            "only 202 or 503, got {} ",
+            r.status
+        );
+        if r.status == 202 {
+            let during = r.answered > outage.down + grace && r.answered < outage.restarting;
+            assert!(
+                !during,
+                "a 202 answered while the server was down: sent {:?} before the crash, answered {:?} after",
+                outage.down.saturating_duration_since(r.sent),
+                r.answered.saturating_duration_since(outage.down)
+            );
+        }
+    }
+    let refused = results.iter().filter(|r| r.status == 503).count();
+    assert!(
+        refused > 0,
+        "requests during the outage must have been refused"
+    );
+
+    // Every 202 reaches a final state.
+    let accepted: Vec<Uuid> = results
+        .iter()
+        .filter(|r| r.accepted())
+        .map(|r| r.id.as_ref().unwrap().parse().unwrap())
+        .collect();
+    let db = sys.db().await;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let (present, queued): (i64, i64) = sqlx::query_as(
+            "SELECT count(*), count(*) FILTER (WHERE status = 'queued') FROM bookings WHERE id = ANY($1)",
+        )
+        .bind(&accepted)
+        .fetch_one(db)
+        .await
+        .unwrap();
+        assert_eq!(
+            present as usize,
+            accepted.len(),
+            "an accepted booking disappeared"
+        );
+        if queued == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{queued} accepted bookings never decided"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    for show in shows {
+        let show: Uuid = show.parse().unwrap();
+        wait_all_decided(db, show, Duration::from_secs(60)).await;
+        assert_not_oversold(db, show).await;
+        assert_decided_once(db, show).await;
+    }
+    println!(
+        "accepted {}, refused with 503 {refused}, outage {:?}",
+        accepted.len(),
+        outage.up - outage.down
+    );
+
+    // The services came back by themselves: a new booking goes through.
+    let show = &shows[0];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let id = loop {
+        let res = sys
+            .book(
+                show,
+                json!({"email": unique_address("after"), "name": "A", "quantity": 1}),
+            )
+            .await;
+        if res.status() == 202 {
+            break res.json::<serde_json::Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the API did not recover: {}",
+            res.status()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_ne!(sys.decided(&id).await["status"], "queued");
+}
+
+#[tokio::test]
+async fn broker_restart_mid_burst() {
+    let mut broker = PrivateBroker::start().await;
+    let sys = System::start_with(Options {
+        workers: 2,
+        shards: SHARDS,
+        amqp_url: Some(broker.amqp_url()),
+        // A booking whose commit was in doubt when the database went away
+        // (committed, but the API saw an error and answered 503) is published
+        // by the requeue sweep; make that quick.
+        env: vec![("REQUEUE_AFTER_SECONDS", "3".to_owned())],
+        ..Options::default()
+    })
+    .await;
+    sys.wait_for_balance(&sys.workers(), SHARDS, Duration::from_secs(30))
+        .await;
+    let (shows, requests) = burst_plan(&sys).await;
+    let db = sys.db().await;
+    let burst = submit_all(&sys, requests, 32);
+    let chaos = async {
+        while decided_count(db).await < 300 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        broker.crash().await;
+        let down = Instant::now();
+        tokio::time::sleep(OUTAGE).await;
+        let restarting = Instant::now();
+        broker.start_again().await;
+        Outage {
+            down,
+            restarting,
+            up: Instant::now(),
+        }
+    };
+    let (results, outage) = tokio::join!(burst, chaos);
+    assert_promises_kept(&sys, &shows, &results, &outage).await;
+    sys.finish().await;
+    drop(broker);
+}
+
+#[tokio::test]
+async fn database_restart_mid_burst() {
+    let mut postgres = PrivatePostgres::start().await;
+    let sys = System::start_with(Options {
+        workers: 2,
+        shards: SHARDS,
+        admin_db_url: Some(postgres.admin_url()),
+        // A booking whose commit was in doubt when the database went away
+        // (committed, but the API saw an error and answered 503) is published
+        // by the requeue sweep; make that quick.
+        env: vec![("REQUEUE_AFTER_SECONDS", "3".to_owned())],
+        ..Options::default()
+    })
+    .await;
+    sys.wait_for_balance(&sys.workers(), SHARDS, Duration::from_secs(30))
+        .await;
+    let (shows, requests) = burst_plan(&sys).await;
+    let db = sys.db().await;
+    let burst = submit_all(&sys, requests, 32);
+    let chaos = async {
+        while decided_count(db).await < 300 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        postgres.crash().await;
+        let down = Instant::now();
+        tokio::time::sleep(OUTAGE).await;
+        let restarting = Instant::now();
+        postgres.start_again().await;
+        Outage {
+            down,
+            restarting,
+            up: Instant::now(),
+        }
+    };
+    let (results, outage) = tokio::join!(burst, chaos);
+    assert_promises_kept(&sys, &shows, &results, &outage).await;
+    sys.finish().await;
+    drop(postgres);
+}
