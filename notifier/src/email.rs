@@ -11,6 +11,7 @@ pub enum EmailKind {
     Confirmation,
     Cancellation,
     HoldExpired,
+    Reminder,
 }
 
 impl EmailKind {
@@ -19,6 +20,7 @@ impl EmailKind {
             EventKind::Confirmed => Some(Self::Confirmation),
             EventKind::Cancelled => Some(Self::Cancellation),
             EventKind::Expired => Some(Self::HoldExpired),
+            EventKind::Reminder => Some(Self::Reminder),
             EventKind::Held | EventKind::Rejected | EventKind::PaymentDeclined => None,
         }
     }
@@ -28,6 +30,7 @@ impl EmailKind {
             Self::Confirmation => "confirmation",
             Self::Cancellation => "cancellation",
             Self::HoldExpired => "hold_expired",
+            Self::Reminder => "reminder",
         }
     }
 
@@ -36,6 +39,7 @@ impl EmailKind {
             Self::Confirmation => format!("Your tickets for {}", b.show_name),
             Self::Cancellation => format!("Booking cancelled: {}", b.show_name),
             Self::HoldExpired => format!("Your hold for {} has expired", b.show_name),
+            Self::Reminder => format!("Reminder: {} is coming up", b.show_name),
         }
     }
 }
@@ -81,6 +85,8 @@ impl Default for Templates {
                 "hold_expired.txt",
                 include_str!("../templates/hold_expired.txt"),
             ),
+            ("reminder.html", include_str!("../templates/reminder.html")),
+            ("reminder.txt", include_str!("../templates/reminder.txt")),
         ] {
             env.add_template(name, source).expect("templates parse");
         }
@@ -183,6 +189,20 @@ mod tests {
             .unwrap();
         assert!(mail.text.contains("Stalls, row B, seat 7"));
         assert!(mail.html.contains("Stalls, row B, seat 7"));
+    }
+
+    #[test]
+    fn every_kind_of_email_renders() {
+        let templates = Templates::default();
+        for kind in [
+            EmailKind::Confirmation,
+            EmailKind::Cancellation,
+            EmailKind::HoldExpired,
+            EmailKind::Reminder,
+        ] {
+            let mail = templates.render(kind, &event(vec![])).unwrap();
+            assert!(mail.text.contains("Hamlet") && mail.html.contains("Hamlet"));
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 mod consumer;
 mod email;
 mod mailer;
+mod reminders;
 
 use std::sync::Arc;
 
@@ -43,6 +44,11 @@ async fn main() -> anyhow::Result<()> {
 
     let tasks = TaskTracker::new();
     tasks.spawn(notifier.run(cancel.clone()));
+    tasks.spawn({
+        let (db, publisher, cancel) = (db.clone(), publisher.clone(), cancel.clone());
+        let lead = config.reminder_lead;
+        async move { reminders::run(db, &publisher, lead, cancel).await }
+    });
     let ready = shared::ops::db_and_broker_ready(db.clone(), publisher);
     tasks.spawn(async move {
         if let Err(err) = shared::ops::serve(config.metrics_addr, metrics, ready, cancel).await {

@@ -61,6 +61,9 @@ pub enum EventKind {
     PaymentDeclined,
     Cancelled,
     Expired,
+    /// The show starts soon (`REMINDER_LEAD_SECONDS`); sent by the notifier's
+    /// reminder sweep, not by a worker.
+    Reminder,
 }
 
 impl EventKind {
@@ -72,6 +75,7 @@ impl EventKind {
             Self::PaymentDeclined => "payment_declined",
             Self::Cancelled => "cancelled",
             Self::Expired => "expired",
+            Self::Reminder => "reminder",
         }
     }
 

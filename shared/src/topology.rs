@@ -26,8 +26,12 @@ pub const NOTIFIER_QUEUE: &str = "notifier.emails";
 pub const NOTIFIER_DEAD_QUEUE: &str = "notifier.emails.dead";
 
 /// Events the notifier turns into emails.
-pub const NOTIFIER_BINDINGS: [&str; 3] =
-    ["booking.confirmed", "booking.cancelled", "booking.expired"];
+pub const NOTIFIER_BINDINGS: [&str; 4] = [
+    "booking.confirmed",
+    "booking.cancelled",
+    "booking.expired",
+    "booking.reminder",
+];
 
 /// Header names a consumer sets when it dead-letters a message itself.
 pub const HEADER_DEATH_REASON: &str = "x-booking-death-reason";

@@ -7,3 +7,4 @@ mod broker;
 mod engine;
 mod faults;
 mod holds;
+mod reminders;

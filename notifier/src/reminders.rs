@@ -1,0 +1,148 @@
+//! Reminder emails, `REMINDER_LEAD_SECONDS` before a show starts.
+//!
+//! Every few seconds one notifier (the holder of a transaction-scoped
+//! advisory lock) finds confirmed bookings of shows starting within the
+//! lead that have no reminder yet, records them in `reminders` and publishes
+//! a `booking.reminder` event for each — in that transaction, so a failed
+//! publish records nothing and the next sweep tries again. The email then
+//! goes the same deduplicated way as every other: through `notifier.emails`.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::future::join_all;
+use lapin::types::FieldTable;
+use shared::amqp::{header, Outgoing, PublishError, Publisher};
+use shared::domain::BookingStatus;
+use shared::messages::{BookingEvent, BookingSnapshot, EventKind, SeatLabel};
+use shared::topology::EVENTS_EXCHANGE;
+use sqlx::types::Json;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+const SWEEP_EVERY: Duration = Duration::from_secs(5);
+/// Advisory lock key: only one notifier sweeps at a time.
+const SWEEP_LOCK: i64 = 0x626b_726d_6e64; // "bkrmnd"
+
+#[derive(Debug, thiserror::Error)]
+enum SweepError {
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+}
+
+pub async fn run(db: PgPool, publisher: &Publisher, lead: Duration, cancel: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(SWEEP_EVERY) => {}
+            () = cancel.cancelled() => return,
+        }
+        match sweep(&db, publisher, lead).await {
+            Ok(0) => {}
+            Ok(queued) => tracing::info!(queued, "reminders queued"),
+            Err(err) => tracing::warn!(error = %err, "reminder sweep failed"),
+        }
+    }
+}
+
+struct Due {
+    id: Uuid,
+    show_id: Uuid,
+    show_name: String,
+    venue: String,
+    starts_at: DateTime<Utc>,
+    email: String,
+    name: String,
+    quantity: i32,
+    total_cents: Option<i64>,
+    seats: Json<Vec<SeatLabel>>,
+    tickets: Vec<String>,
+}
+
+async fn sweep(db: &PgPool, publisher: &Publisher, lead: Duration) -> Result<usize, SweepError> {
+    let mut tx = db.begin().await?;
+    let mine = sqlx::query_scalar!("SELECT pg_try_advisory_xact_lock($1)", SWEEP_LOCK)
+        .fetch_one(&mut *tx)
+        .await?;
+    if mine != Some(true) {
+        return Ok(0);
+    }
+    let due = sqlx::query_as!(
+        Due,
+        r#"SELECT b.id, b.show_id, s.name AS show_name, s.venue, s.starts_at, b.email, b.name,
+                  b.quantity, b.total_cents,
+                  coalesce((SELECT json_agg(json_build_object('section', sec.name, 'row', st.row_label,
+                                                              'number', st.number, 'price_cents', st.price_cents)
+                                            ORDER BY sec.position, st.row_label, st.number)
+                            FROM booking_seats bs JOIN seats st ON st.id = bs.seat_id
+                            JOIN sections sec ON sec.id = st.section_id
+                            WHERE bs.booking_id = b.id), '[]') AS "seats!: Json<Vec<SeatLabel>>",
+                  coalesce((SELECT array_agg(code ORDER BY code) FROM tickets t WHERE t.booking_id = b.id),
+                           '{}') AS "tickets!"
+           FROM bookings b JOIN shows s ON s.id = b.show_id
+           WHERE b.status = 'confirmed' AND s.starts_at > now()
+             AND s.starts_at <= now() + make_interval(secs => $1)
+             AND NOT EXISTS (SELECT 1 FROM reminders r WHERE r.booking_id = b.id)
+           ORDER BY s.starts_at LIMIT 200"#,
+        lead.as_secs_f64()
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    if due.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<Uuid> = due.iter().map(|d| d.id).collect();
+    sqlx::query!(
+        "INSERT INTO reminders (booking_id) SELECT unnest($1::uuid[])",
+        &ids
+    )
+    .execute(&mut *tx)
+    .await?;
+    let events: Vec<BookingEvent> = due.into_iter().map(reminder).collect();
+    let publishes = events.iter().map(|event| async move {
+        let payload = serde_json::to_vec(event).expect("events serialize");
+        let mut headers = FieldTable::default();
+        header(&mut headers, "x-booking-id", &event.booking.id.to_string());
+        publisher
+            .publish(Outgoing {
+                exchange: EVENTS_EXCHANGE,
+                routing_key: &event.kind.routing_key(),
+                payload: &payload,
+                message_id: event.event_id.to_string(),
+                headers,
+                mandatory: false,
+            })
+            .await
+    });
+    for published in join_all(publishes).await {
+        published?;
+    }
+    tx.commit().await?;
+    Ok(ids.len())
+}
+
+fn reminder(d: Due) -> BookingEvent {
+    BookingEvent {
+        event_id: Uuid::now_v7(),
+        kind: EventKind::Reminder,
+        occurred_at: Utc::now(),
+        booking: BookingSnapshot {
+            id: d.id,
+            show_id: d.show_id,
+            show_name: d.show_name,
+            venue: d.venue,
+            starts_at: d.starts_at,
+            email: d.email,
+            name: d.name,
+            status: BookingStatus::Confirmed,
+            reason: None,
+            quantity: d.quantity,
+            seats: d.seats.0,
+            total_cents: d.total_cents,
+            hold_expires_at: None,
+            tickets: d.tickets,
+        },
+    }
+}
