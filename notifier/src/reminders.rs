@@ -11,11 +11,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::future::join_all;
-use lapin::types::FieldTable;
-use shared::amqp::{header, Outgoing, PublishError, Publisher};
+use shared::amqp::{PublishError, Publisher};
 use shared::domain::BookingStatus;
 use shared::messages::{BookingEvent, BookingSnapshot, EventKind, SeatLabel};
-use shared::topology::EVENTS_EXCHANGE;
 use sqlx::types::Json;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -103,17 +101,13 @@ async fn sweep(db: &PgPool, publisher: &Publisher, lead: Duration) -> Result<usi
     let events: Vec<BookingEvent> = due.into_iter().map(reminder).collect();
     let publishes = events.iter().map(|event| async move {
         let payload = serde_json::to_vec(event).expect("events serialize");
-        let mut headers = FieldTable::default();
-        header(&mut headers, "x-booking-id", &event.booking.id.to_string());
         publisher
-            .publish(Outgoing {
-                exchange: EVENTS_EXCHANGE,
-                routing_key: &event.kind.routing_key(),
-                payload: &payload,
-                message_id: event.event_id.to_string(),
-                headers,
-                mandatory: false,
-            })
+            .send_event(
+                event.event_id,
+                event.booking.id,
+                event.kind.as_str(),
+                &payload,
+            )
             .await
     });
     for published in join_all(publishes).await {

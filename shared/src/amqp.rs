@@ -19,7 +19,7 @@ use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use crate::messages::BookingCommand;
-use crate::topology::{self, Topology, DEAD_LETTER_EXCHANGE, REQUESTS_EXCHANGE};
+use crate::topology::{self, Topology, DEAD_LETTER_EXCHANGE, EVENTS_EXCHANGE, REQUESTS_EXCHANGE};
 
 /// How long a connection attempt may take before it counts as failed; the
 /// API must answer 503 quickly when the broker is gone, never hang.
@@ -283,6 +283,30 @@ impl Publisher {
 }
 
 impl Publisher {
+    /// Publishes a booking event to `booking.events` under `booking.<kind>`.
+    /// Unroutable is fine: an event nobody subscribes to is simply dropped.
+    pub async fn send_event(
+        &self,
+        event_id: uuid::Uuid,
+        booking_id: uuid::Uuid,
+        kind: &str,
+        payload: &[u8],
+    ) -> Result<(), PublishError> {
+        let mut headers = FieldTable::default();
+        header(&mut headers, "x-booking-id", &booking_id.to_string());
+        self.publish(Outgoing {
+            exchange: EVENTS_EXCHANGE,
+            routing_key: &format!("booking.{kind}"),
+            payload,
+            message_id: event_id.to_string(),
+            headers,
+            mandatory: false,
+        })
+        .await
+    }
+}
+
+impl Publisher {
     /// Moves a consumed message to `dead_queue` (through the dead-letter
     /// exchange) with why it died and how often it was tried, in headers an
     /// operator sees in the management UI. The caller acks the original
@@ -302,12 +326,7 @@ impl Publisher {
             topology::HEADER_ATTEMPTS.into(),
             AMQPValue::LongInt(i32::try_from(attempts).unwrap_or(i32::MAX)),
         );
-        let message_id = delivery
-            .properties
-            .message_id()
-            .as_ref()
-            .map(|id| id.to_string())
-            .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+        let message_id = message_id(delivery);
         self.publish(Outgoing {
             exchange: DEAD_LETTER_EXCHANGE,
             routing_key: dead_queue,
@@ -318,6 +337,16 @@ impl Publisher {
         })
         .await
     }
+}
+
+/// The message's id, kept when a message is moved so it can be traced.
+pub fn message_id(delivery: &Delivery) -> String {
+    delivery
+        .properties
+        .message_id()
+        .as_ref()
+        .map(|id| id.to_string())
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
 }
 
 /// Deliveries of this message before this one, as counted by the quorum

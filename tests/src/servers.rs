@@ -24,6 +24,32 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_millis(50);
 const RABBITMQ_BIN: &str = "/usr/lib/rabbitmq/bin";
 
+/// A server a fault test can crash and bring back.
+pub trait Restartable {
+    /// Dies at once, like a power cut.
+    fn crash(&mut self) -> impl std::future::Future<Output = ()>;
+    /// Starts again on the same data, ports and name.
+    fn start_again(&mut self) -> impl std::future::Future<Output = ()>;
+}
+
+impl Restartable for PrivatePostgres {
+    async fn crash(&mut self) {
+        PrivatePostgres::crash(self).await
+    }
+    async fn start_again(&mut self) {
+        PrivatePostgres::start_again(self).await
+    }
+}
+
+impl Restartable for PrivateBroker {
+    async fn crash(&mut self) {
+        PrivateBroker::crash(self).await
+    }
+    async fn start_again(&mut self) {
+        PrivateBroker::start_again(self).await
+    }
+}
+
 /// A private PostgreSQL cluster for one test (Debian's
 /// `/usr/lib/postgresql/<version>/bin`), crashable and restartable on the
 /// same port and data directory.

@@ -386,6 +386,20 @@ impl System {
         }
     }
 
+    /// Confirms a held booking with a good card: expects 202, then polls
+    /// until it is confirmed and returns it.
+    pub async fn confirm(&self, id: &str) -> Value {
+        let res = self
+            .post(
+                &format!("/v1/bookings/{id}/confirm"),
+                json!({"payment_token": "tok_visa"}),
+            )
+            .await;
+        assert_eq!(res.status(), 202, "confirming {id}");
+        self.wait_for(id, "confirmed", |b| b["status"] == "confirmed")
+            .await
+    }
+
     /// Polls until the booking has left `queued`.
     pub async fn decided(&self, id: &str) -> Value {
         self.wait_for(id, "decided", |b| b["status"] != "queued")

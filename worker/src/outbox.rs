@@ -7,9 +7,7 @@
 use std::time::Duration;
 
 use futures::future::join_all;
-use lapin::types::FieldTable;
-use shared::amqp::{header, Outgoing, Publisher};
-use shared::topology::EVENTS_EXCHANGE;
+use shared::amqp::Publisher;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -57,23 +55,11 @@ async fn relay_batch(db: &PgPool, publisher: &Publisher) -> Result<usize, RelayE
     }
     // All publishes go out on the shared channel at once; each awaits only
     // its own confirm, so the batch costs about one round trip.
-    let publishes = rows.iter().map(|row| {
+    let publishes = rows.iter().map(|row| async move {
         let payload = serde_json::to_vec(&row.payload).expect("json re-serializes");
-        let routing_key = format!("booking.{}", row.kind);
-        let mut headers = FieldTable::default();
-        header(&mut headers, "x-booking-id", &row.booking_id.to_string());
-        async move {
-            publisher
-                .publish(Outgoing {
-                    exchange: EVENTS_EXCHANGE,
-                    routing_key: &routing_key,
-                    payload: &payload,
-                    message_id: row.id.to_string(),
-                    headers,
-                    mandatory: false,
-                })
-                .await
-        }
+        publisher
+            .send_event(row.id, row.booking_id, &row.kind, &payload)
+            .await
     });
     for result in join_all(publishes).await {
         result?;

@@ -78,18 +78,12 @@ pub async fn run(
         };
         let mut headers = FieldTable::default();
         header(&mut headers, "x-booking-replayed-from", queue);
-        let message_id = delivery
-            .properties
-            .message_id()
-            .as_ref()
-            .map(|id| id.to_string())
-            .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
         publisher
             .publish(Outgoing {
                 exchange,
                 routing_key: &routing_key,
                 payload: &delivery.data,
-                message_id,
+                message_id: amqp::message_id(delivery),
                 headers,
                 mandatory: true,
             })

@@ -31,16 +31,7 @@ async fn a_general_admission_booking_is_held_confirmed_and_emailed_with_its_tick
     assert_eq!(held["total_cents"], 7500);
     assert_eq!(sys.show(&show).await["available"], 97);
 
-    let res = sys
-        .post(
-            &format!("/v1/bookings/{id}/confirm"),
-            json!({"payment_token": "tok_visa"}),
-        )
-        .await;
-    assert_eq!(res.status(), 202);
-    let confirmed = sys
-        .wait_for(id, "confirmed", |b| b["status"] == "confirmed")
-        .await;
+    let confirmed = sys.confirm(id).await;
     let codes: Vec<String> = confirmed["tickets"]
         .as_array()
         .unwrap()
@@ -93,14 +84,7 @@ async fn a_seated_booking_is_confirmed_with_one_ticket_per_seat_and_the_seats_na
     assert_eq!(map["seats"][1]["status"], "held");
     assert_eq!(map["seats"][0]["status"], "available");
 
-    sys.post(
-        &format!("/v1/bookings/{id}/confirm"),
-        json!({"payment_token": "tok_visa"}),
-    )
-    .await;
-    let confirmed = sys
-        .wait_for(&id, "confirmed", |b| b["status"] == "confirmed")
-        .await;
+    let confirmed = sys.confirm(&id).await;
     let tickets = confirmed["tickets"].as_array().unwrap();
     assert_eq!(tickets.len(), 2);
     assert!(tickets.iter().all(|t| t["seat_id"].is_string()));
@@ -204,14 +188,7 @@ async fn a_declined_payment_keeps_the_hold_with_the_reason() {
     assert_eq!(sys.show(&show).await["held"], 2);
 
     // A good card afterwards still confirms it.
-    sys.post(
-        &format!("/v1/bookings/{id}/confirm"),
-        json!({"payment_token": "tok_visa"}),
-    )
-    .await;
-    let confirmed = sys
-        .wait_for(&id, "confirmed", |b| b["status"] == "confirmed")
-        .await;
+    let confirmed = sys.confirm(&id).await;
     assert!(confirmed["reason"].is_null());
     sys.finish().await;
 }
@@ -229,13 +206,7 @@ async fn cancelling_returns_the_seats_to_sale_and_emails_the_customer() {
         )
         .await;
     assert_eq!(sys.decided(&id).await["status"], "held");
-    sys.post(
-        &format!("/v1/bookings/{id}/confirm"),
-        json!({"payment_token": "tok_visa"}),
-    )
-    .await;
-    sys.wait_for(&id, "confirmed", |b| b["status"] == "confirmed")
-        .await;
+    sys.confirm(&id).await;
 
     let res = sys
         .post(&format!("/v1/bookings/{id}/cancel"), json!({}))

@@ -10,7 +10,7 @@ use sqlx::PgPool;
 use tests::invariants::{assert_decided_once, assert_not_oversold, wait_all_decided};
 use tests::load::{ga_request, submit_all, Submitted};
 use tests::mailbox::unique_address;
-use tests::servers::{PrivateBroker, PrivatePostgres};
+use tests::servers::{PrivateBroker, PrivatePostgres, Restartable};
 use tests::{Options, System};
 use uuid::Uuid;
 
@@ -144,18 +144,18 @@ async fn assert_promises_kept(
     assert_ne!(sys.decided(&id).await["status"], "queued");
 }
 
-#[tokio::test]
-async fn broker_restart_mid_burst() {
-    let mut broker = PrivateBroker::start().await;
+/// Starts a system of two workers with `options`, crashes `server` once
+/// 300 requests are decided, restarts it after [`OUTAGE`], and checks every
+/// promise.
+async fn outage_mid_burst(server: &mut impl Restartable, options: Options) {
     let sys = System::start_with(Options {
         workers: 2,
         shards: SHARDS,
-        amqp_url: Some(broker.amqp_url()),
         // A booking whose commit was in doubt when the database went away
         // (committed, but the API saw an error and answered 503) is published
         // by the requeue sweep; make that quick.
         env: vec![("REQUEUE_AFTER_SECONDS", "3".to_owned())],
-        ..Options::default()
+        ..options
     })
     .await;
     sys.wait_for_balance(&sys.workers(), SHARDS, Duration::from_secs(30))
@@ -167,11 +167,11 @@ async fn broker_restart_mid_burst() {
         while decided_count(db).await < 300 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        broker.crash().await;
+        server.crash().await;
         let down = Instant::now();
         tokio::time::sleep(OUTAGE).await;
         let restarting = Instant::now();
-        broker.start_again().await;
+        server.start_again().await;
         Outage {
             down,
             restarting,
@@ -181,45 +181,32 @@ async fn broker_restart_mid_burst() {
     let (results, outage) = tokio::join!(burst, chaos);
     assert_promises_kept(&sys, &shows, &results, &outage).await;
     sys.finish().await;
-    drop(broker);
+}
+
+#[tokio::test]
+async fn broker_restart_mid_burst() {
+    let mut broker = PrivateBroker::start().await;
+    let amqp_url = Some(broker.amqp_url());
+    outage_mid_burst(
+        &mut broker,
+        Options {
+            amqp_url,
+            ..Options::default()
+        },
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn database_restart_mid_burst() {
     let mut postgres = PrivatePostgres::start().await;
-    let sys = System::start_with(Options {
-        workers: 2,
-        shards: SHARDS,
-        admin_db_url: Some(postgres.admin_url()),
-        // A booking whose commit was in doubt when the database went away
-        // (committed, but the API saw an error and answered 503) is published
-        // by the requeue sweep; make that quick.
-        env: vec![("REQUEUE_AFTER_SECONDS", "3".to_owned())],
-        ..Options::default()
-    })
+    let admin_db_url = Some(postgres.admin_url());
+    outage_mid_burst(
+        &mut postgres,
+        Options {
+            admin_db_url,
+            ..Options::default()
+        },
+    )
     .await;
-    sys.wait_for_balance(&sys.workers(), SHARDS, Duration::from_secs(30))
-        .await;
-    let (shows, requests) = burst_plan(&sys).await;
-    let db = sys.db().await;
-    let burst = submit_all(&sys, requests, 32);
-    let chaos = async {
-        while decided_count(db).await < 300 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        postgres.crash().await;
-        let down = Instant::now();
-        tokio::time::sleep(OUTAGE).await;
-        let restarting = Instant::now();
-        postgres.start_again().await;
-        Outage {
-            down,
-            restarting,
-            up: Instant::now(),
-        }
-    };
-    let (results, outage) = tokio::join!(burst, chaos);
-    assert_promises_kept(&sys, &shows, &results, &outage).await;
-    sys.finish().await;
-    drop(postgres);
 }

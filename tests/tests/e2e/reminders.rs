@@ -11,14 +11,7 @@ async fn book_and_confirm(sys: &System, show: &str, email: &str) -> Vec<String> 
         .book_accepted(show, json!({"email": email, "name": "R", "quantity": 2}))
         .await;
     sys.decided(&id).await;
-    sys.post(
-        &format!("/v1/bookings/{id}/confirm"),
-        json!({"payment_token": "tok_visa"}),
-    )
-    .await;
-    let confirmed = sys
-        .wait_for(&id, "confirmed", |b| b["status"] == "confirmed")
-        .await;
+    let confirmed = sys.confirm(&id).await;
     confirmed["tickets"]
         .as_array()
         .unwrap()
