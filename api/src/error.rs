@@ -1,6 +1,8 @@
 //! One error type for every handler and its one mapping to an RFC 9457
 //! problem (`application/problem+json`). Bad input is always a 4xx.
 
+use std::sync::Arc;
+
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -46,7 +48,7 @@ pub enum ApiError {
     #[error("the booking queue is unavailable, try again shortly")]
     QueueUnavailable(#[from] PublishError),
     #[error("the database is unavailable, try again shortly")]
-    DatabaseUnavailable(#[source] sqlx::Error),
+    DatabaseUnavailable(#[source] Arc<sqlx::Error>),
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -108,10 +110,17 @@ impl ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
+        Arc::new(err).into()
+    }
+}
+
+/// Errors shared by every request of a group commit.
+impl From<Arc<sqlx::Error>> for ApiError {
+    fn from(err: Arc<sqlx::Error>) -> Self {
         if shared::db::is_transient(&err) {
             Self::DatabaseUnavailable(err)
         } else {
-            Self::Internal(err.into())
+            Self::Internal(anyhow::anyhow!("database: {err}"))
         }
     }
 }

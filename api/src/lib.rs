@@ -3,8 +3,10 @@
 //! and only then answers `202 Accepted`.
 
 pub mod auth;
+pub mod catalog;
 pub mod error;
 pub mod extract;
 pub mod openapi;
+pub mod recorder;
 pub mod routes;
 pub mod startup;

@@ -10,7 +10,9 @@ use shared::telemetry::PrometheusHandle;
 use shared::topology::Topology;
 use shared::Config;
 
+use crate::catalog::Catalog;
 use crate::error::ApiError;
+use crate::recorder::Recorder;
 use sqlx::PgPool;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
@@ -20,6 +22,8 @@ use tower_http::trace::TraceLayer;
 #[derive(Clone)]
 pub struct AppState {
     pub db: PgPool,
+    pub catalog: Arc<Catalog>,
+    pub recorder: Recorder,
     pub publisher: Arc<Publisher>,
     pub admin_token: Arc<str>,
 }
@@ -36,6 +40,8 @@ impl AppState {
         };
         let name = format!("api {}", std::process::id());
         Ok(Self {
+            catalog: Arc::default(),
+            recorder: Recorder::start(db.clone()),
             db,
             publisher: Arc::new(Publisher::new(&config.amqp_url, &name, topology)),
             admin_token: admin_token.into(),

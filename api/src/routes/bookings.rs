@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use crate::error::{ApiError, FieldError, Problem};
 use crate::extract::{Json, Path};
+use crate::recorder::{self, Recorded};
 use crate::startup::AppState;
 
 /// Most tickets one booking may take: keeps a single client from draining a
@@ -37,7 +38,7 @@ pub struct NewBooking {
     pub seat_ids: Option<Vec<Uuid>>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct BookedSeat {
     pub id: Uuid,
     pub section: String,
@@ -105,13 +106,11 @@ async fn validate(
     show_id: Uuid,
     req: &NewBooking,
 ) -> Result<Validated, ApiError> {
-    let show = sqlx::query!(
-        r#"SELECT kind AS "kind: ShowKind", price_cents FROM shows WHERE id = $1"#,
-        show_id
-    )
-    .fetch_optional(&state.db)
-    .await?
-    .ok_or(ApiError::NotFound("show"))?;
+    let show = state
+        .catalog
+        .get(&state.db, show_id)
+        .await?
+        .ok_or(ApiError::NotFound("show"))?;
 
     let mut errors = Vec::new();
     if !validate_email(req.email.trim()) {
@@ -163,17 +162,12 @@ async fn validate(
                     "must equal the number of seat_ids when given",
                 ));
             }
-            let seats = sqlx::query_as!(
-                BookedSeat,
-                r#"SELECT s.id, sec.name AS section, s.row_label AS row, s.number, s.price_cents
-                   FROM seats s JOIN sections sec ON sec.id = s.section_id
-                   WHERE s.show_id = $1 AND s.id = ANY($2)
-                   ORDER BY sec.position, s.row_label, s.number"#,
-                show_id,
-                &seat_ids
-            )
-            .fetch_all(&state.db)
-            .await?;
+            let mut found: Vec<&(usize, BookedSeat)> = distinct
+                .iter()
+                .filter_map(|id| show.seats.get(*id))
+                .collect();
+            found.sort_by_key(|(place, _)| *place);
+            let seats: Vec<BookedSeat> = found.into_iter().map(|(_, seat)| seat.clone()).collect();
             if !seat_ids.is_empty() && seats.len() != distinct.len() {
                 errors.push(FieldError::new(
                     "seat_ids",
@@ -252,44 +246,29 @@ pub async fn create_booking(
     let id = Uuid::new_v4();
     tracing::Span::current().record("booking_id", tracing::field::display(id));
 
-    let hash = key.as_ref().map(|_| request_hash(show_id, &req, &v));
-    // One statement, so one round trip and atomic: the key (if any) is
-    // claimed first, and the booking only exists if the claim succeeded.
-    let created_at = sqlx::query_scalar!(
-        r#"WITH claimed AS (
-               INSERT INTO idempotency_keys (key, request_hash, booking_id)
-               SELECT $7, $8, $1 WHERE $7::text IS NOT NULL
-               ON CONFLICT (key) DO NOTHING
-               RETURNING 1 AS one
-           ), booking AS (
-               INSERT INTO bookings (id, show_id, email, name, quantity, total_cents)
-               SELECT $1, $2, $3, $4, $5, $6
-               WHERE $7::text IS NULL OR EXISTS (SELECT 1 FROM claimed)
-               RETURNING id, created_at
-           ), seats AS (
-               INSERT INTO booking_seats (booking_id, seat_id, show_id)
-               SELECT booking.id, unnest($9::uuid[]), $2 FROM booking
-           ), audit AS (
-               INSERT INTO booking_audit (booking_id, show_id, from_status, to_status, actor)
-               SELECT booking.id, $2, NULL, 'queued', 'api' FROM booking
-           )
-           SELECT created_at FROM booking"#,
-        id,
-        show_id,
-        req.email.trim(),
-        req.name.trim(),
-        v.quantity,
-        v.total_cents,
-        key.as_deref(),
-        hash.as_deref(),
-        &v.seat_ids
-    )
-    .fetch_optional(&state.db)
-    .await?;
-    let Some(created_at) = created_at else {
-        // Only a claimed key stops the insert: this is a retry.
-        let (key, hash) = key.zip(hash).expect("a conflict needs a key");
-        return replay(&state, &key, &hash).await;
+    let key = key.map(|key| {
+        let hash = request_hash(show_id, &req, &v);
+        (key, hash)
+    });
+    let recorded = state
+        .recorder
+        .record(recorder::NewBooking {
+            id,
+            show_id,
+            email: req.email.trim().to_owned(),
+            name: req.name.trim().to_owned(),
+            quantity: v.quantity,
+            total_cents: v.total_cents,
+            seat_ids: v.seat_ids.clone(),
+            key: key.clone(),
+        })
+        .await?;
+    let created_at = match recorded {
+        Recorded::Created(at) => at,
+        Recorded::KeyTaken => {
+            let (key, hash) = key.expect("only a key can be taken");
+            return replay(&state, &key, &hash).await;
+        }
     };
 
     let command = BookingCommand::Request {

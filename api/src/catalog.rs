@@ -1,0 +1,75 @@
+//! What the API needs to know about a show to validate a booking, cached in
+//! memory. Shows never change once created (there is no endpoint that
+//! edits one), and reading them on every request of an on-sale minute would
+//! double the API's database work.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use shared::domain::ShowKind;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::routes::bookings::BookedSeat;
+
+/// Shows kept at most; beyond that the cache starts over (cheap, and
+/// bounded memory however many shows exist).
+const MAX_SHOWS: usize = 10_000;
+
+pub struct ShowInfo {
+    pub kind: ShowKind,
+    pub price_cents: Option<i64>,
+    /// Seated shows: every seat, with its place in seat-map order.
+    pub seats: HashMap<Uuid, (usize, BookedSeat)>,
+}
+
+#[derive(Default)]
+pub struct Catalog {
+    shows: RwLock<HashMap<Uuid, Arc<ShowInfo>>>,
+}
+
+impl Catalog {
+    /// The show, from memory or else from the database; `None` if unknown.
+    pub async fn get(&self, db: &PgPool, id: Uuid) -> Result<Option<Arc<ShowInfo>>, sqlx::Error> {
+        if let Some(info) = self.shows.read().expect("not poisoned").get(&id) {
+            return Ok(Some(info.clone()));
+        }
+        let Some(show) = sqlx::query!(
+            r#"SELECT kind AS "kind: ShowKind", price_cents FROM shows WHERE id = $1"#,
+            id
+        )
+        .fetch_optional(db)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let seats = if show.kind == ShowKind::Seated {
+            sqlx::query_as!(
+                BookedSeat,
+                r#"SELECT s.id, sec.name AS section, s.row_label AS row, s.number, s.price_cents
+                   FROM seats s JOIN sections sec ON sec.id = s.section_id
+                   WHERE s.show_id = $1 ORDER BY sec.position, s.row_label, s.number"#,
+                id
+            )
+            .fetch_all(db)
+            .await?
+            .into_iter()
+            .enumerate()
+            .map(|(place, seat)| (seat.id, (place, seat)))
+            .collect()
+        } else {
+            HashMap::new()
+        };
+        let info = Arc::new(ShowInfo {
+            kind: show.kind,
+            price_cents: show.price_cents,
+            seats,
+        });
+        let mut shows = self.shows.write().expect("not poisoned");
+        if shows.len() >= MAX_SHOWS {
+            shows.clear();
+        }
+        shows.insert(id, info.clone());
+        Ok(Some(info))
+    }
+}

@@ -1,0 +1,171 @@
+//! Group commit for new bookings. Requests arriving together are written
+//! in one multi-row statement and one commit (idempotency keys, bookings,
+//! requested seats, first audit rows), instead of a statement and a commit
+//! each: on an on-sale minute that is most of the API's database cost.
+//! Every caller still waits for its own row to be committed before it
+//! publishes and answers.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use uuid::Uuid;
+
+/// Rows written together at most.
+const MAX_BATCH: usize = 256;
+/// Batches being written at once (each on its own connection).
+const WRITERS: usize = 4;
+
+/// A booking to record as `queued`.
+pub struct NewBooking {
+    pub id: Uuid,
+    pub show_id: Uuid,
+    pub email: String,
+    pub name: String,
+    pub quantity: i32,
+    pub total_cents: i64,
+    pub seat_ids: Vec<Uuid>,
+    /// Idempotency key and request hash, if the client sent a key.
+    pub key: Option<(String, Vec<u8>)>,
+}
+
+/// How recording went for one booking.
+pub enum Recorded {
+    /// Written; the booking was created at this time.
+    Created(DateTime<Utc>),
+    /// Its idempotency key was taken already: nothing written.
+    KeyTaken,
+}
+
+type Reply = oneshot::Sender<Result<Recorded, Arc<sqlx::Error>>>;
+
+#[derive(Clone)]
+pub struct Recorder {
+    queue: mpsc::Sender<(NewBooking, Reply)>,
+}
+
+impl Recorder {
+    /// Starts the batching task on the current runtime.
+    pub fn start(db: PgPool) -> Self {
+        let (queue, pending) = mpsc::channel(MAX_BATCH * WRITERS * 4);
+        tokio::spawn(run(db, pending));
+        Self { queue }
+    }
+
+    pub async fn record(&self, booking: NewBooking) -> Result<Recorded, Arc<sqlx::Error>> {
+        let (reply, answer) = oneshot::channel();
+        if self.queue.send((booking, reply)).await.is_err() {
+            return Err(Arc::new(sqlx::Error::PoolClosed));
+        }
+        answer
+            .await
+            .unwrap_or(Err(Arc::new(sqlx::Error::PoolClosed)))
+    }
+}
+
+/// Takes whatever is waiting (up to [`MAX_BATCH`]) whenever a writer is free.
+async fn run(db: PgPool, mut pending: mpsc::Receiver<(NewBooking, Reply)>) {
+    let writers = Arc::new(Semaphore::new(WRITERS));
+    while let Some(first) = pending.recv().await {
+        let permit = writers.clone().acquire_owned().await.expect("never closed");
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match pending.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let db = db.clone();
+        tokio::spawn(async move {
+            write(&db, batch).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn write(db: &PgPool, batch: Vec<(NewBooking, Reply)>) {
+    let (rows, replies): (Vec<NewBooking>, Vec<Reply>) = batch.into_iter().unzip();
+    metrics::histogram!("api_record_batch_size").record(rows.len() as f64);
+    match insert(db, &rows).await {
+        Ok(created) => {
+            for (row, reply) in rows.iter().zip(replies) {
+                let outcome = created
+                    .iter()
+                    .find(|(id, _)| *id == row.id)
+                    .map_or(Recorded::KeyTaken, |(_, at)| Recorded::Created(*at));
+                let _ = reply.send(Ok(outcome));
+            }
+        }
+        Err(err) => {
+            let err = Arc::new(err);
+            for reply in replies {
+                let _ = reply.send(Err(err.clone()));
+            }
+        }
+    }
+}
+
+/// One statement: claim the keys, insert the bookings whose key was claimed
+/// (or that have none), their seats and their first audit rows.
+async fn insert(
+    db: &PgPool,
+    rows: &[NewBooking],
+) -> Result<Vec<(Uuid, DateTime<Utc>)>, sqlx::Error> {
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    let shows: Vec<Uuid> = rows.iter().map(|r| r.show_id).collect();
+    let emails: Vec<&str> = rows.iter().map(|r| r.email.as_str()).collect();
+    let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
+    let quantities: Vec<i32> = rows.iter().map(|r| r.quantity).collect();
+    let totals: Vec<i64> = rows.iter().map(|r| r.total_cents).collect();
+    let keys: Vec<Option<&str>> = rows
+        .iter()
+        .map(|r| r.key.as_ref().map(|(k, _)| k.as_str()))
+        .collect();
+    let hashes: Vec<Option<&[u8]>> = rows
+        .iter()
+        .map(|r| r.key.as_ref().map(|(_, h)| h.as_slice()))
+        .collect();
+    let (seat_owners, seat_ids): (Vec<Uuid>, Vec<Uuid>) = rows
+        .iter()
+        .flat_map(|r| r.seat_ids.iter().map(|seat| (r.id, *seat)))
+        .unzip();
+    let created = sqlx::query!(
+        r#"WITH input AS (
+               SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::int[],
+                                    $6::bigint[], $7::text[], $8::bytea[])
+                   AS t(id, show_id, email, name, quantity, total, key, hash)
+           ), claimed AS (
+               INSERT INTO idempotency_keys (key, request_hash, booking_id)
+               SELECT key, hash, id FROM input WHERE key IS NOT NULL
+               ON CONFLICT (key) DO NOTHING
+               RETURNING booking_id
+           ), booking AS (
+               INSERT INTO bookings (id, show_id, email, name, quantity, total_cents)
+               SELECT id, show_id, email, name, quantity, total FROM input
+               WHERE key IS NULL OR id IN (SELECT booking_id FROM claimed)
+               RETURNING id, show_id, created_at
+           ), seats AS (
+               INSERT INTO booking_seats (booking_id, seat_id, show_id)
+               SELECT booking.id, s.seat, booking.show_id
+               FROM booking JOIN unnest($9::uuid[], $10::uuid[]) AS s(owner, seat) ON s.owner = booking.id
+           ), audit AS (
+               INSERT INTO booking_audit (booking_id, show_id, from_status, to_status, actor)
+               SELECT id, show_id, NULL, 'queued', 'api' FROM booking
+           )
+           SELECT id AS "id!", created_at AS "created_at!" FROM booking"#,
+        &ids,
+        &shows,
+        &emails as &[&str],
+        &names as &[&str],
+        &quantities,
+        &totals,
+        &keys as &[Option<&str>],
+        &hashes as &[Option<&[u8]>],
+        &seat_owners,
+        &seat_ids
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(created.into_iter().map(|r| (r.id, r.created_at)).collect())
+}
