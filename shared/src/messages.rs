@@ -22,6 +22,8 @@ pub enum BookingCommand {
     },
     /// Release a held or confirmed booking.
     Cancel { booking_id: Uuid, show_id: Uuid },
+    /// Put a hold past its expiry back on sale (from the expiry sweeper).
+    Expire { booking_id: Uuid, show_id: Uuid },
 }
 
 impl BookingCommand {
@@ -29,7 +31,8 @@ impl BookingCommand {
         match self {
             Self::Request { booking_id, .. }
             | Self::Confirm { booking_id, .. }
-            | Self::Cancel { booking_id, .. } => *booking_id,
+            | Self::Cancel { booking_id, .. }
+            | Self::Expire { booking_id, .. } => *booking_id,
         }
     }
 
@@ -37,7 +40,8 @@ impl BookingCommand {
         match self {
             Self::Request { show_id, .. }
             | Self::Confirm { show_id, .. }
-            | Self::Cancel { show_id, .. } => *show_id,
+            | Self::Cancel { show_id, .. }
+            | Self::Expire { show_id, .. } => *show_id,
         }
     }
 
@@ -46,6 +50,7 @@ impl BookingCommand {
             Self::Request { .. } => "request",
             Self::Confirm { .. } => "confirm",
             Self::Cancel { .. } => "cancel",
+            Self::Expire { .. } => "expire",
         }
     }
 }

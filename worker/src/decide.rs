@@ -120,7 +120,14 @@ impl<G: PaymentGateway> Decider<G> {
                 payment_token,
                 ..
             } => self.confirm(*booking_id, payment_token).await,
-            BookingCommand::Cancel { booking_id, .. } => self.cancel(*booking_id).await,
+            BookingCommand::Cancel { booking_id, .. } => {
+                self.release(*booking_id, BookingStatus::Cancelled, &self.actor)
+                    .await
+            }
+            BookingCommand::Expire { booking_id, .. } => {
+                self.release(*booking_id, BookingStatus::Expired, EXPIRY)
+                    .await
+            }
         }
     }
 
@@ -387,13 +394,6 @@ impl<G: PaymentGateway> Decider<G> {
         Ok(Outcome::Applied(kind))
     }
 
-    async fn cancel(&self, booking_id: Uuid) -> Result<Outcome, DecideError> {
-        let outcome = self
-            .release(booking_id, BookingStatus::Cancelled, &self.actor)
-            .await?;
-        Ok(outcome)
-    }
-
     /// Marks a booking whose request was dead-lettered, so the requeue
     /// sweep leaves it to the operator's replay instead of looping it.
     pub async fn mark_dead_lettered(&self, booking_id: Uuid) -> Result<(), sqlx::Error> {
@@ -404,12 +404,6 @@ impl<G: PaymentGateway> Decider<G> {
         .execute(&self.db)
         .await
         .map(drop)
-    }
-
-    /// Expires one hold if it is still held and past its expiry.
-    pub async fn expire(&self, booking_id: Uuid) -> Result<Outcome, DecideError> {
-        self.release(booking_id, BookingStatus::Expired, EXPIRY)
-            .await
     }
 
     /// Ends a live booking (`cancelled` or `expired`) and puts its seats or

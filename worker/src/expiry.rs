@@ -1,52 +1,80 @@
-//! Returns expired holds to sale. Every worker runs a sweeper; the booking's
-//! version check makes two sweepers (or a sweeper and a confirm) racing for
-//! the same hold harmless: one wins, the other finds nothing to do.
+//! Returns expired holds to sale. The sweeper does not touch the booking
+//! itself: it sends an `expire` command down the show's shard queue, so the
+//! release is decided in order with everything else for that show, by the
+//! one consumer that owns it (no version conflicts with a running sale).
+//! Each hold is asked for once; if it is still held a while later (the
+//! command was lost with a crash), it is asked for again — the decision is
+//! idempotent, so a duplicate changes nothing.
 
-use std::sync::Arc;
 use std::time::Duration;
 
+use shared::amqp::Publisher;
+use shared::messages::BookingCommand;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use crate::decide::{Decider, Outcome};
-use crate::payment::PaymentGateway;
-
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
+/// A hold still held this long after its expiry was requested is asked again.
+const ASK_AGAIN_AFTER_SECONDS: f64 = 60.0;
 
-pub async fn run<G: PaymentGateway>(
-    db: PgPool,
-    decider: Arc<Decider<G>>,
-    cancel: CancellationToken,
-) {
+pub async fn run(db: PgPool, publisher: &Publisher, cancel: CancellationToken) {
     loop {
         tokio::select! {
             () = tokio::time::sleep(SWEEP_EVERY) => {}
             () = cancel.cancelled() => return,
         }
-        let due = sqlx::query_scalar!(
-            "SELECT id FROM bookings WHERE status = 'held' AND hold_expires_at <= now()
-             ORDER BY hold_expires_at LIMIT 500"
-        )
-        .fetch_all(&db)
-        .await;
-        let due = match due {
-            Ok(due) => due,
-            Err(err) => {
-                tracing::warn!(error = %err, "expiry sweep failed");
-                continue;
-            }
-        };
-        for booking_id in due {
-            match decider.expire(booking_id).await {
-                Ok(Outcome::Applied(_)) => {
-                    metrics::counter!("worker_holds_expired_total").increment(1);
-                    tracing::info!(%booking_id, "hold expired");
-                }
-                Ok(Outcome::Skipped(_)) => {}
-                // Another worker got there first, or the database is down:
-                // the next sweep tries again.
-                Err(err) => tracing::debug!(%booking_id, error = %err, "expiry deferred"),
-            }
+        match sweep(&db, publisher).await {
+            Ok(0) => {}
+            Ok(asked) => tracing::info!(asked, "expiry of holds requested"),
+            Err(err) => tracing::warn!(error = %err, "expiry sweep failed"),
         }
     }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum SweepError {
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Publish(#[from] shared::amqp::PublishError),
+}
+
+/// Claims due holds (`SKIP LOCKED`, so sweepers in other workers take
+/// others), notes the request and publishes the commands before committing.
+async fn sweep(db: &PgPool, publisher: &Publisher) -> Result<usize, SweepError> {
+    let mut tx = db.begin().await?;
+    let due = sqlx::query!(
+        "SELECT id, show_id FROM bookings
+         WHERE status = 'held' AND hold_expires_at <= now()
+           AND (expiry_requested_at IS NULL
+                OR expiry_requested_at < now() - make_interval(secs => $1))
+         ORDER BY hold_expires_at LIMIT 1000
+         FOR UPDATE SKIP LOCKED",
+        ASK_AGAIN_AFTER_SECONDS
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    if due.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<uuid::Uuid> = due.iter().map(|d| d.id).collect();
+    sqlx::query!(
+        "UPDATE bookings SET expiry_requested_at = now() WHERE id = ANY($1)",
+        &ids
+    )
+    .execute(&mut *tx)
+    .await?;
+    let sends = due.iter().map(|d| async move {
+        let command = BookingCommand::Expire {
+            booking_id: d.id,
+            show_id: d.show_id,
+        };
+        publisher.send_command(&command).await
+    });
+    for sent in futures::future::join_all(sends).await {
+        sent?;
+    }
+    tx.commit().await?;
+    metrics::counter!("worker_expiries_requested_total").increment(ids.len() as u64);
+    Ok(ids.len())
 }

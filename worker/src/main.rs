@@ -96,7 +96,10 @@ async fn main() -> anyhow::Result<()> {
         let (db, publisher, cancel) = (db.clone(), publisher.clone(), cancel.clone());
         async move { outbox::run(db, &publisher, cancel).await }
     });
-    tasks.spawn(expiry::run(db.clone(), decider, cancel.clone()));
+    tasks.spawn({
+        let (db, publisher, cancel) = (db.clone(), publisher.clone(), cancel.clone());
+        async move { expiry::run(db, &publisher, cancel).await }
+    });
     tasks.spawn({
         let (db, publisher, cancel) = (db.clone(), publisher.clone(), cancel.clone());
         let older_than = config.requeue_after;
