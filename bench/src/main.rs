@@ -227,6 +227,7 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
         shards: args.shards,
         hold_seconds: HOLD_SECONDS,
         service_env,
+        pids: sys.pids(),
         logs: sys.log_dir().display().to_string(),
     };
 

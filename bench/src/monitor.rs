@@ -45,6 +45,9 @@ pub struct Sample {
     pub broker_backlog: Option<i64>,
     /// Outbox events not yet relayed to RabbitMQ.
     pub outbox_backlog: i64,
+    /// Transactions committed in this system's database during this second
+    /// (PostgreSQL's statistics, which backends report about once a second).
+    pub commits: i64,
     /// Cores busy per role during this second.
     pub cores: BTreeMap<String, f64>,
 }
@@ -56,6 +59,8 @@ pub struct Observed {
     pub max_broker_backlog: Option<i64>,
     pub max_outbox_backlog: i64,
     pub max_queued: i64,
+    /// Transactions committed in this system's database over the run.
+    pub commits: i64,
     pub timeline: Vec<Sample>,
 }
 
@@ -190,6 +195,8 @@ impl Monitor {
             let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
             let mut previous = Snapshot::take(&roles);
             let started = previous.at;
+            let first_commits = count(&db, COMMITS).await;
+            let mut commits = first_commits;
             let mut totals: BTreeMap<String, f64> = BTreeMap::new();
             let mut timeline = Vec::new();
             let mut interval = tokio::time::interval(Duration::from_secs(1));
@@ -202,6 +209,7 @@ impl Monitor {
                 let now = Snapshot::take(&roles);
                 let wall = now.at.duration_since(previous.at).as_secs_f64().max(1e-3);
                 let used = now.since(&previous, tick);
+                let committed = count(&db, COMMITS).await;
                 for (role, seconds) in &used {
                     *totals.entry(role.clone()).or_default() += seconds;
                 }
@@ -216,9 +224,11 @@ impl Monitor {
                         "SELECT count(*) FROM outbox WHERE published_at IS NULL",
                     )
                     .await,
+                    commits: committed - commits,
                     cores: used.into_iter().map(|(role, s)| (role, s / wall)).collect(),
                 });
                 previous = now;
+                commits = committed;
                 if last {
                     break;
                 }
@@ -240,6 +250,7 @@ impl Monitor {
                 max_broker_backlog: timeline.iter().filter_map(|s| s.broker_backlog).max(),
                 max_outbox_backlog: timeline.iter().map(|s| s.outbox_backlog).max().unwrap_or(0),
                 max_queued: timeline.iter().map(|s| s.queued).max().unwrap_or(0),
+                commits: commits - first_commits,
                 timeline,
             }
         });
@@ -251,6 +262,8 @@ impl Monitor {
         self.task.await.expect("the monitor does not panic")
     }
 }
+
+const COMMITS: &str = "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()";
 
 async fn count(db: &PgPool, sql: &str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(db).await.unwrap_or(-1)

@@ -34,6 +34,8 @@ pub struct SystemConfig {
     pub shards: u16,
     pub hold_seconds: u64,
     pub service_env: Vec<(String, String)>,
+    /// Process ids by label, e.g. to match a `perf` profile.
+    pub pids: Vec<(String, u32)>,
     pub logs: String,
 }
 
@@ -278,6 +280,16 @@ impl Report {
                     o.max_broker_backlog
                         .map_or("?".to_owned(), |b| b.to_string()),
                     o.max_outbox_backlog
+                ),
+            );
+            line(
+                &mut out,
+                "PostgreSQL commits (this system)",
+                &format!(
+                    "{} = {:.2} per accepted booking, {}/s",
+                    count(o.commits as f64),
+                    o.commits as f64 / f.accepted.max(1) as f64,
+                    count(o.commits as f64 / o.seconds)
                 ),
             );
             heading(
