@@ -7,6 +7,7 @@
 //! decided: one that never gets there is lost, a broken promise.
 
 use std::collections::{BTreeMap, HashMap};
+use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -21,10 +22,11 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use serde_json::{json, Value};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::monitor::{Monitor, Observed, Roles};
+use crate::monitor::{Monitor, Observed, Roles, BENCH_APPLICATION};
 use crate::stats::{per_second, Latency};
 
 /// Most tickets one request asks for; each asks for 1 to this many.
@@ -126,7 +128,14 @@ pub async fn run(sys: Arc<System>, settings: &Settings) -> anyhow::Result<FlashS
         (show, requests)
     };
     let show_id: Uuid = show.parse()?;
-    let db = sys.db().await.clone();
+    // The benchmark's own connections, named so that the statement samples
+    // leave them out.
+    let options =
+        PgConnectOptions::from_str(&sys.database_url)?.application_name(BENCH_APPLICATION);
+    let db = PgPoolOptions::new()
+        .max_connections(4)
+        .connect_with(options)
+        .await?;
 
     let answered = Arc::new(AtomicUsize::new(0));
     let roles = Roles::find(sys.pids(), &sys.name, settings.pg_port, settings.amqp_port);
@@ -218,7 +227,7 @@ pub async fn run(sys: Arc<System>, settings: &Settings) -> anyhow::Result<FlashS
         Some(rate) => format!("open loop, {rate:.0} requests/s"),
         None => format!("closed loop, {} in flight", settings.concurrency),
     };
-    Ok(FlashSale {
+    let sale = FlashSale {
         show_id: show,
         seated: settings.seated,
         capacity: settings.capacity,
@@ -248,7 +257,9 @@ pub async fn run(sys: Arc<System>, settings: &Settings) -> anyhow::Result<FlashS
         invariants: invariants(&db, show_id).await,
         worker_share: worker_share(&sys, &decisions),
         observed,
-    })
+    };
+    db.close().await;
+    Ok(sale)
 }
 
 /// General-admission requests for 1–4 tickets, each from its own address.

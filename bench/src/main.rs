@@ -221,6 +221,7 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
         })
         .await,
     );
+    wait_for_balance(&sys, args.shards, Duration::from_secs(30)).await;
     let machine = machine::Machine::describe(sys.db().await).await;
     let system = report::SystemConfig {
         workers: args.workers,
@@ -307,6 +308,34 @@ async fn scenarios(
         Some(flash_sale::run(sys.clone(), &settings).await?)
     };
     Ok((limits, flash_sale))
+}
+
+/// Waits until the workers have shared out the shards. Workers claim
+/// shards once a second after they start; a shard handed over during the
+/// sale pauses its show for about a second, which would be measured as the
+/// system's latency although it is a start-up effect.
+async fn wait_for_balance(sys: &System, shards: u16, limit: Duration) {
+    let workers = sys.workers();
+    let share = f64::from(shards / u16::try_from(workers.len().max(1)).unwrap_or(u16::MAX));
+    let started = std::time::Instant::now();
+    loop {
+        let mut owned = Vec::new();
+        for w in &workers {
+            owned.push(
+                sys.worker_metric(w, "worker_shards_owned")
+                    .await
+                    .unwrap_or(0.0),
+            );
+        }
+        if owned.iter().sum::<f64>() >= f64::from(shards) && owned.iter().all(|&o| o >= share) {
+            return;
+        }
+        if started.elapsed() > limit {
+            eprintln!("warning: shards not balanced after {limit:?} ({owned:?}); going on");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 fn required(name: &str) -> anyhow::Result<String> {

@@ -61,8 +61,28 @@ pub struct Observed {
     pub max_queued: i64,
     /// Transactions committed in this system's database over the run.
     pub commits: i64,
+    /// What PostgreSQL was busy with for the system, by statement.
+    pub statements: Vec<Statement>,
     pub timeline: Vec<Sample>,
 }
+
+/// How often a statement was seen running (or waiting) in this system's
+/// database when sampled: a poor man's profile of PostgreSQL by statement.
+#[derive(Debug, Clone, Serialize)]
+pub struct Statement {
+    pub statement: String,
+    /// `on CPU`, or the wait event (e.g. `IO: WalSync`, `Lock: tuple`).
+    pub state: String,
+    pub samples: usize,
+    /// Share of all samples of active backends.
+    pub share: f64,
+}
+
+/// Application name of the benchmark's own connections, left out of the
+/// statement samples.
+pub const BENCH_APPLICATION: &str = "bench";
+/// Samples of PostgreSQL's activity per second.
+const ACTIVITY_HZ: u64 = 20;
 
 /// Which process plays which part.
 pub struct Roles {
@@ -180,6 +200,7 @@ impl Snapshot {
 pub struct Monitor {
     stop: oneshot::Sender<()>,
     task: JoinHandle<Observed>,
+    activity: (oneshot::Sender<()>, JoinHandle<Vec<Statement>>),
 }
 
 impl Monitor {
@@ -189,6 +210,10 @@ impl Monitor {
         vhost: Option<String>,
         answered: Arc<AtomicUsize>,
     ) -> Self {
+        let activity = {
+            let (stop, stopped) = oneshot::channel();
+            (stop, tokio::spawn(sample_activity(db.clone(), stopped)))
+        };
         let (stop, mut stopped) = oneshot::channel();
         let task = tokio::spawn(async move {
             let tick = clock_ticks_per_second();
@@ -251,16 +276,62 @@ impl Monitor {
                 max_outbox_backlog: timeline.iter().map(|s| s.outbox_backlog).max().unwrap_or(0),
                 max_queued: timeline.iter().map(|s| s.queued).max().unwrap_or(0),
                 commits: commits - first_commits,
+                statements: Vec::new(),
                 timeline,
             }
         });
-        Self { stop, task }
+        Self {
+            stop,
+            task,
+            activity,
+        }
     }
 
     pub async fn finish(self) -> Observed {
         let _ = self.stop.send(());
-        self.task.await.expect("the monitor does not panic")
+        let _ = self.activity.0.send(());
+        let mut observed = self.task.await.expect("the monitor does not panic");
+        observed.statements = self.activity.1.await.expect("the sampler does not panic");
+        observed
     }
+}
+
+/// Samples the active backends of this system's database until stopped.
+async fn sample_activity(db: PgPool, mut stopped: oneshot::Receiver<()>) -> Vec<Statement> {
+    let mut seen: HashMap<(String, String), usize> = HashMap::new();
+    let mut interval = tokio::time::interval(Duration::from_millis(1000 / ACTIVITY_HZ));
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = &mut stopped => break,
+        }
+        let active: Vec<(String, String)> = sqlx::query_as(
+            "SELECT left(regexp_replace(query, '\\s+', ' ', 'g'), 110),
+                    coalesce(wait_event_type || ': ' || wait_event, 'on CPU')
+             FROM pg_stat_activity
+             WHERE datname = current_database() AND state = 'active'
+               AND backend_type = 'client backend' AND application_name <> $1",
+        )
+        .bind(BENCH_APPLICATION)
+        .fetch_all(&db)
+        .await
+        .unwrap_or_default();
+        for key in active {
+            *seen.entry(key).or_default() += 1;
+        }
+    }
+    let total: usize = seen.values().sum();
+    let mut statements: Vec<Statement> = seen
+        .into_iter()
+        .map(|((statement, state), samples)| Statement {
+            statement,
+            state,
+            samples,
+            share: samples as f64 / total.max(1) as f64,
+        })
+        .collect();
+    statements.sort_by_key(|s| std::cmp::Reverse(s.samples));
+    statements
 }
 
 const COMMITS: &str = "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()";

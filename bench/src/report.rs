@@ -292,6 +292,21 @@ impl Report {
                     count(o.commits as f64 / o.seconds)
                 ),
             );
+            if !o.statements.is_empty() {
+                heading(
+                    &mut out,
+                    "PostgreSQL busy with (samples of active backends)",
+                );
+                for st in o.statements.iter().take(8) {
+                    let _ = writeln!(
+                        out,
+                        "  {:5.1}%  {:<14} {}",
+                        st.share * 100.0,
+                        st.state,
+                        st.statement
+                    );
+                }
+            }
             heading(
                 &mut out,
                 &format!(
