@@ -84,6 +84,18 @@ pub struct FlashSale {
     pub invariants: Vec<Invariant>,
     pub worker_share: Vec<WorkerShare>,
     pub observed: Observed,
+    /// How PostgreSQL read the `bookings` table over the run: sequential
+    /// scans of a table this size are the sign of a bad (e.g. generic,
+    /// planned while the table was empty) plan.
+    pub bookings_table: TableReads,
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct TableReads {
+    pub seq_scan: i64,
+    pub seq_tup_read: i64,
+    pub idx_scan: i64,
+    pub autoanalyze_count: i64,
 }
 
 impl FlashSale {
@@ -257,6 +269,12 @@ pub async fn run(sys: Arc<System>, settings: &Settings) -> anyhow::Result<FlashS
         invariants: invariants(&db, show_id).await,
         worker_share: worker_share(&sys, &decisions),
         observed,
+        bookings_table: sqlx::query_as(
+            "SELECT seq_scan, seq_tup_read, coalesce(idx_scan, 0) AS idx_scan, autoanalyze_count
+             FROM pg_stat_user_tables WHERE relname = 'bookings'",
+        )
+        .fetch_one(&db)
+        .await?,
     };
     db.close().await;
     Ok(sale)

@@ -292,6 +292,18 @@ impl Report {
                     count(o.commits as f64 / o.seconds)
                 ),
             );
+            let t = &f.bookings_table;
+            line(
+                &mut out,
+                "bookings table reads",
+                &format!(
+                    "{} sequential scans ({} rows), {} index scans, {} auto-analyzes",
+                    count(t.seq_scan as f64),
+                    count(t.seq_tup_read as f64),
+                    count(t.idx_scan as f64),
+                    t.autoanalyze_count
+                ),
+            );
             if !o.statements.is_empty() {
                 heading(
                     &mut out,
