@@ -32,7 +32,9 @@ use harness::{Options, System};
 enum Scenario {
     /// The limits, then the flash sale with ratios to them.
     All,
+    /// A crowd books one show over HTTP.
     FlashSale,
+    /// What RabbitMQ and PostgreSQL allow for one booking's work here.
     Limits,
 }
 
