@@ -29,8 +29,14 @@ pub struct Options {
     pub amqp_url: Option<String>,
     /// Create the database on this server instead of `TEST_DATABASE_URL`'s.
     pub admin_db_url: Option<String>,
-    /// More environment for every process (e.g. a shorter timer).
-    pub env: Vec<(&'static str, String)>,
+    /// Where the `api`, `worker` and `notifier` binaries are; `None` means
+    /// the directory above the running test executable (`target/<profile>`
+    /// for one in `target/<profile>/deps`). A program that lives next to
+    /// the binaries itself, such as the benchmark, passes its own directory.
+    pub bin_dir: Option<PathBuf>,
+    /// More environment for every service process, set after the defaults
+    /// so that it overrides them (e.g. `PREFETCH`, `DB_POOL_SIZE`, `RUST_LOG`).
+    pub extra_env: Vec<(String, String)>,
 }
 
 impl Default for Options {
@@ -41,7 +47,8 @@ impl Default for Options {
             shards: 4,
             amqp_url: None,
             admin_db_url: None,
-            env: Vec::new(),
+            bin_dir: None,
+            extra_env: Vec::new(),
         }
     }
 }
@@ -52,12 +59,16 @@ pub struct System {
     pub base_url: String,
     pub http: Client,
     pub database_url: String,
+    /// The AMQP URL the services use (with this system's vhost).
+    pub amqp_url: String,
     /// The vhost made for this system, if it runs on the shared broker.
     pub vhost: Option<String>,
     processes: Mutex<Vec<(String, Child)>>,
     /// Where each worker serves its metrics, by label.
     worker_metrics: Mutex<Vec<(String, String)>>,
     env: Vec<(&'static str, String)>,
+    extra_env: Vec<(String, String)>,
+    bin_dir: PathBuf,
     admin_db_url: String,
     db: tokio::sync::OnceCell<PgPool>,
 }
@@ -86,9 +97,9 @@ impl System {
         });
         let api_port = free_port();
         let base_url = format!("http://127.0.0.1:{api_port}");
-        let mut env = vec![
+        let env = vec![
             ("DATABASE_URL", database_url.clone()),
-            ("AMQP_URL", amqp_url),
+            ("AMQP_URL", amqp_url.clone()),
             ("SMTP_URL", env("TEST_SMTP_URL")),
             (
                 "MAIL_FROM",
@@ -100,7 +111,6 @@ impl System {
             ("DB_POOL_SIZE", "8".to_owned()),
             ("RUST_LOG", "info,sqlx=warn".to_owned()),
         ];
-        env.extend(options.env.iter().cloned());
         let mut system = Self {
             name,
             base_url,
@@ -109,10 +119,13 @@ impl System {
                 .build()
                 .unwrap(),
             database_url,
+            amqp_url,
             vhost,
             processes: Mutex::default(),
             worker_metrics: Mutex::default(),
             env,
+            extra_env: options.extra_env,
+            bin_dir: options.bin_dir.unwrap_or_else(test_bin_dir),
             admin_db_url,
             db: tokio::sync::OnceCell::new(),
         };
@@ -211,9 +224,10 @@ impl System {
 
     /// Runs the worker binary with a subcommand against this system.
     pub async fn worker_command(&self, args: &[&str]) -> std::process::Output {
-        let out = tokio::process::Command::new(bin_dir().join("worker"))
+        let out = tokio::process::Command::new(self.bin_dir.join("worker"))
             .args(args)
             .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())))
+            .envs(self.extra_env.iter().map(|(k, v)| (k, v)))
             .output()
             .await
             .unwrap();
@@ -225,6 +239,21 @@ impl System {
         out
     }
 
+    /// Process ids of the running processes, by label (`api`, `worker-0`, …),
+    /// e.g. to account their CPU time.
+    pub fn pids(&self) -> Vec<(String, u32)> {
+        let processes = self.processes.lock().unwrap();
+        processes
+            .iter()
+            .map(|(label, child)| (label.clone(), child.id()))
+            .collect()
+    }
+
+    /// Where the processes of this system write their logs.
+    pub fn log_dir(&self) -> PathBuf {
+        self.bin_dir.join("test-logs").join(&self.name)
+    }
+
     /// This system's database, for checking invariants directly.
     pub async fn db(&self) -> &PgPool {
         self.db
@@ -233,11 +262,12 @@ impl System {
     }
 
     fn spawn(&self, binary: &str, label: &str, extra: &[(&str, String)]) {
-        let logs = log_dir().join(&self.name);
+        let logs = self.log_dir();
         std::fs::create_dir_all(&logs).unwrap();
         let log = std::fs::File::create(logs.join(format!("{label}.log"))).unwrap();
-        let child = Command::new(bin_dir().join(binary))
+        let child = Command::new(self.bin_dir.join(binary))
             .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())))
+            .envs(self.extra_env.iter().map(|(k, v)| (k, v)))
             .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -259,7 +289,7 @@ impl System {
                 if let Ok(Some(status)) = child.try_wait() {
                     panic!(
                         "{label} exited during start-up ({status}); see {}",
-                        log_dir().join(&self.name).display()
+                        self.log_dir().display()
                     );
                 }
             }
@@ -455,15 +485,12 @@ impl Drop for System {
     }
 }
 
-/// Where the binaries under test are: next to this test's own executable.
-fn bin_dir() -> PathBuf {
+/// Where the binaries under test are by default: next to this test's own
+/// executable.
+fn test_bin_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let deps = exe.parent().unwrap();
     deps.parent().unwrap().to_path_buf()
-}
-
-fn log_dir() -> PathBuf {
-    bin_dir().join("test-logs")
 }
 
 fn free_port() -> u16 {

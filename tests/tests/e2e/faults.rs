@@ -154,7 +154,7 @@ async fn outage_mid_burst(server: &mut impl Restartable, options: Options) {
         // A booking whose commit was in doubt when the database went away
         // (committed, but the API saw an error and answered 503) is published
         // by the requeue sweep; make that quick.
-        env: vec![("REQUEUE_AFTER_SECONDS", "3".to_owned())],
+        extra_env: vec![("REQUEUE_AFTER_SECONDS".to_owned(), "3".to_owned())],
         ..options
     })
     .await;

@@ -1,0 +1,361 @@
+//! `bench`: how fast the booking system is on this machine, and how that
+//! compares with what the machine allows.
+//!
+//! It starts nothing by hand: like the end-to-end tests it gets a fresh
+//! database and vhost on the running PostgreSQL and RabbitMQ and starts the
+//! real `api`, `worker` and `notifier` binaries found next to itself, then
+//! drives them over HTTP like real clients. Run it with `scripts/bench`,
+//! which provides the servers and the `TEST_*` variables.
+//!
+//! Scenarios: `limits` (the raw rates of RabbitMQ and PostgreSQL for one
+//! booking's work), `flash-sale` (a crowd books one show), `all` (both,
+//! with the sale's figures as ratios to the limits).
+
+mod flash_sale;
+mod limits;
+mod machine;
+mod monitor;
+mod report;
+mod stats;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
+use harness::{Options, System};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Scenario {
+    /// The limits, then the flash sale with ratios to them.
+    All,
+    /// A crowd books one show over HTTP.
+    FlashSale,
+    /// What RabbitMQ and PostgreSQL allow for one booking's work here.
+    Limits,
+}
+
+#[derive(Debug, Parser)]
+#[command(about = "Benchmark the booking system against the limits of this machine")]
+struct Args {
+    #[arg(long, value_enum, default_value_t = Scenario::All)]
+    scenario: Scenario,
+    /// Tickets (general admission) or seats (--seated) of the show on sale.
+    #[arg(long, default_value_t = 20_000)]
+    capacity: u32,
+    /// Booking requests to send, each for 1–4 tickets from its own address.
+    #[arg(long, default_value_t = 100_000)]
+    requests: usize,
+    /// Closed loop: requests in flight at once.
+    #[arg(long, default_value_t = 256)]
+    concurrency: usize,
+    /// Open loop instead: start this many requests per second regardless of
+    /// answers.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Worker processes.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// Booking shard queues.
+    #[arg(long, default_value_t = 16)]
+    shards: u16,
+    /// A seated show (rows of --row-seats); each request picks 1–4 adjacent
+    /// seats at random, so many requests collide.
+    #[arg(long)]
+    seated: bool,
+    #[arg(long, default_value_t = 50)]
+    row_seats: u32,
+    /// Stop sending after this many seconds.
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Where to write the JSON report.
+    #[arg(long, default_value = "target/bench/flash-sale.json")]
+    json: PathBuf,
+    /// A previous JSON report (a general-admission run) to compare the
+    /// decided throughput with, e.g. for the seated target.
+    #[arg(long)]
+    baseline: Option<PathBuf>,
+    /// Exit non-zero if anything was lost, oversold or unfair.
+    #[arg(long)]
+    check: bool,
+    /// Small and quick, correctness only (for CI): capacity 300, 2,000
+    /// requests, 64 in flight, 5,000 raw messages, 1 s per PostgreSQL
+    /// measurement, and --check. Flags given explicitly still win.
+    #[arg(long)]
+    smoke: bool,
+    /// Seed of the random quantities and seat choices.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Limits: messages through RabbitMQ.
+    #[arg(long, default_value_t = 50_000)]
+    raw_messages: usize,
+    /// Limits: unconfirmed publishes at once.
+    #[arg(long, default_value_t = 1_000)]
+    raw_in_flight: usize,
+    /// Limits: the consumer's prefetch.
+    #[arg(long, default_value_t = 200)]
+    raw_prefetch: u16,
+    /// Limits: PostgreSQL connections running booking transactions.
+    #[arg(long, default_value_t = 8)]
+    pg_clients: usize,
+    /// Limits: seconds per PostgreSQL measurement.
+    #[arg(long, default_value_t = 5.0)]
+    pg_seconds: f64,
+    /// Limits: bookings per commit in the batched PostgreSQL measurement.
+    #[arg(long, default_value_t = 50)]
+    pg_batch: usize,
+    /// Environment for every service process, e.g. PREFETCH=500 (repeat
+    /// for more). DB_POOL_SIZE defaults to the services' own default, 16.
+    #[arg(long = "service-env", value_name = "KEY=VALUE", value_parser = key_value)]
+    service_env: Vec<(String, String)>,
+    /// Seconds to wait for every decision, and again for the API to show it.
+    #[arg(long, default_value_t = 300)]
+    settle_timeout: u64,
+    /// Bookings polled over HTTP at once when checking that all are decided.
+    #[arg(long, default_value_t = 64)]
+    poll_concurrency: usize,
+}
+
+impl Args {
+    /// Parses the command line; `--smoke` changes the defaults only.
+    fn read() -> Self {
+        let matches = Self::command().get_matches();
+        let mut args = Self::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        if args.smoke {
+            let default = |id: &str| matches.value_source(id) != Some(ValueSource::CommandLine);
+            if default("capacity") {
+                args.capacity = 300;
+            }
+            if default("requests") {
+                args.requests = 2_000;
+            }
+            if default("concurrency") {
+                args.concurrency = 64;
+            }
+            if default("raw_messages") {
+                args.raw_messages = 5_000;
+            }
+            if default("pg_seconds") {
+                args.pg_seconds = 1.0;
+            }
+            if default("json") {
+                args.json = PathBuf::from("target/bench/smoke.json");
+            }
+            args.check = true;
+        }
+        args
+    }
+}
+
+fn key_value(s: &str) -> Result<(String, String), String> {
+    let (key, value) = s.split_once('=').ok_or("expected KEY=VALUE")?;
+    Ok((key.to_owned(), value.to_owned()))
+}
+
+/// Holds outlive the sale, so the expiry sweeper cannot hand seats back
+/// mid-run (that would be a legitimate second chance, not unfairness, but
+/// it would blur the inversion count).
+const HOLD_SECONDS: u64 = 3_600;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::read();
+    match run(&args).await {
+        Ok(correct) if args.check && !correct => {
+            eprintln!("bench: --check failed: something was lost, oversold or unfair (see above)");
+            ExitCode::FAILURE
+        }
+        Ok(_) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("bench: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Runs the scenarios and reports; returns whether the system was correct.
+async fn run(args: &Args) -> anyhow::Result<bool> {
+    let database_url = required("TEST_DATABASE_URL")?;
+    let amqp_url = required("TEST_AMQP_URL")?;
+    for name in [
+        "TEST_RABBITMQ_MANAGEMENT_URL",
+        "TEST_SMTP_URL",
+        "TEST_MAILDEV_URL",
+    ] {
+        required(name)?;
+    }
+    let bin_dir = std::env::current_exe()?
+        .parent()
+        .context("the executable has a directory")?
+        .to_path_buf();
+    for binary in ["api", "worker", "notifier"] {
+        anyhow::ensure!(
+            bin_dir.join(binary).exists(),
+            "{binary} is not next to the bench in {} (cargo build --bins, same profile)",
+            bin_dir.display()
+        );
+    }
+    let mut service_env = vec![("DB_POOL_SIZE".to_owned(), "16".to_owned())];
+    for (key, value) in &args.service_env {
+        service_env.retain(|(k, _)| k != key);
+        service_env.push((key.clone(), value.clone()));
+    }
+    let baseline = match &args.baseline {
+        Some(path) => Some(baseline_rate(path)?),
+        None => None,
+    };
+
+    eprintln!(
+        "starting the system: api, {} workers, notifier ({} shards) …",
+        args.workers, args.shards
+    );
+    let sys = Arc::new(
+        System::start_with(Options {
+            workers: args.workers,
+            shards: args.shards,
+            hold_seconds: HOLD_SECONDS,
+            bin_dir: Some(bin_dir),
+            extra_env: service_env.clone(),
+            ..Options::default()
+        })
+        .await,
+    );
+    wait_for_balance(&sys, args.shards, Duration::from_secs(30)).await;
+    let machine = machine::Machine::describe(sys.db().await).await;
+    let system = report::SystemConfig {
+        workers: args.workers,
+        shards: args.shards,
+        hold_seconds: HOLD_SECONDS,
+        service_env,
+        pids: sys.pids(),
+        logs: sys.log_dir().display().to_string(),
+    };
+
+    let outcome = scenarios(args, &sys, &database_url, &amqp_url).await;
+    match Arc::try_unwrap(sys) {
+        Ok(sys) => sys.finish().await,
+        Err(sys) => drop(sys),
+    }
+    let (limits, flash_sale) = outcome?;
+
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let report = report::Report::new(
+        command,
+        machine,
+        system,
+        limits,
+        flash_sale,
+        baseline,
+        !args.smoke,
+    );
+    println!("{}", report.table());
+    report.write_json(&args.json)?;
+    eprintln!("JSON report: {}", args.json.display());
+    Ok(report.correct.unwrap_or(true))
+}
+
+async fn scenarios(
+    args: &Args,
+    sys: &Arc<System>,
+    database_url: &str,
+    amqp_url: &str,
+) -> anyhow::Result<(Option<limits::Limits>, Option<flash_sale::FlashSale>)> {
+    let limits = if args.scenario == Scenario::FlashSale {
+        None
+    } else {
+        let broker = limits::broker::Settings {
+            amqp_url: sys.amqp_url.clone(),
+            messages: args.raw_messages,
+            in_flight: args.raw_in_flight,
+            prefetch: args.raw_prefetch,
+        };
+        let database = limits::database::Settings {
+            admin_url: database_url.to_owned(),
+            clients: args.pg_clients,
+            duration: Duration::from_secs_f64(args.pg_seconds),
+            batch: args.pg_batch,
+        };
+        Some(limits::measure(&broker, &database).await?)
+    };
+    let flash_sale = if args.scenario == Scenario::Limits {
+        None
+    } else {
+        let settings = flash_sale::Settings {
+            capacity: args.capacity,
+            requests: args.requests,
+            concurrency: args.concurrency,
+            rate: args.rate,
+            seated: args.seated,
+            row_seats: args.row_seats,
+            duration: args.duration.map(Duration::from_secs_f64),
+            seed: args.seed,
+            settle_timeout: Duration::from_secs(args.settle_timeout),
+            poll_concurrency: args.poll_concurrency,
+            pg_port: port(database_url, 5432)?,
+            amqp_port: port(amqp_url, 5672)?,
+        };
+        eprintln!(
+            "flash sale: {} requests on a {} show of {} …",
+            args.requests,
+            if args.seated {
+                "seated"
+            } else {
+                "general-admission"
+            },
+            args.capacity
+        );
+        Some(flash_sale::run(sys.clone(), &settings).await?)
+    };
+    Ok((limits, flash_sale))
+}
+
+/// Waits until the workers have shared out the shards. Workers claim
+/// shards once a second after they start; a shard handed over during the
+/// sale pauses its show for about a second, which would be measured as the
+/// system's latency although it is a start-up effect.
+async fn wait_for_balance(sys: &System, shards: u16, limit: Duration) {
+    let workers = sys.workers();
+    let share = f64::from(shards / u16::try_from(workers.len().max(1)).unwrap_or(u16::MAX));
+    let started = std::time::Instant::now();
+    loop {
+        let mut owned = Vec::new();
+        for w in &workers {
+            owned.push(
+                sys.worker_metric(w, "worker_shards_owned")
+                    .await
+                    .unwrap_or(0.0),
+            );
+        }
+        if owned.iter().sum::<f64>() >= f64::from(shards) && owned.iter().all(|&o| o >= share) {
+            return;
+        }
+        if started.elapsed() > limit {
+            eprintln!("warning: shards not balanced after {limit:?} ({owned:?}); going on");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn required(name: &str) -> anyhow::Result<String> {
+    std::env::var(name)
+        .with_context(|| format!("{name} is not set: run the benchmark with scripts/bench"))
+}
+
+fn port(url: &str, default: u16) -> anyhow::Result<u16> {
+    let url = reqwest::Url::parse(url).with_context(|| format!("not a URL: {url}"))?;
+    Ok(url.port().unwrap_or(default))
+}
+
+/// The decided throughput of an earlier run, from its JSON report.
+fn baseline_rate(path: &std::path::Path) -> anyhow::Result<f64> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let json: serde_json::Value = serde_json::from_str(&text)?;
+    json["flash_sale"]["decided_per_s"]
+        .as_f64()
+        .with_context(|| format!("{} has no flash_sale.decided_per_s", path.display()))
+}

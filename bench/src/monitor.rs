@@ -1,0 +1,492 @@
+//! Watching a run from the outside, once a second: where the CPU goes (per
+//! process of the system, PostgreSQL, RabbitMQ, the benchmark client itself
+//! and everything else on the machine), and where work piles up (messages
+//! waiting in the shard queues, bookings still `queued`, events not yet
+//! relayed). This is the evidence for what limits the throughput.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use sqlx::PgPool;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub const BENCH: &str = "bench client";
+pub const OTHER: &str = "other processes";
+const PG_SYSTEM: &str = "postgres (this system)";
+const PG_SERVER: &str = "postgres (server: WAL, checkpoints)";
+const PG_OTHER: &str = "postgres (other databases)";
+const RABBITMQ: &str = "rabbitmq (whole node)";
+
+/// CPU one role used over the run.
+#[derive(Debug, Clone, Serialize)]
+pub struct CpuUse {
+    pub role: String,
+    pub cpu_seconds: f64,
+    /// Average number of cores kept busy.
+    pub cores: f64,
+    /// Share of all the machine's cores over the run.
+    pub share: f64,
+}
+
+/// One second of the run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Sample {
+    pub t_s: f64,
+    /// Booking requests answered so far by the API (any status).
+    pub answered: usize,
+    /// Bookings still `queued` in the database.
+    pub queued: i64,
+    /// Messages ready or unacknowledged in the booking shard queues
+    /// (the management API refreshes these every few seconds).
+    pub broker_backlog: Option<i64>,
+    /// Outbox events not yet relayed to RabbitMQ.
+    pub outbox_backlog: i64,
+    /// Transactions committed in this system's database during this second
+    /// (PostgreSQL's statistics, which backends report about once a second).
+    pub commits: i64,
+    /// Cores busy per role during this second.
+    pub cores: BTreeMap<String, f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Observed {
+    pub seconds: f64,
+    pub cpu: Vec<CpuUse>,
+    pub max_broker_backlog: Option<i64>,
+    pub max_outbox_backlog: i64,
+    pub max_queued: i64,
+    /// Transactions committed in this system's database over the run.
+    pub commits: i64,
+    /// What PostgreSQL was busy with for the system, by statement.
+    pub statements: Vec<Statement>,
+    pub timeline: Vec<Sample>,
+}
+
+/// How often a statement was seen running (or waiting) in this system's
+/// database when sampled: a poor man's profile of PostgreSQL by statement.
+#[derive(Debug, Clone, Serialize)]
+pub struct Statement {
+    pub statement: String,
+    /// `on CPU`, or the wait event (e.g. `IO: WalSync`, `Lock: tuple`).
+    pub state: String,
+    pub samples: usize,
+    /// Share of all samples of active backends.
+    pub share: f64,
+}
+
+/// Application name of the benchmark's own connections, left out of the
+/// statement samples.
+pub const BENCH_APPLICATION: &str = "bench";
+/// Samples of PostgreSQL's activity per second.
+const ACTIVITY_HZ: u64 = 20;
+
+/// Which process plays which part.
+pub struct Roles {
+    me: u32,
+    services: HashMap<u32, String>,
+    postmaster: Option<u32>,
+    broker: Option<u32>,
+    /// This system's database, as PostgreSQL shows it in its backends'
+    /// process titles (`postgres: user DATABASE host(port) state`).
+    database: String,
+}
+
+impl Roles {
+    /// Finds PostgreSQL and RabbitMQ by the ports they listen on, so that
+    /// other servers on the same machine are not mistaken for them.
+    pub fn find(
+        services: Vec<(String, u32)>,
+        database: &str,
+        pg_port: u16,
+        amqp_port: u16,
+    ) -> Self {
+        Self {
+            me: std::process::id(),
+            services: services
+                .into_iter()
+                .map(|(label, pid)| (pid, label))
+                .collect(),
+            postmaster: listener_pid(pg_port),
+            broker: listener_pid(amqp_port),
+            database: format!(" {database} "),
+        }
+    }
+
+    fn of(&self, pid: u32, ppid: u32) -> Option<String> {
+        if pid == self.me {
+            return Some(BENCH.to_owned());
+        }
+        if let Some(label) = self.services.get(&pid) {
+            return Some(label.clone());
+        }
+        if Some(pid) == self.postmaster {
+            return Some(PG_SERVER.to_owned());
+        }
+        if Some(ppid) == self.postmaster {
+            let title = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let role = if title.contains(&self.database) {
+                PG_SYSTEM
+            } else if title.contains('(') || title.contains("[local]") {
+                PG_OTHER
+            } else {
+                PG_SERVER
+            };
+            return Some(role.to_owned());
+        }
+        if Some(pid) == self.broker || Some(ppid) == self.broker {
+            return Some(RABBITMQ.to_owned());
+        }
+        None
+    }
+}
+
+/// CPU counters at one instant, in clock ticks.
+struct Snapshot {
+    at: Instant,
+    processes: HashMap<u32, (String, u64)>,
+    machine_busy: u64,
+}
+
+impl Snapshot {
+    fn take(roles: &Roles) -> Self {
+        let mut processes = HashMap::new();
+        if let Ok(dir) = std::fs::read_dir("/proc") {
+            for entry in dir.flatten() {
+                let Some(pid) = entry
+                    .file_name()
+                    .to_str()
+                    .and_then(|n| n.parse::<u32>().ok())
+                else {
+                    continue;
+                };
+                let Some((ppid, ticks)) = process_times(pid) else {
+                    continue;
+                };
+                if let Some(role) = roles.of(pid, ppid) {
+                    processes.insert(pid, (role, ticks));
+                }
+            }
+        }
+        Self {
+            at: Instant::now(),
+            processes,
+            machine_busy: machine_busy_ticks(),
+        }
+    }
+
+    /// CPU seconds per role between `earlier` and this snapshot, including
+    /// the residue of the machine that no known process accounts for.
+    fn since(&self, earlier: &Snapshot, tick: f64) -> BTreeMap<String, f64> {
+        let mut by_role: BTreeMap<String, f64> = BTreeMap::new();
+        let mut known = 0.0;
+        for (pid, (role, ticks)) in &self.processes {
+            // A process born during the interval used all its ticks in it.
+            let before = earlier.processes.get(pid).map_or(0, |(_, t)| *t);
+            let seconds = ticks.saturating_sub(before) as f64 / tick;
+            known += seconds;
+            *by_role.entry(role.clone()).or_default() += seconds;
+        }
+        let busy = self.machine_busy.saturating_sub(earlier.machine_busy) as f64 / tick;
+        by_role.insert(OTHER.to_owned(), (busy - known).max(0.0));
+        by_role
+    }
+}
+
+/// Samples a run once a second until stopped.
+pub struct Monitor {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Observed>,
+    activity: (oneshot::Sender<()>, JoinHandle<Vec<Statement>>),
+}
+
+impl Monitor {
+    pub fn start(
+        roles: Roles,
+        db: PgPool,
+        vhost: Option<String>,
+        answered: Arc<AtomicUsize>,
+    ) -> Self {
+        let activity = {
+            let (stop, stopped) = oneshot::channel();
+            (stop, tokio::spawn(sample_activity(db.clone(), stopped)))
+        };
+        let (stop, mut stopped) = oneshot::channel();
+        let task = tokio::spawn(async move {
+            let tick = clock_ticks_per_second();
+            let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+            let mut previous = Snapshot::take(&roles);
+            let started = previous.at;
+            let first_commits = count(&db, COMMITS).await;
+            let mut commits = first_commits;
+            let mut totals: BTreeMap<String, f64> = BTreeMap::new();
+            let mut timeline = Vec::new();
+            let mut interval = tokio::time::interval(Duration::from_secs(1));
+            interval.tick().await;
+            loop {
+                let last = tokio::select! {
+                    _ = interval.tick() => false,
+                    _ = &mut stopped => true,
+                };
+                let now = Snapshot::take(&roles);
+                let wall = now.at.duration_since(previous.at).as_secs_f64().max(1e-3);
+                let used = now.since(&previous, tick);
+                let committed = count(&db, COMMITS).await;
+                for (role, seconds) in &used {
+                    *totals.entry(role.clone()).or_default() += seconds;
+                }
+                timeline.push(Sample {
+                    t_s: now.at.duration_since(started).as_secs_f64(),
+                    answered: answered.load(Ordering::Relaxed),
+                    queued: count(&db, "SELECT count(*) FROM bookings WHERE status = 'queued'")
+                        .await,
+                    broker_backlog: shard_backlog(vhost.as_deref()).await,
+                    outbox_backlog: count(
+                        &db,
+                        "SELECT count(*) FROM outbox WHERE published_at IS NULL",
+                    )
+                    .await,
+                    commits: committed - commits,
+                    cores: used.into_iter().map(|(role, s)| (role, s / wall)).collect(),
+                });
+                previous = now;
+                commits = committed;
+                if last {
+                    break;
+                }
+            }
+            let seconds = previous.at.duration_since(started).as_secs_f64().max(1e-3);
+            let mut cpu: Vec<CpuUse> = totals
+                .into_iter()
+                .map(|(role, cpu_seconds)| CpuUse {
+                    role,
+                    cpu_seconds,
+                    cores: cpu_seconds / seconds,
+                    share: cpu_seconds / seconds / cores,
+                })
+                .collect();
+            cpu.sort_by(|a, b| b.cpu_seconds.total_cmp(&a.cpu_seconds));
+            Observed {
+                seconds,
+                cpu,
+                max_broker_backlog: timeline.iter().filter_map(|s| s.broker_backlog).max(),
+                max_outbox_backlog: timeline.iter().map(|s| s.outbox_backlog).max().unwrap_or(0),
+                max_queued: timeline.iter().map(|s| s.queued).max().unwrap_or(0),
+                commits: commits - first_commits,
+                statements: Vec::new(),
+                timeline,
+            }
+        });
+        Self {
+            stop,
+            task,
+            activity,
+        }
+    }
+
+    pub async fn finish(self) -> Observed {
+        let _ = self.stop.send(());
+        let _ = self.activity.0.send(());
+        let mut observed = self.task.await.expect("the monitor does not panic");
+        observed.statements = self.activity.1.await.expect("the sampler does not panic");
+        observed
+    }
+}
+
+/// Samples the active backends of this system's database until stopped.
+async fn sample_activity(db: PgPool, mut stopped: oneshot::Receiver<()>) -> Vec<Statement> {
+    let mut seen: HashMap<(String, String), usize> = HashMap::new();
+    let mut interval = tokio::time::interval(Duration::from_millis(1000 / ACTIVITY_HZ));
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = &mut stopped => break,
+        }
+        let active: Vec<(String, String)> = sqlx::query_as(
+            "SELECT left(regexp_replace(query, '\\s+', ' ', 'g'), 110),
+                    coalesce(wait_event_type || ': ' || wait_event, 'on CPU')
+             FROM pg_stat_activity
+             WHERE datname = current_database() AND state = 'active'
+               AND backend_type = 'client backend' AND application_name <> $1",
+        )
+        .bind(BENCH_APPLICATION)
+        .fetch_all(&db)
+        .await
+        .unwrap_or_default();
+        for key in active {
+            *seen.entry(key).or_default() += 1;
+        }
+    }
+    let total: usize = seen.values().sum();
+    let mut statements: Vec<Statement> = seen
+        .into_iter()
+        .map(|((statement, state), samples)| Statement {
+            statement,
+            state,
+            samples,
+            share: samples as f64 / total.max(1) as f64,
+        })
+        .collect();
+    statements.sort_by_key(|s| std::cmp::Reverse(s.samples));
+    statements
+}
+
+const COMMITS: &str = "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()";
+
+async fn count(db: &PgPool, sql: &str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(db).await.unwrap_or(-1)
+}
+
+/// Messages waiting in or being worked on from the booking shard queues.
+async fn shard_backlog(vhost: Option<&str>) -> Option<i64> {
+    let (base, user, pass) = harness::system::management();
+    let vhost = vhost.unwrap_or("%2f");
+    let queues: serde_json::Value = reqwest::Client::new()
+        .get(format!(
+            "{base}/api/queues/{vhost}?columns=name,messages_ready,messages_unacknowledged"
+        ))
+        .basic_auth(user, Some(pass))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    let total = queues
+        .as_array()?
+        .iter()
+        .filter(|q| {
+            q["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("booking.requests.shard-"))
+        })
+        .map(|q| {
+            q["messages_ready"].as_i64().unwrap_or(0)
+                + q["messages_unacknowledged"].as_i64().unwrap_or(0)
+        })
+        .sum();
+    Some(total)
+}
+
+/// Parent pid and user + system CPU ticks of a process (all its threads).
+fn process_times(pid: u32) -> Option<(u32, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may contain spaces and parentheses: fields start
+    // after the last ')'. From there: state, ppid, …, utime (12th), stime.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ppid = fields.get(1)?.parse().ok()?;
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((ppid, utime + stime))
+}
+
+/// Busy ticks of all cores together since boot (`/proc/stat`).
+fn machine_busy_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(cpu) = stat.lines().next() else {
+        return 0;
+    };
+    // user nice system idle iowait irq softirq steal: all but idle and iowait.
+    let values: Vec<u64> = cpu
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    values
+        .iter()
+        .take(8)
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .map(|(_, v)| v)
+        .sum()
+}
+
+fn clock_ticks_per_second() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|out| String::from_utf8_lossy(&out.stdout).trim().parse().ok())
+        // USER_HZ is 100 on every common Linux build.
+        .unwrap_or(100.0)
+}
+
+/// The process listening on a local TCP port: the socket's inode from
+/// `/proc/net/tcp*`, then the process holding that inode open.
+fn listener_pid(port: u16) -> Option<u32> {
+    let mut inodes = HashSet::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let listening = fields.get(3) == Some(&"0A");
+            let on_port = fields
+                .get(1)
+                .and_then(|local| local.rsplit_once(':'))
+                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
+                == Some(port);
+            if listening && on_port {
+                if let Some(inode) = fields.get(9) {
+                    inodes.insert(format!("socket:[{inode}]"));
+                }
+            }
+        }
+    }
+    if inodes.is_empty() {
+        return None;
+    }
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if std::fs::read_link(fd.path())
+                .is_ok_and(|target| inodes.contains(target.to_string_lossy().as_ref()))
+            {
+                return Some(pid);
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_its_own_cpu_time() {
+        let (ppid, _) = process_times(std::process::id()).expect("own /proc entry");
+        assert_eq!(ppid, std::os::unix::process::parent_id());
+    }
+
+    #[test]
+    fn finds_the_process_listening_on_a_port() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        assert_eq!(listener_pid(port), Some(std::process::id()));
+    }
+
+    #[test]
+    fn the_rest_of_the_machine_is_other() {
+        let roles = Roles::find(Vec::new(), "none", 1, 1);
+        let a = Snapshot::take(&roles);
+        let b = Snapshot::take(&roles);
+        let used = b.since(&a, 100.0);
+        assert!(used.contains_key(OTHER));
+        assert!(used.values().all(|s| *s >= 0.0));
+    }
+}

@@ -1,0 +1,492 @@
+//! The results: one JSON document with every number, and a table on
+//! stdout for people. Ratios to the measured limits and the targets
+//! are worked out here, so both outputs say the same thing.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::flash_sale::FlashSale;
+use crate::limits::Limits;
+use crate::machine::Machine;
+use crate::stats::{ratio, Latency};
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub started_at: DateTime<Utc>,
+    pub command: String,
+    pub machine: Machine,
+    pub system: SystemConfig,
+    pub limits: Option<Limits>,
+    pub flash_sale: Option<FlashSale>,
+    pub ratios: Ratios,
+    pub targets: Vec<Target>,
+    /// `None` when no flash sale ran.
+    pub correct: Option<bool>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SystemConfig {
+    pub workers: usize,
+    pub shards: u16,
+    pub hold_seconds: u64,
+    pub service_env: Vec<(String, String)>,
+    /// Process ids by label, e.g. to match a `perf` profile.
+    pub pids: Vec<(String, u32)>,
+    pub logs: String,
+}
+
+/// The flash sale's throughput as a fraction of what the machine allows.
+#[derive(Debug, Default, Serialize)]
+pub struct Ratios {
+    pub decided_vs_rabbitmq_end_to_end: Option<f64>,
+    pub submit_vs_rabbitmq_end_to_end: Option<f64>,
+    pub decided_vs_postgres_commits: Option<f64>,
+    pub decided_vs_postgres_batched_bookings: Option<f64>,
+    /// Against the `--baseline` run's decided throughput.
+    pub decided_vs_baseline: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Target {
+    pub name: String,
+    pub wanted: String,
+    pub measured: String,
+    pub met: bool,
+}
+
+impl Report {
+    pub fn new(
+        command: String,
+        machine: Machine,
+        system: SystemConfig,
+        limits: Option<Limits>,
+        flash_sale: Option<FlashSale>,
+        baseline: Option<f64>,
+        judge_speed: bool,
+    ) -> Self {
+        let mut ratios = Ratios::default();
+        if let Some(sale) = &flash_sale {
+            if let Some(limits) = &limits {
+                let broker = limits.rabbitmq.end_to_end_per_s;
+                ratios.decided_vs_rabbitmq_end_to_end = ratio(sale.decided_per_s, broker);
+                ratios.submit_vs_rabbitmq_end_to_end = ratio(sale.submit_per_s, broker);
+                ratios.decided_vs_postgres_commits = ratio(
+                    sale.decided_per_s,
+                    limits.postgres.one_per_commit.commits_per_s,
+                );
+                ratios.decided_vs_postgres_batched_bookings =
+                    ratio(sale.decided_per_s, limits.postgres.batched.bookings_per_s);
+            }
+            ratios.decided_vs_baseline = baseline.and_then(|b| ratio(sale.decided_per_s, b));
+        }
+        let targets = flash_sale
+            .as_ref()
+            .map(|s| targets(s, &ratios, judge_speed))
+            .unwrap_or_default();
+        Self {
+            started_at: Utc::now(),
+            command,
+            machine,
+            system,
+            correct: flash_sale.as_ref().map(FlashSale::correct),
+            limits,
+            flash_sale,
+            ratios,
+            targets,
+        }
+    }
+
+    pub fn write_json(&self, path: &Path) -> anyhow::Result<()> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let json = serde_json::to_string_pretty(self)?;
+        std::fs::write(path, json + "\n").with_context(|| format!("writing {}", path.display()))
+    }
+
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let m = &self.machine;
+        let s = &self.system;
+        line(&mut out, "command", &self.command);
+        line(
+            &mut out,
+            "machine",
+            &format!(
+                "{} cores ({}), {:.1} GiB, Linux {}, load {:.2} at start",
+                m.cores, m.cpu_model, m.memory_gib, m.kernel, m.load_average_at_start
+            ),
+        );
+        line(
+            &mut out,
+            "servers",
+            &format!(
+                "RabbitMQ {} (Erlang {}), PostgreSQL {}",
+                m.rabbitmq_version, m.erlang_version, m.postgres_version
+            ),
+        );
+        let env: Vec<String> = s
+            .service_env
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        line(
+            &mut out,
+            "system",
+            &format!(
+                "{} workers, {} shards, {}",
+                s.workers,
+                s.shards,
+                env.join(" ")
+            ),
+        );
+
+        if let Some(l) = &self.limits {
+            let (b, p) = (&l.rabbitmq, &l.postgres);
+            heading(&mut out, "Limits of this machine");
+            line(
+                &mut out,
+                "RabbitMQ publish+consume+ack",
+                &format!(
+                    "{}/s end to end; publish+confirm alone {}/s ({} × {} B, {} in flight, prefetch {}, quorum)",
+                    count(b.end_to_end_per_s),
+                    count(b.publish_per_s),
+                    count(b.messages as f64),
+                    b.message_bytes,
+                    b.in_flight,
+                    b.prefetch
+                ),
+            );
+            for rate in [&p.one_per_commit, &p.batched] {
+                line(
+                    &mut out,
+                    &format!("PostgreSQL, {} booking(s)/commit", rate.bookings_per_commit),
+                    &format!(
+                        "{} commits/s = {} bookings/s ({} clients, {:.1} s, {} conflicts)",
+                        count(rate.commits_per_s),
+                        count(rate.bookings_per_s),
+                        p.clients,
+                        rate.seconds,
+                        rate.conflicts
+                    ),
+                );
+            }
+        }
+
+        if let Some(f) = &self.flash_sale {
+            heading(
+                &mut out,
+                &format!(
+                    "Flash sale: {} show of {}, {}",
+                    if f.seated {
+                        "seated"
+                    } else {
+                        "general-admission"
+                    },
+                    count(f64::from(f.capacity)),
+                    f.load
+                ),
+            );
+            line(
+                &mut out,
+                "submitted",
+                &format!(
+                    "{} sent, {} accepted (202) in {:.1} s = {}/s",
+                    count(f.sent as f64),
+                    count(f.accepted as f64),
+                    f.submit_seconds,
+                    count(f.submit_per_s)
+                ),
+            );
+            line(
+                &mut out,
+                "submit latency (202)",
+                &latency(&f.submit_latency),
+            );
+            if let Some(lag) = &f.schedule_lag {
+                line(&mut out, "client lag behind schedule", &latency(lag));
+            }
+            line(
+                &mut out,
+                "decided",
+                &format!(
+                    "{} ({} held = {} tickets, {} rejected) in {:.1} s = {}/s",
+                    count(f.decided as f64),
+                    count(f.held as f64),
+                    count(f.tickets_held as f64),
+                    count(f.rejected as f64),
+                    f.decided_seconds,
+                    count(f.decided_per_s)
+                ),
+            );
+            line(
+                &mut out,
+                "submit → decided latency",
+                &latency(&f.decided_latency),
+            );
+            line(
+                &mut out,
+                "correctness",
+                &format!(
+                    "lost {}, oversold {}, inversions {}; invariants {}",
+                    f.lost,
+                    f.oversold,
+                    f.inversions,
+                    if f.invariants.iter().all(|i| i.ok) {
+                        "hold"
+                    } else {
+                        "BROKEN"
+                    }
+                ),
+            );
+            for broken in f.invariants.iter().filter(|i| !i.ok) {
+                line(
+                    &mut out,
+                    "  broken",
+                    &format!(
+                        "{}: {}",
+                        broken.name,
+                        broken.detail.as_deref().unwrap_or("")
+                    ),
+                );
+            }
+            let errors: Vec<String> = f.errors.iter().map(|(k, n)| format!("{k}: {n}")).collect();
+            line(
+                &mut out,
+                "errors",
+                &if errors.is_empty() {
+                    "none".to_owned()
+                } else {
+                    errors.join(", ")
+                },
+            );
+            let shares: Vec<String> = f
+                .worker_share
+                .iter()
+                .map(|w| format!("{} {:.0}% ({})", w.worker, w.share * 100.0, w.decisions))
+                .collect();
+            line(&mut out, "worker share", &shares.join(", "));
+            let o = &f.observed;
+            line(
+                &mut out,
+                "backlog (max)",
+                &format!(
+                    "{} queued in the database, {} in the shard queues, {} events in the outbox",
+                    o.max_queued,
+                    o.max_broker_backlog
+                        .map_or("?".to_owned(), |b| b.to_string()),
+                    o.max_outbox_backlog
+                ),
+            );
+            line(
+                &mut out,
+                "PostgreSQL commits (this system)",
+                &format!(
+                    "{} = {:.2} per accepted booking, {}/s",
+                    count(o.commits as f64),
+                    o.commits as f64 / f.accepted.max(1) as f64,
+                    count(o.commits as f64 / o.seconds)
+                ),
+            );
+            let t = &f.bookings_table;
+            line(
+                &mut out,
+                "bookings table reads",
+                &format!(
+                    "{} sequential scans ({} rows), {} index scans, {} auto-analyzes",
+                    count(t.seq_scan as f64),
+                    count(t.seq_tup_read as f64),
+                    count(t.idx_scan as f64),
+                    t.autoanalyze_count
+                ),
+            );
+            if !o.statements.is_empty() {
+                heading(
+                    &mut out,
+                    "PostgreSQL busy with (samples of active backends)",
+                );
+                for st in o.statements.iter().take(8) {
+                    let _ = writeln!(
+                        out,
+                        "  {:5.1}%  {:<14} {}",
+                        st.share * 100.0,
+                        st.state,
+                        st.statement
+                    );
+                }
+            }
+            heading(
+                &mut out,
+                &format!(
+                    "CPU during the sale ({:.1} s, {} cores)",
+                    o.seconds, m.cores
+                ),
+            );
+            for cpu in &o.cpu {
+                line(
+                    &mut out,
+                    &cpu.role,
+                    &format!(
+                        "{:5.2} cores  {:5.1}% of the machine",
+                        cpu.cores,
+                        cpu.share * 100.0
+                    ),
+                );
+            }
+        }
+
+        let r = &self.ratios;
+        let ratios = [
+            (
+                "decided / RabbitMQ end to end",
+                r.decided_vs_rabbitmq_end_to_end,
+            ),
+            (
+                "202s / RabbitMQ end to end",
+                r.submit_vs_rabbitmq_end_to_end,
+            ),
+            (
+                "decided / PostgreSQL commits (1/commit)",
+                r.decided_vs_postgres_commits,
+            ),
+            (
+                "decided / PostgreSQL bookings (batched)",
+                r.decided_vs_postgres_batched_bookings,
+            ),
+            ("decided / baseline run", r.decided_vs_baseline),
+        ];
+        if ratios.iter().any(|(_, v)| v.is_some()) {
+            heading(&mut out, "Ratios");
+            for (name, value) in ratios {
+                if let Some(v) = value {
+                    line(&mut out, name, &format!("{:.1}%", v * 100.0));
+                }
+            }
+        }
+        if !self.targets.is_empty() {
+            heading(&mut out, "Targets");
+            for t in &self.targets {
+                line(
+                    &mut out,
+                    &t.name,
+                    &format!(
+                        "{} (wanted {}) {}",
+                        t.measured,
+                        t.wanted,
+                        if t.met { "met" } else { "NOT MET" }
+                    ),
+                );
+            }
+        }
+        out
+    }
+}
+
+/// The targets that this run can speak to; the speed targets only
+/// when asked (a smoke run is too small and short to judge speed by).
+fn targets(sale: &FlashSale, ratios: &Ratios, judge_speed: bool) -> Vec<Target> {
+    let mut targets = vec![
+        exact("lost requests", sale.lost as f64),
+        exact("oversold", sale.oversold as f64),
+        exact("fairness inversions", sale.inversions as f64),
+    ];
+    if !judge_speed {
+        return targets;
+    }
+    let open_loop = sale.schedule_lag.is_some();
+    if !open_loop && !sale.seated {
+        if let Some(r) = ratios.decided_vs_rabbitmq_end_to_end {
+            targets.push(at_least("decided / RabbitMQ limit", r, 0.5));
+        }
+    }
+    if sale.seated {
+        if let Some(r) = ratios.decided_vs_baseline {
+            targets.push(at_least("seated / general-admission throughput", r, 0.3));
+        }
+    }
+    if open_loop {
+        targets.push(at_most(
+            "p99 submit latency",
+            sale.submit_latency.p99_ms,
+            25.0,
+        ));
+        targets.push(at_most(
+            "p99 submit → decided",
+            sale.decided_latency.p99_ms,
+            500.0,
+        ));
+    }
+    targets
+}
+
+fn exact(name: &str, measured: f64) -> Target {
+    Target {
+        name: name.to_owned(),
+        wanted: "0".to_owned(),
+        measured: format!("{measured}"),
+        met: measured == 0.0,
+    }
+}
+
+fn at_least(name: &str, measured: f64, wanted: f64) -> Target {
+    Target {
+        name: name.to_owned(),
+        wanted: format!("≥ {:.0}%", wanted * 100.0),
+        measured: format!("{:.1}%", measured * 100.0),
+        met: measured >= wanted,
+    }
+}
+
+fn at_most(name: &str, measured_ms: f64, wanted_ms: f64) -> Target {
+    Target {
+        name: name.to_owned(),
+        wanted: format!("≤ {wanted_ms} ms"),
+        measured: format!("{measured_ms:.1} ms"),
+        met: measured_ms <= wanted_ms,
+    }
+}
+
+fn heading(out: &mut String, title: &str) {
+    let _ = write!(out, "\n{title}\n{}\n", "─".repeat(title.chars().count()));
+}
+
+fn line(out: &mut String, label: &str, value: &str) {
+    let _ = writeln!(out, "  {label:<40} {value}");
+}
+
+fn latency(l: &Latency) -> String {
+    format!(
+        "p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms (n = {})",
+        l.p50_ms, l.p95_ms, l.p99_ms, l.max_ms, l.count
+    )
+}
+
+/// A rounded count with thousands separators: `16,432`.
+fn count(value: f64) -> String {
+    let digits = format!("{:.0}", value.max(0.0));
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::count;
+
+    #[test]
+    fn counts_have_thousands_separators() {
+        assert_eq!(count(0.4), "0");
+        assert_eq!(count(999.0), "999");
+        assert_eq!(count(16_432.2), "16,432");
+        assert_eq!(count(1_234_567.0), "1,234,567");
+    }
+}
