@@ -6,9 +6,13 @@ async fn main() -> anyhow::Result<()> {
     let metrics = shared::telemetry::init("api");
     let config = Config::from_env()?;
     let shutdown = shared::shutdown::on_signal();
-    let Some(db) =
-        shared::db::connect_and_migrate(&config.database_url, config.db_pool_size, &shutdown)
-            .await?
+    let Some(db) = shared::db::connect_and_migrate(
+        &config.database_url,
+        config.db_pool_size,
+        shared::db::Plans::Default,
+        &shutdown,
+    )
+    .await?
     else {
         return Ok(());
     };

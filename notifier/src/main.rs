@@ -17,8 +17,13 @@ async fn main() -> anyhow::Result<()> {
     let metrics = shared::telemetry::init("notifier");
     let config = Config::from_env()?;
     let cancel = shared::shutdown::on_signal();
-    let Some(db) =
-        shared::db::connect_and_migrate(&config.database_url, config.db_pool_size, &cancel).await?
+    let Some(db) = shared::db::connect_and_migrate(
+        &config.database_url,
+        config.db_pool_size,
+        shared::db::Plans::Default,
+        &cancel,
+    )
+    .await?
     else {
         return Ok(());
     };

@@ -3,25 +3,45 @@
 use std::time::Duration;
 
 use backon::Retryable;
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use std::str::FromStr;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use tokio_util::sync::CancellationToken;
 
 /// Migrations compiled into every binary. sqlx takes a PostgreSQL advisory
 /// lock while migrating, so several processes starting together are safe.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
+/// How statements on a pool are planned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plans {
+    /// PostgreSQL's default: a prepared statement may switch to a generic
+    /// plan. Right for single-row statements on a key.
+    Default,
+    /// Plan every execution for its parameters. Batch statements (`id =
+    /// ANY($1)`, `FROM unnest(...)`) otherwise keep a generic plan made while
+    /// the table was small — a sequential scan — long after it has grown;
+    /// one plan per batch costs little.
+    PerExecution,
+}
+
 /// Opens a pool (waiting for the database with backoff) and applies any
 /// pending migrations. Returns `None` if cancelled before the database came.
 pub async fn connect_and_migrate(
     url: &str,
     max_connections: u32,
+    plans: Plans,
     cancel: &CancellationToken,
 ) -> Result<Option<PgPool>, sqlx::migrate::MigrateError> {
+    let mut options = PgConnectOptions::from_str(url)?;
+    if plans == Plans::PerExecution {
+        options = options.options([("plan_cache_mode", "force_custom_plan")]);
+    }
     let connect = || async {
         PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(3))
-            .connect(url)
+            .connect_with(options.clone())
             .await
     };
     let retrying = connect.retry(crate::retry::forever()).notify(

@@ -57,8 +57,13 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let cancel = shared::shutdown::on_signal();
-    let Some(db) =
-        shared::db::connect_and_migrate(&config.database_url, config.db_pool_size, &cancel).await?
+    let Some(db) = shared::db::connect_and_migrate(
+        &config.database_url,
+        config.db_pool_size,
+        shared::db::Plans::PerExecution,
+        &cancel,
+    )
+    .await?
     else {
         return Ok(());
     };
