@@ -26,13 +26,24 @@ pub struct ShowInfo {
 #[derive(Default)]
 pub struct Catalog {
     shows: RwLock<HashMap<Uuid, Arc<ShowInfo>>>,
+    /// One load at a time: when a sale opens, the first thousand requests
+    /// for a show must not all read its seat map.
+    loading: tokio::sync::Mutex<()>,
 }
 
 impl Catalog {
+    fn cached(&self, id: Uuid) -> Option<Arc<ShowInfo>> {
+        self.shows.read().expect("not poisoned").get(&id).cloned()
+    }
+
     /// The show, from memory or else from the database; `None` if unknown.
     pub async fn get(&self, db: &PgPool, id: Uuid) -> Result<Option<Arc<ShowInfo>>, sqlx::Error> {
-        if let Some(info) = self.shows.read().expect("not poisoned").get(&id) {
-            return Ok(Some(info.clone()));
+        if let Some(info) = self.cached(id) {
+            return Ok(Some(info));
+        }
+        let _loading = self.loading.lock().await;
+        if let Some(info) = self.cached(id) {
+            return Ok(Some(info));
         }
         let Some(show) = sqlx::query!(
             r#"SELECT kind AS "kind: ShowKind", price_cents FROM shows WHERE id = $1"#,
