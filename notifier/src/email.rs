@@ -107,6 +107,7 @@ impl Templates {
             subject => &subject,
             starts_at => b.starts_at.format("%A %-d %B %Y, %H:%M UTC").to_string(),
             total => money(b.total_cents.unwrap_or(0)),
+            qr_codes => b.tickets.iter().map(|code| crate::qr::html(code)).collect::<Vec<_>>(),
         };
         let text = self
             .env

@@ -3,6 +3,7 @@
 mod consumer;
 mod email;
 mod mailer;
+mod qr;
 mod reminders;
 
 use std::sync::Arc;
