@@ -11,9 +11,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::future::join_all;
-use shared::amqp::{PublishError, Publisher};
+use shared::amqp::Publisher;
 use shared::domain::BookingStatus;
 use shared::messages::{BookingEvent, BookingSnapshot, EventKind, SeatLabel};
+use shared::sweep::SweepError;
 use sqlx::types::Json;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -23,26 +24,11 @@ const SWEEP_EVERY: Duration = Duration::from_secs(5);
 /// Advisory lock key: only one notifier sweeps at a time.
 const SWEEP_LOCK: i64 = 0x626b_726d_6e64; // "bkrmnd"
 
-#[derive(Debug, thiserror::Error)]
-enum SweepError {
-    #[error(transparent)]
-    Database(#[from] sqlx::Error),
-    #[error(transparent)]
-    Publish(#[from] PublishError),
-}
-
 pub async fn run(db: PgPool, publisher: &Publisher, lead: Duration, cancel: CancellationToken) {
-    loop {
-        tokio::select! {
-            () = tokio::time::sleep(SWEEP_EVERY) => {}
-            () = cancel.cancelled() => return,
-        }
-        match sweep(&db, publisher, lead).await {
-            Ok(0) => {}
-            Ok(queued) => tracing::info!(queued, "reminders queued"),
-            Err(err) => tracing::warn!(error = %err, "reminder sweep failed"),
-        }
-    }
+    shared::sweep::every("reminders", SWEEP_EVERY, cancel, || {
+        sweep(&db, publisher, lead)
+    })
+    .await;
 }
 
 struct Due {

@@ -10,6 +10,7 @@ pub mod messages;
 pub mod ops;
 pub mod retry;
 pub mod shutdown;
+pub mod sweep;
 pub mod telemetry;
 pub mod topology;
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use shared::amqp::Publisher;
 use shared::messages::BookingCommand;
+use shared::sweep::SweepError;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
@@ -18,25 +19,7 @@ const SWEEP_EVERY: Duration = Duration::from_secs(1);
 const ASK_AGAIN_AFTER_SECONDS: f64 = 60.0;
 
 pub async fn run(db: PgPool, publisher: &Publisher, cancel: CancellationToken) {
-    loop {
-        tokio::select! {
-            () = tokio::time::sleep(SWEEP_EVERY) => {}
-            () = cancel.cancelled() => return,
-        }
-        match sweep(&db, publisher).await {
-            Ok(0) => {}
-            Ok(asked) => tracing::info!(asked, "expiry of holds requested"),
-            Err(err) => tracing::warn!(error = %err, "expiry sweep failed"),
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-enum SweepError {
-    #[error(transparent)]
-    Database(#[from] sqlx::Error),
-    #[error(transparent)]
-    Publish(#[from] shared::amqp::PublishError),
+    shared::sweep::every("expiry", SWEEP_EVERY, cancel, || sweep(&db, publisher)).await;
 }
 
 /// Claims due holds (`SKIP LOCKED`, so sweepers in other workers take

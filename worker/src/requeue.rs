@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use shared::amqp::Publisher;
 use shared::messages::BookingCommand;
+use shared::sweep::SweepError;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
@@ -17,43 +18,34 @@ pub async fn run(
     older_than: Duration,
     cancel: CancellationToken,
 ) {
-    let older_than = older_than.as_secs_f64();
-    loop {
-        tokio::select! {
-            () = tokio::time::sleep(SWEEP_EVERY) => {}
-            () = cancel.cancelled() => return,
-        }
-        let stale = sqlx::query!(
-            "SELECT id, show_id FROM bookings
-             WHERE status = 'queued' AND dead_lettered_at IS NULL
-               AND created_at < now() - make_interval(secs => $1)
-             ORDER BY created_at LIMIT 1000",
-            older_than
-        )
-        .fetch_all(&db)
-        .await;
-        let stale = match stale {
-            Ok(rows) => rows,
-            Err(err) => {
-                tracing::warn!(error = %err, "requeue sweep failed");
-                continue;
-            }
+    shared::sweep::every("requeue", SWEEP_EVERY, cancel, || {
+        sweep(&db, publisher, older_than)
+    })
+    .await;
+}
+
+async fn sweep(
+    db: &PgPool,
+    publisher: &Publisher,
+    older_than: Duration,
+) -> Result<usize, SweepError> {
+    let stale = sqlx::query!(
+        "SELECT id, show_id FROM bookings
+         WHERE status = 'queued' AND dead_lettered_at IS NULL
+           AND created_at < now() - make_interval(secs => $1)
+         ORDER BY created_at LIMIT 1000",
+        older_than.as_secs_f64()
+    )
+    .fetch_all(db)
+    .await?;
+    for row in &stale {
+        let command = BookingCommand::Request {
+            booking_id: row.id,
+            show_id: row.show_id,
         };
-        for row in stale {
-            let command = BookingCommand::Request {
-                booking_id: row.id,
-                show_id: row.show_id,
-            };
-            match publisher.send_command(&command).await {
-                Ok(()) => {
-                    metrics::counter!("worker_requeued_total").increment(1);
-                    tracing::warn!(booking_id = %row.id, "republished a long-queued booking");
-                }
-                Err(err) => {
-                    tracing::warn!(error = %err, "requeue publish failed");
-                    break;
-                }
-            }
-        }
+        publisher.send_command(&command).await?;
+        metrics::counter!("worker_requeued_total").increment(1);
+        tracing::warn!(booking_id = %row.id, "republished a long-queued booking");
     }
+    Ok(stale.len())
 }
