@@ -154,21 +154,12 @@ struct Snapshot {
 impl Snapshot {
     fn take(roles: &Roles) -> Self {
         let mut processes = HashMap::new();
-        if let Ok(dir) = std::fs::read_dir("/proc") {
-            for entry in dir.flatten() {
-                let Some(pid) = entry
-                    .file_name()
-                    .to_str()
-                    .and_then(|n| n.parse::<u32>().ok())
-                else {
-                    continue;
-                };
-                let Some((ppid, ticks)) = process_times(pid) else {
-                    continue;
-                };
-                if let Some(role) = roles.of(pid, ppid) {
-                    processes.insert(pid, (role, ticks));
-                }
+        for pid in live_pids() {
+            let Some((ppid, ticks)) = process_times(pid) else {
+                continue;
+            };
+            if let Some(role) = roles.of(pid, ppid) {
+                processes.insert(pid, (role, ticks));
             }
         }
         Self {
@@ -441,15 +432,8 @@ fn listener_pid(port: u16) -> Option<u32> {
     if inodes.is_empty() {
         return None;
     }
-    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
+    for pid in live_pids() {
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
             continue;
         };
         for fd in fds.flatten() {
@@ -461,6 +445,15 @@ fn listener_pid(port: u16) -> Option<u32> {
         }
     }
     None
+}
+
+/// The ids of the processes now running (the numeric entries of `/proc`).
+fn live_pids() -> impl Iterator<Item = u32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
 }
 
 #[cfg(test)]
