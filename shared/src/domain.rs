@@ -41,8 +41,6 @@ impl BookingStatus {
 pub enum Reason {
     SoldOut,
     SeatsUnavailable,
-    ShowNotFound,
-    Invalid,
     PaymentDeclined,
     HoldExpired,
     CancelledByCustomer,
@@ -53,8 +51,6 @@ impl Reason {
         match self {
             Self::SoldOut => "sold_out",
             Self::SeatsUnavailable => "seats_unavailable",
-            Self::ShowNotFound => "show_not_found",
-            Self::Invalid => "invalid",
             Self::PaymentDeclined => "payment_declined",
             Self::HoldExpired => "hold_expired",
             Self::CancelledByCustomer => "cancelled_by_customer",
