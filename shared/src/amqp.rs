@@ -68,9 +68,7 @@ pub async fn connect_until_ready(
 ) -> Option<Connection> {
     let attempt = || async {
         let conn = connect(url, name).await?;
-        let channel = conn.create_channel().await?;
-        topology.declare(&channel).await?;
-        let _ = channel.close(200, "topology declared".into()).await;
+        topology.declare(&conn).await?;
         Ok::<_, lapin::Error>(conn)
     };
     let retrying = attempt.retry(crate::retry::forever()).notify(
@@ -203,7 +201,7 @@ impl Publisher {
         channel
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
-        self.topology.declare(&channel).await?;
+        self.topology.declare(&conn).await?;
         Ok((conn, channel))
     }
 

@@ -15,8 +15,9 @@
 //! ```
 
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::{Channel, ExchangeKind};
+use lapin::{Channel, Connection, ExchangeKind};
 
 pub const REQUESTS_EXCHANGE: &str = "booking.requests";
 pub const DEAD_LETTER_EXCHANGE: &str = "booking.dead-letter";
@@ -55,8 +56,13 @@ impl Topology {
     }
 
     /// Declares every exchange, queue and binding. Safe to call any number of
-    /// times from any number of processes with the same settings.
-    pub async fn declare(&self, channel: &Channel) -> lapin::Result<()> {
+    /// times from any number of processes. A queue that exists with other
+    /// arguments (say, after `DELIVERY_LIMIT` changed) is used as it is:
+    /// RabbitMQ cannot change a queue's arguments, and refusing to start
+    /// would stop the whole system over a tunable.
+    pub async fn declare(&self, conn: &Connection) -> lapin::Result<()> {
+        let mut channel = conn.create_channel().await?;
+        let channel = &mut channel;
         let durable = ExchangeDeclareOptions {
             durable: true,
             ..Default::default()
@@ -87,7 +93,7 @@ impl Topology {
             .await?;
 
         for dead in [REQUESTS_DEAD_QUEUE, NOTIFIER_DEAD_QUEUE] {
-            declare_queue(channel, dead, quorum_args()).await?;
+            declare_queue(conn, channel, dead, quorum_args()).await?;
             bind(channel, dead, DEAD_LETTER_EXCHANGE, dead).await?;
         }
 
@@ -95,12 +101,13 @@ impl Topology {
             let mut args = self.work_queue_args(REQUESTS_DEAD_QUEUE);
             // One consumer at a time per shard keeps each show's order.
             args.insert("x-single-active-consumer".into(), AMQPValue::Boolean(true));
-            declare_queue(channel, &queue, args).await?;
+            declare_queue(conn, channel, &queue, args).await?;
             // For the consistent-hash exchange the binding key is the weight.
             bind(channel, &queue, REQUESTS_EXCHANGE, "1").await?;
         }
 
         declare_queue(
+            conn,
             channel,
             NOTIFIER_QUEUE,
             self.work_queue_args(NOTIFIER_DEAD_QUEUE),
@@ -109,6 +116,7 @@ impl Topology {
         for key in NOTIFIER_BINDINGS {
             bind(channel, NOTIFIER_QUEUE, EVENTS_EXCHANGE, key).await?;
         }
+        let _ = channel.close(200, "topology declared".into()).await;
         Ok(())
     }
 
@@ -136,15 +144,42 @@ fn long(value: &str) -> AMQPValue {
     AMQPValue::LongString(LongString::from(value))
 }
 
-async fn declare_queue(channel: &Channel, name: &str, args: FieldTable) -> lapin::Result<()> {
+async fn declare_queue(
+    conn: &Connection,
+    channel: &mut Channel,
+    name: &str,
+    args: FieldTable,
+) -> lapin::Result<()> {
     let options = QueueDeclareOptions {
         durable: true,
         ..Default::default()
     };
-    channel
+    let declared = channel
         .queue_declare(ShortString::from(name), options, args)
-        .await
-        .map(drop)
+        .await;
+    match declared {
+        Ok(_) => Ok(()),
+        Err(err) if is_precondition_failed(&err) => {
+            tracing::warn!(queue = name, error = %err, "queue exists with other arguments; using it as it is");
+            // The broker closed the channel over the mismatch: carry on with
+            // a new one, and make sure the queue is really there.
+            *channel = conn.create_channel().await?;
+            let passive = QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            };
+            channel
+                .queue_declare(ShortString::from(name), passive, FieldTable::default())
+                .await
+                .map(drop)
+        }
+        Err(err) => Err(err),
+    }
+}
+
+fn is_precondition_failed(err: &lapin::Error) -> bool {
+    matches!(err.kind(), lapin::ErrorKind::ProtocolError(e)
+        if matches!(e.kind(), AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED)))
 }
 
 async fn bind(channel: &Channel, queue: &str, exchange: &str, key: &str) -> lapin::Result<()> {

@@ -35,7 +35,7 @@ pub async fn run(
         .await
         .context("connecting to RabbitMQ")?;
     let channel = conn.create_channel().await?;
-    topology.declare(&channel).await?;
+    topology.declare(&conn).await?;
     let publisher = Publisher::new(amqp_url, "replay-dead-letters publisher", topology);
     // Only what is there now: kept messages go back to the queue and must
     // not be fetched again in this run.
