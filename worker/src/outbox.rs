@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use shared::amqp::Publisher;
+use shared::sweep::SweepError;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -32,16 +33,8 @@ pub async fn run(db: PgPool, publisher: &Publisher, cancel: CancellationToken) {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-enum RelayError {
-    #[error(transparent)]
-    Database(#[from] sqlx::Error),
-    #[error(transparent)]
-    Publish(#[from] shared::amqp::PublishError),
-}
-
 /// Publishes up to one batch; returns how many events went out.
-async fn relay_batch(db: &PgPool, publisher: &Publisher) -> Result<usize, RelayError> {
+async fn relay_batch(db: &PgPool, publisher: &Publisher) -> Result<usize, SweepError> {
     let mut tx = db.begin().await?;
     let rows = sqlx::query!(
         "SELECT id, booking_id, kind, payload FROM outbox
