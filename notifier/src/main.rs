@@ -4,7 +4,6 @@ mod consumer;
 mod email;
 mod mailer;
 mod qr;
-mod reminders;
 
 use std::sync::Arc;
 
@@ -50,11 +49,6 @@ async fn main() -> anyhow::Result<()> {
 
     let tasks = TaskTracker::new();
     tasks.spawn(notifier.run(cancel.clone()));
-    tasks.spawn({
-        let (db, publisher, cancel) = (db.clone(), publisher.clone(), cancel.clone());
-        let lead = config.reminder_lead;
-        async move { reminders::run(db, &publisher, lead, cancel).await }
-    });
     let ready = shared::ops::db_and_broker_ready(db.clone(), publisher);
     tasks.spawn(async move {
         if let Err(err) = shared::ops::serve(config.metrics_addr, metrics, ready, cancel).await {

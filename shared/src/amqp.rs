@@ -18,7 +18,7 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use crate::messages::BookingCommand;
+use crate::messages::{BookingCommand, EventKind};
 use crate::topology::{self, Topology, DEAD_LETTER_EXCHANGE, EVENTS_EXCHANGE, REQUESTS_EXCHANGE};
 
 /// How long a connection attempt may take before it counts as failed; the
@@ -83,7 +83,7 @@ pub async fn connect_until_ready(
 /// Runs `session` on a fresh connection, again and again: whenever it
 /// returns (the broker went away, a channel failed) the connection is closed
 /// and a new one is made with backoff, until `cancel` fires.
-pub async fn reconnecting<F, Fut>(
+pub async fn reconnecting<F, Fut, E>(
     url: &str,
     name: &str,
     topology: &Topology,
@@ -91,7 +91,8 @@ pub async fn reconnecting<F, Fut>(
     mut session: F,
 ) where
     F: FnMut(Arc<Connection>) -> Fut,
-    Fut: Future<Output = lapin::Result<()>>,
+    Fut: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
 {
     while let Some(conn) = connect_until_ready(url, name, topology, cancel).await {
         let conn = Arc::new(conn);
@@ -267,7 +268,7 @@ impl Publisher {
             "x-booking-id",
             &command.booking_id().to_string(),
         );
-        header(&mut headers, "x-command", command.name());
+        header(&mut headers, "x-command", command.kind().as_str());
         self.publish(Outgoing {
             exchange: REQUESTS_EXCHANGE,
             routing_key: &command.show_id().to_string(),
@@ -287,14 +288,14 @@ impl Publisher {
         &self,
         event_id: uuid::Uuid,
         booking_id: uuid::Uuid,
-        kind: &str,
+        kind: EventKind,
         payload: &[u8],
     ) -> Result<(), PublishError> {
         let mut headers = FieldTable::default();
         header(&mut headers, "x-booking-id", &booking_id.to_string());
         self.publish(Outgoing {
             exchange: EVENTS_EXCHANGE,
-            routing_key: &format!("booking.{kind}"),
+            routing_key: &kind.routing_key(),
             payload,
             message_id: event_id.to_string(),
             headers,

@@ -5,7 +5,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::domain::{BookingStatus, Reason};
+pub use crate::lifecycle::EventKind;
+use crate::lifecycle::{BookingStatus, CommandKind, Reason};
 
 /// A command for the worker that owns the show's shard. All commands of one
 /// show travel the same queue, so they are decided in the order accepted.
@@ -45,48 +46,13 @@ impl BookingCommand {
         }
     }
 
-    pub fn name(&self) -> &'static str {
+    pub fn kind(&self) -> CommandKind {
         match self {
-            Self::Request { .. } => "request",
-            Self::Confirm { .. } => "confirm",
-            Self::Cancel { .. } => "cancel",
-            Self::Expire { .. } => "expire",
+            Self::Request { .. } => CommandKind::Request,
+            Self::Confirm { .. } => CommandKind::Confirm,
+            Self::Cancel { .. } => CommandKind::Cancel,
+            Self::Expire { .. } => CommandKind::Expire,
         }
-    }
-}
-
-/// What happened to a booking; written to the outbox in the transaction that
-/// made it happen, then relayed to the `booking.events` exchange.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EventKind {
-    Held,
-    Rejected,
-    Confirmed,
-    PaymentDeclined,
-    Cancelled,
-    Expired,
-    /// The show starts soon (`REMINDER_LEAD_SECONDS`); sent by the notifier's
-    /// reminder sweep, not by a worker.
-    Reminder,
-}
-
-impl EventKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Held => "held",
-            Self::Rejected => "rejected",
-            Self::Confirmed => "confirmed",
-            Self::PaymentDeclined => "payment_declined",
-            Self::Cancelled => "cancelled",
-            Self::Expired => "expired",
-            Self::Reminder => "reminder",
-        }
-    }
-
-    /// Routing key on the `booking.events` topic exchange.
-    pub fn routing_key(self) -> String {
-        format!("booking.{}", self.as_str())
     }
 }
 
@@ -145,10 +111,24 @@ mod tests {
     }
 
     #[test]
-    fn event_routing_keys_name_the_kind() {
-        assert_eq!(
-            EventKind::PaymentDeclined.routing_key(),
-            "booking.payment_declined"
-        );
+    fn a_commands_json_type_is_its_kind() {
+        let id = Uuid::nil();
+        for command in [
+            BookingCommand::Request {
+                booking_id: id,
+                show_id: id,
+            },
+            BookingCommand::Cancel {
+                booking_id: id,
+                show_id: id,
+            },
+            BookingCommand::Expire {
+                booking_id: id,
+                show_id: id,
+            },
+        ] {
+            let json = serde_json::to_value(&command).unwrap();
+            assert_eq!(json["type"], command.kind().as_str());
+        }
     }
 }

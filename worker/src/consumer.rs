@@ -15,7 +15,7 @@ use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use lapin::Connection;
-use shared::amqp::{self, Publisher};
+use shared::amqp::{self, PublishError, Publisher};
 use shared::messages::BookingCommand;
 use shared::topology::{self, Topology};
 use tokio::task::JoinHandle;
@@ -24,7 +24,8 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::claims::Claims;
-use crate::decide::{DecideError, Decider, Outcome};
+use crate::decider::{Decider, Outcome};
+use crate::error::DecideError;
 use crate::payment::PaymentGateway;
 
 /// Most messages decided together; bounded by the prefetch as well.
@@ -46,27 +47,52 @@ pub struct ShardConsumer<G> {
     dead_letters: Arc<Publisher>,
 }
 
-/// How a unit of work ended.
-enum Verdict<T> {
-    Decided(T),
+/// Why consuming stopped (the session reconnects after any of these).
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumeError {
+    #[error("RabbitMQ: {0}")]
+    Broker(#[from] lapin::Error),
+    #[error("dead-lettering failed: {0}")]
+    DeadLetter(#[from] PublishError),
+    #[error("shard claims: {0}")]
+    Claims(#[from] sqlx::Error),
+    #[error("the broker ended the subscription")]
+    SubscriptionEnded,
+    #[error("a shard consumer stopped by itself")]
+    ShardStopped,
+    #[error("a shard consumer panicked: {0}")]
+    ShardPanicked(String),
+}
+
+/// Whether to take the next batch after a unit of work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    Continue,
+    /// Shutdown or hand-over while a dependency was down: what is left of
+    /// the batch stays unacked and is redelivered.
+    Interrupted,
+}
+
+/// How retrying a unit of work ended.
+enum Tried<T> {
+    Done(T),
     /// Failed on every bounded attempt.
-    Failed {
+    GaveUp {
         error: String,
         attempts: u32,
     },
-    /// Shutdown or hand-over while a dependency was down: leave it unacked.
     Interrupted,
 }
 
 /// A shard being consumed.
 struct Running {
     stop: CancellationToken,
-    task: JoinHandle<lapin::Result<()>>,
+    task: JoinHandle<Result<(), ConsumeError>>,
 }
 
 impl Running {
     /// Stops after the batch in hand; its unacked prefetch goes back to the queue.
-    async fn stop(self) -> lapin::Result<()> {
+    async fn stop(self) -> Result<(), ConsumeError> {
         self.stop.cancel();
         self.task.await.unwrap_or(Ok(()))
     }
@@ -105,9 +131,8 @@ impl<G: PaymentGateway> ShardConsumer<G> {
         self: Arc<Self>,
         conn: Arc<Connection>,
         cancel: CancellationToken,
-    ) -> lapin::Result<()> {
-        let mut claims = Claims::new(&self.settings.database_url, self.settings.topology.shards)
-            .map_err(|e| io_error(&format!("bad DATABASE_URL: {e}")))?;
+    ) -> Result<(), ConsumeError> {
+        let mut claims = Claims::new(&self.settings.database_url, self.settings.topology.shards)?;
         let mut running: BTreeMap<u16, Running> = BTreeMap::new();
         let mut tick = tokio::time::interval(CLAIM_EVERY);
         let result = loop {
@@ -128,7 +153,8 @@ impl<G: PaymentGateway> ShardConsumer<G> {
                         claims.release(shard).await;
                     }
                     for shard in plan.start {
-                        running.insert(shard, self.clone().spawn_shard(conn.clone(), shard));
+                        let stop = cancel.child_token();
+                        running.insert(shard, self.clone().spawn_shard(conn.clone(), shard, stop));
                     }
                 }
                 // Keep consuming what we have (single active consumer still
@@ -137,6 +163,8 @@ impl<G: PaymentGateway> ShardConsumer<G> {
             }
             metrics::gauge!("worker_shards_owned").set(running.len() as f64);
         };
+        // Every shard's token is a child of `cancel`, so on shutdown all of
+        // them stop taking batches at once; this only waits for them.
         for (_, shard_task) in running {
             let _ = shard_task.stop().await;
         }
@@ -144,8 +172,12 @@ impl<G: PaymentGateway> ShardConsumer<G> {
         result
     }
 
-    fn spawn_shard(self: Arc<Self>, conn: Arc<Connection>, shard: u16) -> Running {
-        let stop = CancellationToken::new();
+    fn spawn_shard(
+        self: Arc<Self>,
+        conn: Arc<Connection>,
+        shard: u16,
+        stop: CancellationToken,
+    ) -> Running {
         let task = tokio::spawn(self.consume_shard(conn, shard, stop.clone()));
         Running { stop, task }
     }
@@ -155,7 +187,7 @@ impl<G: PaymentGateway> ShardConsumer<G> {
         conn: Arc<Connection>,
         shard: u16,
         stop: CancellationToken,
-    ) -> lapin::Result<()> {
+    ) -> Result<(), ConsumeError> {
         let queue = Topology::shard_queue(shard);
         let channel = conn.create_channel().await?;
         channel
@@ -179,8 +211,8 @@ impl<G: PaymentGateway> ShardConsumer<G> {
             };
             let mut batch = match first {
                 Some(Ok(delivery)) => vec![delivery],
-                Some(Err(err)) => break Err(err),
-                None => break Err(io_error("the broker ended the subscription")),
+                Some(Err(err)) => break Err(err.into()),
+                None => break Err(ConsumeError::SubscriptionEnded),
             };
             // Take what is already here without waiting for more.
             while batch.len() < MAX_BATCH {
@@ -190,8 +222,8 @@ impl<G: PaymentGateway> ShardConsumer<G> {
                 }
             }
             match self.handle_batch(&queue, batch, &stop).await {
-                Ok(true) => {}
-                Ok(false) => break Ok(()),
+                Ok(Flow::Continue) => {}
+                Ok(Flow::Interrupted) => break Ok(()),
                 Err(err) => break Err(err),
             }
         };
@@ -200,13 +232,13 @@ impl<G: PaymentGateway> ShardConsumer<G> {
         result
     }
 
-    /// Decides a batch in order per show. Returns `false` if interrupted.
+    /// Decides a batch: each show's commands, in order, as one run.
     async fn handle_batch(
         &self,
         queue: &str,
         batch: Vec<Delivery>,
         stop: &CancellationToken,
-    ) -> lapin::Result<bool> {
+    ) -> Result<Flow, ConsumeError> {
         let mut per_show: Vec<(Uuid, Vec<(Delivery, BookingCommand)>)> = Vec::new();
         for delivery in batch {
             match serde_json::from_slice::<BookingCommand>(&delivery.data) {
@@ -228,97 +260,78 @@ impl<G: PaymentGateway> ShardConsumer<G> {
             }
         }
         for (show, items) in &per_show {
-            let mut rest = items.as_slice();
-            while !rest.is_empty() {
-                let run = rest
-                    .iter()
-                    .take_while(|(_, c)| matches!(c, BookingCommand::Request { .. }))
-                    .count();
-                let done = if run > 0 {
-                    let (requests, tail) = rest.split_at(run);
-                    rest = tail;
-                    self.decide_requests(queue, *show, requests, stop).await?
-                } else {
-                    let (one, tail) = rest.split_first().expect("not empty");
-                    rest = tail;
-                    self.decide_one(queue, one, stop).await?
-                };
-                if !done {
-                    return Ok(false);
-                }
+            if self.decide_run(queue, *show, items, stop).await? == Flow::Interrupted {
+                return Ok(Flow::Interrupted);
             }
         }
-        Ok(true)
+        Ok(Flow::Continue)
     }
 
-    /// A run of consecutive requests for one show: one transaction. If it
-    /// fails for good, each request is tried alone so that one poison
-    /// message does not take the others down with it.
-    async fn decide_requests(
+    /// A run of one show's commands: one transaction. If it fails for good,
+    /// each command is tried alone so that one poison message does not take
+    /// the others down with it.
+    async fn decide_run(
         &self,
         queue: &str,
         show: Uuid,
-        requests: &[(Delivery, BookingCommand)],
+        items: &[(Delivery, BookingCommand)],
         stop: &CancellationToken,
-    ) -> lapin::Result<bool> {
-        let ids: Vec<Uuid> = requests.iter().map(|(_, c)| c.booking_id()).collect();
-        let span = tracing::info_span!("decide", show_id = %show, requests = ids.len());
-        let verdict = self
-            .retrying(stop, || self.decider.hold_batch(show, &ids))
-            .instrument(span)
-            .await;
-        match verdict {
-            Verdict::Decided(outcomes) => {
-                for ((delivery, command), outcome) in requests.iter().zip(outcomes) {
-                    record(command, outcome);
-                    delivery.acker.ack(BasicAckOptions::default()).await?;
-                }
-                Ok(true)
-            }
-            Verdict::Failed { .. } if requests.len() > 1 => {
-                for one in requests {
-                    if !self.decide_one(queue, one, stop).await? {
-                        return Ok(false);
+    ) -> Result<Flow, ConsumeError> {
+        match self.try_decide(show, items, stop).await {
+            Tried::GaveUp { .. } if items.len() > 1 => {
+                for one in items.chunks(1) {
+                    let tried = self.try_decide(show, one, stop).await;
+                    if self.settle(queue, one, tried).await? == Flow::Interrupted {
+                        return Ok(Flow::Interrupted);
                     }
                 }
-                Ok(true)
+                Ok(Flow::Continue)
             }
-            Verdict::Failed { error, attempts } => {
-                self.give_up(queue, &requests[0], &error, attempts).await?;
-                Ok(true)
-            }
-            Verdict::Interrupted => Ok(false),
+            tried => self.settle(queue, items, tried).await,
         }
     }
 
-    async fn decide_one(
+    async fn try_decide(
         &self,
-        queue: &str,
-        item: &(Delivery, BookingCommand),
+        show: Uuid,
+        items: &[(Delivery, BookingCommand)],
         stop: &CancellationToken,
-    ) -> lapin::Result<bool> {
-        let (delivery, command) = item;
-        let span = tracing::info_span!(
-            "command",
-            command = command.name(),
-            booking_id = %command.booking_id(),
-            show_id = %command.show_id(),
-        );
-        match self
-            .retrying(stop, || self.decider.apply(command))
+    ) -> Tried<Vec<Outcome>> {
+        let commands: Vec<BookingCommand> = items.iter().map(|(_, c)| c.clone()).collect();
+        let span = match commands.as_slice() {
+            [one] => tracing::info_span!(
+                "decide",
+                show_id = %show,
+                command = %one.kind(),
+                booking_id = %one.booking_id(),
+            ),
+            many => tracing::info_span!("decide", show_id = %show, commands = many.len()),
+        };
+        self.retrying(stop, || self.decider.decide(show, &commands))
             .instrument(span)
             .await
-        {
-            Verdict::Decided(outcome) => {
-                record(command, outcome);
-                delivery.acker.ack(BasicAckOptions::default()).await?;
-                Ok(true)
+    }
+
+    /// Acks what was decided, or dead-letters the one command that failed.
+    async fn settle(
+        &self,
+        queue: &str,
+        items: &[(Delivery, BookingCommand)],
+        tried: Tried<Vec<Outcome>>,
+    ) -> Result<Flow, ConsumeError> {
+        match tried {
+            Tried::Done(outcomes) => {
+                for ((delivery, command), outcome) in items.iter().zip(outcomes) {
+                    record(command, outcome);
+                    delivery.acker.ack(BasicAckOptions::default()).await?;
+                }
+                Ok(Flow::Continue)
             }
-            Verdict::Failed { error, attempts } => {
-                self.give_up(queue, item, &error, attempts).await?;
-                Ok(true)
+            Tried::GaveUp { error, attempts } => {
+                self.give_up(queue, &items[0], &error, attempts).await?;
+                Ok(Flow::Continue)
             }
-            Verdict::Interrupted => Ok(false),
+            Tried::Interrupted => Ok(Flow::Interrupted),
         }
     }
 
@@ -329,7 +342,7 @@ impl<G: PaymentGateway> ShardConsumer<G> {
         (delivery, command): &(Delivery, BookingCommand),
         error: &str,
         attempts: u32,
-    ) -> lapin::Result<()> {
+    ) -> Result<(), ConsumeError> {
         metrics::counter!("worker_messages_total", "outcome" => "dead_lettered").increment(1);
         tracing::error!(booking_id = %command.booking_id(), error, attempts, "giving up, dead-lettering");
         let attempts = attempts + amqp::previous_deliveries(delivery);
@@ -344,7 +357,7 @@ impl<G: PaymentGateway> ShardConsumer<G> {
     /// Runs `op` with exponential backoff and jitter: without limit while a
     /// dependency is down (the message is fine and must not be dead-lettered
     /// for it), up to `max_attempts` for anything else.
-    async fn retrying<T, F, Fut>(&self, stop: &CancellationToken, mut op: F) -> Verdict<T>
+    async fn retrying<T, F, Fut>(&self, stop: &CancellationToken, mut op: F) -> Tried<T>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, DecideError>>,
@@ -354,14 +367,14 @@ impl<G: PaymentGateway> ShardConsumer<G> {
         loop {
             attempts += 1;
             let err = match op().await {
-                Ok(value) => return Verdict::Decided(value),
+                Ok(value) => return Tried::Done(value),
                 Err(err) => err,
             };
             if matches!(err, DecideError::Conflict(_)) {
                 metrics::counter!("worker_version_conflicts_total").increment(1);
             }
             if !err.is_outage() && attempts >= self.settings.max_attempts {
-                return Verdict::Failed {
+                return Tried::GaveUp {
                     error: err.to_string(),
                     attempts,
                 };
@@ -370,7 +383,7 @@ impl<G: PaymentGateway> ShardConsumer<G> {
             tracing::warn!(error = %err, attempts, ?wait, "decision failed, retrying");
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
-                () = stop.cancelled() => return Verdict::Interrupted,
+                () = stop.cancelled() => return Tried::Interrupted,
             }
         }
     }
@@ -381,7 +394,7 @@ impl<G: PaymentGateway> ShardConsumer<G> {
         delivery: &Delivery,
         reason: &str,
         attempts: u32,
-    ) -> lapin::Result<()> {
+    ) -> Result<(), ConsumeError> {
         self.dead_letters
             .dead_letter(
                 delivery,
@@ -390,17 +403,14 @@ impl<G: PaymentGateway> ShardConsumer<G> {
                 reason,
                 attempts,
             )
-            .await
-            .map_err(|err| match err {
-                amqp::PublishError::Unavailable(e) => e,
-                other => io_error(&other.to_string()),
-            })
+            .await?;
+        Ok(())
     }
 }
 
 /// Removes shard tasks that ended by themselves; any such end means the
 /// channel or connection failed.
-async fn reap(running: &mut BTreeMap<u16, Running>) -> Option<lapin::Error> {
+async fn reap(running: &mut BTreeMap<u16, Running>) -> Option<ConsumeError> {
     let ended: Vec<u16> = running
         .iter()
         .filter(|(_, r)| r.task.is_finished())
@@ -411,8 +421,8 @@ async fn reap(running: &mut BTreeMap<u16, Running>) -> Option<lapin::Error> {
         let shard_task = running.remove(&shard).expect("listed");
         let err = match shard_task.task.await {
             Ok(Err(err)) => err,
-            Ok(Ok(())) => io_error("a shard consumer stopped"),
-            Err(join) => io_error(&format!("a shard consumer panicked: {join}")),
+            Ok(Ok(())) => ConsumeError::ShardStopped,
+            Err(join) => ConsumeError::ShardPanicked(join.to_string()),
         };
         tracing::warn!(shard, error = %err, "shard consumer ended");
         failure.get_or_insert(err);
@@ -424,13 +434,9 @@ fn record(command: &BookingCommand, outcome: Outcome) {
     let label = match outcome {
         Outcome::Applied(kind) => kind.as_str(),
         Outcome::Skipped(why) => {
-            tracing::info!(booking_id = %command.booking_id(), why, "skipped");
+            tracing::info!(booking_id = %command.booking_id(), %why, "skipped");
             "skipped"
         }
     };
     metrics::counter!("worker_messages_total", "outcome" => label).increment(1);
-}
-
-fn io_error(what: &str) -> lapin::Error {
-    lapin::ErrorKind::IOError(Arc::new(std::io::Error::other(what.to_owned()))).into()
 }

@@ -1,30 +1,31 @@
 //! Returns expired holds to sale. The sweeper does not touch the booking
-//! itself: it sends an `expire` command down the show's shard queue, so the
-//! release is decided in order with everything else for that show, by the
-//! one consumer that owns it (no version conflicts with a running sale).
-//! Each hold is asked for once; if it is still held a while later (the
-//! command was lost with a crash), it is asked for again — the decision is
+//! itself: it records an `expire` command in the outbox, which the relay
+//! sends down the show's shard queue, so the release is decided in order
+//! with everything else for that show, by the one consumer that owns it (no
+//! version conflicts with a running sale). Each hold is asked for once; if
+//! it is still held a while later, it is asked for again — the decision is
 //! idempotent, so a duplicate changes nothing.
 
 use std::time::Duration;
 
-use shared::amqp::Publisher;
 use shared::messages::BookingCommand;
 use shared::sweep::SweepError;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
+use crate::outbox;
+
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// A hold still held this long after its expiry was requested is asked again.
 const ASK_AGAIN_AFTER_SECONDS: f64 = 60.0;
 
-pub async fn run(db: PgPool, publisher: &Publisher, cancel: CancellationToken) {
-    shared::sweep::every("expiry", SWEEP_EVERY, cancel, || sweep(&db, publisher)).await;
+pub async fn run(db: PgPool, cancel: CancellationToken) {
+    shared::sweep::every("expiry", SWEEP_EVERY, cancel, || sweep(&db)).await;
 }
 
 /// Claims due holds (`SKIP LOCKED`, so sweepers in other workers take
-/// others), notes the request and publishes the commands before committing.
-async fn sweep(db: &PgPool, publisher: &Publisher) -> Result<usize, SweepError> {
+/// others), notes the request and records the commands, in one transaction.
+async fn sweep(db: &PgPool) -> Result<usize, SweepError> {
     let mut tx = db.begin().await?;
     let due = sqlx::query!(
         "SELECT id, show_id FROM bookings
@@ -47,16 +48,14 @@ async fn sweep(db: &PgPool, publisher: &Publisher) -> Result<usize, SweepError> 
     )
     .execute(&mut *tx)
     .await?;
-    let sends = due.iter().map(|d| async move {
-        let command = BookingCommand::Expire {
+    let commands: Vec<BookingCommand> = due
+        .iter()
+        .map(|d| BookingCommand::Expire {
             booking_id: d.id,
             show_id: d.show_id,
-        };
-        publisher.send_command(&command).await
-    });
-    for sent in futures::future::join_all(sends).await {
-        sent?;
-    }
+        })
+        .collect();
+    outbox::insert_commands(&mut tx, &commands).await?;
     tx.commit().await?;
     metrics::counter!("worker_expiries_requested_total").increment(ids.len() as u64);
     Ok(ids.len())

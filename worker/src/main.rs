@@ -1,14 +1,4 @@
-//! The booking worker: decides booking commands per show, relays the outbox,
-//! expires holds and recovers requests an API crash left unpublished.
-
-mod claims;
-mod consumer;
-mod decide;
-mod expiry;
-mod outbox;
-mod payment;
-mod replay;
-mod requeue;
+//! The `worker` binary: configuration, the worker's tasks, shutdown.
 
 use std::sync::Arc;
 
@@ -16,6 +6,7 @@ use shared::amqp::Publisher;
 use shared::topology::Topology;
 use shared::Config;
 use tokio_util::task::TaskTracker;
+use worker::{consumer, decider, expiry, outbox, payment, reminders, replay, requeue};
 
 /// The booking worker. Without a subcommand it runs the worker.
 #[derive(clap::Parser)]
@@ -77,7 +68,7 @@ async fn main() -> anyhow::Result<()> {
         topology,
     ));
     let actor = format!("worker-{}", std::process::id());
-    let decider = Arc::new(decide::Decider::new(
+    let decider = Arc::new(decider::Decider::new(
         db.clone(),
         payment::TestGateway,
         config.hold_duration,
@@ -101,10 +92,12 @@ async fn main() -> anyhow::Result<()> {
         let (db, publisher, cancel) = (db.clone(), publisher.clone(), cancel.clone());
         async move { outbox::run(db, &publisher, cancel).await }
     });
-    tasks.spawn({
-        let (db, publisher, cancel) = (db.clone(), publisher.clone(), cancel.clone());
-        async move { expiry::run(db, &publisher, cancel).await }
-    });
+    tasks.spawn(expiry::run(db.clone(), cancel.clone()));
+    tasks.spawn(reminders::run(
+        db.clone(),
+        config.reminder_lead,
+        cancel.clone(),
+    ));
     tasks.spawn({
         let (db, publisher, cancel) = (db.clone(), publisher.clone(), cancel.clone());
         let older_than = config.requeue_after;

@@ -1,21 +1,102 @@
-//! The outbox relay: publishes events written by deciding transactions to
-//! the `booking.events` exchange with publisher confirms, then marks them
-//! published. `FOR UPDATE SKIP LOCKED` lets every worker run a relay without
-//! two of them taking the same rows. A crash between the confirm and the
-//! mark publishes an event twice; consumers deduplicate by event id.
+//! The one way out for what a state change must tell the world: rows
+//! written to the outbox in the transaction that made the change (events
+//! for `booking.events`, commands for a show's shard queue), and the relay
+//! that publishes them with publisher confirms, then marks them published.
+//! `FOR UPDATE SKIP LOCKED` lets every worker run a relay without two of
+//! them taking the same rows. A crash between the confirm and the mark
+//! publishes a row twice; consumers deduplicate (by event id, or because
+//! deciding a command again changes nothing).
 
 use std::time::Duration;
 
 use futures::future::join_all;
 use shared::amqp::Publisher;
+use shared::lifecycle::EventKind;
+use shared::messages::{BookingCommand, BookingEvent};
 use shared::sweep::SweepError;
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 const BATCH: i64 = 200;
 const IDLE_POLL: Duration = Duration::from_millis(50);
 
+/// The `topic` of an outbox row: where the relay publishes it.
+const EVENT: &str = "event";
+const COMMAND: &str = "command";
+
+/// Records events in the caller's transaction.
+pub async fn insert_events(
+    conn: &mut PgConnection,
+    events: &[BookingEvent],
+) -> Result<(), sqlx::Error> {
+    let rows = events.iter().map(|e| Row {
+        id: e.event_id,
+        show_id: e.booking.show_id,
+        booking_id: e.booking.id,
+        kind: e.kind.as_str(),
+        payload: serde_json::to_value(e).expect("events serialize"),
+    });
+    insert(conn, EVENT, rows).await
+}
+
+/// Records commands for the shard queues in the caller's transaction.
+pub async fn insert_commands(
+    conn: &mut PgConnection,
+    commands: &[BookingCommand],
+) -> Result<(), sqlx::Error> {
+    let rows = commands.iter().map(|c| Row {
+        id: Uuid::now_v7(),
+        show_id: c.show_id(),
+        booking_id: c.booking_id(),
+        kind: c.kind().as_str(),
+        payload: serde_json::to_value(c).expect("commands serialize"),
+    });
+    insert(conn, COMMAND, rows).await
+}
+
+struct Row {
+    id: Uuid,
+    show_id: Uuid,
+    booking_id: Uuid,
+    kind: &'static str,
+    payload: serde_json::Value,
+}
+
+async fn insert(
+    conn: &mut PgConnection,
+    topic: &str,
+    rows: impl Iterator<Item = Row>,
+) -> Result<(), sqlx::Error> {
+    let (mut ids, mut shows, mut bookings, mut kinds, mut payloads) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for row in rows {
+        ids.push(row.id);
+        shows.push(row.show_id);
+        bookings.push(row.booking_id);
+        kinds.push(row.kind);
+        payloads.push(row.payload);
+    }
+    if ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query!(
+        "INSERT INTO outbox (id, show_id, booking_id, kind, payload, topic)
+         SELECT t.*, $6 FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::jsonb[])
+              AS t(id, show_id, booking_id, kind, payload)",
+        &ids,
+        &shows,
+        &bookings,
+        &kinds as &[&str],
+        &payloads,
+        topic
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Relays until `cancel` fires.
 pub async fn run(db: PgPool, publisher: &Publisher, cancel: CancellationToken) {
     while !cancel.is_cancelled() {
         let wait = match relay_batch(&db, publisher).await {
@@ -33,12 +114,12 @@ pub async fn run(db: PgPool, publisher: &Publisher, cancel: CancellationToken) {
     }
 }
 
-/// Publishes up to one batch; returns how many events went out.
+/// Publishes up to one batch; returns how many rows went out.
 async fn relay_batch(db: &PgPool, publisher: &Publisher) -> Result<usize, SweepError> {
     let mut tx = db.begin().await?;
     let rows = sqlx::query!(
-        "SELECT id, booking_id, kind, payload FROM outbox
-         WHERE published_at IS NULL ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED",
+        r#"SELECT id, booking_id, topic, kind, payload FROM outbox
+           WHERE published_at IS NULL ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED"#,
         BATCH
     )
     .fetch_all(&mut *tx)
@@ -49,10 +130,22 @@ async fn relay_batch(db: &PgPool, publisher: &Publisher) -> Result<usize, SweepE
     // All publishes go out on the shared channel at once; each awaits only
     // its own confirm, so the batch costs about one round trip.
     let publishes = rows.iter().map(|row| async move {
-        let payload = serde_json::to_vec(&row.payload).expect("json re-serializes");
-        publisher
-            .send_event(row.id, row.booking_id, &row.kind, &payload)
-            .await
+        match parse(&row.topic, &row.kind, &row.payload) {
+            Ok(Outgoing::Command(command)) => publisher.send_command(&command).await,
+            Ok(Outgoing::Event(kind)) => {
+                let payload = serde_json::to_vec(&row.payload).expect("json re-serializes");
+                publisher
+                    .send_event(row.id, row.booking_id, kind, &payload)
+                    .await
+            }
+            // Only this crate writes the outbox, so this is a bug or a
+            // version skew; kept, such a row would stop the relay for good.
+            Err(why) => {
+                metrics::counter!("worker_outbox_malformed_total").increment(1);
+                tracing::error!(outbox_id = %row.id, why, "dropping a malformed outbox row");
+                Ok(())
+            }
+        }
     });
     for result in join_all(publishes).await {
         result?;
@@ -67,4 +160,21 @@ async fn relay_batch(db: &PgPool, publisher: &Publisher) -> Result<usize, SweepE
     tx.commit().await?;
     metrics::counter!("worker_outbox_published_total").increment(ids.len() as u64);
     Ok(ids.len())
+}
+
+enum Outgoing {
+    Event(EventKind),
+    Command(BookingCommand),
+}
+
+fn parse(topic: &str, kind: &str, payload: &serde_json::Value) -> Result<Outgoing, String> {
+    match topic {
+        COMMAND => serde_json::from_value(payload.clone())
+            .map(Outgoing::Command)
+            .map_err(|e| e.to_string()),
+        _ => kind
+            .parse()
+            .map(Outgoing::Event)
+            .map_err(|e: shared::names::UnknownName| e.to_string()),
+    }
 }

@@ -3,7 +3,7 @@
 use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use shared::domain::BookingStatus;
+use shared::domain::{BookingStatus, Reason};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -28,7 +28,7 @@ pub struct BookingSummary {
     pub id: Uuid,
     pub show_id: Uuid,
     pub status: BookingStatus,
-    pub reason: Option<String>,
+    pub reason: Option<Reason>,
     pub email: String,
     pub name: String,
     pub quantity: i32,
@@ -52,8 +52,8 @@ pub async fn list_bookings(
 ) -> Result<axum::Json<BookingList>, ApiError> {
     let bookings = sqlx::query_as!(
         BookingSummary,
-        r#"SELECT id, show_id, status AS "status: BookingStatus", reason, email, name, quantity,
-                  total_cents, created_at
+        r#"SELECT id, show_id, status AS "status: BookingStatus", reason AS "reason: Reason",
+                  email, name, quantity, total_cents, created_at
            FROM bookings
            WHERE ($1::uuid IS NULL OR show_id = $1)
              AND ($2::text IS NULL OR lower(email) = lower($2))

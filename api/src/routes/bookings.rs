@@ -13,7 +13,8 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use shared::domain::{BookingStatus, ShowKind};
+use shared::domain::{BookingStatus, Reason, ShowKind};
+use shared::lifecycle::{transition, CommandKind, Transition};
 use shared::messages::BookingCommand;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -59,8 +60,8 @@ pub struct BookingView {
     pub id: Uuid,
     pub show_id: Uuid,
     pub status: BookingStatus,
-    /// Why it was rejected, or why the last confirm failed.
-    pub reason: Option<String>,
+    /// Why it was rejected or ended, or why the last confirm failed.
+    pub reason: Option<Reason>,
     pub email: String,
     pub name: String,
     pub quantity: i32,
@@ -362,7 +363,7 @@ async fn withdraw(state: &AppState, id: Uuid) {
 
 pub(crate) async fn load_booking(state: &AppState, id: Uuid) -> Result<BookingView, ApiError> {
     let b = sqlx::query!(
-        r#"SELECT id, show_id, status AS "status: BookingStatus", reason, email, name, quantity,
+        r#"SELECT id, show_id, status AS "status: BookingStatus", reason AS "reason: Reason", email, name, quantity,
                   total_cents, hold_expires_at, created_at, updated_at
            FROM bookings WHERE id = $1"#,
         id
@@ -421,6 +422,15 @@ pub async fn get_booking(
     load_booking(&state, id).await.map(axum::Json)
 }
 
+/// Whether `command` may be queued for a booking that is `status`: the
+/// lifecycle's refusals are `409`s with their code.
+fn admit(status: BookingStatus, command: CommandKind) -> Result<Transition, ApiError> {
+    transition(status, command).map_err(|refusal| ApiError::Conflict {
+        code: refusal.code(),
+        detail: format!("{refusal}; this one is {status}"),
+    })
+}
+
 /// Confirm a held booking with a payment token. The payment is taken by the
 /// worker, in order with everything else for the show; poll for the outcome.
 #[utoipa::path(post, path = "/v1/bookings/{id}/confirm", tag = "bookings", request_body = ConfirmRequest,
@@ -442,18 +452,8 @@ pub async fn confirm_booking(
         ));
     }
     let view = load_booking(&state, id).await?;
-    match view.status {
-        BookingStatus::Confirmed => return Ok(axum::Json(view).into_response()),
-        BookingStatus::Held => {}
-        other => {
-            return Err(ApiError::Conflict {
-                code: "booking_not_held",
-                detail: format!(
-                    "only a held booking can be confirmed; this one is {}",
-                    other.as_str()
-                ),
-            })
-        }
+    if admit(view.status, CommandKind::Confirm)? == Transition::AlreadyDone {
+        return Ok(axum::Json(view).into_response());
     }
     let command = BookingCommand::Confirm {
         booking_id: id,
@@ -476,15 +476,8 @@ pub async fn cancel_booking(
     Path(id): Path<Uuid>,
 ) -> Result<Response, ApiError> {
     let view = load_booking(&state, id).await?;
-    match view.status {
-        BookingStatus::Cancelled => return Ok(axum::Json(view).into_response()),
-        BookingStatus::Queued | BookingStatus::Held | BookingStatus::Confirmed => {}
-        other => {
-            return Err(ApiError::Conflict {
-                code: "booking_not_cancellable",
-                detail: format!("a booking that is {} cannot be cancelled", other.as_str()),
-            })
-        }
+    if admit(view.status, CommandKind::Cancel)? == Transition::AlreadyDone {
+        return Ok(axum::Json(view).into_response());
     }
     let command = BookingCommand::Cancel {
         booking_id: id,

@@ -143,7 +143,7 @@ async fn publish(
             "x-booking-id",
             &command.booking_id().to_string(),
         );
-        shared::amqp::header(&mut headers, "x-command", command.name());
+        shared::amqp::header(&mut headers, "x-command", command.kind().as_str());
         let properties = BasicProperties::default()
             .with_delivery_mode(2)
             .with_content_type("application/json".into())

@@ -6,23 +6,24 @@
 //! the rows it writes (the outbox relay would publish its events, the
 //! requeue sweep would republish its queued bookings). Each client decides
 //! general-admission bookings of a show of its own, so clients never
-//! conflict: this is the ceiling, not a contention test. The statements are
-//! those of the worker's `hold_batch` (`worker/src/decide.rs`) for a
-//! general-admission show: read the bookings and the show, version-checked
-//! update of the show's counters, version-checked update of the bookings,
-//! audit rows, seat labels (none for general admission), outbox events with
-//! the same JSON snapshot; one commit.
+//! conflict: this is the ceiling, not a contention test. It runs the worker's
+//! own load, decide and write (`worker::writer::decide_in`) for a
+//! general-admission show: read the show and the bookings, version-checked
+//! update of the show's counters and of the bookings, audit rows, outbox
+//! events; one commit.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use serde::Serialize;
 use shared::domain::BookingStatus;
-use shared::messages::{BookingEvent, BookingSnapshot, EventKind};
 use sqlx::postgres::PgPoolOptions;
-use sqlx::{Connection, PgConnection, PgPool, Row};
+use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
+use worker::decide::{Command, Rules, Verdict};
+use worker::error::DecideError;
+use worker::writer;
 
 use crate::stats::per_second;
 
@@ -185,138 +186,29 @@ async fn client(
     Ok((commits, decided, conflicts, Instant::now()))
 }
 
-/// One deciding transaction: every booking of the run is held. Returns
-/// `false` (rolled back) if a version check failed.
+/// One deciding transaction, the worker's own (`worker::writer`): every
+/// booking of the run is held. Returns `false` (rolled back) if a version
+/// check failed.
 async fn decide(conn: &mut PgConnection, show_id: Uuid, ids: &[Uuid]) -> anyhow::Result<bool> {
+    let commands: Vec<Command> = ids.iter().copied().map(Command::Request).collect();
+    let rules = Rules {
+        now: Utc::now(),
+        hold: chrono::Duration::minutes(5),
+    };
     let mut tx = conn.begin().await?;
-    let bookings = sqlx::query(
-        "SELECT id, show_id, status, quantity, version, email, name, total_cents, hold_expires_at, payment_ref
-         FROM bookings WHERE id = ANY($1)",
-    )
-    .bind(ids)
-    .fetch_all(&mut *tx)
-    .await?;
-    let show = sqlx::query(
-        "SELECT id, name, venue, starts_at, kind, capacity, held, booked, version FROM shows WHERE id = $1",
-    )
-    .bind(show_id)
-    .fetch_one(&mut *tx)
-    .await?;
-    if bookings.len() != ids.len() {
-        bail!("prepared bookings are missing");
-    }
-    let quantity: i32 = bookings.iter().map(|b| b.get::<i32, _>("quantity")).sum();
-    let available =
-        show.get::<i32, _>("capacity") - show.get::<i32, _>("held") - show.get::<i32, _>("booked");
-    if available < quantity {
-        bail!("the benchmark show is sold out");
-    }
-    let updated = sqlx::query(
-        "UPDATE shows SET held = held + $3, booked = booked + $4, version = version + 1
-         WHERE id = $1 AND version = $2",
-    )
-    .bind(show_id)
-    .bind(show.get::<i64, _>("version"))
-    .bind(quantity)
-    .bind(0_i32)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if updated != 1 {
-        return Ok(false);
-    }
-
-    let expires = Utc::now() + chrono::Duration::minutes(5);
-    let versions: Vec<i64> = bookings.iter().map(|b| b.get("version")).collect();
-    let booking_ids: Vec<Uuid> = bookings.iter().map(|b| b.get("id")).collect();
-    let statuses = vec!["held"; ids.len()];
-    let reasons: Vec<Option<&str>> = vec![None; ids.len()];
-    let expiries: Vec<Option<DateTime<Utc>>> = vec![Some(expires); ids.len()];
-    let updated = sqlx::query(
-        "UPDATE bookings SET status = t.status, reason = t.reason, hold_expires_at = t.expires,
-                dead_lettered_at = NULL, version = bookings.version + 1, updated_at = now()
-         FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::timestamptz[])
-              AS t(id, version, status, reason, expires)
-         WHERE bookings.id = t.id AND bookings.version = t.version",
-    )
-    .bind(&booking_ids)
-    .bind(&versions)
-    .bind(&statuses)
-    .bind(&reasons)
-    .bind(&expiries)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if updated != ids.len() as u64 {
-        return Ok(false);
-    }
-    sqlx::query(
-        "INSERT INTO booking_audit (booking_id, show_id, from_status, to_status, reason, actor)
-         SELECT t.id, $2, 'queued', t.status, t.reason, $5
-         FROM unnest($1::uuid[], $3::text[], $4::text[]) AS t(id, status, reason)",
-    )
-    .bind(&booking_ids)
-    .bind(show_id)
-    .bind(&statuses)
-    .bind(&reasons)
-    .bind(ACTOR)
-    .execute(&mut *tx)
-    .await?;
-    // The worker reads the seat labels for the event snapshots; a general
-    // admission booking has none, but the query runs all the same.
-    sqlx::query(
-        "SELECT bs.booking_id, sec.name AS section, s.row_label AS row, s.number, s.price_cents
-         FROM booking_seats bs
-         JOIN seats s ON s.id = bs.seat_id
-         JOIN sections sec ON sec.id = s.section_id
-         WHERE bs.booking_id = ANY($1) ORDER BY sec.position, s.row_label, s.number",
-    )
-    .bind(&booking_ids)
-    .fetch_all(&mut *tx)
-    .await?;
-
-    let events: Vec<BookingEvent> = bookings
+    let decided = match writer::decide_in(&mut tx, show_id, &commands, &rules, ACTOR).await {
+        Ok(decided) => decided,
+        Err(DecideError::Conflict(_)) => return Ok(false),
+        Err(err) => return Err(err.into()),
+    };
+    let held = decided
+        .verdicts
         .iter()
-        .map(|b| BookingEvent {
-            event_id: Uuid::now_v7(),
-            kind: EventKind::Held,
-            occurred_at: Utc::now(),
-            booking: BookingSnapshot {
-                id: b.get("id"),
-                show_id,
-                show_name: show.get("name"),
-                venue: show.get("venue"),
-                starts_at: show.get("starts_at"),
-                email: b.get("email"),
-                name: b.get("name"),
-                status: BookingStatus::Held,
-                reason: None,
-                quantity: b.get("quantity"),
-                seats: Vec::new(),
-                total_cents: b.get("total_cents"),
-                hold_expires_at: Some(expires),
-                tickets: Vec::new(),
-            },
-        })
-        .collect();
-    let event_ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
-    let shows = vec![show_id; events.len()];
-    let kinds = vec![EventKind::Held.as_str(); events.len()];
-    let payloads = events
-        .iter()
-        .map(serde_json::to_value)
-        .collect::<Result<Vec<_>, _>>()?;
-    sqlx::query(
-        "INSERT INTO outbox (id, show_id, booking_id, kind, payload)
-         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::jsonb[])",
-    )
-    .bind(&event_ids)
-    .bind(&shows)
-    .bind(&booking_ids)
-    .bind(&kinds)
-    .bind(&payloads)
-    .execute(&mut *tx)
-    .await?;
+        .filter(|v| matches!(v, Verdict::Applied(d) if d.to == BookingStatus::Held))
+        .count();
+    if held != ids.len() {
+        bail!("the benchmark show is sold out or its bookings are missing");
+    }
     tx.commit().await?;
     Ok(true)
 }

@@ -1,17 +1,15 @@
 //! Reminder emails, `REMINDER_LEAD_SECONDS` before a show starts.
 //!
-//! Every few seconds one notifier (the holder of a transaction-scoped
+//! Every few seconds one worker (the holder of a transaction-scoped
 //! advisory lock) finds confirmed bookings of shows starting within the
-//! lead that have no reminder yet, records them in `reminders` and publishes
-//! a `booking.reminder` event for each — in that transaction, so a failed
-//! publish records nothing and the next sweep tries again. The email then
-//! goes the same deduplicated way as every other: through `notifier.emails`.
+//! lead that have no reminder yet, records them in `reminders` and writes a
+//! `booking.reminder` event for each to the outbox, in one transaction. The
+//! relay publishes them, and the email goes the same deduplicated way as
+//! every other: through `notifier.emails`.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use futures::future::join_all;
-use shared::amqp::Publisher;
 use shared::domain::BookingStatus;
 use shared::messages::{BookingEvent, BookingSnapshot, EventKind, SeatLabel};
 use shared::sweep::SweepError;
@@ -20,15 +18,14 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::outbox;
+
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
-/// Advisory lock key: only one notifier sweeps at a time.
+/// Advisory lock key: only one worker sweeps at a time.
 const SWEEP_LOCK: i64 = 0x626b_726d_6e64; // "bkrmnd"
 
-pub async fn run(db: PgPool, publisher: &Publisher, lead: Duration, cancel: CancellationToken) {
-    shared::sweep::every("reminders", SWEEP_EVERY, cancel, || {
-        sweep(&db, publisher, lead)
-    })
-    .await;
+pub async fn run(db: PgPool, lead: Duration, cancel: CancellationToken) {
+    shared::sweep::every("reminders", SWEEP_EVERY, cancel, || sweep(&db, lead)).await;
 }
 
 struct Due {
@@ -45,7 +42,7 @@ struct Due {
     tickets: Vec<String>,
 }
 
-async fn sweep(db: &PgPool, publisher: &Publisher, lead: Duration) -> Result<usize, SweepError> {
+async fn sweep(db: &PgPool, lead: Duration) -> Result<usize, SweepError> {
     let mut tx = db.begin().await?;
     let mine = sqlx::query_scalar!("SELECT pg_try_advisory_xact_lock($1)", SWEEP_LOCK)
         .fetch_one(&mut *tx)
@@ -85,20 +82,7 @@ async fn sweep(db: &PgPool, publisher: &Publisher, lead: Duration) -> Result<usi
     .execute(&mut *tx)
     .await?;
     let events: Vec<BookingEvent> = due.into_iter().map(reminder).collect();
-    let publishes = events.iter().map(|event| async move {
-        let payload = serde_json::to_vec(event).expect("events serialize");
-        publisher
-            .send_event(
-                event.event_id,
-                event.booking.id,
-                event.kind.as_str(),
-                &payload,
-            )
-            .await
-    });
-    for published in join_all(publishes).await {
-        published?;
-    }
+    outbox::insert_events(&mut tx, &events).await?;
     tx.commit().await?;
     Ok(ids.len())
 }

@@ -1,0 +1,444 @@
+//! The decision rules, without any I/O: examples first, then properties
+//! over random shows and random runs of commands.
+
+use std::collections::HashMap;
+
+use chrono::{TimeZone, Utc};
+use proptest::prelude::*;
+use shared::domain::{SeatStatus, ShowKind};
+use shared::lifecycle::{transition, BookingStatus, CommandKind, Reason, Refusal};
+use uuid::Uuid;
+
+use super::*;
+
+fn rules(hold_seconds: i64) -> Rules {
+    Rules {
+        now: Utc.with_ymd_and_hms(2030, 6, 1, 18, 0, 0).unwrap(),
+        hold: chrono::Duration::seconds(hold_seconds),
+    }
+}
+
+fn id(n: u128) -> Uuid {
+    Uuid::from_u128(n)
+}
+
+const SHOW: Uuid = Uuid::from_u128(0xdead);
+
+fn ga(capacity: i32, quantities: &[i32]) -> State {
+    State {
+        show_id: SHOW,
+        show: Show {
+            kind: ShowKind::GeneralAdmission,
+            capacity,
+            held: 0,
+            booked: 0,
+        },
+        seats: HashMap::new(),
+        bookings: quantities
+            .iter()
+            .enumerate()
+            .map(|(i, &quantity)| (id(i as u128 + 1), queued(quantity, Vec::new())))
+            .collect(),
+    }
+}
+
+/// A seated show with `seats` seats (ids 1000..), and bookings asking for
+/// the given seat numbers.
+fn seated(seats: u128, wants: &[&[u128]]) -> State {
+    State {
+        show_id: SHOW,
+        show: Show {
+            kind: ShowKind::Seated,
+            capacity: seats as i32,
+            held: 0,
+            booked: 0,
+        },
+        seats: (0..seats)
+            .map(|n| {
+                let seat = Seat {
+                    status: SeatStatus::Available,
+                    owner: None,
+                };
+                (id(1000 + n), seat)
+            })
+            .collect(),
+        bookings: wants
+            .iter()
+            .enumerate()
+            .map(|(i, seats)| {
+                let seats: Vec<Uuid> = seats.iter().map(|n| id(1000 + n)).collect();
+                (id(i as u128 + 1), queued(seats.len() as i32, seats))
+            })
+            .collect(),
+    }
+}
+
+fn queued(quantity: i32, seats: Vec<Uuid>) -> Booking {
+    Booking {
+        show_id: SHOW,
+        status: BookingStatus::Queued,
+        reason: None,
+        quantity,
+        seats,
+        hold_expires_at: None,
+        payment_ref: None,
+    }
+}
+
+fn approved(reference: &str) -> Option<Charge> {
+    Some(Charge::Approved {
+        reference: reference.into(),
+    })
+}
+
+fn statuses(state: &State, n: u128) -> Vec<BookingStatus> {
+    (1..=n).map(|i| state.bookings[&id(i)].status).collect()
+}
+
+#[test]
+fn requests_are_held_in_order_until_the_show_is_sold_out() {
+    let mut state = ga(5, &[2, 2, 2, 1]);
+    let run: Vec<Command> = (1..=4).map(|i| Command::Request(id(i))).collect();
+    let decided = decide(&mut state, &run, &rules(300));
+    use BookingStatus::*;
+    assert_eq!(statuses(&state, 4), [Held, Held, Rejected, Held]);
+    assert_eq!(state.bookings[&id(3)].reason, Some(Reason::SoldOut));
+    assert_eq!(state.show.held, 5);
+    let expires = rules(300).now + chrono::Duration::seconds(300);
+    assert_eq!(state.bookings[&id(1)].hold_expires_at, Some(expires));
+    assert!(decided.refunds.is_empty());
+}
+
+#[test]
+fn a_seat_goes_to_the_first_request_that_asks_for_it() {
+    let mut state = seated(4, &[&[0, 1], &[1, 2], &[2, 3]]);
+    let run: Vec<Command> = (1..=3).map(|i| Command::Request(id(i))).collect();
+    decide(&mut state, &run, &rules(300));
+    use BookingStatus::*;
+    assert_eq!(statuses(&state, 3), [Held, Rejected, Held]);
+    assert_eq!(
+        state.bookings[&id(2)].reason,
+        Some(Reason::SeatsUnavailable)
+    );
+    assert_eq!(state.seats[&id(1001)].owner, Some(id(1)));
+    assert_eq!(state.seats[&id(1002)].owner, Some(id(3)));
+}
+
+#[test]
+fn a_redelivered_request_changes_nothing() {
+    let mut state = ga(5, &[2]);
+    decide(&mut state, &[Command::Request(id(1))], &rules(300));
+    let before = state.clone();
+    let again = decide(&mut state, &[Command::Request(id(1))], &rules(300));
+    assert_eq!(
+        again.verdicts,
+        [Verdict::Skipped(Skip::Refused(Refusal::AlreadyDecided))]
+    );
+    assert_eq!(state, before);
+}
+
+#[test]
+fn an_approved_confirm_books_the_seats_and_issues_tickets() {
+    let mut state = seated(2, &[&[0, 1]]);
+    let run = [
+        Command::Request(id(1)),
+        Command::Confirm {
+            booking: id(1),
+            charge: approved("ch_1"),
+        },
+    ];
+    let decided = decide(&mut state, &run, &rules(300));
+    let Verdict::Applied(confirmed) = &decided.verdicts[1] else {
+        panic!("{decided:?}")
+    };
+    assert_eq!(confirmed.to, BookingStatus::Confirmed);
+    assert!(confirmed.issue_tickets);
+    assert_eq!((state.show.held, state.show.booked), (0, 2));
+    assert_eq!(state.seats[&id(1000)].status, SeatStatus::Booked);
+    assert_eq!(state.bookings[&id(1)].payment_ref.as_deref(), Some("ch_1"));
+}
+
+#[test]
+fn a_declined_payment_keeps_the_hold_with_its_reason() {
+    let mut state = ga(5, &[2]);
+    let run = [
+        Command::Request(id(1)),
+        Command::Confirm {
+            booking: id(1),
+            charge: Some(Charge::Declined),
+        },
+    ];
+    decide(&mut state, &run, &rules(300));
+    let booking = &state.bookings[&id(1)];
+    assert_eq!(booking.status, BookingStatus::Held);
+    assert_eq!(booking.reason, Some(Reason::PaymentDeclined));
+    assert!(booking.hold_expires_at.is_some());
+    assert_eq!(state.show.held, 2);
+}
+
+#[test]
+fn a_confirm_after_the_hold_ran_out_expires_it_and_refunds_the_charge() {
+    let mut state = ga(5, &[2]);
+    let run = [
+        Command::Request(id(1)),
+        Command::Confirm {
+            booking: id(1),
+            charge: approved("ch_late"),
+        },
+    ];
+    let decided = decide(&mut state, &run, &rules(0));
+    assert_eq!(state.bookings[&id(1)].status, BookingStatus::Expired);
+    assert_eq!(decided.refunds, ["ch_late"]);
+    assert_eq!(state.show.held, 0);
+}
+
+#[test]
+fn cancelling_a_paid_booking_returns_its_tickets_and_refunds_it() {
+    let mut state = ga(5, &[3]);
+    let run = [
+        Command::Request(id(1)),
+        Command::Confirm {
+            booking: id(1),
+            charge: approved("ch_9"),
+        },
+        Command::Cancel(id(1)),
+    ];
+    let decided = decide(&mut state, &run, &rules(300));
+    assert_eq!(state.bookings[&id(1)].status, BookingStatus::Cancelled);
+    assert_eq!(
+        state.bookings[&id(1)].reason,
+        Some(Reason::CancelledByCustomer)
+    );
+    assert_eq!((state.show.held, state.show.booked), (0, 0));
+    assert_eq!(decided.refunds, ["ch_9"]);
+}
+
+#[test]
+fn a_repeated_confirm_neither_charges_again_nor_refunds_the_sale() {
+    let mut state = ga(5, &[1]);
+    let confirm = Command::Confirm {
+        booking: id(1),
+        charge: approved("ch_1"),
+    };
+    let run = [Command::Request(id(1)), confirm.clone(), confirm];
+    let decided = decide(&mut state, &run, &rules(300));
+    assert_eq!(decided.verdicts[2], Verdict::Skipped(Skip::AlreadyDone));
+    assert!(decided.refunds.is_empty());
+}
+
+#[test]
+fn an_expiry_before_the_hold_is_due_is_skipped() {
+    let mut state = ga(5, &[1]);
+    let run = [Command::Request(id(1)), Command::Expire(id(1))];
+    let decided = decide(&mut state, &run, &rules(300));
+    assert_eq!(decided.verdicts[1], Verdict::Skipped(Skip::HoldNotDue));
+    assert_eq!(state.bookings[&id(1)].status, BookingStatus::Held);
+}
+
+#[test]
+fn a_cancelled_queued_booking_releases_nothing_it_did_not_hold() {
+    let mut state = seated(2, &[&[0], &[0]]);
+    let run = [Command::Request(id(1)), Command::Cancel(id(2))];
+    decide(&mut state, &run, &rules(300));
+    assert_eq!(state.bookings[&id(2)].status, BookingStatus::Cancelled);
+    assert_eq!(state.seats[&id(1000)].owner, Some(id(1)));
+    assert_eq!(state.show.held, 1);
+}
+
+#[test]
+fn commands_for_unknown_or_foreign_bookings_are_skipped() {
+    let mut state = ga(5, &[1]);
+    state.bookings.get_mut(&id(1)).unwrap().show_id = id(7);
+    let run = [Command::Request(id(1)), Command::Cancel(id(99))];
+    let decided = decide(&mut state, &run, &rules(300));
+    assert_eq!(
+        decided.verdicts,
+        [
+            Verdict::Skipped(Skip::Misrouted),
+            Verdict::Skipped(Skip::Unknown)
+        ]
+    );
+}
+
+// Properties over random runs.
+
+/// A random show with random bookings, and a random run over them.
+#[derive(Debug, Clone)]
+struct Case {
+    state: State,
+    run: Vec<Command>,
+    hold_seconds: i64,
+}
+
+fn command(bookings: u128) -> impl Strategy<Value = Command> {
+    let booking = (1..=bookings).prop_map(id);
+    (0..8u8, booking, 0..3u8).prop_map(|(kind, booking, charge)| match kind {
+        0..=3 => Command::Request(booking),
+        4 => Command::Confirm {
+            booking,
+            charge: match charge {
+                0 => None,
+                1 => Some(Charge::Declined),
+                _ => approved(&format!("ch_{}", booking.as_u128())),
+            },
+        },
+        5 | 6 => Command::Cancel(booking),
+        _ => Command::Expire(booking),
+    })
+}
+
+fn case() -> impl Strategy<Value = Case> {
+    let ga_case = (1..30i32, prop::collection::vec(1..5i32, 1..12))
+        .prop_map(|(capacity, qs)| ga(capacity, &qs));
+    let seated_case = (1..12u128)
+        .prop_flat_map(|seats| {
+            let wants = prop::collection::vec(
+                prop::collection::btree_set(0..seats, 1..=(seats.min(3) as usize)),
+                1..12,
+            );
+            (Just(seats), wants)
+        })
+        .prop_map(|(seats, wants)| {
+            let wants: Vec<Vec<u128>> =
+                wants.into_iter().map(|w| w.into_iter().collect()).collect();
+            let refs: Vec<&[u128]> = wants.iter().map(Vec::as_slice).collect();
+            seated(seats, &refs)
+        });
+    prop_oneof![ga_case, seated_case].prop_flat_map(|state| {
+        let bookings = state.bookings.len() as u128;
+        (
+            Just(state),
+            prop::collection::vec(command(bookings), 0..40),
+            prop_oneof![Just(0i64), Just(300i64)],
+        )
+            .prop_map(|(state, run, hold_seconds)| Case {
+                state,
+                run,
+                hold_seconds,
+            })
+    })
+}
+
+/// The counters, seats and bookings agree, and nothing is oversold.
+fn assert_consistent(state: &State) {
+    let show = &state.show;
+    assert!(show.held >= 0 && show.booked >= 0, "{show:?}");
+    assert!(
+        show.held + show.booked <= show.capacity,
+        "oversold: {show:?}"
+    );
+    let sum = |status| -> i32 {
+        state
+            .bookings
+            .values()
+            .filter(|b| b.status == status)
+            .map(|b| b.quantity)
+            .sum()
+    };
+    assert_eq!(show.held, sum(BookingStatus::Held));
+    assert_eq!(show.booked, sum(BookingStatus::Confirmed));
+    for (seat_id, seat) in &state.seats {
+        match seat.owner {
+            None => assert_eq!(seat.status, SeatStatus::Available),
+            Some(owner) => {
+                let booking = &state.bookings[&owner];
+                let expected = match booking.status {
+                    BookingStatus::Held => SeatStatus::Held,
+                    BookingStatus::Confirmed => SeatStatus::Booked,
+                    other => panic!("seat owned by a {other} booking"),
+                };
+                assert_eq!(seat.status, expected);
+                assert!(booking.seats.contains(seat_id));
+            }
+        }
+    }
+    // A seat is never in two live bookings: every live booking owns all
+    // the seats it asked for, and a seat has one owner.
+    for (booking_id, booking) in &state.bookings {
+        if matches!(
+            booking.status,
+            BookingStatus::Held | BookingStatus::Confirmed
+        ) {
+            for seat in &booking.seats {
+                assert_eq!(state.seats[seat].owner, Some(*booking_id));
+            }
+        }
+    }
+}
+
+proptest! {
+    #[test]
+    fn no_run_oversells_or_leaves_seats_and_counters_disagreeing(case in case()) {
+        let mut state = case.state;
+        for command in &case.run {
+            decide(&mut state, std::slice::from_ref(command), &rules(case.hold_seconds));
+            assert_consistent(&state);
+        }
+    }
+
+    #[test]
+    fn the_same_run_decided_twice_gives_the_same_result(case in case()) {
+        let rules = rules(case.hold_seconds);
+        let (mut a, mut b) = (case.state.clone(), case.state);
+        prop_assert_eq!(decide(&mut a, &case.run, &rules), decide(&mut b, &case.run, &rules));
+        prop_assert_eq!(a, b);
+    }
+
+    #[test]
+    fn deciding_a_run_at_once_equals_deciding_it_one_by_one(case in case()) {
+        let rules = rules(case.hold_seconds);
+        let (mut whole, mut single) = (case.state.clone(), case.state);
+        let at_once = decide(&mut whole, &case.run, &rules);
+        let mut one_by_one = Decided::default();
+        for command in &case.run {
+            let d = decide(&mut single, std::slice::from_ref(command), &rules);
+            one_by_one.verdicts.extend(d.verdicts);
+            one_by_one.refunds.extend(d.refunds);
+        }
+        prop_assert_eq!(at_once, one_by_one);
+        prop_assert_eq!(whole, single);
+    }
+
+    #[test]
+    fn every_decision_is_a_move_the_lifecycle_allows(case in case()) {
+        let mut state = case.state;
+        let decided = decide(&mut state, &case.run, &rules(case.hold_seconds));
+        for verdict in &decided.verdicts {
+            if let Verdict::Applied(d) = verdict {
+                let allowed = transition(d.from, d.command)
+                    .is_ok_and(|t| t.targets(d.from).contains(&d.to));
+                prop_assert!(allowed, "{:?}", d);
+            }
+        }
+    }
+
+    #[test]
+    fn a_later_request_never_gets_what_an_earlier_one_was_refused(case in case()) {
+        let mut state = case.state;
+        let decided = decide(&mut state, &case.run, &rules(case.hold_seconds));
+        // What each request asked for: a quantity, or a set of seats.
+        let ask = |booking: Uuid| {
+            let b = &state.bookings[&booking];
+            let mut seats = b.seats.clone();
+            seats.sort();
+            (b.quantity, seats)
+        };
+        let mut refused: Vec<(i32, Vec<Uuid>)> = Vec::new();
+        for verdict in &decided.verdicts {
+            let Verdict::Applied(d) = verdict else { continue };
+            match (d.command, d.to) {
+                (CommandKind::Request, BookingStatus::Rejected) => refused.push(ask(d.booking)),
+                (CommandKind::Request, BookingStatus::Held) => {
+                    prop_assert!(!refused.contains(&ask(d.booking)), "inversion at {:?}", d);
+                }
+                // Tickets back on sale: earlier refusals no longer bind.
+                (_, BookingStatus::Cancelled | BookingStatus::Expired)
+                    if matches!(d.from, BookingStatus::Held | BookingStatus::Confirmed) =>
+                {
+                    refused.clear();
+                }
+                _ => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! Runs the decision for a run of one show's commands: charges confirms
+//! (outside any transaction: a gateway call must not hold row locks), then
+//! loads, decides and writes in one transaction ([`crate::writer`]), commits,
+//! and refunds what the run says to refund.
+
+use shared::lifecycle::{transition, CommandKind, EventKind, Transition};
+use shared::messages::BookingCommand;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::decide::{Command, Rules, Skip, Verdict};
+use crate::error::DecideError;
+use crate::payment::{Charge, PaymentGateway};
+use crate::writer;
+
+/// What a command did, for the consumer's metrics and logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The booking moved; this is the event it produced.
+    Applied(EventKind),
+    /// Nothing to do: a redelivery, or a command that no longer applies.
+    Skipped(Skip),
+}
+
+pub struct Decider<G> {
+    db: PgPool,
+    gateway: G,
+    hold: chrono::Duration,
+    /// This worker's name in the audit trail.
+    actor: String,
+}
+
+impl<G: PaymentGateway> Decider<G> {
+    pub fn new(db: PgPool, gateway: G, hold: std::time::Duration, actor: String) -> Self {
+        let hold = chrono::Duration::from_std(hold).expect("hold duration fits");
+        Self {
+            db,
+            gateway,
+            hold,
+            actor,
+        }
+    }
+
+    /// Decides `commands` (all for `show_id`, in the order accepted) in one
+    /// transaction. Safe to call again with the same commands: a redelivery
+    /// finds its bookings moved on and is skipped.
+    pub async fn decide(
+        &self,
+        show_id: Uuid,
+        commands: &[BookingCommand],
+    ) -> Result<Vec<Outcome>, DecideError> {
+        let mut run = Vec::with_capacity(commands.len());
+        for command in commands {
+            run.push(self.prepare(command).await?);
+        }
+        let rules = Rules {
+            now: chrono::Utc::now(),
+            hold: self.hold,
+        };
+        let mut tx = self.db.begin().await?;
+        let decided = writer::decide_in(&mut tx, show_id, &run, &rules, &self.actor).await?;
+        tx.commit().await?;
+        for reference in &decided.refunds {
+            // After the commit. A failure here is logged, not retried: the
+            // decision stands (refunds that survive crashes are issue 8's).
+            if let Err(err) = self.gateway.refund(reference).await {
+                metrics::counter!("worker_refunds_failed_total").increment(1);
+                tracing::error!(error = %err, reference, "refund failed");
+            }
+        }
+        Ok(decided
+            .verdicts
+            .into_iter()
+            .map(|verdict| match verdict {
+                Verdict::Applied(d) => Outcome::Applied(d.event),
+                Verdict::Skipped(why) => Outcome::Skipped(why),
+            })
+            .collect())
+    }
+
+    /// See [`writer::mark_dead_lettered`].
+    pub async fn mark_dead_lettered(&self, booking_id: Uuid) -> Result<(), sqlx::Error> {
+        writer::mark_dead_lettered(&self.db, booking_id).await
+    }
+
+    /// The core's view of a command; a confirm of a booking that can be
+    /// confirmed is charged here (idempotently per booking, so a retry after
+    /// a conflict or a crash charges once).
+    async fn prepare(&self, command: &BookingCommand) -> Result<Command, DecideError> {
+        Ok(match command {
+            BookingCommand::Request { booking_id, .. } => Command::Request(*booking_id),
+            BookingCommand::Cancel { booking_id, .. } => Command::Cancel(*booking_id),
+            BookingCommand::Expire { booking_id, .. } => Command::Expire(*booking_id),
+            BookingCommand::Confirm {
+                booking_id,
+                payment_token,
+                ..
+            } => Command::Confirm {
+                booking: *booking_id,
+                charge: self.charge(*booking_id, payment_token).await?,
+            },
+        })
+    }
+
+    async fn charge(&self, booking_id: Uuid, token: &str) -> Result<Option<Charge>, DecideError> {
+        let Some(booking) = sqlx::query!(
+            r#"SELECT status AS "status: shared::domain::BookingStatus", total_cents,
+                      hold_expires_at <= now() AS "due?"
+               FROM bookings WHERE id = $1"#,
+            booking_id
+        )
+        .fetch_optional(&self.db)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let chargeable = transition(booking.status, CommandKind::Confirm) == Ok(Transition::Charge)
+            && booking.due != Some(true);
+        if !chargeable {
+            return Ok(None);
+        }
+        let charge = self
+            .gateway
+            .charge(booking_id, booking.total_cents.unwrap_or(0), token)
+            .await?;
+        Ok(Some(charge))
+    }
+}

@@ -1,0 +1,17 @@
+//! The booking worker: decides booking commands per show, relays the outbox,
+//! expires holds, queues reminders and recovers requests an API crash left
+//! unpublished. A library (so the benchmark runs the real statements) with
+//! a thin `main`.
+
+pub mod claims;
+pub mod consumer;
+pub mod decide;
+pub mod decider;
+pub mod error;
+pub mod expiry;
+pub mod outbox;
+pub mod payment;
+pub mod reminders;
+pub mod replay;
+pub mod requeue;
+pub mod writer;

@@ -1,0 +1,457 @@
+//! The one writer: reads what a run of commands for one show needs, lets
+//! the decision core ([`crate::decide`]) decide it, and persists 1..N
+//! decisions of every kind (request, confirm, cancel, expire) inside the
+//! caller's transaction: one version-checked statement per table (seats,
+//! show counters, bookings), the audit rows, the tickets and one outbox
+//! event per decision. Zero or too few rows updated means someone changed a
+//! row since it was read: a [`DecideError::Conflict`] that rolls the whole
+//! run back for a retry.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use rand::Rng;
+use shared::domain::{BookingStatus, Reason, SeatStatus, ShowKind};
+use shared::messages::{BookingEvent, BookingSnapshot, SeatLabel};
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use crate::decide::{self, Booking, Command, Decided, Decision, Rules, Seat, Show, State, Verdict};
+use crate::error::DecideError;
+use crate::outbox;
+
+/// Who expired a hold, for the audit trail (otherwise the worker's name).
+const EXPIRY_ACTOR: &str = "expiry-sweeper";
+
+/// Loads the state of `show_id` and of the bookings `commands` name,
+/// decides the run and writes the decisions, all in `conn`'s transaction.
+/// The caller commits (or rolls back on an error).
+pub async fn decide_in(
+    conn: &mut PgConnection,
+    show_id: Uuid,
+    commands: &[Command],
+    rules: &Rules,
+    actor: &str,
+) -> Result<Decided, DecideError> {
+    let ids: Vec<Uuid> = commands.iter().map(Command::booking).collect();
+    let loaded = Loaded::read(conn, show_id, &ids).await?;
+    let mut state = loaded.state.clone();
+    let decided = decide::decide(&mut state, commands, rules);
+    if decided
+        .verdicts
+        .iter()
+        .any(|v| matches!(v, Verdict::Applied(_)))
+    {
+        loaded.write(conn, &state, &decided.verdicts, actor).await?;
+    }
+    Ok(decided)
+}
+
+/// Marks a booking whose request was dead-lettered, so the requeue sweep
+/// leaves it to the operator's replay instead of looping it.
+pub async fn mark_dead_lettered(db: &PgPool, booking_id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE bookings SET dead_lettered_at = now() WHERE id = $1 AND status = 'queued'",
+        booking_id
+    )
+    .execute(db)
+    .await
+    .map(drop)
+}
+
+/// The rows a run read: the core's state, plus what the writer needs to
+/// check versions and to describe bookings in their events.
+struct Loaded {
+    state: State,
+    show: ShowRow,
+    bookings: HashMap<Uuid, BookingRow>,
+    seats: HashMap<Uuid, SeatRow>,
+}
+
+struct ShowRow {
+    name: String,
+    venue: String,
+    starts_at: DateTime<Utc>,
+    version: i64,
+}
+
+struct BookingRow {
+    version: i64,
+    email: String,
+    name: String,
+    total_cents: Option<i64>,
+}
+
+struct SeatRow {
+    version: i64,
+    label: SeatLabel,
+}
+
+impl Loaded {
+    async fn read(
+        conn: &mut PgConnection,
+        show_id: Uuid,
+        booking_ids: &[Uuid],
+    ) -> Result<Self, sqlx::Error> {
+        let show = sqlx::query!(
+            r#"SELECT name, venue, starts_at, kind AS "kind: ShowKind", capacity, held, booked, version
+               FROM shows WHERE id = $1"#,
+            show_id
+        )
+        .fetch_one(&mut *conn)
+        .await?;
+        let mut state = State {
+            show_id,
+            show: Show {
+                kind: show.kind,
+                capacity: show.capacity,
+                held: show.held,
+                booked: show.booked,
+            },
+            seats: HashMap::new(),
+            bookings: HashMap::new(),
+        };
+        let mut bookings = HashMap::new();
+        for b in sqlx::query!(
+            r#"SELECT id, show_id, status AS "status: BookingStatus", reason AS "reason: Reason",
+                      quantity, version, email, name, total_cents, hold_expires_at, payment_ref
+               FROM bookings WHERE id = ANY($1)"#,
+            booking_ids
+        )
+        .fetch_all(&mut *conn)
+        .await?
+        {
+            state.bookings.insert(
+                b.id,
+                Booking {
+                    show_id: b.show_id,
+                    status: b.status,
+                    reason: b.reason,
+                    quantity: b.quantity,
+                    seats: Vec::new(),
+                    hold_expires_at: b.hold_expires_at,
+                    payment_ref: b.payment_ref,
+                },
+            );
+            bookings.insert(
+                b.id,
+                BookingRow {
+                    version: b.version,
+                    email: b.email,
+                    name: b.name,
+                    total_cents: b.total_cents,
+                },
+            );
+        }
+        let mut seats = HashMap::new();
+        if show.kind == ShowKind::Seated {
+            for s in sqlx::query!(
+                r#"SELECT bs.booking_id, s.id, s.status AS "status: SeatStatus", s.booking_id AS owner,
+                          s.version, sec.name AS section, s.row_label AS row, s.number, s.price_cents
+                   FROM booking_seats bs
+                   JOIN seats s ON s.id = bs.seat_id
+                   JOIN sections sec ON sec.id = s.section_id
+                   WHERE bs.booking_id = ANY($1)
+                   ORDER BY sec.position, s.row_label, s.number"#,
+                booking_ids
+            )
+            .fetch_all(&mut *conn)
+            .await?
+            {
+                if let Some(booking) = state.bookings.get_mut(&s.booking_id) {
+                    booking.seats.push(s.id);
+                }
+                state.seats.insert(
+                    s.id,
+                    Seat {
+                        status: s.status,
+                        owner: s.owner,
+                    },
+                );
+                seats.insert(
+                    s.id,
+                    SeatRow {
+                        version: s.version,
+                        label: SeatLabel {
+                            section: s.section,
+                            row: s.row,
+                            number: s.number,
+                            price_cents: s.price_cents,
+                        },
+                    },
+                );
+            }
+        }
+        Ok(Self {
+            state,
+            show: ShowRow {
+                name: show.name,
+                venue: show.venue,
+                starts_at: show.starts_at,
+                version: show.version,
+            },
+            bookings,
+            seats,
+        })
+    }
+
+    /// Writes the difference between what was read and `after`, plus the
+    /// audit rows, tickets and events of `verdicts`.
+    async fn write(
+        &self,
+        conn: &mut PgConnection,
+        after: &State,
+        verdicts: &[Verdict],
+        actor: &str,
+    ) -> Result<(), DecideError> {
+        let decisions: Vec<&Decision> = verdicts
+            .iter()
+            .filter_map(|v| match v {
+                Verdict::Applied(d) => Some(d),
+                Verdict::Skipped(_) => None,
+            })
+            .collect();
+        self.write_seats(conn, after).await?;
+        self.write_show(conn, after).await?;
+        self.write_bookings(conn, after, &decisions).await?;
+        write_audit(conn, after.show_id, &decisions, actor).await?;
+        let mut tickets = self.issue_tickets(conn, after, &decisions).await?;
+        let events: Vec<BookingEvent> = decisions
+            .iter()
+            .enumerate()
+            .map(|(i, d)| self.event(after, d, tickets.remove(&i).unwrap_or_default()))
+            .collect();
+        outbox::insert_events(conn, &events).await?;
+        Ok(())
+    }
+
+    async fn write_seats(&self, conn: &mut PgConnection, after: &State) -> Result<(), DecideError> {
+        let changed: Vec<(&Uuid, &Seat)> = after
+            .seats
+            .iter()
+            .filter(|(id, seat)| self.state.seats.get(id) != Some(seat))
+            .collect();
+        if changed.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<Uuid> = changed.iter().map(|(id, _)| **id).collect();
+        let versions: Vec<i64> = ids.iter().map(|id| self.seats[id].version).collect();
+        let statuses: Vec<&str> = changed.iter().map(|(_, s)| s.status.as_str()).collect();
+        let owners: Vec<Option<Uuid>> = changed.iter().map(|(_, s)| s.owner).collect();
+        let updated = sqlx::query!(
+            "UPDATE seats SET status = t.status, booking_id = t.owner, version = seats.version + 1
+             FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::uuid[]) AS t(id, version, status, owner)
+             WHERE seats.id = t.id AND seats.version = t.version",
+            &ids,
+            &versions,
+            &statuses as &[&str],
+            &owners as &[Option<Uuid>]
+        )
+        .execute(conn)
+        .await?
+        .rows_affected();
+        if updated != ids.len() as u64 {
+            return Err(DecideError::Conflict("seat"));
+        }
+        Ok(())
+    }
+
+    async fn write_show(&self, conn: &mut PgConnection, after: &State) -> Result<(), DecideError> {
+        let held = after.show.held - self.state.show.held;
+        let booked = after.show.booked - self.state.show.booked;
+        if held == 0 && booked == 0 {
+            return Ok(());
+        }
+        let updated = sqlx::query!(
+            "UPDATE shows SET held = held + $3, booked = booked + $4, version = version + 1
+             WHERE id = $1 AND version = $2",
+            after.show_id,
+            self.show.version,
+            held,
+            booked
+        )
+        .execute(conn)
+        .await?
+        .rows_affected();
+        if updated != 1 {
+            return Err(DecideError::Conflict("show"));
+        }
+        Ok(())
+    }
+
+    /// Each changed booking once, in its final state for the run.
+    async fn write_bookings(
+        &self,
+        conn: &mut PgConnection,
+        after: &State,
+        decisions: &[&Decision],
+    ) -> Result<(), DecideError> {
+        let mut ids: Vec<Uuid> = decisions.iter().map(|d| d.booking).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let finals: Vec<&Booking> = ids.iter().map(|id| &after.bookings[id]).collect();
+        let versions: Vec<i64> = ids.iter().map(|id| self.bookings[id].version).collect();
+        let statuses: Vec<&str> = finals.iter().map(|b| b.status.as_str()).collect();
+        let reasons: Vec<Option<&str>> = finals
+            .iter()
+            .map(|b| b.reason.map(Reason::as_str))
+            .collect();
+        let expiries: Vec<Option<DateTime<Utc>>> =
+            finals.iter().map(|b| b.hold_expires_at).collect();
+        let payments: Vec<Option<&str>> = finals.iter().map(|b| b.payment_ref.as_deref()).collect();
+        let updated = sqlx::query!(
+            "UPDATE bookings SET status = t.status, reason = t.reason, hold_expires_at = t.expires,
+                    payment_ref = t.payment_ref, dead_lettered_at = NULL,
+                    version = bookings.version + 1, updated_at = now()
+             FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::timestamptz[], $6::text[])
+                  AS t(id, version, status, reason, expires, payment_ref)
+             WHERE bookings.id = t.id AND bookings.version = t.version",
+            &ids,
+            &versions,
+            &statuses as &[&str],
+            &reasons as &[Option<&str>],
+            &expiries as &[Option<DateTime<Utc>>],
+            &payments as &[Option<&str>]
+        )
+        .execute(conn)
+        .await?
+        .rows_affected();
+        if updated != ids.len() as u64 {
+            return Err(DecideError::Conflict("booking"));
+        }
+        Ok(())
+    }
+
+    /// One ticket per seat (in seat order) or per unit, for each confirm;
+    /// returns the codes by decision index.
+    async fn issue_tickets(
+        &self,
+        conn: &mut PgConnection,
+        after: &State,
+        decisions: &[&Decision],
+    ) -> Result<HashMap<usize, Vec<String>>, sqlx::Error> {
+        let mut codes_of = HashMap::new();
+        let (mut bookings, mut codes, mut seats) = (Vec::new(), Vec::new(), Vec::new());
+        for (i, d) in decisions
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| d.issue_tickets)
+        {
+            let booking = &after.bookings[&d.booking];
+            let mine: Vec<String> = (0..booking.quantity).map(|_| ticket_code()).collect();
+            for (n, code) in mine.iter().enumerate() {
+                bookings.push(d.booking);
+                codes.push(code.clone());
+                seats.push(booking.seats.get(n).copied());
+            }
+            codes_of.insert(i, mine);
+        }
+        if !codes.is_empty() {
+            sqlx::query!(
+                "INSERT INTO tickets (code, booking_id, show_id, seat_id)
+                 SELECT code, booking, $1, seat
+                 FROM unnest($2::text[], $3::uuid[], $4::uuid[]) AS t(code, booking, seat)",
+                after.show_id,
+                &codes,
+                &bookings,
+                &seats as &[Option<Uuid>]
+            )
+            .execute(conn)
+            .await?;
+        }
+        Ok(codes_of)
+    }
+
+    /// The event of one decision, with the booking as it was right then.
+    fn event(&self, after: &State, d: &Decision, tickets: Vec<String>) -> BookingEvent {
+        let row = &self.bookings[&d.booking];
+        let booking = &after.bookings[&d.booking];
+        BookingEvent {
+            event_id: Uuid::now_v7(),
+            kind: d.event,
+            occurred_at: Utc::now(),
+            booking: BookingSnapshot {
+                id: d.booking,
+                show_id: after.show_id,
+                show_name: self.show.name.clone(),
+                venue: self.show.venue.clone(),
+                starts_at: self.show.starts_at,
+                email: row.email.clone(),
+                name: row.name.clone(),
+                status: d.to,
+                reason: d.reason,
+                quantity: booking.quantity,
+                seats: booking
+                    .seats
+                    .iter()
+                    .map(|s| self.seats[s].label.clone())
+                    .collect(),
+                total_cents: row.total_cents,
+                hold_expires_at: d.hold_expires_at,
+                tickets,
+            },
+        }
+    }
+}
+
+/// One audit row per decision: from, to, why and who.
+async fn write_audit(
+    conn: &mut PgConnection,
+    show_id: Uuid,
+    decisions: &[&Decision],
+    actor: &str,
+) -> Result<(), sqlx::Error> {
+    let ids: Vec<Uuid> = decisions.iter().map(|d| d.booking).collect();
+    let froms: Vec<&str> = decisions.iter().map(|d| d.from.as_str()).collect();
+    let tos: Vec<&str> = decisions.iter().map(|d| d.to.as_str()).collect();
+    let reasons: Vec<Option<&str>> = decisions
+        .iter()
+        .map(|d| d.reason.map(Reason::as_str))
+        .collect();
+    let actors: Vec<&str> = decisions
+        .iter()
+        .map(|d| match d.to {
+            BookingStatus::Expired => EXPIRY_ACTOR,
+            _ => actor,
+        })
+        .collect();
+    sqlx::query!(
+        "INSERT INTO booking_audit (booking_id, show_id, from_status, to_status, reason, actor)
+         SELECT t.id, $2, t.from_status, t.to_status, t.reason, t.actor
+         FROM unnest($1::uuid[], $3::text[], $4::text[], $5::text[], $6::text[])
+              AS t(id, from_status, to_status, reason, actor)",
+        &ids,
+        show_id,
+        &froms as &[&str],
+        &tos as &[&str],
+        &reasons as &[Option<&str>],
+        &actors as &[&str]
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Ticket codes: short enough to read out, random enough not to guess.
+fn ticket_code() -> String {
+    const ALPHABET: &[u8] = b"23456789ABCDEFGHJKLMNPQRSTUVWXYZ";
+    let mut rng = rand::rng();
+    let code: String = (0..12)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect();
+    format!("TKT-{}-{}-{}", &code[..4], &code[4..8], &code[8..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ticket_code;
+
+    #[test]
+    fn ticket_codes_are_readable_and_distinct() {
+        let a = ticket_code();
+        assert_eq!(a.len(), "TKT-XXXX-XXXX-XXXX".len());
+        assert!(a.starts_with("TKT-"));
+        assert!(!a.contains('0') && !a.contains('O') && !a.contains('1') && !a.contains('I'));
+        assert_ne!(a, ticket_code());
+    }
+}
