@@ -49,6 +49,10 @@ pub enum ApiError {
     QueueUnavailable(#[from] PublishError),
     #[error("the database is unavailable, try again shortly")]
     DatabaseUnavailable(#[source] Arc<sqlx::Error>),
+    /// PostgreSQL refused this request's data (a data exception or a
+    /// constraint, SQLSTATE class 22 or 23) that validation let through.
+    #[error("the request's data was refused; nothing was recorded")]
+    InputRejected(#[source] Arc<sqlx::Error>),
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -94,6 +98,11 @@ impl ApiError {
                 "idempotency_key_reused",
                 "Idempotency-Key reused",
             ),
+            Self::InputRejected(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "input_rejected",
+                "Input rejected",
+            ),
             Self::QueueUnavailable(_) | Self::DatabaseUnavailable(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "temporarily_unavailable",
@@ -114,15 +123,29 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
-/// Errors shared by every request of a group commit.
+/// An outage is a 503; data PostgreSQL refuses is the client's input, a
+/// 422; anything else is ours, a 500. (`Arc`: the group commit can hand one
+/// error to several requests.)
 impl From<Arc<sqlx::Error>> for ApiError {
     fn from(err: Arc<sqlx::Error>) -> Self {
         if shared::db::is_transient(&err) {
             Self::DatabaseUnavailable(err)
+        } else if refuses_data(&err) {
+            Self::InputRejected(err)
         } else {
             Self::Internal(anyhow::anyhow!("database: {err}"))
         }
     }
+}
+
+/// SQLSTATE class 22 (data exception, e.g. 22021 for a NUL in text) or 23
+/// (integrity constraint violation).
+fn refuses_data(err: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(db) = err else {
+        return false;
+    };
+    db.code()
+        .is_some_and(|code| code.starts_with("22") || code.starts_with("23"))
 }
 
 impl From<JsonRejection> for ApiError {
@@ -164,6 +187,7 @@ impl IntoResponse for ApiError {
             Self::Internal(err) => tracing::error!(error = ?err, "request failed"),
             Self::QueueUnavailable(err) => tracing::warn!(error = %err, "answering 503"),
             Self::DatabaseUnavailable(err) => tracing::warn!(error = %err, "answering 503"),
+            Self::InputRejected(err) => tracing::warn!(error = %err, "database refused the input"),
             _ => {}
         }
         metrics::counter!("api_errors_total", "code" => code).increment(1);

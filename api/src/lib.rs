@@ -10,3 +10,4 @@ pub mod openapi;
 pub mod recorder;
 pub mod routes;
 pub mod startup;
+pub mod validation;

@@ -3,7 +3,8 @@
 //! requested seats, first audit rows), instead of a statement and a commit
 //! each: on an on-sale minute that is most of the API's database cost.
 //! Every caller still waits for its own row to be committed before it
-//! publishes and answers.
+//! publishes and answers, and a row PostgreSQL refuses fails only its own
+//! request (see [`isolate`]).
 
 use std::sync::Arc;
 
@@ -38,7 +39,9 @@ pub enum Recorded {
     KeyTaken,
 }
 
-type Reply = oneshot::Sender<Result<Recorded, Arc<sqlx::Error>>>;
+/// A booking's own outcome: recorded, or the error that kept it out.
+pub type Outcome = Result<Recorded, Arc<sqlx::Error>>;
+type Reply = oneshot::Sender<Outcome>;
 
 #[derive(Clone)]
 pub struct Recorder {
@@ -53,7 +56,9 @@ impl Recorder {
         Self { queue }
     }
 
-    pub async fn record(&self, booking: NewBooking) -> Result<Recorded, Arc<sqlx::Error>> {
+    /// Records one booking. An error is this booking's own (the rest of its
+    /// batch is written without it) unless it is an outage, which all share.
+    pub async fn record(&self, booking: NewBooking) -> Outcome {
         let (reply, answer) = oneshot::channel();
         if self.queue.send((booking, reply)).await.is_err() {
             return Err(Arc::new(sqlx::Error::PoolClosed));
@@ -87,23 +92,42 @@ async fn run(db: PgPool, mut pending: mpsc::Receiver<(NewBooking, Reply)>) {
 async fn write(db: &PgPool, batch: Vec<(NewBooking, Reply)>) {
     let (rows, replies): (Vec<NewBooking>, Vec<Reply>) = batch.into_iter().unzip();
     metrics::histogram!("api_record_batch_size").record(rows.len() as f64);
-    match insert(db, &rows).await {
+    let mut outcomes = Vec::with_capacity(rows.len());
+    isolate(db, &rows, &mut outcomes).await;
+    for (outcome, reply) in outcomes.into_iter().zip(replies) {
+        let _ = reply.send(outcome);
+    }
+}
+
+/// Writes `rows`, appending one outcome per row in order. The statement is
+/// all or nothing, so one row that PostgreSQL refuses would fail everyone
+/// written with it: after such a failure each half is written again on its
+/// own, down to the row that fails alone (k bad rows in n cost about
+/// 2·k·log2(n) more statements). An outage is not the rows' fault, and
+/// splitting would only hammer a database that is away: every row gets it.
+async fn isolate(db: &PgPool, rows: &[NewBooking], outcomes: &mut Vec<Outcome>) {
+    let err = match insert(db, rows).await {
         Ok(created) => {
-            for (row, reply) in rows.iter().zip(replies) {
-                let outcome = created
+            outcomes.extend(rows.iter().map(|row| {
+                Ok(created
                     .iter()
                     .find(|(id, _)| *id == row.id)
-                    .map_or(Recorded::KeyTaken, |(_, at)| Recorded::Created(*at));
-                let _ = reply.send(Ok(outcome));
-            }
+                    .map_or(Recorded::KeyTaken, |(_, at)| Recorded::Created(*at)))
+            }));
+            return;
         }
-        Err(err) => {
-            let err = Arc::new(err);
-            for reply in replies {
-                let _ = reply.send(Err(err.clone()));
-            }
-        }
+        Err(err) => err,
+    };
+    if rows.len() == 1 || shared::db::is_transient(&err) {
+        let err = Arc::new(err);
+        outcomes.extend(rows.iter().map(|_| Err(err.clone())));
+        return;
     }
+    metrics::counter!("api_record_batch_splits_total").increment(1);
+    tracing::debug!(rows = rows.len(), error = %err, "a batch failed; writing its halves apart");
+    let (left, right) = rows.split_at(rows.len() / 2);
+    Box::pin(isolate(db, left, outcomes)).await;
+    Box::pin(isolate(db, right, outcomes)).await;
 }
 
 /// One statement: claim the keys, insert the bookings whose key was claimed

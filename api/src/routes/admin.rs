@@ -12,6 +12,7 @@ use crate::error::{ApiError, Problem};
 use crate::extract::{Path, Query};
 use crate::routes::shows::fetch_show;
 use crate::startup::AppState;
+use crate::validation;
 
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct BookingSearch {
@@ -44,12 +45,19 @@ pub struct BookingList {
 /// Search bookings by show, email and status (admin), newest first.
 #[utoipa::path(get, path = "/v1/bookings", tag = "admin", params(BookingSearch),
     security(("admin" = [])),
-    responses((status = 200, body = BookingList), (status = 401, body = Problem)))]
+    responses((status = 200, body = BookingList), (status = 401, body = Problem), (status = 422, body = Problem)))]
 pub async fn list_bookings(
     _: Admin,
     State(state): State<AppState>,
     Query(q): Query<BookingSearch>,
 ) -> Result<axum::Json<BookingList>, ApiError> {
+    if let Some(invalid) = q
+        .email
+        .as_deref()
+        .and_then(|e| validation::storable("email", e))
+    {
+        return Err(ApiError::Validation(vec![invalid]));
+    }
     let bookings = sqlx::query_as!(
         BookingSummary,
         r#"SELECT id, show_id, status AS "status: BookingStatus", reason AS "reason: Reason",

@@ -23,6 +23,7 @@ use crate::error::{ApiError, FieldError, Problem};
 use crate::extract::{Json, Path};
 use crate::recorder::{self, Recorded};
 use crate::startup::AppState;
+use crate::validation;
 
 /// Most tickets one booking may take: keeps a single client from draining a
 /// hot show and bounds the work of one decision.
@@ -114,12 +115,13 @@ async fn validate(
         .ok_or(ApiError::NotFound("show"))?;
 
     let mut errors = Vec::new();
-    if !validate_email(req.email.trim()) {
+    let email = req.email.trim();
+    if let Some(unstorable) = validation::storable("email", email) {
+        errors.push(unstorable);
+    } else if !validate_email(email) {
         errors.push(FieldError::new("email", "must be a valid email address"));
     }
-    if req.name.trim().is_empty() || req.name.chars().count() > 200 {
-        errors.push(FieldError::new("name", "must be 1 to 200 characters"));
-    }
+    errors.extend(validation::text("name", &req.name, 200));
     let limit = format!("must be 1 to {MAX_TICKETS_PER_BOOKING}");
     let validated = match show.kind {
         ShowKind::GeneralAdmission => {
@@ -445,11 +447,9 @@ pub async fn confirm_booking(
     Json(req): Json<ConfirmRequest>,
 ) -> Result<Response, ApiError> {
     let token = req.payment_token.trim();
-    if token.is_empty() || token.len() > 255 {
-        return Err(ApiError::invalid(
-            "payment_token",
-            "must be 1 to 255 characters",
-        ));
+    // Not stored here, but carried to the worker and its payment gateway.
+    if let Some(invalid) = validation::text("payment_token", token, 255) {
+        return Err(ApiError::Validation(vec![invalid]));
     }
     let view = load_booking(&state, id).await?;
     if admit(view.status, CommandKind::Confirm)? == Transition::AlreadyDone {

@@ -14,6 +14,7 @@ use crate::auth::Admin;
 use crate::error::{ApiError, FieldError, Problem};
 use crate::extract::{Json, Path, Query};
 use crate::startup::AppState;
+use crate::validation;
 
 /// Largest show we accept, so one request cannot ask for a runaway insert.
 const MAX_CAPACITY: i32 = 200_000;
@@ -111,13 +112,8 @@ enum Layout {
 
 fn validate(show: &mut NewShow) -> Result<Layout, ApiError> {
     let mut errors = Vec::new();
-    let mut text = |field: &str, value: &str| {
-        if value.trim().is_empty() || value.chars().count() > 200 {
-            errors.push(FieldError::new(field, "must be 1 to 200 characters"));
-        }
-    };
-    text("name", &show.name);
-    text("venue", &show.venue);
+    errors.extend(validation::text("name", &show.name, 200));
+    errors.extend(validation::text("venue", &show.venue, 200));
     let layout = match (show.capacity, show.price_cents, show.sections.take()) {
         (Some(capacity), Some(price_cents), None) => {
             if !(1..=MAX_CAPACITY).contains(&capacity) {
@@ -160,8 +156,8 @@ fn validate_sections(sections: &[NewSection], errors: &mut Vec<FieldError>) {
     let mut total: i64 = 0;
     for (i, section) in sections.iter().enumerate() {
         let at = |f: &str| format!("sections[{i}].{f}");
-        if section.name.trim().is_empty() || section.name.chars().count() > 100 {
-            errors.push(FieldError::new(at("name"), "must be 1 to 100 characters"));
+        if let Some(invalid) = validation::text(at("name"), &section.name, 100) {
+            errors.push(invalid);
         } else if !names.insert(section.name.trim().to_lowercase()) {
             errors.push(FieldError::new(at("name"), "duplicate section name"));
         }
@@ -173,11 +169,8 @@ fn validate_sections(sections: &[NewSection], errors: &mut Vec<FieldError>) {
         }
         let mut rows = HashSet::new();
         for (j, row) in section.rows.iter().enumerate() {
-            if row.row.trim().is_empty() || row.row.chars().count() > 20 {
-                errors.push(FieldError::new(
-                    at(&format!("rows[{j}].row")),
-                    "must be 1 to 20 characters",
-                ));
+            if let Some(invalid) = validation::text(at(&format!("rows[{j}].row")), &row.row, 20) {
+                errors.push(invalid);
             } else if !rows.insert(row.row.trim()) {
                 errors.push(FieldError::new(
                     at(&format!("rows[{j}].row")),
