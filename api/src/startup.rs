@@ -32,20 +32,26 @@ impl AppState {
     pub fn new(config: &Config, db: PgPool) -> anyhow::Result<Self> {
         let admin_token = config
             .admin_token
-            .clone()
+            .as_deref()
             .ok_or_else(|| anyhow::anyhow!("ADMIN_TOKEN must be set for the api"))?;
         let topology = Topology {
             shards: config.shards,
             delivery_limit: config.delivery_limit,
         };
+        Ok(Self::with(db, &config.amqp_url, topology, admin_token))
+    }
+
+    /// The state from the few settings it needs, for callers without a
+    /// whole [`Config`] (in-process tests).
+    pub fn with(db: PgPool, amqp_url: &str, topology: Topology, admin_token: &str) -> Self {
         let name = format!("api {}", std::process::id());
-        Ok(Self {
+        Self {
             catalog: Arc::default(),
             recorder: Recorder::start(db.clone()),
             db,
-            publisher: Arc::new(Publisher::new(&config.amqp_url, &name, topology)),
+            publisher: Arc::new(Publisher::new(amqp_url, &name, topology)),
             admin_token: admin_token.into(),
-        })
+        }
     }
 }
 

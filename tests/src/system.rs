@@ -53,24 +53,40 @@ impl Default for Options {
     }
 }
 
-/// One running system: its database, vhost and processes.
-pub struct System {
+/// What every test has of its own, however its API runs (as a process in
+/// [`System`], in the test's process in [`crate::TestApp`]): a fresh
+/// database and vhost on the shared servers, the API's address, and the
+/// HTTP calls tests make to it.
+pub struct Sandbox {
     pub name: String,
     pub base_url: String,
     pub http: Client,
     pub database_url: String,
-    /// The AMQP URL the services use (with this system's vhost).
+    /// The AMQP URL the API (and services) use (with this sandbox's vhost).
     pub amqp_url: String,
-    /// The vhost made for this system, if it runs on the shared broker.
+    /// The vhost made for this sandbox, if it is on the shared broker.
     pub vhost: Option<String>,
+    admin_db_url: String,
+    db: tokio::sync::OnceCell<PgPool>,
+}
+
+/// One running system: its sandbox and its processes.
+pub struct System {
+    sandbox: Sandbox,
     processes: Mutex<Vec<(String, Child)>>,
     /// Where each worker serves its metrics, by label.
     worker_metrics: Mutex<Vec<(String, String)>>,
     env: Vec<(&'static str, String)>,
     extra_env: Vec<(String, String)>,
     bin_dir: PathBuf,
-    admin_db_url: String,
-    db: tokio::sync::OnceCell<PgPool>,
+}
+
+impl std::ops::Deref for System {
+    type Target = Sandbox;
+
+    fn deref(&self) -> &Sandbox {
+        &self.sandbox
+    }
 }
 
 impl System {
@@ -79,27 +95,11 @@ impl System {
     }
 
     pub async fn start_with(options: Options) -> Self {
-        let name = format!("t_{}", Uuid::new_v4().simple());
-        let admin_db_url = options
-            .admin_db_url
-            .clone()
-            .unwrap_or_else(|| env("TEST_DATABASE_URL"));
-        let database_url = create_database(&admin_db_url, &name).await;
-        let vhost = options.amqp_url.is_none().then(|| name.clone());
-        if let Some(vhost) = &vhost {
-            create_vhost(vhost).await;
-        }
-        let amqp_url = options.amqp_url.clone().unwrap_or_else(|| {
-            let mut url =
-                reqwest::Url::parse(&env("TEST_AMQP_URL")).expect("TEST_AMQP_URL is a URL");
-            url.set_path(&format!("/{name}"));
-            url.to_string()
-        });
         let api_port = free_port();
-        let base_url = format!("http://127.0.0.1:{api_port}");
+        let sandbox = Sandbox::create(&options, format!("http://127.0.0.1:{api_port}")).await;
         let env = vec![
-            ("DATABASE_URL", database_url.clone()),
-            ("AMQP_URL", amqp_url.clone()),
+            ("DATABASE_URL", sandbox.database_url.clone()),
+            ("AMQP_URL", sandbox.amqp_url.clone()),
             ("SMTP_URL", env("TEST_SMTP_URL")),
             (
                 "MAIL_FROM",
@@ -112,22 +112,12 @@ impl System {
             ("RUST_LOG", "info,sqlx=warn".to_owned()),
         ];
         let mut system = Self {
-            name,
-            base_url,
-            http: Client::builder()
-                .timeout(Duration::from_secs(20))
-                .build()
-                .unwrap(),
-            database_url,
-            amqp_url,
-            vhost,
+            sandbox,
             processes: Mutex::default(),
             worker_metrics: Mutex::default(),
             env,
             extra_env: options.extra_env,
             bin_dir: options.bin_dir.unwrap_or_else(test_bin_dir),
-            admin_db_url,
-            db: tokio::sync::OnceCell::new(),
         };
         system.spawn(
             "api",
@@ -254,13 +244,6 @@ impl System {
         self.bin_dir.join("test-logs").join(&self.name)
     }
 
-    /// This system's database, for checking invariants directly.
-    pub async fn db(&self) -> &PgPool {
-        self.db
-            .get_or_init(|| async { PgPool::connect(&self.database_url).await.unwrap() })
-            .await
-    }
-
     fn spawn(&self, binary: &str, label: &str, extra: &[(&str, String)]) {
         let logs = self.log_dir();
         std::fs::create_dir_all(&logs).unwrap();
@@ -305,6 +288,80 @@ impl System {
             assert!(Instant::now() < deadline, "api not ready within 60 s");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Stops the processes and removes the database and vhost.
+    pub async fn finish(mut self) {
+        self.kill_all();
+        self.sandbox.remove().await;
+    }
+
+    fn kill_all(&mut self) {
+        for (_, mut child) in self.processes.get_mut().unwrap().drain(..) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for System {
+    fn drop(&mut self) {
+        self.kill_all();
+    }
+}
+
+impl Sandbox {
+    /// Creates the database and, unless `options.amqp_url` names a broker,
+    /// a vhost of the same name; the API that will serve them is to listen
+    /// at `base_url`. Migrations are the API's to run.
+    pub async fn create(options: &Options, base_url: String) -> Self {
+        let name = format!("t_{}", Uuid::new_v4().simple());
+        let admin_db_url = options
+            .admin_db_url
+            .clone()
+            .unwrap_or_else(|| env("TEST_DATABASE_URL"));
+        let database_url = create_database(&admin_db_url, &name).await;
+        let vhost = options.amqp_url.is_none().then(|| name.clone());
+        if let Some(vhost) = &vhost {
+            create_vhost(vhost).await;
+        }
+        let amqp_url = options.amqp_url.clone().unwrap_or_else(|| {
+            let mut url =
+                reqwest::Url::parse(&env("TEST_AMQP_URL")).expect("TEST_AMQP_URL is a URL");
+            url.set_path(&format!("/{name}"));
+            url.to_string()
+        });
+        Self {
+            name,
+            base_url,
+            http: Client::builder()
+                .timeout(Duration::from_secs(20))
+                .build()
+                .unwrap(),
+            database_url,
+            amqp_url,
+            vhost,
+            admin_db_url,
+            db: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// Removes the database and vhost (whatever still uses them is cut off).
+    pub async fn remove(&self) {
+        if let Some(pool) = self.db.get() {
+            pool.close().await;
+        }
+        drop_database(&self.admin_db_url, &self.name).await;
+        if let Some(vhost) = &self.vhost {
+            delete_vhost(vhost).await;
+        }
+    }
+
+    /// This sandbox's database, for checking invariants directly.
+    pub async fn db(&self) -> &PgPool {
+        self.db
+            .get_or_init(|| async { PgPool::connect(&self.database_url).await.unwrap() })
+            .await
     }
 
     pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
@@ -457,31 +514,6 @@ impl System {
         assert_eq!(res.status(), 200);
         let list: Value = res.json().await.unwrap();
         list["bookings"].as_array().unwrap().clone()
-    }
-
-    /// Stops the processes and removes the database and vhost.
-    pub async fn finish(mut self) {
-        self.kill_all();
-        if let Some(pool) = self.db.get() {
-            pool.close().await;
-        }
-        drop_database(&self.admin_db_url, &self.name).await;
-        if let Some(vhost) = &self.vhost {
-            delete_vhost(vhost).await;
-        }
-    }
-
-    fn kill_all(&mut self) {
-        for (_, mut child) in self.processes.get_mut().unwrap().drain(..) {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for System {
-    fn drop(&mut self) {
-        self.kill_all();
     }
 }
 

@@ -1,8 +1,9 @@
 //! Bad input gets a clear problem (RFC 9457, 4xx) and changes nothing.
+//! Only the HTTP app is needed: it runs in the test's process.
 
 use reqwest::{Method, Response};
 use serde_json::{json, Value};
-use tests::System;
+use tests::TestApp;
 
 async fn problem(res: Response, status: u16, code: &str) -> Value {
     assert_eq!(res.status(), status);
@@ -17,7 +18,7 @@ async fn problem(res: Response, status: u16, code: &str) -> Value {
 
 #[tokio::test]
 async fn bad_booking_requests_get_problem_details_and_change_nothing() {
-    let sys = System::start().await;
+    let sys = TestApp::spawn().await;
     let ga = sys.ga_show(10).await;
     let seated = sys.seated_show(1, 2).await;
     let other = sys.seated_show(1, 2).await;
@@ -103,7 +104,7 @@ async fn bad_booking_requests_get_problem_details_and_change_nothing() {
 
 #[tokio::test]
 async fn unknown_bookings_are_404_and_actions_on_them_too() {
-    let sys = System::start().await;
+    let sys = TestApp::spawn().await;
     let id = uuid::Uuid::new_v4();
     problem(
         sys.request(Method::GET, &format!("/v1/bookings/{id}"))
@@ -133,7 +134,7 @@ async fn unknown_bookings_are_404_and_actions_on_them_too() {
 
 #[tokio::test]
 async fn admin_endpoints_require_the_bearer_token() {
-    let sys = System::start().await;
+    let sys = TestApp::spawn().await;
     let body = json!({"name": "N", "venue": "V", "starts_at": "2030-01-01T20:00:00Z", "capacity": 5, "price_cents": 100});
     let anonymous = sys
         .request(Method::POST, "/v1/shows")
@@ -169,7 +170,7 @@ async fn admin_endpoints_require_the_bearer_token() {
 
 #[tokio::test]
 async fn invalid_shows_are_refused_with_the_fields_named() {
-    let sys = System::start().await;
+    let sys = TestApp::spawn().await;
     let create = |body: Value| sys.admin(Method::POST, "/v1/shows").json(&body).send();
     let both = json!({"name": "N", "venue": "V", "starts_at": "2030-01-01T20:00:00Z", "capacity": 5,
                       "price_cents": 1, "sections": []});
@@ -190,7 +191,7 @@ async fn invalid_shows_are_refused_with_the_fields_named() {
 
 #[tokio::test]
 async fn unknown_paths_and_methods_are_problems_too() {
-    let sys = System::start().await;
+    let sys = TestApp::spawn().await;
     problem(
         sys.request(Method::GET, "/v1/nope").send().await.unwrap(),
         404,
@@ -206,5 +207,70 @@ async fn unknown_paths_and_methods_are_problems_too() {
         "method_not_allowed",
     )
     .await;
+    sys.finish().await;
+}
+
+#[tokio::test]
+async fn text_postgresql_cannot_store_is_refused_naming_the_field_and_changes_nothing() {
+    let sys = TestApp::spawn().await;
+    let ga = sys.ga_show(10).await;
+    let field_refused = |field: &'static str| {
+        move |body: Value| {
+            assert_eq!(body["errors"][0]["field"], field, "{body}");
+            assert!(body["errors"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("NUL"));
+        }
+    };
+
+    let nul_name = sys
+        .book(
+            &ga,
+            json!({"email": "x@example.com", "name": "X\0", "quantity": 1}),
+        )
+        .await;
+    field_refused("name")(problem(nul_name, 422, "validation_failed").await);
+    let nul_email = sys
+        .book(
+            &ga,
+            json!({"email": "x\0@example.com", "name": "X", "quantity": 1}),
+        )
+        .await;
+    field_refused("email")(problem(nul_email, 422, "validation_failed").await);
+
+    let create = |body: Value| sys.admin(Method::POST, "/v1/shows").json(&body).send();
+    let nul_show = json!({"name": "N\0", "venue": "\0V", "starts_at": "2030-01-01T20:00:00Z",
+                          "capacity": 5, "price_cents": 1});
+    let nul_show = problem(create(nul_show).await.unwrap(), 422, "validation_failed").await;
+    assert_eq!(nul_show["errors"][1]["field"], "venue", "{nul_show}");
+    field_refused("name")(nul_show);
+    let nul_section = json!({"name": "N", "venue": "V", "starts_at": "2030-01-01T20:00:00Z",
+        "sections": [{"name": "Stalls\0", "price_cents": 1, "rows": [{"row": "A", "seats": 2}]}]});
+    let nul_section = problem(create(nul_section).await.unwrap(), 422, "validation_failed").await;
+    field_refused("sections[0].name")(nul_section);
+    let nul_row = json!({"name": "N", "venue": "V", "starts_at": "2030-01-01T20:00:00Z",
+        "sections": [{"name": "S", "price_cents": 1, "rows": [{"row": "A", "seats": 2}, {"row": "B\0", "seats": 2}]}]});
+    let nul_row = problem(create(nul_row).await.unwrap(), 422, "validation_failed").await;
+    field_refused("sections[0].rows[1].row")(nul_row);
+
+    let search = sys
+        .admin(Method::GET, "/v1/bookings")
+        .query(&[("email", "x\0@example.com")])
+        .send()
+        .await
+        .unwrap();
+    field_refused("email")(problem(search, 422, "validation_failed").await);
+    let confirm = sys
+        .post(
+            &format!("/v1/bookings/{}/confirm", uuid::Uuid::new_v4()),
+            json!({"payment_token": "tok_visa\0"}),
+        )
+        .await;
+    field_refused("payment_token")(problem(confirm, 422, "validation_failed").await);
+
+    assert!(sys.bookings_of(&ga).await.is_empty());
+    let shows: Value = sys.get_json("/v1/shows").await;
+    assert_eq!(shows["shows"].as_array().unwrap().len(), 1, "{shows}");
     sys.finish().await;
 }
