@@ -175,11 +175,7 @@ impl System {
             let workers = self.worker_metrics.lock().unwrap();
             workers.iter().find(|(l, _)| l == label)?.1.clone()
         };
-        let text = self.http.get(&url).send().await.ok()?.text().await.ok()?;
-        text.lines()
-            .filter(|line| line.starts_with(metric) && line[metric.len()..].starts_with([' ', '{']))
-            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-            .reduce(|a, b| a + b)
+        self.metric_at(&url, metric).await
     }
 
     /// Waits until `workers` own all `shards` between them, each at least
@@ -355,6 +351,21 @@ impl Sandbox {
         if let Some(vhost) = &self.vhost {
             delete_vhost(vhost).await;
         }
+    }
+
+    /// A metric of the API, summed over its label sets, as its `/metrics`
+    /// shows it (`None` if absent).
+    pub async fn api_metric(&self, metric: &str) -> Option<f64> {
+        self.metric_at(&format!("{}/metrics", self.base_url), metric)
+            .await
+    }
+
+    async fn metric_at(&self, url: &str, metric: &str) -> Option<f64> {
+        let text = self.http.get(url).send().await.ok()?.text().await.ok()?;
+        text.lines()
+            .filter(|line| line.starts_with(metric) && line[metric.len()..].starts_with([' ', '{']))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .reduce(|a, b| a + b)
     }
 
     /// This sandbox's database, for checking invariants directly.
