@@ -83,7 +83,7 @@ pub async fn connect_until_ready(
 /// Runs `session` on a fresh connection, again and again: whenever it
 /// returns (the broker went away, a channel failed) the connection is closed
 /// and a new one is made with backoff, until `cancel` fires.
-pub async fn reconnecting<F, Fut>(
+pub async fn reconnecting<F, Fut, E>(
     url: &str,
     name: &str,
     topology: &Topology,
@@ -91,7 +91,8 @@ pub async fn reconnecting<F, Fut>(
     mut session: F,
 ) where
     F: FnMut(Arc<Connection>) -> Fut,
-    Fut: Future<Output = lapin::Result<()>>,
+    Fut: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
 {
     while let Some(conn) = connect_until_ready(url, name, topology, cancel).await {
         let conn = Arc::new(conn);

@@ -128,7 +128,8 @@ impl<G: PaymentGateway> ShardConsumer<G> {
                         claims.release(shard).await;
                     }
                     for shard in plan.start {
-                        running.insert(shard, self.clone().spawn_shard(conn.clone(), shard));
+                        let stop = cancel.child_token();
+                        running.insert(shard, self.clone().spawn_shard(conn.clone(), shard, stop));
                     }
                 }
                 // Keep consuming what we have (single active consumer still
@@ -144,8 +145,14 @@ impl<G: PaymentGateway> ShardConsumer<G> {
         result
     }
 
-    fn spawn_shard(self: Arc<Self>, conn: Arc<Connection>, shard: u16) -> Running {
-        let stop = CancellationToken::new();
+    /// `stop` is a child of the session's token: shutdown stops every shard
+    /// at once, a hand-over only this one.
+    fn spawn_shard(
+        self: Arc<Self>,
+        conn: Arc<Connection>,
+        shard: u16,
+        stop: CancellationToken,
+    ) -> Running {
         let task = tokio::spawn(self.consume_shard(conn, shard, stop.clone()));
         Running { stop, task }
     }
