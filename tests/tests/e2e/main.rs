@@ -8,3 +8,4 @@ mod engine;
 mod faults;
 mod holds;
 mod reminders;
+mod shutdown;
