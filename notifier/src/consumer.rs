@@ -135,7 +135,7 @@ impl Notifier {
             )
             .await?;
         tracing::info!(queue = NOTIFIER_QUEUE, "consuming");
-        consumer
+        let result = consumer
             .take_until(cancel.cancelled())
             .map_err(ConsumeError::from)
             .try_for_each_concurrent(usize::from(self.concurrency), |delivery| {
@@ -143,7 +143,11 @@ impl Notifier {
                 let cancel = cancel.clone();
                 async move { this.handle(delivery, &cancel).await }
             })
-            .await
+            .await;
+        // Closed here, not on drop: a channel still closing when the
+        // connection is closed can leave that close unanswered.
+        let _ = channel.close(200, "stopping".into()).await;
+        result
     }
 
     async fn handle(
