@@ -1,3 +1,5 @@
+use std::future::IntoFuture;
+
 use anyhow::Context;
 use shared::Config;
 
@@ -16,7 +18,10 @@ async fn main() -> anyhow::Result<()> {
     else {
         return Ok(());
     };
-    let state = api::startup::AppState::new(&config, db)?;
+    let state = api::startup::AppState {
+        draining: shutdown.child_token(),
+        ..api::startup::AppState::new(&config, db)?
+    };
     if let Err(err) = state.publisher.ensure_connected().await {
         // Not fatal: the API answers 503 for bookings until the broker is back.
         tracing::warn!(error = %err, "RabbitMQ not reachable yet");
@@ -25,9 +30,11 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", config.api_addr))?;
     tracing::info!(addr = %config.api_addr, "api listening");
-    axum::serve(listener, api::startup::app(state, metrics))
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await?;
+    // On the signal: stop accepting, finish the requests in flight (their
+    // publishes included), then exit.
+    let server = axum::serve(listener, api::startup::app(state, metrics))
+        .with_graceful_shutdown(shutdown.child_token().cancelled_owned());
+    shared::shutdown::drain(&shutdown, config.shutdown_grace, server.into_future()).await?;
     tracing::info!("api stopped");
     Ok(())
 }

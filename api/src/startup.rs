@@ -14,6 +14,7 @@ use crate::catalog::Catalog;
 use crate::error::ApiError;
 use crate::recorder::Recorder;
 use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
@@ -26,6 +27,8 @@ pub struct AppState {
     pub recorder: Recorder,
     pub publisher: Arc<Publisher>,
     pub admin_token: Arc<str>,
+    /// Cancelled when the process starts draining: `/readyz` answers 503.
+    pub draining: CancellationToken,
 }
 
 impl AppState {
@@ -51,6 +54,7 @@ impl AppState {
             db,
             publisher: Arc::new(Publisher::new(amqp_url, &name, topology)),
             admin_token: admin_token.into(),
+            draining: CancellationToken::new(),
         }
     }
 }
@@ -58,7 +62,10 @@ impl AppState {
 /// The whole HTTP application, ready to serve.
 pub fn app(state: AppState, metrics: PrometheusHandle) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
-    let ready = shared::ops::db_and_broker_ready(state.db.clone(), state.publisher.clone());
+    let ready = shared::ops::unless_draining(
+        shared::ops::db_and_broker_ready(state.db.clone(), state.publisher.clone()),
+        state.draining.clone(),
+    );
     Router::new()
         .merge(crate::routes::router())
         .merge(crate::openapi::router())

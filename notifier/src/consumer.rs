@@ -1,7 +1,9 @@
 //! Consumes `notifier.emails`, sends each email once and acks only after
 //! the send is recorded. The record `(booking, kind)` is checked before
 //! sending, so a redelivery does not send again; a crash between the SMTP
-//! send and the record can at worst repeat one email.
+//! send and the record can at worst repeat one email. On shutdown it stops
+//! taking messages and finishes those in hand; one that is waiting for
+//! PostgreSQL or SMTP to come back is left unacked for redelivery.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,14 +13,14 @@ use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use lapin::Connection;
-use shared::amqp::{self, Publisher};
-use shared::messages::BookingEvent;
+use shared::amqp::{self, PublishError, Publisher};
+use shared::messages::{BookingEvent, BookingSnapshot};
 use shared::topology::{Topology, NOTIFIER_DEAD_QUEUE, NOTIFIER_QUEUE};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::email::{EmailKind, Templates};
+use crate::email::{EmailKind, Rendered, Templates};
 use crate::mailer::{MailError, Mailer};
 
 pub struct Notifier {
@@ -33,7 +35,7 @@ pub struct Notifier {
     pub max_attempts: u32,
 }
 
-/// Why a message could not be turned into an email.
+/// Why a message cannot be turned into an email, however often it is tried.
 #[derive(Debug, thiserror::Error)]
 enum Poison {
     #[error("unparseable event: {0}")]
@@ -44,20 +46,82 @@ enum Poison {
     Mail(MailError),
 }
 
+/// What became of one message; whether it is acked follows from it.
+#[derive(Debug)]
+enum Handled {
+    Sent,
+    /// `sent_emails` has it: a redelivery of a message already handled.
+    AlreadySent,
+    /// An event no email is sent for.
+    NotAnEmail,
+    /// Shutdown came while an outage was waited out: the message stays
+    /// unacked, so RabbitMQ delivers it again.
+    Interrupted,
+    /// Dead-lettered, then acked.
+    Poison {
+        cause: Poison,
+        attempts: u32,
+    },
+}
+
+impl Handled {
+    fn label(&self) -> &'static str {
+        match self {
+            Self::Sent => "sent",
+            Self::AlreadySent => "already_sent",
+            Self::NotAnEmail => "not_an_email",
+            Self::Interrupted => "interrupted",
+            Self::Poison { .. } => "dead_lettered",
+        }
+    }
+
+    fn poison(cause: impl Into<Poison>, attempts: u32) -> Self {
+        Self::Poison {
+            cause: cause.into(),
+            attempts,
+        }
+    }
+}
+
+/// A step of handling a message; `Err` ends the handling early with its
+/// outcome.
+type Step<T> = Result<T, Handled>;
+
+/// Shutdown arrived while a step was retried.
+#[derive(Debug, PartialEq, Eq)]
+struct Interrupted;
+
+impl From<Interrupted> for Handled {
+    fn from(_: Interrupted) -> Self {
+        Self::Interrupted
+    }
+}
+
+/// Why consuming stopped; the subscription is then made again on a new
+/// connection.
+#[derive(Debug, thiserror::Error)]
+enum ConsumeError {
+    #[error("RabbitMQ: {0}")]
+    Broker(#[from] lapin::Error),
+    #[error("dead-lettering a message failed: {0}")]
+    DeadLetter(#[source] PublishError),
+}
+
 impl Notifier {
     pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
         let name = format!("notifier {}", std::process::id());
         amqp::reconnecting(&self.amqp_url, &name, &self.topology, &cancel, |conn| {
-            self.clone().consume(conn, cancel.clone())
+            self.clone().consume(conn, cancel.child_token())
         })
         .await;
     }
 
+    /// Takes messages until `cancel` fires, then finishes the ones in hand.
     async fn consume(
         self: Arc<Self>,
         conn: Arc<Connection>,
         cancel: CancellationToken,
-    ) -> lapin::Result<()> {
+    ) -> Result<(), ConsumeError> {
         let channel = conn.create_channel().await?;
         channel
             .basic_qos(self.concurrency, BasicQosOptions::default())
@@ -71,105 +135,127 @@ impl Notifier {
             )
             .await?;
         tracing::info!(queue = NOTIFIER_QUEUE, "consuming");
-        consumer
+        let result = consumer
             .take_until(cancel.cancelled())
+            .map_err(ConsumeError::from)
             .try_for_each_concurrent(usize::from(self.concurrency), |delivery| {
                 let this = self.clone();
                 let cancel = cancel.clone();
                 async move { this.handle(delivery, &cancel).await }
             })
-            .await
+            .await;
+        // Closed here, not on drop: a channel still closing when the
+        // connection is closed can leave that close unanswered.
+        let _ = channel.close(200, "stopping".into()).await;
+        result
     }
 
-    async fn handle(&self, delivery: Delivery, cancel: &CancellationToken) -> lapin::Result<()> {
-        match self.deliver(&delivery, cancel).await {
-            Ok(true) => {}
-            // Shutdown mid-retry: leave it unacked for redelivery.
-            Ok(false) => return Ok(()),
-            Err((poison, attempts)) => {
-                metrics::counter!("notifier_emails_total", "outcome" => "dead_lettered")
-                    .increment(1);
-                tracing::error!(error = %poison, "dead-lettering notification");
+    async fn handle(
+        &self,
+        delivery: Delivery,
+        cancel: &CancellationToken,
+    ) -> Result<(), ConsumeError> {
+        let handled = self.deliver(&delivery, cancel).await;
+        metrics::counter!("notifier_emails_total", "outcome" => handled.label()).increment(1);
+        match handled {
+            Handled::Sent | Handled::AlreadySent | Handled::NotAnEmail => {}
+            Handled::Interrupted => return Ok(()),
+            Handled::Poison { cause, attempts } => {
+                tracing::error!(error = %cause, "dead-lettering notification");
                 let attempts = attempts + amqp::previous_deliveries(&delivery);
                 self.dead_letters
                     .dead_letter(
                         &delivery,
                         NOTIFIER_QUEUE,
                         NOTIFIER_DEAD_QUEUE,
-                        &poison.to_string(),
+                        &cause.to_string(),
                         attempts,
                     )
                     .await
-                    .map_err(|e| {
-                        lapin::ErrorKind::IOError(Arc::new(std::io::Error::other(e.to_string())))
-                    })?;
+                    .map_err(ConsumeError::DeadLetter)?;
             }
         }
         delivery.acker.ack(BasicAckOptions::default()).await?;
         Ok(())
     }
 
-    /// Sends the email the event calls for, once. `Ok(false)` if interrupted.
-    async fn deliver(
-        &self,
-        delivery: &Delivery,
-        cancel: &CancellationToken,
-    ) -> Result<bool, (Poison, u32)> {
-        let event: BookingEvent =
-            serde_json::from_slice(&delivery.data).map_err(|e| (e.into(), 1))?;
+    async fn deliver(&self, delivery: &Delivery, cancel: &CancellationToken) -> Handled {
+        let event: BookingEvent = match serde_json::from_slice(&delivery.data) {
+            Ok(event) => event,
+            Err(err) => return Handled::poison(err, 1),
+        };
         let Some(kind) = EmailKind::for_event(event.kind) else {
-            return Ok(true);
+            return Handled::NotAnEmail;
         };
         let b = &event.booking;
         let span = tracing::info_span!("email", booking_id = %b.id, show_id = %b.show_id, kind = kind.as_str());
-        async {
-            if !self.until_done(cancel, || self.already_sent(b.id, kind)).await? {
-                return Ok(true);
-            }
-            let mail = self.templates.render(kind, &event).map_err(|e| (e.into(), 1))?;
-            let mut attempts = 0;
-            let mut delays = shared::retry::delays(Duration::from_millis(100));
-            loop {
-                attempts += 1;
-                match self.mailer.send(&b.name, &b.email, &mail).await {
-                    Ok(()) => break,
-                    Err(err) if err.is_transient() || attempts < self.max_attempts => {
-                        let wait = delays.next().unwrap_or(Duration::from_secs(5));
-                        tracing::warn!(error = %err, attempts, ?wait, "send failed, retrying");
-                        tokio::select! {
-                            () = tokio::time::sleep(wait) => {}
-                            () = cancel.cancelled() => return Ok(false),
-                        }
-                    }
-                    Err(err) => return Err((Poison::Mail(err), attempts)),
-                }
-            }
-            let recorded = self
-                .until_done(cancel, || async {
-                    sqlx::query!(
-                        "INSERT INTO sent_emails (booking_id, kind, event_id, recipient) VALUES ($1, $2, $3, $4)
-                         ON CONFLICT DO NOTHING",
-                        b.id,
-                        kind.as_str(),
-                        event.event_id,
-                        b.email
-                    )
-                    .execute(&self.db)
-                    .await
-                    .map(|_| true)
-                })
-                .await?;
-            if recorded {
-                metrics::counter!("notifier_emails_total", "outcome" => "sent").increment(1);
-                tracing::info!(to = %b.email, "email sent");
-            }
-            Ok(recorded)
-        }
-        .instrument(span)
-        .await
+        self.send_once(&event, kind, cancel)
+            .instrument(span)
+            .await
+            .unwrap_or_else(|early| early)
     }
 
-    /// `true` if the email still has to be sent.
+    /// Sends the email the event calls for unless it was sent before, and
+    /// records that it was.
+    async fn send_once(
+        &self,
+        event: &BookingEvent,
+        kind: EmailKind,
+        cancel: &CancellationToken,
+    ) -> Step<Handled> {
+        let b = &event.booking;
+        if until_done(cancel, || self.already_sent(b.id, kind)).await? {
+            return Ok(Handled::AlreadySent);
+        }
+        let mail = self
+            .templates
+            .render(kind, event)
+            .map_err(|e| Handled::poison(e, 1))?;
+        self.send(b, &mail, cancel).await?;
+        until_done(cancel, || async {
+            sqlx::query!(
+                "INSERT INTO sent_emails (booking_id, kind, event_id, recipient) VALUES ($1, $2, $3, $4)
+                         ON CONFLICT DO NOTHING",
+                b.id,
+                kind.as_str(),
+                event.event_id,
+                b.email
+            )
+            .execute(&self.db)
+            .await
+        })
+        .await?;
+        tracing::info!(to = %b.email, "email sent");
+        Ok(Handled::Sent)
+    }
+
+    /// Sends over SMTP: retried without limit while the server is away,
+    /// up to `max_attempts` for anything else.
+    async fn send(
+        &self,
+        b: &BookingSnapshot,
+        mail: &Rendered,
+        cancel: &CancellationToken,
+    ) -> Step<()> {
+        let mut attempts = 0;
+        let mut delays = shared::retry::delays(Duration::from_millis(100));
+        loop {
+            attempts += 1;
+            match self.mailer.send(&b.name, &b.email, mail).await {
+                Ok(()) => return Ok(()),
+                Err(err) if err.is_transient() || attempts < self.max_attempts => {
+                    let wait = delays.next().unwrap_or(Duration::from_secs(5));
+                    tracing::warn!(error = %err, attempts, ?wait, "send failed, retrying");
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        () = cancel.cancelled() => return Err(Handled::Interrupted),
+                    }
+                }
+                Err(err) => return Err(Handled::poison(Poison::Mail(err), attempts)),
+            }
+        }
+    }
+
     async fn already_sent(
         &self,
         booking_id: uuid::Uuid,
@@ -182,33 +268,49 @@ impl Notifier {
         )
         .fetch_optional(&self.db)
         .await?;
-        Ok(sent.is_none())
+        Ok(sent.is_some())
     }
+}
 
-    /// Retries a database step while the database is unreachable; returns
-    /// `Ok(false)` when shut down meanwhile.
-    async fn until_done<F, Fut>(
-        &self,
-        cancel: &CancellationToken,
-        mut step: F,
-    ) -> Result<bool, (Poison, u32)>
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Result<bool, sqlx::Error>>,
-    {
-        let mut delays = shared::retry::delays(Duration::from_millis(100));
-        loop {
-            match step().await {
-                Ok(value) => return Ok(value),
-                Err(err) => {
-                    let wait = delays.next().unwrap_or(Duration::from_secs(5));
-                    tracing::warn!(error = %err, ?wait, "database step failed, retrying");
-                    tokio::select! {
-                        () = tokio::time::sleep(wait) => {}
-                        () = cancel.cancelled() => return Ok(false),
-                    }
+/// Retries a database step while the database is unreachable, until it
+/// works or shutdown comes.
+async fn until_done<T, F, Fut>(cancel: &CancellationToken, mut step: F) -> Result<T, Interrupted>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
+{
+    let mut delays = shared::retry::delays(Duration::from_millis(100));
+    loop {
+        match step().await {
+            Ok(value) => return Ok(value),
+            Err(err) => {
+                let wait = delays.next().unwrap_or(Duration::from_secs(5));
+                tracing::warn!(error = %err, ?wait, "database step failed, retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    () = cancel.cancelled() => return Err(Interrupted),
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_database_outage_cut_short_by_shutdown_is_interrupted_not_done() {
+        let cancel = CancellationToken::new();
+        let mut tries = 0;
+        let outcome = until_done(&cancel, || {
+            tries += 1;
+            if tries == 2 {
+                cancel.cancel();
+            }
+            async { Err::<bool, _>(sqlx::Error::PoolTimedOut) }
+        })
+        .await;
+        assert_eq!(outcome, Err(Interrupted));
     }
 }

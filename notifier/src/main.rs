@@ -16,12 +16,12 @@ use tokio_util::task::TaskTracker;
 async fn main() -> anyhow::Result<()> {
     let metrics = shared::telemetry::init("notifier");
     let config = Config::from_env()?;
-    let cancel = shared::shutdown::on_signal();
+    let shutdown = shared::shutdown::on_signal();
     let Some(db) = shared::db::connect_and_migrate(
         &config.database_url,
         config.db_pool_size,
         shared::db::Plans::Default,
-        &cancel,
+        &shutdown,
     )
     .await?
     else {
@@ -47,16 +47,21 @@ async fn main() -> anyhow::Result<()> {
         max_attempts: config.max_attempts,
     });
 
-    let tasks = TaskTracker::new();
-    tasks.spawn(notifier.run(cancel.clone()));
-    let ready = shared::ops::db_and_broker_ready(db.clone(), publisher);
-    tasks.spawn(async move {
-        if let Err(err) = shared::ops::serve(config.metrics_addr, metrics, ready, cancel).await {
+    let ready = shared::ops::unless_draining(
+        shared::ops::db_and_broker_ready(db.clone(), publisher.clone()),
+        shutdown.child_token(),
+    );
+    let metrics_addr = config.metrics_addr;
+    // Not tracked: it answers (`/readyz` 503) until the process exits.
+    tokio::spawn(async move {
+        if let Err(err) = shared::ops::serve(metrics_addr, metrics, ready).await {
             tracing::error!(error = %err, "ops server failed");
         }
     });
+    let tasks = TaskTracker::new();
+    tasks.spawn(notifier.run(shutdown.child_token()));
     tasks.close();
-    tasks.wait().await;
+    shared::shutdown::drain(&shutdown, config.shutdown_grace, tasks.wait()).await;
     db.close().await;
     tracing::info!("notifier stopped");
     Ok(())

@@ -101,7 +101,10 @@ pub async fn reconnecting<F, Fut, E>(
             Ok(()) => tracing::warn!("subscription ended, reconnecting"),
             Err(err) => tracing::warn!(error = %err, "consuming failed, reconnecting"),
         }
-        let _ = conn.close(200, "reconnecting or stopping".into()).await;
+        // A close the broker never confirms must not hold up reconnecting or
+        // shutdown; the socket goes with the connection either way.
+        let closing = conn.close(200, "reconnecting or stopping".into());
+        let _ = tokio::time::timeout(CONNECT_TIMEOUT, closing).await;
         if cancel.is_cancelled() {
             return;
         }

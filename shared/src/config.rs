@@ -44,6 +44,8 @@ pub struct Config {
     pub db_pool_size: u32,
     /// Queued bookings older than this are republished (API crash recovery).
     pub requeue_after: Duration,
+    /// After SIGTERM, how long a process may drain before it exits anyway.
+    pub shutdown_grace: Duration,
 }
 
 impl Config {
@@ -64,6 +66,7 @@ impl Config {
             max_attempts: parsed("MAX_ATTEMPTS", "5")?,
             db_pool_size: parsed("DB_POOL_SIZE", "16")?,
             requeue_after: Duration::from_secs(parsed("REQUEUE_AFTER_SECONDS", "120")?),
+            shutdown_grace: Duration::from_secs(parsed("SHUTDOWN_GRACE_SECONDS", "30")?),
         })
     }
 }

@@ -19,6 +19,18 @@ use crate::amqp::Publisher;
 pub type ReadinessCheck =
     Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
 
+/// Not ready once `draining` is cancelled (the process got SIGTERM and
+/// finishes what it holds), otherwise whatever `ready` says: load balancers
+/// stop sending work to a process that is on its way out.
+pub fn unless_draining(ready: ReadinessCheck, draining: CancellationToken) -> ReadinessCheck {
+    Arc::new(move || {
+        if draining.is_cancelled() {
+            return Box::pin(async { Err("draining".to_owned()) });
+        }
+        ready()
+    })
+}
+
 /// Ready when the database answers and a publisher channel is open.
 pub fn db_and_broker_ready(db: sqlx::PgPool, publisher: Arc<Publisher>) -> ReadinessCheck {
     Arc::new(move || {
@@ -65,16 +77,40 @@ async fn render_metrics(State(state): State<OpsState>) -> String {
     state.metrics.render()
 }
 
-/// Serves the ops routes on `addr` until `cancel` fires.
+/// Serves the ops routes on `addr` for as long as the process lives:
+/// through draining too, so that `/readyz` can tell (see [`unless_draining`]).
 pub async fn serve(
     addr: SocketAddr,
     metrics: PrometheusHandle,
     ready: ReadinessCheck,
-    cancel: CancellationToken,
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "serving /healthz, /readyz and /metrics");
-    axum::serve(listener, router::<()>(metrics, ready))
-        .with_graceful_shutdown(async move { cancel.cancelled().await })
-        .await
+    axum::serve(listener, router::<()>(metrics, ready)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn readyz_turns_503_draining_once_shutdown_began() {
+        let root = CancellationToken::new();
+        let always_ready: ReadinessCheck = Arc::new(|| Box::pin(async { Ok(()) }));
+        let state = OpsState {
+            metrics: metrics_exporter_prometheus::PrometheusBuilder::new()
+                .build_recorder()
+                .handle(),
+            ready: unless_draining(always_ready, root.child_token()),
+        };
+        assert_eq!(
+            readyz(State(state.clone())).await,
+            (StatusCode::OK, "ready".to_owned())
+        );
+        root.cancel();
+        assert_eq!(
+            readyz(State(state)).await,
+            (StatusCode::SERVICE_UNAVAILABLE, "draining".to_owned())
+        );
+    }
 }

@@ -9,19 +9,28 @@ pub fn unique_address(tag: &str) -> String {
     format!("{tag}-{}@example.com", uuid::Uuid::new_v4().simple())
 }
 
-/// All emails addressed to `to`.
-pub async fn messages_to(to: &str) -> Vec<Value> {
+/// Every email in the sink.
+pub async fn all_messages() -> Vec<Value> {
     let url = format!(
         "{}/email",
         std::env::var("TEST_MAILDEV_URL").expect("TEST_MAILDEV_URL")
     );
-    let all: Vec<Value> = reqwest::get(url).await.unwrap().json().await.unwrap();
-    all.into_iter()
-        .filter(|m| {
-            m["to"]
-                .as_array()
-                .is_some_and(|to_list| to_list.iter().any(|t| t["address"].as_str() == Some(to)))
-        })
+    reqwest::get(url).await.unwrap().json().await.unwrap()
+}
+
+/// Whether `message` is addressed to `to`.
+pub fn addressed_to(message: &Value, to: &str) -> bool {
+    message["to"]
+        .as_array()
+        .is_some_and(|to_list| to_list.iter().any(|t| t["address"].as_str() == Some(to)))
+}
+
+/// All emails addressed to `to`.
+pub async fn messages_to(to: &str) -> Vec<Value> {
+    all_messages()
+        .await
+        .into_iter()
+        .filter(|m| addressed_to(m, to))
         .collect()
 }
 

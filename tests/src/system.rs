@@ -2,8 +2,8 @@
 
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use reqwest::{Client, Method, RequestBuilder, Response};
@@ -70,10 +70,21 @@ pub struct Sandbox {
     db: tokio::sync::OnceCell<PgPool>,
 }
 
+/// One service process of a system, running or stopped, with what it
+/// takes to start it again.
+struct Process {
+    label: String,
+    binary: String,
+    env: Vec<(String, String)>,
+    /// Where it serves `/healthz`: `http://<API_ADDR or METRICS_ADDR>`.
+    ops_url: String,
+    child: Option<Child>,
+}
+
 /// One running system: its sandbox and its processes.
 pub struct System {
     sandbox: Sandbox,
-    processes: Mutex<Vec<(String, Child)>>,
+    processes: Mutex<Vec<Process>>,
     /// Where each worker serves its metrics, by label.
     worker_metrics: Mutex<Vec<(String, String)>>,
     env: Vec<(&'static str, String)>,
@@ -158,14 +169,108 @@ impl System {
 
     /// SIGKILLs a process (e.g. `worker-0`): no chance to finish anything.
     pub fn kill(&self, label: &str) {
-        let mut processes = self.processes.lock().unwrap();
-        let at = processes
-            .iter()
-            .position(|(l, _)| l == label)
-            .expect("known process");
-        let (_, mut child) = processes.remove(at);
+        let mut child = self.take_child(label);
         child.kill().unwrap();
         child.wait().unwrap();
+    }
+
+    /// SIGTERMs a process and waits (up to `limit`, else the test fails)
+    /// for it to exit; returns how it exited.
+    pub async fn terminate(&self, label: &str, limit: Duration) -> ExitStatus {
+        let mut child = self.take_child(label);
+        let sent = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "cannot send SIGTERM to {label}");
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{label} did not exit within {limit:?} of SIGTERM");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Starts a stopped process again (same binary, environment and
+    /// addresses) and waits until it answers `/healthz`.
+    pub async fn restart(&self, label: &str) {
+        self.restart_with(label, &[]).await;
+    }
+
+    /// [`System::restart`] with some of its environment changed.
+    pub async fn restart_with(&self, label: &str, changes: &[(&str, String)]) {
+        {
+            let mut processes = self.processes.lock().unwrap();
+            let process = processes
+                .iter_mut()
+                .find(|p| p.label == label)
+                .expect("known process");
+            assert!(process.child.is_none(), "{label} is still running");
+            for (name, value) in changes {
+                process.env.retain(|(n, _)| n != name);
+                process.env.push(((*name).to_owned(), value.clone()));
+            }
+            process.child = Some(self.launch(&process.binary, label, &process.env));
+        }
+        let url = self.ops_url(label, "/healthz");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            self.assert_none_exited();
+            let res = self.http.get(&url).send().await;
+            if res.is_ok_and(|r| r.status().is_success()) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{label} not healthy within 60 s");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// `path` on the address where a process serves `/healthz`, `/readyz`
+    /// and `/metrics`.
+    pub fn ops_url(&self, label: &str, path: &str) -> String {
+        let processes = self.processes.lock().unwrap();
+        let process = processes
+            .iter()
+            .find(|p| p.label == label)
+            .expect("known process");
+        format!("{}{path}", process.ops_url)
+    }
+
+    /// What a process logged so far (all its runs).
+    pub fn log(&self, label: &str) -> String {
+        std::fs::read_to_string(self.log_dir().join(format!("{label}.log"))).unwrap_or_default()
+    }
+
+    fn take_child(&self, label: &str) -> Child {
+        let mut processes = self.processes.lock().unwrap();
+        let process = processes
+            .iter_mut()
+            .find(|p| p.label == label)
+            .expect("known process");
+        process
+            .child
+            .take()
+            .unwrap_or_else(|| panic!("{label} is not running"))
+    }
+
+    /// Fails the test if a process that should be running has exited.
+    fn assert_none_exited(&self) {
+        let mut processes = self.processes.lock().unwrap();
+        for process in processes.iter_mut() {
+            if let Some(Ok(Some(status))) = process.child.as_mut().map(Child::try_wait) {
+                panic!(
+                    "{} exited during start-up ({status}); see {}",
+                    process.label,
+                    self.log_dir().display()
+                );
+            }
+        }
     }
 
     /// A metric of a worker, summed over its label sets, as its `/metrics`
@@ -231,7 +336,7 @@ impl System {
         let processes = self.processes.lock().unwrap();
         processes
             .iter()
-            .map(|(label, child)| (label.clone(), child.id()))
+            .filter_map(|p| Some((p.label.clone(), p.child.as_ref()?.id())))
             .collect()
     }
 
@@ -241,37 +346,51 @@ impl System {
     }
 
     fn spawn(&self, binary: &str, label: &str, extra: &[(&str, String)]) {
+        let env: Vec<(String, String)> = extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect();
+        let addr = env
+            .iter()
+            .find(|(k, _)| k == "API_ADDR" || k == "METRICS_ADDR")
+            .map(|(_, addr)| addr.clone())
+            .expect("every service gets API_ADDR or METRICS_ADDR");
+        let child = self.launch(binary, label, &env);
+        self.processes.lock().unwrap().push(Process {
+            label: label.to_owned(),
+            binary: binary.to_owned(),
+            env,
+            ops_url: format!("http://{addr}"),
+            child: Some(child),
+        });
+    }
+
+    /// Starts `binary`, logging to `<label>.log` (appending across restarts).
+    fn launch(&self, binary: &str, label: &str, extra: &[(String, String)]) -> Child {
         let logs = self.log_dir();
         std::fs::create_dir_all(&logs).unwrap();
-        let log = std::fs::File::create(logs.join(format!("{label}.log"))).unwrap();
-        let child = Command::new(self.bin_dir.join(binary))
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(logs.join(format!("{label}.log")))
+            .unwrap();
+        Command::new(self.bin_dir.join(binary))
             .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())))
             .envs(self.extra_env.iter().map(|(k, v)| (k, v)))
-            .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
+            .envs(extra.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| {
                 panic!("cannot start {binary} (run `cargo build --bins` first): {e}")
-            });
-        self.processes
-            .lock()
-            .unwrap()
-            .push((label.to_owned(), child));
+            })
     }
 
     async fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            for (label, child) in self.processes.lock().unwrap().iter_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    panic!(
-                        "{label} exited during start-up ({status}); see {}",
-                        self.log_dir().display()
-                    );
-                }
-            }
+            self.assert_none_exited();
             // Health, not readiness: some tests start a system whose broker is down.
             let ready = self
                 .http
@@ -293,9 +412,17 @@ impl System {
     }
 
     fn kill_all(&mut self) {
-        for (_, mut child) in self.processes.get_mut().unwrap().drain(..) {
-            let _ = child.kill();
-            let _ = child.wait();
+        // Also after a test failed while holding the lock: never leave
+        // processes behind.
+        let processes = self
+            .processes
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        for process in processes {
+            if let Some(mut child) = process.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
         }
     }
 }

@@ -30,6 +30,8 @@ use crate::payment::PaymentGateway;
 
 /// Most messages decided together; bounded by the prefetch as well.
 const MAX_BATCH: usize = 500;
+/// How long stopping a shard (finishing its batch, closing its channel) may take.
+const STOP_WITHIN: Duration = Duration::from_secs(10);
 /// How often a worker looks at the shard claims (and so the failover time).
 const CLAIM_EVERY: Duration = Duration::from_secs(1);
 
@@ -92,9 +94,19 @@ struct Running {
 
 impl Running {
     /// Stops after the batch in hand; its unacked prefetch goes back to the queue.
-    async fn stop(self) -> Result<(), ConsumeError> {
+    /// A shard whose broker went away can hang in lapin (seen after a
+    /// broker restart): after [`STOP_WITHIN`] it is aborted, so the session
+    /// still reconnects and gives its claims back.
+    async fn stop(mut self) -> Result<(), ConsumeError> {
         self.stop.cancel();
-        self.task.await.unwrap_or(Ok(()))
+        match tokio::time::timeout(STOP_WITHIN, &mut self.task).await {
+            Ok(joined) => joined.unwrap_or(Ok(())),
+            Err(_) => {
+                self.task.abort();
+                tracing::warn!("a shard consumer did not stop in time, aborted it");
+                Ok(())
+            }
+        }
     }
 }
 
@@ -172,6 +184,8 @@ impl<G: PaymentGateway> ShardConsumer<G> {
         result
     }
 
+    /// `stop` is a child of the session's token: shutdown stops every shard
+    /// at once, a hand-over only this one.
     fn spawn_shard(
         self: Arc<Self>,
         conn: Arc<Connection>,
@@ -227,7 +241,8 @@ impl<G: PaymentGateway> ShardConsumer<G> {
                 Err(err) => break Err(err),
             }
         };
-        let _ = channel.close(200, "shard released".into()).await;
+        let _ =
+            tokio::time::timeout(STOP_WITHIN, channel.close(200, "shard released".into())).await;
         tracing::info!(shard, "stopped consuming shard");
         result
     }

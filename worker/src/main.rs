@@ -47,12 +47,12 @@ async fn main() -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    let cancel = shared::shutdown::on_signal();
+    let shutdown = shared::shutdown::on_signal();
     let Some(db) = shared::db::connect_and_migrate(
         &config.database_url,
         config.db_pool_size,
         shared::db::Plans::PerExecution,
-        &cancel,
+        &shutdown,
     )
     .await?
     else {
@@ -86,31 +86,36 @@ async fn main() -> anyhow::Result<()> {
         publisher.clone(),
     );
 
-    let tasks = TaskTracker::new();
-    tasks.spawn(consumer.run(cancel.clone()));
-    tasks.spawn({
-        let (db, publisher, cancel) = (db.clone(), publisher.clone(), cancel.clone());
-        async move { outbox::run(db, &publisher, cancel).await }
-    });
-    tasks.spawn(expiry::run(db.clone(), cancel.clone()));
-    tasks.spawn(reminders::run(
-        db.clone(),
-        config.reminder_lead,
-        cancel.clone(),
-    ));
-    tasks.spawn({
-        let (db, publisher, cancel) = (db.clone(), publisher.clone(), cancel.clone());
-        let older_than = config.requeue_after;
-        async move { requeue::run(db, &publisher, older_than, cancel).await }
-    });
-    let ready = shared::ops::db_and_broker_ready(db.clone(), publisher.clone());
-    tasks.spawn(async move {
-        if let Err(err) = shared::ops::serve(config.metrics_addr, metrics, ready, cancel).await {
+    let ready = shared::ops::unless_draining(
+        shared::ops::db_and_broker_ready(db.clone(), publisher.clone()),
+        shutdown.child_token(),
+    );
+    let metrics_addr = config.metrics_addr;
+    // Not tracked: it answers (`/readyz` 503) until the process exits.
+    tokio::spawn(async move {
+        if let Err(err) = shared::ops::serve(metrics_addr, metrics, ready).await {
             tracing::error!(error = %err, "ops server failed");
         }
     });
+    let tasks = TaskTracker::new();
+    tasks.spawn(consumer.run(shutdown.child_token()));
+    tasks.spawn({
+        let (db, publisher, cancel) = (db.clone(), publisher.clone(), shutdown.child_token());
+        async move { outbox::run(db, &publisher, cancel).await }
+    });
+    tasks.spawn(expiry::run(db.clone(), shutdown.child_token()));
+    tasks.spawn(reminders::run(
+        db.clone(),
+        config.reminder_lead,
+        shutdown.child_token(),
+    ));
+    tasks.spawn({
+        let (db, publisher, cancel) = (db.clone(), publisher, shutdown.child_token());
+        let older_than = config.requeue_after;
+        async move { requeue::run(db, &publisher, older_than, cancel).await }
+    });
     tasks.close();
-    tasks.wait().await;
+    shared::shutdown::drain(&shutdown, config.shutdown_grace, tasks.wait()).await;
     db.close().await;
     tracing::info!("worker stopped");
     Ok(())

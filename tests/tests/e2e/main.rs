@@ -9,3 +9,4 @@ mod faults;
 mod holds;
 mod isolation;
 mod reminders;
+mod shutdown;
