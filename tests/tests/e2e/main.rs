@@ -7,4 +7,5 @@ mod broker;
 mod engine;
 mod faults;
 mod holds;
+mod limits;
 mod reminders;
