@@ -34,6 +34,8 @@ named_enum! {
         PaymentDeclined = "payment_declined",
         HoldExpired = "hold_expired",
         CancelledByCustomer = "cancelled_by_customer",
+        /// The customer would pass the show's `max_tickets_per_customer`.
+        LimitExceeded = "limit_exceeded",
     }
 }
 

@@ -24,6 +24,8 @@ pub struct Show {
     pub capacity: i32,
     pub held: i32,
     pub booked: i32,
+    /// Most held + confirmed tickets one customer (email) may have.
+    pub max_per_customer: Option<i32>,
 }
 
 impl Show {
@@ -42,6 +44,8 @@ pub struct Seat {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Booking {
     pub show_id: Uuid,
+    /// Who it is for: the email, lowercased (limits count per customer).
+    pub customer: String,
     pub status: BookingStatus,
     pub reason: Option<Reason>,
     pub quantity: i32,
@@ -58,6 +62,10 @@ pub struct State {
     pub show: Show,
     pub seats: HashMap<Uuid, Seat>,
     pub bookings: HashMap<Uuid, Booking>,
+    /// Held + confirmed tickets of this show per customer of the run (all
+    /// of their live bookings, not only the run's); kept only when the show
+    /// has a limit.
+    pub customer_tickets: HashMap<String, i32>,
 }
 
 /// A command as the core sees it: a confirm carries what the payment
@@ -228,11 +236,19 @@ fn decide_one(
 /// A queued request: hold its quantity or its seats, or reject it. Seats
 /// and quantity are all or nothing, and only what is free now counts, so a
 /// later request never gets what an earlier one of the same size was
-/// refused (nothing returns to sale within a run of requests).
+/// refused (nothing returns to sale within a run of requests). A request
+/// that would take its customer past the show's limit is refused first.
 fn request(state: &mut State, id: Uuid, rules: &Rules) -> Decision {
     let booking = &state.bookings[&id];
     let (quantity, wanted) = (booking.quantity, booking.seats.clone());
+    let customer = booking.customer.clone();
+    let owned = |state: &State| state.customer_tickets.get(&customer).copied().unwrap_or(0);
+    let over_limit = state
+        .show
+        .max_per_customer
+        .is_some_and(|max| owned(state) + quantity > max);
     let verdict = match state.show.kind {
+        _ if over_limit => Err(Reason::LimitExceeded),
         ShowKind::GeneralAdmission if state.show.available() >= quantity => Ok(()),
         ShowKind::GeneralAdmission => Err(Reason::SoldOut),
         ShowKind::Seated => {
@@ -257,6 +273,7 @@ fn request(state: &mut State, id: Uuid, rules: &Rules) -> Decision {
                 seat.owner = Some(id);
             }
             state.show.held += quantity;
+            *state.customer_tickets.entry(customer).or_default() += quantity;
             let expires = rules.now + rules.hold;
             (BookingStatus::Held, None, Some(expires), EventKind::Held)
         }
@@ -323,6 +340,11 @@ fn end(
             refunds.extend(booking.payment_ref.clone());
         }
         _ => {}
+    }
+    if matches!(from, BookingStatus::Held | BookingStatus::Confirmed) {
+        if let Some(owned) = state.customer_tickets.get_mut(&booking.customer) {
+            *owned -= quantity;
+        }
     }
     set_owned_seats(state, id, SeatStatus::Available);
     let event = match to {

@@ -94,7 +94,8 @@ impl Loaded {
         booking_ids: &[Uuid],
     ) -> Result<Self, sqlx::Error> {
         let show = sqlx::query!(
-            r#"SELECT name, venue, starts_at, kind AS "kind: ShowKind", capacity, held, booked, version
+            r#"SELECT name, venue, starts_at, kind AS "kind: ShowKind", capacity, held, booked, version,
+                      max_tickets_per_customer
                FROM shows WHERE id = $1"#,
             show_id
         )
@@ -107,9 +108,11 @@ impl Loaded {
                 capacity: show.capacity,
                 held: show.held,
                 booked: show.booked,
+                max_per_customer: show.max_tickets_per_customer,
             },
             seats: HashMap::new(),
             bookings: HashMap::new(),
+            customer_tickets: HashMap::new(),
         };
         let mut bookings = HashMap::new();
         for b in sqlx::query!(
@@ -125,6 +128,7 @@ impl Loaded {
                 b.id,
                 Booking {
                     show_id: b.show_id,
+                    customer: b.email.to_lowercase(),
                     status: b.status,
                     reason: b.reason,
                     quantity: b.quantity,
@@ -142,6 +146,26 @@ impl Loaded {
                     total_cents: b.total_cents,
                 },
             );
+        }
+        if show.max_tickets_per_customer.is_some() {
+            let customers: Vec<String> = state
+                .bookings
+                .values()
+                .map(|b| b.customer.clone())
+                .collect();
+            for c in sqlx::query!(
+                r#"SELECT lower(email) AS "customer!", sum(quantity)::int AS "tickets!"
+                   FROM bookings
+                   WHERE show_id = $1 AND lower(email) = ANY($2) AND status IN ('held', 'confirmed')
+                   GROUP BY lower(email)"#,
+                show_id,
+                &customers
+            )
+            .fetch_all(&mut *conn)
+            .await?
+            {
+                state.customer_tickets.insert(c.customer, c.tickets);
+            }
         }
         let mut seats = HashMap::new();
         if show.kind == ShowKind::Seated {

@@ -33,6 +33,10 @@ pub struct NewShow {
     pub price_cents: Option<i64>,
     /// Seated: the seat map.
     pub sections: Option<Vec<NewSection>>,
+    /// Most held + confirmed tickets one customer (by case-insensitive
+    /// email) may have for this show; a request past it is rejected with
+    /// reason `limit_exceeded`. No limit if absent.
+    pub max_tickets_per_customer: Option<i32>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -65,6 +69,7 @@ pub struct ShowView {
     pub booked: i32,
     /// General admission ticket price; seated shows price per section.
     pub price_cents: Option<i64>,
+    pub max_tickets_per_customer: Option<i32>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -114,6 +119,12 @@ fn validate(show: &mut NewShow) -> Result<Layout, ApiError> {
     let mut errors = Vec::new();
     errors.extend(validation::text("name", &show.name, 200));
     errors.extend(validation::text("venue", &show.venue, 200));
+    if show.max_tickets_per_customer.is_some_and(|max| max < 1) {
+        errors.push(FieldError::new(
+            "max_tickets_per_customer",
+            "must be at least 1 when given",
+        ));
+    }
     let layout = match (show.capacity, show.price_cents, show.sections.take()) {
         (Some(capacity), Some(price_cents), None) => {
             if !(1..=MAX_CAPACITY).contains(&capacity) {
@@ -212,14 +223,16 @@ pub async fn create_show(
             price_cents,
         } => {
             sqlx::query!(
-                "INSERT INTO shows (id, name, venue, starts_at, kind, capacity, price_cents)
-                 VALUES ($1, $2, $3, $4, 'general_admission', $5, $6)",
+                "INSERT INTO shows (id, name, venue, starts_at, kind, capacity, price_cents,
+                                    max_tickets_per_customer)
+                 VALUES ($1, $2, $3, $4, 'general_admission', $5, $6, $7)",
                 id,
                 new.name.trim(),
                 new.venue.trim(),
                 new.starts_at,
                 capacity,
-                price_cents
+                price_cents,
+                new.max_tickets_per_customer
             )
             .execute(&mut *tx)
             .await?;
@@ -227,13 +240,14 @@ pub async fn create_show(
         Layout::Seated(sections) => {
             let capacity: i32 = sections.iter().flat_map(|s| &s.rows).map(|r| r.seats).sum();
             sqlx::query!(
-                "INSERT INTO shows (id, name, venue, starts_at, kind, capacity)
-                 VALUES ($1, $2, $3, $4, 'seated', $5)",
+                "INSERT INTO shows (id, name, venue, starts_at, kind, capacity, max_tickets_per_customer)
+                 VALUES ($1, $2, $3, $4, 'seated', $5, $6)",
                 id,
                 new.name.trim(),
                 new.venue.trim(),
                 new.starts_at,
-                capacity
+                capacity,
+                new.max_tickets_per_customer
             )
             .execute(&mut *tx)
             .await?;
@@ -279,7 +293,8 @@ pub(crate) async fn fetch_show(state: &AppState, id: Uuid) -> Result<ShowView, A
     sqlx::query_as!(
         ShowView,
         r#"SELECT id, name, venue, starts_at, kind AS "kind: ShowKind", capacity,
-                  capacity - held - booked AS "available!", held, booked, price_cents
+                  capacity - held - booked AS "available!", held, booked, price_cents,
+                  max_tickets_per_customer
            FROM shows WHERE id = $1"#,
         id
     )
@@ -298,7 +313,8 @@ pub async fn list_shows(
     let shows = sqlx::query_as!(
         ShowView,
         r#"SELECT id, name, venue, starts_at, kind AS "kind: ShowKind", capacity,
-                  capacity - held - booked AS "available!", held, booked, price_cents
+                  capacity - held - booked AS "available!", held, booked, price_cents,
+                  max_tickets_per_customer
            FROM shows ORDER BY starts_at, id LIMIT $1 OFFSET $2"#,
         page.limit(),
         page.offset()

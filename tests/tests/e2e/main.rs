@@ -8,5 +8,6 @@ mod engine;
 mod faults;
 mod holds;
 mod isolation;
+mod limits;
 mod reminders;
 mod shutdown;

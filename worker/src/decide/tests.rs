@@ -32,13 +32,15 @@ fn ga(capacity: i32, quantities: &[i32]) -> State {
             capacity,
             held: 0,
             booked: 0,
+            max_per_customer: None,
         },
         seats: HashMap::new(),
         bookings: quantities
             .iter()
             .enumerate()
-            .map(|(i, &quantity)| (id(i as u128 + 1), queued(quantity, Vec::new())))
+            .map(|(i, &quantity)| (id(i as u128 + 1), queued(i, quantity, Vec::new())))
             .collect(),
+        customer_tickets: HashMap::new(),
     }
 }
 
@@ -52,6 +54,7 @@ fn seated(seats: u128, wants: &[&[u128]]) -> State {
             capacity: seats as i32,
             held: 0,
             booked: 0,
+            max_per_customer: None,
         },
         seats: (0..seats)
             .map(|n| {
@@ -67,15 +70,18 @@ fn seated(seats: u128, wants: &[&[u128]]) -> State {
             .enumerate()
             .map(|(i, seats)| {
                 let seats: Vec<Uuid> = seats.iter().map(|n| id(1000 + n)).collect();
-                (id(i as u128 + 1), queued(seats.len() as i32, seats))
+                (id(i as u128 + 1), queued(i, seats.len() as i32, seats))
             })
             .collect(),
+        customer_tickets: HashMap::new(),
     }
 }
 
-fn queued(quantity: i32, seats: Vec<Uuid>) -> Booking {
+/// The `n`th booking, for one of three customers.
+fn queued(n: usize, quantity: i32, seats: Vec<Uuid>) -> Booking {
     Booking {
         show_id: SHOW,
+        customer: format!("customer-{}@example.com", n % 3),
         status: BookingStatus::Queued,
         reason: None,
         quantity,
@@ -107,6 +113,23 @@ fn requests_are_held_in_order_until_the_show_is_sold_out() {
     let expires = rules(300).now + chrono::Duration::seconds(300);
     assert_eq!(state.bookings[&id(1)].hold_expires_at, Some(expires));
     assert!(decided.refunds.is_empty());
+}
+
+#[test]
+fn a_customer_cannot_hold_more_than_the_shows_limit() {
+    // Bookings 1, 4, 7 and 10 are the same customer's.
+    let mut state = ga(50, &[2, 1, 1, 2, 1, 1, 1, 1, 1, 2]);
+    state.show.max_per_customer = Some(3);
+    let run: Vec<Command> = [1, 4, 7].map(|i| Command::Request(id(i))).to_vec();
+    decide(&mut state, &run, &rules(300));
+    use BookingStatus::*;
+    let mine: Vec<_> = [1, 4, 7].map(|i| state.bookings[&id(i)].status).to_vec();
+    assert_eq!(mine, [Held, Rejected, Held]);
+    assert_eq!(state.bookings[&id(4)].reason, Some(Reason::LimitExceeded));
+    // A cancel gives the customer room again.
+    let run = [Command::Cancel(id(1)), Command::Request(id(10))];
+    decide(&mut state, &run, &rules(300));
+    assert_eq!(state.bookings[&id(10)].status, Held);
 }
 
 #[test]
@@ -304,7 +327,9 @@ fn case() -> impl Strategy<Value = Case> {
             let refs: Vec<&[u128]> = wants.iter().map(Vec::as_slice).collect();
             seated(seats, &refs)
         });
-    prop_oneof![ga_case, seated_case].prop_flat_map(|state| {
+    let limit = prop::option::of(1..8i32);
+    (prop_oneof![ga_case, seated_case], limit).prop_flat_map(|(mut state, limit)| {
+        state.show.max_per_customer = limit;
         let bookings = state.bookings.len() as u128;
         (
             Just(state),
@@ -337,6 +362,18 @@ fn assert_consistent(state: &State) {
     };
     assert_eq!(show.held, sum(BookingStatus::Held));
     assert_eq!(show.booked, sum(BookingStatus::Confirmed));
+    let mut live: HashMap<&str, i32> = HashMap::new();
+    for b in state.bookings.values() {
+        if matches!(b.status, BookingStatus::Held | BookingStatus::Confirmed) {
+            *live.entry(&b.customer).or_default() += b.quantity;
+        }
+    }
+    for (customer, &tickets) in &live {
+        assert_eq!(state.customer_tickets[*customer], tickets, "{customer}");
+        if let Some(max) = show.max_per_customer {
+            assert!(tickets <= max, "{customer} has {tickets} > {max}");
+        }
+    }
     for (seat_id, seat) in &state.seats {
         match seat.owner {
             None => assert_eq!(seat.status, SeatStatus::Available),
@@ -427,7 +464,12 @@ proptest! {
         for verdict in &decided.verdicts {
             let Verdict::Applied(d) = verdict else { continue };
             match (d.command, d.to) {
-                (CommandKind::Request, BookingStatus::Rejected) => refused.push(ask(d.booking)),
+                // A limit binds one customer, not the ones after them.
+                (CommandKind::Request, BookingStatus::Rejected)
+                    if d.reason != Some(Reason::LimitExceeded) =>
+                {
+                    refused.push(ask(d.booking))
+                }
                 (CommandKind::Request, BookingStatus::Held) => {
                     prop_assert!(!refused.contains(&ask(d.booking)), "inversion at {:?}", d);
                 }
