@@ -77,6 +77,25 @@ async fn render_metrics(State(state): State<OpsState>) -> String {
     state.metrics.render()
 }
 
+/// Serves a worker's or the notifier's ops routes on `addr` (ready when the
+/// database and broker answer, `503 draining` once `shutdown` fired), on a
+/// task of its own that is not waited for: it answers until the process
+/// exits.
+pub fn spawn_untracked(
+    addr: SocketAddr,
+    metrics: PrometheusHandle,
+    db: sqlx::PgPool,
+    publisher: Arc<Publisher>,
+    shutdown: &CancellationToken,
+) {
+    let ready = unless_draining(db_and_broker_ready(db, publisher), shutdown.child_token());
+    tokio::spawn(async move {
+        if let Err(err) = serve(addr, metrics, ready).await {
+            tracing::error!(error = %err, "ops server failed");
+        }
+    });
+}
+
 /// Serves the ops routes on `addr` for as long as the process lives:
 /// through draining too, so that `/readyz` can tell (see [`unless_draining`]).
 pub async fn serve(

@@ -86,17 +86,13 @@ async fn main() -> anyhow::Result<()> {
         publisher.clone(),
     );
 
-    let ready = shared::ops::unless_draining(
-        shared::ops::db_and_broker_ready(db.clone(), publisher.clone()),
-        shutdown.child_token(),
+    shared::ops::spawn_untracked(
+        config.metrics_addr,
+        metrics,
+        db.clone(),
+        publisher.clone(),
+        &shutdown,
     );
-    let metrics_addr = config.metrics_addr;
-    // Not tracked: it answers (`/readyz` 503) until the process exits.
-    tokio::spawn(async move {
-        if let Err(err) = shared::ops::serve(metrics_addr, metrics, ready).await {
-            tracing::error!(error = %err, "ops server failed");
-        }
-    });
     let tasks = TaskTracker::new();
     tasks.spawn(consumer.run(shutdown.child_token()));
     tasks.spawn({
