@@ -3,7 +3,7 @@
 //! edits one), and reading them on every request of an on-sale minute would
 //! double the API's database work.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
 use shared::domain::ShowKind;
@@ -21,6 +21,8 @@ pub struct ShowInfo {
     pub price_cents: Option<i64>,
     /// Seated shows: every seat, with its place in seat-map order.
     pub seats: HashMap<Uuid, (usize, BookedSeat)>,
+    /// Seated shows: the section names.
+    pub sections: HashSet<String>,
 }
 
 #[derive(Default)]
@@ -54,12 +56,12 @@ impl Catalog {
         else {
             return Ok(None);
         };
-        let seats = if show.kind == ShowKind::Seated {
+        let seats: HashMap<Uuid, (usize, BookedSeat)> = if show.kind == ShowKind::Seated {
             sqlx::query_as!(
                 BookedSeat,
                 r#"SELECT s.id, sec.name AS section, s.row_label AS row, s.number, s.price_cents
                    FROM seats s JOIN sections sec ON sec.id = s.section_id
-                   WHERE s.show_id = $1 ORDER BY sec.position, s.row_label, s.number"#,
+                   WHERE s.show_id = $1 ORDER BY sec.position, length(s.row_label), s.row_label, s.number"#,
                 id
             )
             .fetch_all(db)
@@ -71,10 +73,12 @@ impl Catalog {
         } else {
             HashMap::new()
         };
+        let sections = seats.values().map(|(_, s)| s.section.clone()).collect();
         let info = Arc::new(ShowInfo {
             kind: show.kind,
             price_cents: show.price_cents,
             seats,
+            sections,
         });
         let mut shows = self.shows.write().expect("not poisoned");
         if shows.len() >= MAX_SHOWS {

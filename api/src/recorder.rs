@@ -25,8 +25,11 @@ pub struct NewBooking {
     pub email: String,
     pub name: String,
     pub quantity: i32,
-    pub total_cents: i64,
+    pub total_cents: Option<i64>,
     pub seat_ids: Vec<Uuid>,
+    /// Best available: only in this section.
+    pub section: Option<String>,
+    pub waitlist: bool,
     /// Idempotency key and request hash, if the client sent a key.
     pub key: Option<(String, Vec<u8>)>,
 }
@@ -141,7 +144,9 @@ async fn insert(
     let emails: Vec<&str> = rows.iter().map(|r| r.email.as_str()).collect();
     let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
     let quantities: Vec<i32> = rows.iter().map(|r| r.quantity).collect();
-    let totals: Vec<i64> = rows.iter().map(|r| r.total_cents).collect();
+    let totals: Vec<Option<i64>> = rows.iter().map(|r| r.total_cents).collect();
+    let sections: Vec<Option<&str>> = rows.iter().map(|r| r.section.as_deref()).collect();
+    let waitlists: Vec<bool> = rows.iter().map(|r| r.waitlist).collect();
     let keys: Vec<Option<&str>> = rows
         .iter()
         .map(|r| r.key.as_ref().map(|(k, _)| k.as_str()))
@@ -157,16 +162,16 @@ async fn insert(
     let created = sqlx::query!(
         r#"WITH input AS (
                SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::int[],
-                                    $6::bigint[], $7::text[], $8::bytea[])
-                   AS t(id, show_id, email, name, quantity, total, key, hash)
+                                    $6::bigint[], $7::text[], $8::bytea[], $11::text[], $12::bool[])
+                   AS t(id, show_id, email, name, quantity, total, key, hash, section, waitlist)
            ), claimed AS (
                INSERT INTO idempotency_keys (key, request_hash, booking_id)
                SELECT key, hash, id FROM input WHERE key IS NOT NULL
                ON CONFLICT (key) DO NOTHING
                RETURNING booking_id
            ), booking AS (
-               INSERT INTO bookings (id, show_id, email, name, quantity, total_cents)
-               SELECT id, show_id, email, name, quantity, total FROM input
+               INSERT INTO bookings (id, show_id, email, name, quantity, total_cents, section, waitlist)
+               SELECT id, show_id, email, name, quantity, total, section, waitlist FROM input
                WHERE key IS NULL OR id IN (SELECT booking_id FROM claimed)
                RETURNING id, show_id, created_at
            ), seats AS (
@@ -183,11 +188,13 @@ async fn insert(
         &emails as &[&str],
         &names as &[&str],
         &quantities,
-        &totals,
+        &totals as &[Option<i64>],
         &keys as &[Option<&str>],
         &hashes as &[Option<&[u8]>],
         &seat_owners,
-        &seat_ids
+        &seat_ids,
+        &sections as &[Option<&str>],
+        &waitlists
     )
     .fetch_all(db)
     .await?;

@@ -12,6 +12,8 @@ pub enum EmailKind {
     Cancellation,
     HoldExpired,
     Reminder,
+    /// Returned tickets are held for a waitlisted booking.
+    Offer,
 }
 
 impl EmailKind {
@@ -21,7 +23,11 @@ impl EmailKind {
             EventKind::Cancelled => Some(Self::Cancellation),
             EventKind::Expired => Some(Self::HoldExpired),
             EventKind::Reminder => Some(Self::Reminder),
-            EventKind::Held | EventKind::Rejected | EventKind::PaymentDeclined => None,
+            EventKind::Offered => Some(Self::Offer),
+            EventKind::Held
+            | EventKind::Rejected
+            | EventKind::Waitlisted
+            | EventKind::PaymentDeclined => None,
         }
     }
 
@@ -31,6 +37,7 @@ impl EmailKind {
             Self::Cancellation => "cancellation",
             Self::HoldExpired => "hold_expired",
             Self::Reminder => "reminder",
+            Self::Offer => "offer",
         }
     }
 
@@ -40,6 +47,7 @@ impl EmailKind {
             Self::Cancellation => format!("Booking cancelled: {}", b.show_name),
             Self::HoldExpired => format!("Your hold for {} has expired", b.show_name),
             Self::Reminder => format!("Reminder: {} is coming up", b.show_name),
+            Self::Offer => format!("A place opened up for {}", b.show_name),
         }
     }
 }
@@ -87,6 +95,8 @@ impl Default for Templates {
             ),
             ("reminder.html", include_str!("../templates/reminder.html")),
             ("reminder.txt", include_str!("../templates/reminder.txt")),
+            ("offer.html", include_str!("../templates/offer.html")),
+            ("offer.txt", include_str!("../templates/offer.txt")),
         ] {
             env.add_template(name, source).expect("templates parse");
         }
@@ -107,6 +117,7 @@ impl Templates {
             subject => &subject,
             starts_at => b.starts_at.format("%A %-d %B %Y, %H:%M UTC").to_string(),
             total => money(b.total_cents.unwrap_or(0)),
+            hold_until => b.hold_expires_at.map(|at| at.format("%H:%M UTC on %A %-d %B").to_string()),
             qr_codes => b.tickets.iter().map(|code| crate::qr::html(code)).collect::<Vec<_>>(),
         };
         let text = self
@@ -200,10 +211,30 @@ mod tests {
             EmailKind::Cancellation,
             EmailKind::HoldExpired,
             EmailKind::Reminder,
+            EmailKind::Offer,
         ] {
             let mail = templates.render(kind, &event(vec![])).unwrap();
             assert!(mail.text.contains("Hamlet") && mail.html.contains("Hamlet"));
         }
+    }
+
+    #[test]
+    fn an_offer_says_until_when_the_tickets_are_held() {
+        let mut offer = event(vec![]);
+        offer.kind = EventKind::Offered;
+        offer.booking.hold_expires_at = Some("2030-06-01T18:05:00Z".parse().unwrap());
+        let mail = Templates::default().render(EmailKind::Offer, &offer).unwrap();
+        assert!(mail.text.contains("18:05 UTC on Saturday 1 June"), "{}", mail.text);
+        assert!(mail.html.contains("18:05 UTC on Saturday 1 June"));
+        assert_eq!(mail.subject, "A place opened up for Hamlet");
+    }
+
+    #[test]
+    fn a_waiting_list_place_ends_when_the_show_starts() {
+        let mut ended = event(vec![]);
+        ended.booking.reason = Some(shared::domain::Reason::ShowStarted);
+        let mail = Templates::default().render(EmailKind::HoldExpired, &ended).unwrap();
+        assert!(mail.text.contains("The show has started"));
     }
 
     #[test]

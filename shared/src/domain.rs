@@ -22,3 +22,8 @@ named_enum! {
         Booked = "booked",
     }
 }
+
+/// Most tickets one booking may take: keeps a single client from draining a
+/// hot show and bounds the work of one decision (and the waiting list's
+/// queues by size).
+pub const MAX_TICKETS_PER_BOOKING: i32 = 10;

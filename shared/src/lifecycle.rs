@@ -11,6 +11,8 @@ named_enum! {
     /// Where a booking is in its lifecycle (PRODUCT.md §4).
     pub enum BookingStatus {
         Queued = "queued",
+        /// Sold out when decided, waiting for returned tickets in join order.
+        Waitlisted = "waitlisted",
         Held = "held",
         Confirmed = "confirmed",
         Rejected = "rejected",
@@ -36,20 +38,27 @@ named_enum! {
         CancelledByCustomer = "cancelled_by_customer",
         /// The customer would pass the show's `max_tickets_per_customer`.
         LimitExceeded = "limit_exceeded",
+        /// The show started while the booking was still on the waiting list.
+        ShowStarted = "show_started",
     }
 }
 
 named_enum! {
     /// What can be asked of a booking (the `type` of a booking command).
     pub enum CommandKind {
-        /// Hold the seats or quantity of a queued booking, or reject it.
+        /// Hold the seats or quantity of a queued booking, put it on the
+        /// waiting list, or reject it.
         Request = "request",
         /// Take payment for a held booking and confirm it.
         Confirm = "confirm",
-        /// End a booking that is queued, held or confirmed.
+        /// End a booking that is queued, waitlisted, held or confirmed.
         Cancel = "cancel",
-        /// End a hold past its expiry (from the expiry sweep).
+        /// End a hold past its expiry, or a place on the waiting list once
+        /// the show starts (from the expiry sweep).
         Expire = "expire",
+        /// Offer returned tickets to a waitlisted booking. Never sent on its
+        /// own: the worker decides it in the run that returned the tickets.
+        Offer = "offer",
     }
 }
 
@@ -59,6 +68,9 @@ named_enum! {
     pub enum EventKind {
         Held = "held",
         Rejected = "rejected",
+        Waitlisted = "waitlisted",
+        /// Returned tickets are held for a waitlisted booking.
+        Offered = "offered",
         Confirmed = "confirmed",
         PaymentDeclined = "payment_declined",
         Cancelled = "cancelled",
@@ -79,8 +91,11 @@ impl EventKind {
 /// What a command does to a booking in a given status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transition {
-    /// Decide against the show's availability: `held`, or `rejected`.
+    /// Decide against the show's availability: `held`, or `rejected` (or
+    /// `waitlisted` if the request asked to wait).
     Decide,
+    /// Hold returned tickets for a waitlisted booking, if they fit.
+    Offer,
     /// Charge the payment: `confirmed`, or still `held` with
     /// `payment_declined`; `expired` if the hold ran out first.
     Charge,
@@ -96,7 +111,8 @@ impl Transition {
     pub fn targets(self, from: BookingStatus) -> &'static [BookingStatus] {
         use BookingStatus::*;
         match self {
-            Self::Decide => &[Held, Rejected],
+            Self::Decide => &[Held, Rejected, Waitlisted],
+            Self::Offer => &[Held],
             Self::Charge => &[Confirmed, Held, Expired],
             Self::End { to: Expired, .. } => &[Expired],
             Self::End { .. } => &[Cancelled],
@@ -115,10 +131,12 @@ pub enum Refusal {
     AlreadyDecided,
     #[error("only a held booking can be confirmed")]
     NotHeld,
-    #[error("only a queued, held or confirmed booking can be cancelled")]
+    #[error("only a queued, waitlisted, held or confirmed booking can be cancelled")]
     NotCancellable,
-    #[error("only a held booking can expire")]
+    #[error("only a held or waitlisted booking can expire")]
     NotExpirable,
+    #[error("only a waitlisted booking can be offered tickets")]
+    NotWaitlisted,
 }
 
 impl Refusal {
@@ -129,6 +147,7 @@ impl Refusal {
             Self::NotHeld => "booking_not_held",
             Self::NotCancellable => "booking_not_cancellable",
             Self::NotExpirable => "booking_not_expirable",
+            Self::NotWaitlisted => "booking_not_waitlisted",
         }
     }
 }
@@ -145,7 +164,7 @@ pub fn transition(status: BookingStatus, command: CommandKind) -> Result<Transit
         (Confirm, Held) => Ok(Transition::Charge),
         (Confirm, Confirmed) => Ok(Transition::AlreadyDone),
         (Confirm, _) => Err(Refusal::NotHeld),
-        (Cancel, Queued | Held | Confirmed) => Ok(Transition::End {
+        (Cancel, Queued | Waitlisted | Held | Confirmed) => Ok(Transition::End {
             to: Cancelled,
             reason: Reason::CancelledByCustomer,
         }),
@@ -155,7 +174,13 @@ pub fn transition(status: BookingStatus, command: CommandKind) -> Result<Transit
             to: Expired,
             reason: Reason::HoldExpired,
         }),
+        (Expire, Waitlisted) => Ok(Transition::End {
+            to: Expired,
+            reason: Reason::ShowStarted,
+        }),
         (Expire, _) => Err(Refusal::NotExpirable),
+        (Offer, Waitlisted) => Ok(Transition::Offer),
+        (Offer, _) => Err(Refusal::NotWaitlisted),
     }
 }
 
@@ -172,7 +197,10 @@ pub fn table() -> String {
         out.push_str(&format!("\n| `{status}` |"));
         for &command in CommandKind::ALL {
             let cell = match transition(status, command) {
-                Ok(Transition::Decide) => "→ `held` or `rejected`".to_owned(),
+                Ok(Transition::Decide) => {
+                    "→ `held` or `rejected` (`waitlisted` if it asked to wait)".to_owned()
+                }
+                Ok(Transition::Offer) => "→ `held` if the returned tickets fit".to_owned(),
                 Ok(Transition::Charge) => {
                     "→ `confirmed`, or stays `held` (`payment_declined`), or `expired` if the hold ran out".to_owned()
                 }
@@ -210,7 +238,11 @@ mod tests {
         let allowed = [
             (Queued, Held),
             (Queued, Rejected),
+            (Queued, Waitlisted),
             (Queued, Cancelled),
+            (Waitlisted, Held),
+            (Waitlisted, Cancelled),
+            (Waitlisted, Expired),
             (Held, Confirmed),
             (Held, Held),
             (Held, Expired),

@@ -27,11 +27,12 @@ pub const NOTIFIER_QUEUE: &str = "notifier.emails";
 pub const NOTIFIER_DEAD_QUEUE: &str = "notifier.emails.dead";
 
 /// Events the notifier turns into emails.
-pub const NOTIFIER_BINDINGS: [&str; 4] = [
+pub const NOTIFIER_BINDINGS: [&str; 5] = [
     "booking.confirmed",
     "booking.cancelled",
     "booking.expired",
     "booking.reminder",
+    "booking.offered",
 ];
 
 /// Header names a consumer sets when it dead-letters a message itself.

@@ -6,7 +6,7 @@
 //! persists what this decides; the schema's constraints and version checks
 //! would still refuse an oversell if these rules were wrong.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use shared::domain::{SeatStatus, ShowKind};
@@ -16,6 +16,7 @@ use shared::lifecycle::{
 use uuid::Uuid;
 
 use crate::payment::Charge;
+use crate::seating::{self, Place};
 
 /// A show's counters: what is held and booked out of its capacity.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +27,10 @@ pub struct Show {
     pub booked: i32,
     /// Most held + confirmed tickets one customer (email) may have.
     pub max_per_customer: Option<i32>,
+    /// Waitlisted bookings left once it starts expire.
+    pub starts_at: DateTime<Utc>,
+    /// The last waiting-list number handed out.
+    pub waitlist_tail: i64,
 }
 
 impl Show {
@@ -39,6 +44,8 @@ pub struct Seat {
     pub status: SeatStatus,
     /// The one live booking that holds or owns it.
     pub owner: Option<Uuid>,
+    pub place: Place,
+    pub price_cents: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,12 +57,22 @@ pub struct Booking {
     pub reason: Option<Reason>,
     pub quantity: i32,
     /// Seated: the seats it asked for, which it holds or owns while live.
+    /// Empty while a best-available request waits for the worker to pick.
     pub seats: Vec<Uuid>,
+    /// Best available: only seats in this section.
+    pub section: Option<String>,
+    /// Join the waiting list rather than be refused when sold out.
+    pub waitlist: bool,
+    /// Place on the show's waiting list, once it joined.
+    pub waitlist_seq: Option<i64>,
+    pub total_cents: Option<i64>,
     pub hold_expires_at: Option<DateTime<Utc>>,
     pub payment_ref: Option<String>,
 }
 
-/// What the core knows: one show, the seats and bookings a run touches.
+/// What the core knows: one show, the seats and bookings a run touches
+/// (and every free seat when it may have to pick seats), and the head of
+/// the show's waiting list when tickets may return.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct State {
     pub show_id: Uuid,
@@ -66,6 +83,9 @@ pub struct State {
     /// of their live bookings, not only the run's); kept only when the show
     /// has a limit.
     pub customer_tickets: HashMap<String, i32>,
+    /// Waitlisted bookings by join order. Enough of the list that no run
+    /// can offer tickets past what was loaded (see the writer).
+    pub waitlist: BTreeMap<i64, Uuid>,
 }
 
 /// A command as the core sees it: a confirm carries what the payment
@@ -121,6 +141,14 @@ pub struct Decision {
     pub issue_tickets: bool,
 }
 
+impl Decision {
+    /// Whether this move put tickets back on sale.
+    pub fn returns_tickets(&self) -> bool {
+        matches!(self.from, BookingStatus::Held | BookingStatus::Confirmed)
+            && matches!(self.to, BookingStatus::Expired | BookingStatus::Cancelled)
+    }
+}
+
 /// Why a command changed nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Skip {
@@ -144,19 +172,40 @@ pub enum Verdict {
     Skipped(Skip),
 }
 
-/// What a run decided: one verdict per command, and the charges to refund
-/// once the decisions are committed.
+/// What a run decided: one verdict per command, the offers the tickets it
+/// returned made to waitlisted bookings, and the charges to refund.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Decided {
     pub verdicts: Vec<Verdict>,
+    pub offers: Vec<Decision>,
     pub refunds: Vec<String>,
 }
 
+impl Decided {
+    /// Every move of the run: the commands' and then the offers'.
+    pub fn decisions(&self) -> impl Iterator<Item = &Decision> {
+        self.verdicts
+            .iter()
+            .filter_map(|v| match v {
+                Verdict::Applied(d) => Some(d),
+                Verdict::Skipped(_) => None,
+            })
+            .chain(&self.offers)
+    }
+}
+
 /// Decides `commands` in order against `state`, updating it as it goes.
+/// Tickets that return to sale are offered to the waiting list at once,
+/// before the next command: nobody later in the run can take them first.
 pub fn decide(state: &mut State, commands: &[Command], rules: &Rules) -> Decided {
     let mut decided = Decided::default();
     for command in commands {
         let verdict = decide_one(state, command, rules, &mut decided.refunds);
+        if let Verdict::Applied(decision) = &verdict {
+            if decision.returns_tickets() {
+                offer(state, rules, &mut decided.offers);
+            }
+        }
         decided.verdicts.push(verdict);
     }
     decided
@@ -190,7 +239,10 @@ fn decide_one(
         refund_charge(Some(booking));
         return Verdict::Skipped(Skip::Misrouted);
     }
-    let due = booking.hold_expires_at.is_some_and(|at| at <= rules.now);
+    let due = match booking.status {
+        BookingStatus::Waitlisted => state.show.starts_at <= rules.now,
+        _ => booking.hold_expires_at.is_some_and(|at| at <= rules.now),
+    };
     let transition = match transition(booking.status, command.kind()) {
         Ok(t) => t,
         Err(refusal) => {
@@ -224,6 +276,7 @@ fn decide_one(
             }
         },
         (Transition::Charge, _) => unreachable!("only a confirm charges"),
+        (Transition::Offer, _) => unreachable!("offers are not commands"),
         (Transition::End { to, .. }, _) if to == BookingStatus::Expired && !due => {
             Verdict::Skipped(Skip::HoldNotDue)
         }
@@ -233,24 +286,20 @@ fn decide_one(
     }
 }
 
-/// A queued request: hold its quantity or its seats, or reject it. Seats
-/// and quantity are all or nothing, and only what is free now counts, so a
-/// later request never gets what an earlier one of the same size was
-/// refused (nothing returns to sale within a run of requests). A request
+/// A queued request: hold its quantity or its seats (named, or the best
+/// available), put it on the waiting list, or reject it. Seats and quantity
+/// are all or nothing, and only what is free now counts, so a later request
+/// never gets what an earlier one of the same size was refused (what
+/// returns to sale within a run goes to the waiting list first). A request
 /// that would take its customer past the show's limit is refused first.
 fn request(state: &mut State, id: Uuid, rules: &Rules) -> Decision {
     let booking = &state.bookings[&id];
-    let (quantity, wanted) = (booking.quantity, booking.seats.clone());
-    let customer = booking.customer.clone();
-    let owned = |state: &State| state.customer_tickets.get(&customer).copied().unwrap_or(0);
-    let over_limit = state
-        .show
-        .max_per_customer
-        .is_some_and(|max| owned(state) + quantity > max);
+    let wanted = booking.seats.clone();
     let verdict = match state.show.kind {
-        _ if over_limit => Err(Reason::LimitExceeded),
-        ShowKind::GeneralAdmission if state.show.available() >= quantity => Ok(()),
+        _ if over_limit(state, booking) => Err(Reason::LimitExceeded),
+        ShowKind::GeneralAdmission if state.show.available() >= booking.quantity => Ok(wanted),
         ShowKind::GeneralAdmission => Err(Reason::SoldOut),
+        ShowKind::Seated if wanted.is_empty() => best_available(state, booking).ok_or(Reason::SoldOut),
         ShowKind::Seated => {
             let free = |seat: &Uuid| {
                 state
@@ -258,33 +307,131 @@ fn request(state: &mut State, id: Uuid, rules: &Rules) -> Decision {
                     .get(seat)
                     .is_some_and(|s| s.status == SeatStatus::Available)
             };
-            if !wanted.is_empty() && wanted.iter().all(free) && state.show.available() >= quantity {
-                Ok(())
+            if wanted.iter().all(free) && state.show.available() >= booking.quantity {
+                Ok(wanted)
             } else {
                 Err(Reason::SeatsUnavailable)
             }
         }
     };
-    let (to, reason, expires, event) = match verdict {
-        Ok(()) => {
-            for seat in &wanted {
-                let seat = state.seats.get_mut(seat).expect("checked free");
-                seat.status = SeatStatus::Held;
-                seat.owner = Some(id);
-            }
-            state.show.held += quantity;
-            *state.customer_tickets.entry(customer).or_default() += quantity;
-            let expires = rules.now + rules.hold;
-            (BookingStatus::Held, None, Some(expires), EventKind::Held)
-        }
-        Err(reason) => (
+    match verdict {
+        Ok(seats) => hold(state, id, seats, rules, CommandKind::Request, EventKind::Held),
+        Err(Reason::SoldOut) if booking.waitlist => join_waitlist(state, id),
+        Err(reason) => apply(
+            state,
+            id,
+            CommandKind::Request,
             BookingStatus::Rejected,
             Some(reason),
             None,
             EventKind::Rejected,
         ),
-    };
-    apply(state, id, CommandKind::Request, to, reason, expires, event)
+    }
+}
+
+/// Whether holding `booking` would take its customer past the show's limit.
+fn over_limit(state: &State, booking: &Booking) -> bool {
+    let owned = state
+        .customer_tickets
+        .get(&booking.customer)
+        .copied()
+        .unwrap_or(0);
+    state
+        .show
+        .max_per_customer
+        .is_some_and(|max| owned + booking.quantity > max)
+}
+
+/// The seats a best-available booking would get now, if enough are free.
+fn best_available(state: &State, booking: &Booking) -> Option<Vec<Uuid>> {
+    if state.show.available() < booking.quantity {
+        return None;
+    }
+    let free: Vec<(Uuid, &Place)> = state
+        .seats
+        .iter()
+        .filter(|(_, seat)| seat.status == SeatStatus::Available)
+        .map(|(id, seat)| (*id, &seat.place))
+        .collect();
+    seating::pick(&free, booking.quantity as usize, booking.section.as_deref())
+}
+
+/// Holds `seats` (none for general admission) and the quantity for `id`.
+/// Seats picked for it become the booking's seats, priced as they are.
+fn hold(
+    state: &mut State,
+    id: Uuid,
+    seats: Vec<Uuid>,
+    rules: &Rules,
+    command: CommandKind,
+    event: EventKind,
+) -> Decision {
+    let mut total = 0;
+    for seat_id in &seats {
+        let seat = state.seats.get_mut(seat_id).expect("checked free");
+        seat.status = SeatStatus::Held;
+        seat.owner = Some(id);
+        total += seat.price_cents;
+    }
+    let booking = state.bookings.get_mut(&id).expect("known booking");
+    if booking.seats.is_empty() && !seats.is_empty() {
+        booking.seats = seats;
+        booking.total_cents = Some(total);
+    }
+    let (quantity, customer) = (booking.quantity, booking.customer.clone());
+    state.show.held += quantity;
+    *state.customer_tickets.entry(customer).or_default() += quantity;
+    let expires = rules.now + rules.hold;
+    apply(state, id, command, BookingStatus::Held, None, Some(expires), event)
+}
+
+/// Sold out, and the request asked to wait: the next place in line.
+fn join_waitlist(state: &mut State, id: Uuid) -> Decision {
+    state.show.waitlist_tail += 1;
+    let seq = state.show.waitlist_tail;
+    state.waitlist.insert(seq, id);
+    state.bookings.get_mut(&id).expect("known booking").waitlist_seq = Some(seq);
+    apply(
+        state,
+        id,
+        CommandKind::Request,
+        BookingStatus::Waitlisted,
+        None,
+        None,
+        EventKind::Waitlisted,
+    )
+}
+
+/// Offers what is free to the waiting list in join order: each booking
+/// that fits now is held. One that does not fit (too large, or its section
+/// is full) keeps its place while later, smaller ones are served, so a
+/// booking is never passed over by a later one of the same or larger size.
+/// A customer whom the offer would take past the show's limit is passed
+/// over and keeps waiting.
+fn offer(state: &mut State, rules: &Rules, offers: &mut Vec<Decision>) {
+    let waiting: Vec<(i64, Uuid)> = state.waitlist.iter().map(|(s, id)| (*s, *id)).collect();
+    for (seq, id) in waiting {
+        if state.show.available() == 0 {
+            break;
+        }
+        let booking = &state.bookings[&id];
+        debug_assert_eq!(
+            transition(booking.status, CommandKind::Offer),
+            Ok(Transition::Offer)
+        );
+        if booking.quantity > state.show.available() || over_limit(state, booking) {
+            continue;
+        }
+        let seats = match state.show.kind {
+            ShowKind::GeneralAdmission => Vec::new(),
+            ShowKind::Seated => match best_available(state, booking) {
+                Some(seats) => seats,
+                None => continue,
+            },
+        };
+        state.waitlist.remove(&seq);
+        offers.push(hold(state, id, seats, rules, CommandKind::Offer, EventKind::Offered));
+    }
 }
 
 /// An approved payment: the hold becomes a sale.
@@ -345,6 +492,9 @@ fn end(
         if let Some(owned) = state.customer_tickets.get_mut(&booking.customer) {
             *owned -= quantity;
         }
+    }
+    if let Some(seq) = booking.waitlist_seq {
+        state.waitlist.remove(&seq);
     }
     set_owned_seats(state, id, SeatStatus::Available);
     let event = match to {

@@ -7,18 +7,19 @@
 //! row since it was read: a [`DecideError::Conflict`] that rolls the whole
 //! run back for a retry.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use rand::Rng;
-use shared::domain::{BookingStatus, Reason, SeatStatus, ShowKind};
+use shared::domain::{BookingStatus, Reason, SeatStatus, ShowKind, MAX_TICKETS_PER_BOOKING};
 use shared::messages::{BookingEvent, BookingSnapshot, SeatLabel};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::decide::{self, Booking, Command, Decided, Decision, Rules, Seat, Show, State, Verdict};
+use crate::decide::{self, Booking, Command, Decided, Decision, Rules, Seat, Show, State};
 use crate::error::DecideError;
 use crate::outbox;
+use crate::seating::Place;
 
 /// Who expired a hold, for the audit trail (otherwise the worker's name).
 const EXPIRY_ACTOR: &str = "expiry-sweeper";
@@ -33,16 +34,12 @@ pub async fn decide_in(
     rules: &Rules,
     actor: &str,
 ) -> Result<Decided, DecideError> {
-    let ids: Vec<Uuid> = commands.iter().map(Command::booking).collect();
-    let loaded = Loaded::read(conn, show_id, &ids).await?;
+    let loaded = Loaded::read(conn, show_id, commands).await?;
     let mut state = loaded.state.clone();
     let decided = decide::decide(&mut state, commands, rules);
-    if decided
-        .verdicts
-        .iter()
-        .any(|v| matches!(v, Verdict::Applied(_)))
-    {
-        loaded.write(conn, &state, &decided.verdicts, actor).await?;
+    let decisions: Vec<&Decision> = decided.decisions().collect();
+    if !decisions.is_empty() {
+        loaded.write(conn, &state, &decisions, actor).await?;
     }
     Ok(decided)
 }
@@ -79,7 +76,6 @@ struct BookingRow {
     version: i64,
     email: String,
     name: String,
-    total_cents: Option<i64>,
 }
 
 struct SeatRow {
@@ -87,44 +83,109 @@ struct SeatRow {
     label: SeatLabel,
 }
 
+enum SeatsOf<'a> {
+    Bookings(&'a [Uuid]),
+    FreeInShow,
+}
+
+/// A seat as read, with the loaded booking it belongs to, if any.
+struct SeatRecord {
+    booking_id: Option<Uuid>,
+    id: Uuid,
+    status: SeatStatus,
+    owner: Option<Uuid>,
+    version: i64,
+    section: String,
+    section_rank: i32,
+    row: String,
+    number: i32,
+    price_cents: i64,
+}
+
 impl Loaded {
     async fn read(
         conn: &mut PgConnection,
         show_id: Uuid,
-        booking_ids: &[Uuid],
+        commands: &[Command],
     ) -> Result<Self, sqlx::Error> {
         let show = sqlx::query!(
             r#"SELECT name, venue, starts_at, kind AS "kind: ShowKind", capacity, held, booked, version,
-                      max_tickets_per_customer
+                      max_tickets_per_customer, waitlist_tail
                FROM shows WHERE id = $1"#,
             show_id
         )
         .fetch_one(&mut *conn)
         .await?;
-        let mut state = State {
-            show_id,
-            show: Show {
-                kind: show.kind,
-                capacity: show.capacity,
-                held: show.held,
-                booked: show.booked,
-                max_per_customer: show.max_tickets_per_customer,
+        let mut loaded = Self {
+            state: State {
+                show_id,
+                show: Show {
+                    kind: show.kind,
+                    capacity: show.capacity,
+                    held: show.held,
+                    booked: show.booked,
+                    max_per_customer: show.max_tickets_per_customer,
+                    starts_at: show.starts_at,
+                    waitlist_tail: show.waitlist_tail,
+                },
+                seats: HashMap::new(),
+                bookings: HashMap::new(),
+                customer_tickets: HashMap::new(),
+                waitlist: BTreeMap::new(),
             },
-            seats: HashMap::new(),
+            show: ShowRow {
+                name: show.name,
+                venue: show.venue,
+                starts_at: show.starts_at,
+                version: show.version,
+            },
             bookings: HashMap::new(),
-            customer_tickets: HashMap::new(),
+            seats: HashMap::new(),
         };
-        let mut bookings = HashMap::new();
+        let ids: Vec<Uuid> = commands.iter().map(Command::booking).collect();
+        loaded.read_bookings(conn, &ids).await?;
+        let waitlisted = loaded.read_waitlist_head(conn, commands).await?;
+        loaded.read_bookings(conn, &waitlisted).await?;
+        if show.max_tickets_per_customer.is_some() {
+            loaded.read_customer_tickets(conn).await?;
+        }
+        if show.kind == ShowKind::Seated {
+            let ids: Vec<Uuid> = loaded.state.bookings.keys().copied().collect();
+            loaded.read_seats(conn, SeatsOf::Bookings(&ids)).await?;
+            // Best-available requests and offers pick from the free seats.
+            let picks = loaded.state.bookings.values().any(|b| {
+                b.seats.is_empty()
+                    && matches!(b.status, BookingStatus::Queued | BookingStatus::Waitlisted)
+            });
+            if picks {
+                loaded.read_seats(conn, SeatsOf::FreeInShow).await?;
+            }
+            loaded.rank_rows();
+        }
+        Ok(loaded)
+    }
+
+    /// Adds the bookings `ids` (those that exist) to the state.
+    async fn read_bookings(&mut self, conn: &mut PgConnection, ids: &[Uuid]) -> Result<(), sqlx::Error> {
+        if ids.is_empty() {
+            return Ok(());
+        }
         for b in sqlx::query!(
             r#"SELECT id, show_id, status AS "status: BookingStatus", reason AS "reason: Reason",
-                      quantity, version, email, name, total_cents, hold_expires_at, payment_ref
+                      quantity, version, email, name, total_cents, hold_expires_at, payment_ref,
+                      section, waitlist, waitlist_seq
                FROM bookings WHERE id = ANY($1)"#,
-            booking_ids
+            ids
         )
         .fetch_all(&mut *conn)
         .await?
         {
-            state.bookings.insert(
+            if b.status == BookingStatus::Waitlisted && b.show_id == self.state.show_id {
+                if let Some(seq) = b.waitlist_seq {
+                    self.state.waitlist.insert(seq, b.id);
+                }
+            }
+            self.state.bookings.insert(
                 b.id,
                 Booking {
                     show_id: b.show_id,
@@ -133,90 +194,186 @@ impl Loaded {
                     reason: b.reason,
                     quantity: b.quantity,
                     seats: Vec::new(),
+                    section: b.section,
+                    waitlist: b.waitlist,
+                    waitlist_seq: b.waitlist_seq,
+                    total_cents: b.total_cents,
                     hold_expires_at: b.hold_expires_at,
                     payment_ref: b.payment_ref,
                 },
             );
-            bookings.insert(
+            self.bookings.insert(
                 b.id,
                 BookingRow {
                     version: b.version,
                     email: b.email,
                     name: b.name,
-                    total_cents: b.total_cents,
                 },
             );
         }
-        if show.max_tickets_per_customer.is_some() {
-            let customers: Vec<String> = state
-                .bookings
-                .values()
-                .map(|b| b.customer.clone())
-                .collect();
-            for c in sqlx::query!(
-                r#"SELECT lower(email) AS "customer!", sum(quantity)::int AS "tickets!"
-                   FROM bookings
-                   WHERE show_id = $1 AND lower(email) = ANY($2) AND status IN ('held', 'confirmed')
-                   GROUP BY lower(email)"#,
-                show_id,
-                &customers
-            )
-            .fetch_all(&mut *conn)
-            .await?
-            {
-                state.customer_tickets.insert(c.customer, c.tickets);
-            }
+        Ok(())
+    }
+
+    /// The waitlisted bookings a run could offer tickets to: only a run that
+    /// can return tickets needs them. At most `most` tickets can be free at
+    /// any point of the run (free now, plus all that its commands' bookings
+    /// hold), so at most `most / n` bookings of size `n` can be offered:
+    /// that many from the head of each (section, size) queue, in join
+    /// order, are all the run can reach, however long the list. A booking
+    /// that joins during the run is behind all of them.
+    async fn read_waitlist_head(
+        &self,
+        conn: &mut PgConnection,
+        commands: &[Command],
+    ) -> Result<Vec<Uuid>, sqlx::Error> {
+        let state = &self.state;
+        let returning: i32 = commands
+            .iter()
+            .filter(|c| !matches!(c, Command::Request(_)))
+            .filter_map(|c| state.bookings.get(&c.booking()))
+            .map(|b| b.quantity)
+            .sum();
+        if returning == 0 || state.show.waitlist_tail == 0 {
+            return Ok(Vec::new());
         }
-        let mut seats = HashMap::new();
-        if show.kind == ShowKind::Seated {
-            for s in sqlx::query!(
-                r#"SELECT bs.booking_id, s.id, s.status AS "status: SeatStatus", s.booking_id AS owner,
-                          s.version, sec.name AS section, s.row_label AS row, s.number, s.price_cents
-                   FROM booking_seats bs
-                   JOIN seats s ON s.id = bs.seat_id
-                   JOIN sections sec ON sec.id = s.section_id
-                   WHERE bs.booking_id = ANY($1)
-                   ORDER BY sec.position, s.row_label, s.number"#,
-                booking_ids
-            )
-            .fetch_all(&mut *conn)
-            .await?
-            {
-                if let Some(booking) = state.bookings.get_mut(&s.booking_id) {
-                    booking.seats.push(s.id);
-                }
-                state.seats.insert(
-                    s.id,
-                    Seat {
-                        status: s.status,
-                        owner: s.owner,
-                    },
-                );
-                seats.insert(
-                    s.id,
-                    SeatRow {
-                        version: s.version,
-                        label: SeatLabel {
-                            section: s.section,
-                            row: s.row,
-                            number: s.number,
-                            price_cents: s.price_cents,
-                        },
-                    },
-                );
-            }
+        let most = (state.show.available() + returning).min(state.show.capacity);
+        let mut sections = vec![String::new()];
+        if state.show.kind == ShowKind::Seated {
+            sections.extend(
+                sqlx::query_scalar!(
+                    "SELECT name FROM sections WHERE show_id = $1",
+                    state.show_id
+                )
+                .fetch_all(&mut *conn)
+                .await?,
+            );
         }
-        Ok(Self {
-            state,
-            show: ShowRow {
-                name: show.name,
-                venue: show.venue,
-                starts_at: show.starts_at,
-                version: show.version,
-            },
-            bookings,
-            seats,
-        })
+        sqlx::query_scalar!(
+            r#"SELECT w.id AS "id!"
+               FROM unnest($2::text[]) AS k(section), generate_series(1, $4::int) AS q(n),
+                    LATERAL (SELECT id FROM bookings
+                             WHERE show_id = $1 AND status = 'waitlisted'
+                               AND coalesce(section, '') = k.section AND quantity = q.n
+                             ORDER BY waitlist_seq LIMIT $3 / q.n) w"#,
+            state.show_id,
+            &sections,
+            most,
+            MAX_TICKETS_PER_BOOKING
+        )
+        .fetch_all(&mut *conn)
+        .await
+    }
+
+    /// Held + confirmed tickets of every customer in the state, for limits.
+    async fn read_customer_tickets(&mut self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+        let mut customers: Vec<String> = self
+            .state
+            .bookings
+            .values()
+            .map(|b| b.customer.clone())
+            .collect();
+        customers.sort_unstable();
+        customers.dedup();
+        for c in sqlx::query!(
+            r#"SELECT lower(email) AS "customer!", sum(quantity)::int AS "tickets!"
+               FROM bookings
+               WHERE show_id = $1 AND lower(email) = ANY($2) AND status IN ('held', 'confirmed')
+               GROUP BY lower(email)"#,
+            self.state.show_id,
+            &customers
+        )
+        .fetch_all(&mut *conn)
+        .await?
+        {
+            self.state.customer_tickets.insert(c.customer, c.tickets);
+        }
+        Ok(())
+    }
+
+    /// Seats of the given bookings (each booking's list in seat order), or
+    /// every free seat of the show (to pick from).
+    async fn read_seats(&mut self, conn: &mut PgConnection, of: SeatsOf<'_>) -> Result<(), sqlx::Error> {
+        let records = match of {
+            SeatsOf::Bookings(ids) => {
+                sqlx::query_as!(
+                    SeatRecord,
+                    r#"SELECT bs.booking_id AS "booking_id?", s.id, s.status AS "status: SeatStatus",
+                              s.booking_id AS owner, s.version, sec.name AS section,
+                              sec.position AS section_rank, s.row_label AS row, s.number, s.price_cents
+                       FROM booking_seats bs
+                       JOIN seats s ON s.id = bs.seat_id
+                       JOIN sections sec ON sec.id = s.section_id
+                       WHERE bs.booking_id = ANY($1)
+                       ORDER BY sec.position, length(s.row_label), s.row_label, s.number"#,
+                    ids
+                )
+                .fetch_all(&mut *conn)
+                .await?
+            }
+            SeatsOf::FreeInShow => {
+                sqlx::query_as!(
+                    SeatRecord,
+                    r#"SELECT NULL::uuid AS "booking_id?", s.id, s.status AS "status: SeatStatus",
+                              s.booking_id AS owner, s.version, sec.name AS section,
+                              sec.position AS section_rank, s.row_label AS row, s.number, s.price_cents
+                       FROM seats s
+                       JOIN sections sec ON sec.id = s.section_id
+                       WHERE s.show_id = $1 AND s.status = 'available'"#,
+                    self.state.show_id
+                )
+                .fetch_all(&mut *conn)
+                .await?
+            }
+        };
+        for s in records {
+            if let Some(booking) = s.booking_id.and_then(|b| self.state.bookings.get_mut(&b)) {
+                booking.seats.push(s.id);
+            }
+            let place = Place {
+                section: s.section.clone(),
+                section_rank: s.section_rank,
+                row_rank: 0,
+                number: s.number,
+            };
+            self.state.seats.entry(s.id).or_insert(Seat {
+                status: s.status,
+                owner: s.owner,
+                place,
+                price_cents: s.price_cents,
+            });
+            self.seats.entry(s.id).or_insert(SeatRow {
+                version: s.version,
+                label: SeatLabel {
+                    section: s.section,
+                    row: s.row,
+                    number: s.number,
+                    price_cents: s.price_cents,
+                },
+            });
+        }
+        Ok(())
+    }
+
+    /// Ranks the rows of the loaded seats within their section: shorter
+    /// labels first, so row "9" comes before row "10" and "Z" before "AA".
+    fn rank_rows(&mut self) {
+        let mut rows: Vec<(i32, &str)> = self
+            .state
+            .seats
+            .iter()
+            .map(|(id, seat)| (seat.place.section_rank, self.seats[id].label.row.as_str()))
+            .collect();
+        rows.sort_by(|a, b| (a.0, a.1.len(), a.1).cmp(&(b.0, b.1.len(), b.1)));
+        rows.dedup();
+        let rank: HashMap<(i32, String), i32> = rows
+            .into_iter()
+            .enumerate()
+            .map(|(i, (section, row))| ((section, row.to_owned()), i as i32))
+            .collect();
+        for (id, seat) in &mut self.state.seats {
+            let row = self.seats[id].label.row.clone();
+            seat.place.row_rank = rank[&(seat.place.section_rank, row)];
+        }
     }
 
     /// Writes the difference between what was read and `after`, plus the
@@ -225,21 +382,15 @@ impl Loaded {
         &self,
         conn: &mut PgConnection,
         after: &State,
-        verdicts: &[Verdict],
+        decisions: &[&Decision],
         actor: &str,
     ) -> Result<(), DecideError> {
-        let decisions: Vec<&Decision> = verdicts
-            .iter()
-            .filter_map(|v| match v {
-                Verdict::Applied(d) => Some(d),
-                Verdict::Skipped(_) => None,
-            })
-            .collect();
         self.write_seats(conn, after).await?;
         self.write_show(conn, after).await?;
-        self.write_bookings(conn, after, &decisions).await?;
-        write_audit(conn, after.show_id, &decisions, actor).await?;
-        let mut tickets = self.issue_tickets(conn, after, &decisions).await?;
+        self.write_bookings(conn, after, decisions).await?;
+        self.write_picked_seats(conn, after).await?;
+        write_audit(conn, after.show_id, decisions, actor).await?;
+        let mut tickets = self.issue_tickets(conn, after, decisions).await?;
         let events: Vec<BookingEvent> = decisions
             .iter()
             .enumerate()
@@ -281,18 +432,20 @@ impl Loaded {
     }
 
     async fn write_show(&self, conn: &mut PgConnection, after: &State) -> Result<(), DecideError> {
-        let held = after.show.held - self.state.show.held;
-        let booked = after.show.booked - self.state.show.booked;
-        if held == 0 && booked == 0 {
+        if after.show == self.state.show {
             return Ok(());
         }
+        let held = after.show.held - self.state.show.held;
+        let booked = after.show.booked - self.state.show.booked;
         let updated = sqlx::query!(
-            "UPDATE shows SET held = held + $3, booked = booked + $4, version = version + 1
+            "UPDATE shows SET held = held + $3, booked = booked + $4, waitlist_tail = $5,
+                    version = version + 1
              WHERE id = $1 AND version = $2",
             after.show_id,
             self.show.version,
             held,
-            booked
+            booked,
+            after.show.waitlist_tail
         )
         .execute(conn)
         .await?
@@ -323,25 +476,53 @@ impl Loaded {
         let expiries: Vec<Option<DateTime<Utc>>> =
             finals.iter().map(|b| b.hold_expires_at).collect();
         let payments: Vec<Option<&str>> = finals.iter().map(|b| b.payment_ref.as_deref()).collect();
+        let totals: Vec<Option<i64>> = finals.iter().map(|b| b.total_cents).collect();
+        let places: Vec<Option<i64>> = finals.iter().map(|b| b.waitlist_seq).collect();
         let updated = sqlx::query!(
             "UPDATE bookings SET status = t.status, reason = t.reason, hold_expires_at = t.expires,
-                    payment_ref = t.payment_ref, dead_lettered_at = NULL,
-                    version = bookings.version + 1, updated_at = now()
-             FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::timestamptz[], $6::text[])
-                  AS t(id, version, status, reason, expires, payment_ref)
+                    payment_ref = t.payment_ref, total_cents = t.total, waitlist_seq = t.place,
+                    dead_lettered_at = NULL, version = bookings.version + 1, updated_at = now()
+             FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::timestamptz[], $6::text[],
+                         $7::bigint[], $8::bigint[])
+                  AS t(id, version, status, reason, expires, payment_ref, total, place)
              WHERE bookings.id = t.id AND bookings.version = t.version",
             &ids,
             &versions,
             &statuses as &[&str],
             &reasons as &[Option<&str>],
             &expiries as &[Option<DateTime<Utc>>],
-            &payments as &[Option<&str>]
+            &payments as &[Option<&str>],
+            &totals as &[Option<i64>],
+            &places as &[Option<i64>]
         )
         .execute(conn)
         .await?
         .rows_affected();
         if updated != ids.len() as u64 {
             return Err(DecideError::Conflict("booking"));
+        }
+        Ok(())
+    }
+
+    /// The seats the worker picked for best-available bookings become
+    /// theirs, as named seats are from the start.
+    async fn write_picked_seats(&self, conn: &mut PgConnection, after: &State) -> Result<(), sqlx::Error> {
+        let (bookings, seats): (Vec<Uuid>, Vec<Uuid>) = after
+            .bookings
+            .iter()
+            .filter(|(id, b)| !b.seats.is_empty() && self.state.bookings[*id].seats.is_empty())
+            .flat_map(|(id, b)| b.seats.iter().map(move |seat| (*id, *seat)))
+            .unzip();
+        if !seats.is_empty() {
+            sqlx::query!(
+                "INSERT INTO booking_seats (booking_id, seat_id, show_id)
+                 SELECT booking, seat, $1 FROM unnest($2::uuid[], $3::uuid[]) AS t(booking, seat)",
+                after.show_id,
+                &bookings,
+                &seats
+            )
+            .execute(conn)
+            .await?;
         }
         Ok(())
     }
@@ -410,7 +591,7 @@ impl Loaded {
                     .iter()
                     .map(|s| self.seats[s].label.clone())
                     .collect(),
-                total_cents: row.total_cents,
+                total_cents: booking.total_cents,
                 hold_expires_at: d.hold_expires_at,
                 tickets,
             },

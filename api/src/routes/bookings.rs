@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use shared::domain::{BookingStatus, Reason, ShowKind};
+use shared::domain::{BookingStatus, Reason, ShowKind, MAX_TICKETS_PER_BOOKING};
 use shared::lifecycle::{transition, CommandKind, Transition};
 use shared::messages::BookingCommand;
 use utoipa::ToSchema;
@@ -25,19 +25,23 @@ use crate::recorder::{self, Recorded};
 use crate::startup::AppState;
 use crate::validation;
 
-/// Most tickets one booking may take: keeps a single client from draining a
-/// hot show and bounds the work of one decision.
-pub const MAX_TICKETS_PER_BOOKING: i32 = 10;
-
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewBooking {
     pub email: String,
     pub name: String,
-    /// General admission: number of tickets.
+    /// Number of tickets: general admission, or seated best available
+    /// (the worker picks adjacent seats where it can).
+    #[schema(minimum = 1, maximum = 10)]
     pub quantity: Option<i32>,
     /// Seated: the seats wanted (ids from the seat map).
     pub seat_ids: Option<Vec<Uuid>>,
+    /// Seated best available: only seats in this section (by name).
+    pub section: Option<String>,
+    /// With `quantity`: join the waiting list (`waitlisted`) instead of
+    /// being rejected `sold_out`.
+    #[serde(default)]
+    pub waitlist: bool,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -67,8 +71,13 @@ pub struct BookingView {
     pub name: String,
     pub quantity: i32,
     pub seats: Vec<BookedSeat>,
+    /// Unknown (null) while a best-available request waits for its seats.
     pub total_cents: Option<i64>,
     pub hold_expires_at: Option<DateTime<Utc>>,
+    /// Whether the request asked to wait when sold out.
+    pub waitlist: bool,
+    /// While `waitlisted`: the place in line (1 = first to be offered).
+    pub waitlist_position: Option<i64>,
     pub tickets: Vec<Ticket>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -86,7 +95,10 @@ struct Validated {
     quantity: i32,
     seat_ids: Vec<Uuid>,
     seats: Vec<BookedSeat>,
-    total_cents: i64,
+    /// Best available: only in this section.
+    section: Option<String>,
+    /// None until the worker has picked a best-available request's seats.
+    total_cents: Option<i64>,
 }
 
 fn validate_email(email: &str) -> bool {
@@ -125,33 +137,56 @@ async fn validate(
     let limit = format!("must be 1 to {MAX_TICKETS_PER_BOOKING}");
     let validated = match show.kind {
         ShowKind::GeneralAdmission => {
-            if req.seat_ids.as_ref().is_some_and(|s| !s.is_empty()) {
-                errors.push(FieldError::new(
-                    "seat_ids",
-                    "this show is general admission: give quantity",
-                ));
+            for (field, given) in [
+                ("seat_ids", req.seat_ids.as_ref().is_some_and(|s| !s.is_empty())),
+                ("section", req.section.is_some()),
+            ] {
+                if given {
+                    errors.push(FieldError::new(
+                        field,
+                        "this show is general admission: give quantity",
+                    ));
+                }
             }
-            match req.quantity {
-                Some(q) if (1..=MAX_TICKETS_PER_BOOKING).contains(&q) => Some(Validated {
+            quantity(req, &mut errors, "is required for general admission").map(|q| Validated {
+                quantity: q,
+                seat_ids: Vec::new(),
+                seats: Vec::new(),
+                section: None,
+                total_cents: Some(i64::from(q) * show.price_cents.unwrap_or(0)),
+            })
+        }
+        ShowKind::Seated if req.seat_ids.is_none() => {
+            let section = req.section.as_deref().map(str::trim);
+            if let Some(section) = section {
+                if let Some(invalid) = validation::text("section", section, 100) {
+                    errors.push(invalid);
+                } else if !show.sections.contains(section) {
+                    errors.push(FieldError::new("section", "no such section in this show"));
+                }
+            }
+            quantity(req, &mut errors, "give seat_ids, or quantity for the best available")
+                .map(|q| Validated {
                     quantity: q,
                     seat_ids: Vec::new(),
                     seats: Vec::new(),
-                    total_cents: i64::from(q) * show.price_cents.unwrap_or(0),
-                }),
-                Some(_) => {
-                    errors.push(FieldError::new("quantity", limit));
-                    None
-                }
-                None => {
-                    errors.push(FieldError::new(
-                        "quantity",
-                        "is required for general admission",
-                    ));
-                    None
-                }
-            }
+                    section: section.map(str::to_owned),
+                    total_cents: None,
+                })
         }
         ShowKind::Seated => {
+            if req.waitlist {
+                errors.push(FieldError::new(
+                    "waitlist",
+                    "only a request by quantity can wait; named seats cannot",
+                ));
+            }
+            if req.section.is_some() {
+                errors.push(FieldError::new(
+                    "section",
+                    "goes with quantity (best available), not seat_ids",
+                ));
+            }
             let seat_ids = req.seat_ids.clone().unwrap_or_default();
             let distinct: HashSet<_> = seat_ids.iter().collect();
             if seat_ids.is_empty() || seat_ids.len() > MAX_TICKETS_PER_BOOKING as usize {
@@ -179,15 +214,34 @@ async fn validate(
             }
             Some(Validated {
                 quantity: seat_ids.len() as i32,
-                total_cents: seats.iter().map(|s| s.price_cents).sum(),
+                total_cents: Some(seats.iter().map(|s| s.price_cents).sum()),
                 seat_ids,
                 seats,
+                section: None,
             })
         }
     };
     match validated {
         Some(v) if errors.is_empty() => Ok(v),
         _ => Err(ApiError::Validation(errors)),
+    }
+}
+
+/// The requested quantity, if present and within bounds.
+fn quantity(req: &NewBooking, errors: &mut Vec<FieldError>, missing: &str) -> Option<i32> {
+    match req.quantity {
+        Some(q) if (1..=MAX_TICKETS_PER_BOOKING).contains(&q) => Some(q),
+        Some(_) => {
+            errors.push(FieldError::new(
+                "quantity",
+                format!("must be 1 to {MAX_TICKETS_PER_BOOKING}"),
+            ));
+            None
+        }
+        None => {
+            errors.push(FieldError::new("quantity", missing));
+            None
+        }
     }
 }
 
@@ -201,6 +255,8 @@ fn request_hash(show_id: Uuid, req: &NewBooking, v: &Validated) -> Vec<u8> {
         "name": req.name.trim(),
         "quantity": v.quantity,
         "seat_ids": seats,
+        "section": v.section,
+        "waitlist": req.waitlist,
     });
     Sha256::digest(canonical.to_string().as_bytes()).to_vec()
 }
@@ -263,6 +319,8 @@ pub async fn create_booking(
             quantity: v.quantity,
             total_cents: v.total_cents,
             seat_ids: v.seat_ids.clone(),
+            section: v.section.clone(),
+            waitlist: req.waitlist,
             key: key.clone(),
         })
         .await?;
@@ -293,8 +351,10 @@ pub async fn create_booking(
         name: req.name.trim().to_owned(),
         quantity: v.quantity,
         seats: v.seats,
-        total_cents: Some(v.total_cents),
+        total_cents: v.total_cents,
         hold_expires_at: None,
+        waitlist: req.waitlist,
+        waitlist_position: None,
         tickets: Vec::new(),
         created_at,
         updated_at: created_at,
@@ -366,8 +426,11 @@ async fn withdraw(state: &AppState, id: Uuid) {
 pub(crate) async fn load_booking(state: &AppState, id: Uuid) -> Result<BookingView, ApiError> {
     let b = sqlx::query!(
         r#"SELECT id, show_id, status AS "status: BookingStatus", reason AS "reason: Reason", email, name, quantity,
-                  total_cents, hold_expires_at, created_at, updated_at
-           FROM bookings WHERE id = $1"#,
+                  total_cents, hold_expires_at, waitlist, created_at, updated_at,
+                  (SELECT count(*) FROM bookings w
+                   WHERE w.show_id = b.show_id AND w.status = 'waitlisted'
+                     AND w.waitlist_seq <= b.waitlist_seq) AS waitlist_position
+           FROM bookings b WHERE id = $1"#,
         id
     )
     .fetch_optional(&state.db)
@@ -380,7 +443,7 @@ pub(crate) async fn load_booking(state: &AppState, id: Uuid) -> Result<BookingVi
            JOIN seats s ON s.id = bs.seat_id
            JOIN sections sec ON sec.id = s.section_id
            WHERE bs.booking_id = $1
-           ORDER BY sec.position, s.row_label, s.number"#,
+           ORDER BY sec.position, length(s.row_label), s.row_label, s.number"#,
         id
     )
     .fetch_all(&state.db)
@@ -408,6 +471,10 @@ pub(crate) async fn load_booking(state: &AppState, id: Uuid) -> Result<BookingVi
         seats,
         total_cents: b.total_cents,
         hold_expires_at: b.hold_expires_at,
+        waitlist: b.waitlist,
+        waitlist_position: b
+            .waitlist_position
+            .filter(|_| b.status == BookingStatus::Waitlisted),
         tickets,
         created_at: b.created_at,
         updated_at: b.updated_at,

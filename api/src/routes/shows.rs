@@ -348,7 +348,7 @@ pub async fn seat_map(
                   s.status AS "status: SeatStatus"
            FROM seats s JOIN sections sec ON sec.id = s.section_id
            WHERE s.show_id = $1
-           ORDER BY sec.position, s.row_label, s.number"#,
+           ORDER BY sec.position, length(s.row_label), s.row_label, s.number"#,
         id
     )
     .fetch_all(&state.db)

@@ -188,8 +188,10 @@ async fn a_row_postgresql_refuses_fails_alone_in_its_group_commit() {
             email: unique_address("recorder"),
             name: if bad(i) { "Nul\0Name" } else { "Valid" }.to_owned(),
             quantity: 1,
-            total_cents: 2500,
+            total_cents: Some(2500),
             seat_ids: Vec::new(),
+            section: None,
+            waitlist: false,
             key: Some((format!("recorder-{i}"), vec![1])),
         })
         .collect();

@@ -1,7 +1,7 @@
 //! The decision rules, without any I/O: examples first, then properties
 //! over random shows and random runs of commands.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{TimeZone, Utc};
 use proptest::prelude::*;
@@ -33,6 +33,8 @@ fn ga(capacity: i32, quantities: &[i32]) -> State {
             held: 0,
             booked: 0,
             max_per_customer: None,
+            starts_at: rules(0).now + chrono::Duration::days(1),
+            waitlist_tail: 0,
         },
         seats: HashMap::new(),
         bookings: quantities
@@ -41,11 +43,12 @@ fn ga(capacity: i32, quantities: &[i32]) -> State {
             .map(|(i, &quantity)| (id(i as u128 + 1), queued(i, quantity, Vec::new())))
             .collect(),
         customer_tickets: HashMap::new(),
+        waitlist: BTreeMap::new(),
     }
 }
 
-/// A seated show with `seats` seats (ids 1000..), and bookings asking for
-/// the given seat numbers.
+/// A seated show with `seats` seats (ids 1000..) in rows of four, and
+/// bookings asking for the given seat numbers (none: best available).
 fn seated(seats: u128, wants: &[&[u128]]) -> State {
     State {
         show_id: SHOW,
@@ -55,12 +58,21 @@ fn seated(seats: u128, wants: &[&[u128]]) -> State {
             held: 0,
             booked: 0,
             max_per_customer: None,
+            starts_at: rules(0).now + chrono::Duration::days(1),
+            waitlist_tail: 0,
         },
         seats: (0..seats)
             .map(|n| {
                 let seat = Seat {
                     status: SeatStatus::Available,
                     owner: None,
+                    place: Place {
+                        section: "Stalls".into(),
+                        section_rank: 0,
+                        row_rank: (n / 4) as i32,
+                        number: (n % 4) as i32 + 1,
+                    },
+                    price_cents: 1000 + n as i64,
                 };
                 (id(1000 + n), seat)
             })
@@ -74,6 +86,7 @@ fn seated(seats: u128, wants: &[&[u128]]) -> State {
             })
             .collect(),
         customer_tickets: HashMap::new(),
+        waitlist: BTreeMap::new(),
     }
 }
 
@@ -86,6 +99,10 @@ fn queued(n: usize, quantity: i32, seats: Vec<Uuid>) -> Booking {
         reason: None,
         quantity,
         seats,
+        section: None,
+        waitlist: false,
+        waitlist_seq: None,
+        total_cents: None,
         hold_expires_at: None,
         payment_ref: None,
     }
@@ -319,17 +336,31 @@ fn case() -> impl Strategy<Value = Case> {
                 prop::collection::btree_set(0..seats, 1..=(seats.min(3) as usize)),
                 1..12,
             );
-            (Just(seats), wants)
+            (Just(seats), wants, prop::collection::vec(any::<bool>(), 12))
         })
-        .prop_map(|(seats, wants)| {
+        .prop_map(|(seats, wants, best)| {
             let wants: Vec<Vec<u128>> =
                 wants.into_iter().map(|w| w.into_iter().collect()).collect();
             let refs: Vec<&[u128]> = wants.iter().map(Vec::as_slice).collect();
-            seated(seats, &refs)
+            let mut state = seated(seats, &refs);
+            // Some ask for the best available of as many seats instead.
+            for (n, best) in best.into_iter().enumerate() {
+                if let (true, Some(b)) = (best, state.bookings.get_mut(&id(n as u128 + 1))) {
+                    b.seats.clear();
+                }
+            }
+            state
         });
     let limit = prop::option::of(1..8i32);
-    (prop_oneof![ga_case, seated_case], limit).prop_flat_map(|(mut state, limit)| {
+    let waits = prop::collection::vec(any::<bool>(), 12);
+    (prop_oneof![ga_case, seated_case], limit, waits).prop_flat_map(|(mut state, limit, waits)| {
         state.show.max_per_customer = limit;
+        // Requests by quantity may ask to wait when sold out.
+        for (n, wait) in waits.into_iter().enumerate() {
+            if let Some(b) = state.bookings.get_mut(&id(n as u128 + 1)) {
+                b.waitlist = wait && b.seats.is_empty();
+            }
+        }
         let bookings = state.bookings.len() as u128;
         (
             Just(state),
@@ -342,6 +373,15 @@ fn case() -> impl Strategy<Value = Case> {
                 hold_seconds,
             })
     })
+}
+
+/// Whether a waitlisted booking could be offered tickets right now.
+fn could_be_offered(state: &State, booking: &Booking) -> bool {
+    let fits = match state.show.kind {
+        ShowKind::GeneralAdmission => state.show.available() >= booking.quantity,
+        ShowKind::Seated => best_available(state, booking).is_some(),
+    };
+    fits && !over_limit(state, booking)
 }
 
 /// The counters, seats and bookings agree, and nothing is oversold.
@@ -373,6 +413,23 @@ fn assert_consistent(state: &State) {
         if let Some(max) = show.max_per_customer {
             assert!(tickets <= max, "{customer} has {tickets} > {max}");
         }
+    }
+    // The waiting list is exactly the waitlisted bookings, each with its
+    // own place, and none of them could take what is free now: offers went
+    // out the moment tickets returned.
+    let waiting: Vec<Uuid> = state.waitlist.values().copied().collect();
+    let mut waitlisted: Vec<Uuid> = state
+        .bookings
+        .iter()
+        .filter(|(_, b)| b.status == BookingStatus::Waitlisted)
+        .map(|(id, _)| *id)
+        .collect();
+    waitlisted.sort_by_key(|id| state.bookings[id].waitlist_seq);
+    assert_eq!(waiting, waitlisted);
+    for id in &waiting {
+        let b = &state.bookings[id];
+        assert!(b.waitlist_seq.is_some_and(|seq| seq <= show.waitlist_tail));
+        assert!(!could_be_offered(state, b), "{b:?} waits while it fits");
     }
     for (seat_id, seat) in &state.seats {
         match seat.owner {
@@ -430,6 +487,7 @@ proptest! {
         for command in &case.run {
             let d = decide(&mut single, std::slice::from_ref(command), &rules);
             one_by_one.verdicts.extend(d.verdicts);
+            one_by_one.offers.extend(d.offers);
             one_by_one.refunds.extend(d.refunds);
         }
         prop_assert_eq!(at_once, one_by_one);
@@ -440,22 +498,21 @@ proptest! {
     fn every_decision_is_a_move_the_lifecycle_allows(case in case()) {
         let mut state = case.state;
         let decided = decide(&mut state, &case.run, &rules(case.hold_seconds));
-        for verdict in &decided.verdicts {
-            if let Verdict::Applied(d) = verdict {
-                let allowed = transition(d.from, d.command)
-                    .is_ok_and(|t| t.targets(d.from).contains(&d.to));
-                prop_assert!(allowed, "{:?}", d);
-            }
+        for d in decided.decisions() {
+            let allowed = transition(d.from, d.command)
+                .is_ok_and(|t| t.targets(d.from).contains(&d.to));
+            prop_assert!(allowed, "{:?}", d);
         }
     }
 
     #[test]
     fn a_later_request_never_gets_what_an_earlier_one_was_refused(case in case()) {
+        let asked = case.state.clone();
         let mut state = case.state;
         let decided = decide(&mut state, &case.run, &rules(case.hold_seconds));
         // What each request asked for: a quantity, or a set of seats.
         let ask = |booking: Uuid| {
-            let b = &state.bookings[&booking];
+            let b = &asked.bookings[&booking];
             let mut seats = b.seats.clone();
             seats.sort();
             (b.quantity, seats)
@@ -470,6 +527,7 @@ proptest! {
                 {
                     refused.push(ask(d.booking))
                 }
+                (CommandKind::Request, BookingStatus::Waitlisted) => refused.push(ask(d.booking)),
                 (CommandKind::Request, BookingStatus::Held) => {
                     prop_assert!(!refused.contains(&ask(d.booking)), "inversion at {:?}", d);
                 }
