@@ -14,4 +14,5 @@ pub mod payment;
 pub mod reminders;
 pub mod replay;
 pub mod requeue;
+pub mod seating;
 pub mod writer;
