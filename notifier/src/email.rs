@@ -223,8 +223,14 @@ mod tests {
         let mut offer = event(vec![]);
         offer.kind = EventKind::Offered;
         offer.booking.hold_expires_at = Some("2030-06-01T18:05:00Z".parse().unwrap());
-        let mail = Templates::default().render(EmailKind::Offer, &offer).unwrap();
-        assert!(mail.text.contains("18:05 UTC on Saturday 1 June"), "{}", mail.text);
+        let mail = Templates::default()
+            .render(EmailKind::Offer, &offer)
+            .unwrap();
+        assert!(
+            mail.text.contains("18:05 UTC on Saturday 1 June"),
+            "{}",
+            mail.text
+        );
         assert!(mail.html.contains("18:05 UTC on Saturday 1 June"));
         assert_eq!(mail.subject, "A place opened up for Hamlet");
     }
@@ -233,7 +239,9 @@ mod tests {
     fn a_waiting_list_place_ends_when_the_show_starts() {
         let mut ended = event(vec![]);
         ended.booking.reason = Some(shared::domain::Reason::ShowStarted);
-        let mail = Templates::default().render(EmailKind::HoldExpired, &ended).unwrap();
+        let mail = Templates::default()
+            .render(EmailKind::HoldExpired, &ended)
+            .unwrap();
         assert!(mail.text.contains("The show has started"));
     }
 

@@ -299,7 +299,9 @@ fn request(state: &mut State, id: Uuid, rules: &Rules) -> Decision {
         _ if over_limit(state, booking) => Err(Reason::LimitExceeded),
         ShowKind::GeneralAdmission if state.show.available() >= booking.quantity => Ok(wanted),
         ShowKind::GeneralAdmission => Err(Reason::SoldOut),
-        ShowKind::Seated if wanted.is_empty() => best_available(state, booking).ok_or(Reason::SoldOut),
+        ShowKind::Seated if wanted.is_empty() => {
+            best_available(state, booking).ok_or(Reason::SoldOut)
+        }
         ShowKind::Seated => {
             let free = |seat: &Uuid| {
                 state
@@ -315,7 +317,14 @@ fn request(state: &mut State, id: Uuid, rules: &Rules) -> Decision {
         }
     };
     match verdict {
-        Ok(seats) => hold(state, id, seats, rules, CommandKind::Request, EventKind::Held),
+        Ok(seats) => hold(
+            state,
+            id,
+            seats,
+            rules,
+            CommandKind::Request,
+            EventKind::Held,
+        ),
         Err(Reason::SoldOut) if booking.waitlist => join_waitlist(state, id),
         Err(reason) => apply(
             state,
@@ -382,7 +391,15 @@ fn hold(
     state.show.held += quantity;
     *state.customer_tickets.entry(customer).or_default() += quantity;
     let expires = rules.now + rules.hold;
-    apply(state, id, command, BookingStatus::Held, None, Some(expires), event)
+    apply(
+        state,
+        id,
+        command,
+        BookingStatus::Held,
+        None,
+        Some(expires),
+        event,
+    )
 }
 
 /// Sold out, and the request asked to wait: the next place in line.
@@ -390,7 +407,11 @@ fn join_waitlist(state: &mut State, id: Uuid) -> Decision {
     state.show.waitlist_tail += 1;
     let seq = state.show.waitlist_tail;
     state.waitlist.insert(seq, id);
-    state.bookings.get_mut(&id).expect("known booking").waitlist_seq = Some(seq);
+    state
+        .bookings
+        .get_mut(&id)
+        .expect("known booking")
+        .waitlist_seq = Some(seq);
     apply(
         state,
         id,
@@ -430,7 +451,14 @@ fn offer(state: &mut State, rules: &Rules, offers: &mut Vec<Decision>) {
             },
         };
         state.waitlist.remove(&seq);
-        offers.push(hold(state, id, seats, rules, CommandKind::Offer, EventKind::Offered));
+        offers.push(hold(
+            state,
+            id,
+            seats,
+            rules,
+            CommandKind::Offer,
+            EventKind::Offered,
+        ));
     }
 }
 

@@ -1,4 +1,5 @@
-//! Returns expired holds to sale. The sweeper does not touch the booking
+//! Returns expired holds to sale, and ends the waiting list of a show that
+//! has started. The sweeper does not touch the booking
 //! itself: it records an `expire` command in the outbox, which the relay
 //! sends down the show's shard queue, so the release is decided in order
 //! with everything else for that show, by the one consumer that owns it (no
@@ -12,6 +13,7 @@ use shared::messages::BookingCommand;
 use shared::sweep::SweepError;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 use crate::outbox;
 
@@ -23,11 +25,12 @@ pub async fn run(db: PgPool, cancel: CancellationToken) {
     shared::sweep::every("expiry", SWEEP_EVERY, cancel, || sweep(&db)).await;
 }
 
-/// Claims due holds (`SKIP LOCKED`, so sweepers in other workers take
-/// others), notes the request and records the commands, in one transaction.
+/// Claims due holds and the waitlisted bookings of started shows (`SKIP
+/// LOCKED`, so sweepers in other workers take others), notes the request
+/// and records the commands, in one transaction.
 async fn sweep(db: &PgPool) -> Result<usize, SweepError> {
     let mut tx = db.begin().await?;
-    let due = sqlx::query!(
+    let mut due: Vec<(Uuid, Uuid)> = sqlx::query!(
         "SELECT id, show_id FROM bookings
          WHERE status = 'held' AND hold_expires_at <= now()
            AND (expiry_requested_at IS NULL
@@ -37,11 +40,30 @@ async fn sweep(db: &PgPool) -> Result<usize, SweepError> {
         ASK_AGAIN_AFTER_SECONDS
     )
     .fetch_all(&mut *tx)
-    .await?;
+    .await?
+    .into_iter()
+    .map(|d| (d.id, d.show_id))
+    .collect();
+    due.extend(
+        sqlx::query!(
+            "SELECT b.id, b.show_id FROM bookings b
+             WHERE b.status = 'waitlisted'
+               AND b.show_id IN (SELECT id FROM shows WHERE starts_at <= now() AND waitlist_tail > 0)
+               AND (b.expiry_requested_at IS NULL
+                    OR b.expiry_requested_at < now() - make_interval(secs => $1))
+             LIMIT 1000
+             FOR UPDATE OF b SKIP LOCKED",
+            ASK_AGAIN_AFTER_SECONDS
+        )
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .map(|d| (d.id, d.show_id)),
+    );
     if due.is_empty() {
         return Ok(0);
     }
-    let ids: Vec<uuid::Uuid> = due.iter().map(|d| d.id).collect();
+    let ids: Vec<Uuid> = due.iter().map(|(id, _)| *id).collect();
     sqlx::query!(
         "UPDATE bookings SET expiry_requested_at = now() WHERE id = ANY($1)",
         &ids
@@ -50,9 +72,9 @@ async fn sweep(db: &PgPool) -> Result<usize, SweepError> {
     .await?;
     let commands: Vec<BookingCommand> = due
         .iter()
-        .map(|d| BookingCommand::Expire {
-            booking_id: d.id,
-            show_id: d.show_id,
+        .map(|&(booking_id, show_id)| BookingCommand::Expire {
+            booking_id,
+            show_id,
         })
         .collect();
     outbox::insert_commands(&mut tx, &commands).await?;

@@ -166,7 +166,11 @@ impl Loaded {
     }
 
     /// Adds the bookings `ids` (those that exist) to the state.
-    async fn read_bookings(&mut self, conn: &mut PgConnection, ids: &[Uuid]) -> Result<(), sqlx::Error> {
+    async fn read_bookings(
+        &mut self,
+        conn: &mut PgConnection,
+        ids: &[Uuid],
+    ) -> Result<(), sqlx::Error> {
         if ids.is_empty() {
             return Ok(());
         }
@@ -292,7 +296,11 @@ impl Loaded {
 
     /// Seats of the given bookings (each booking's list in seat order), or
     /// every free seat of the show (to pick from).
-    async fn read_seats(&mut self, conn: &mut PgConnection, of: SeatsOf<'_>) -> Result<(), sqlx::Error> {
+    async fn read_seats(
+        &mut self,
+        conn: &mut PgConnection,
+        of: SeatsOf<'_>,
+    ) -> Result<(), sqlx::Error> {
         let records = match of {
             SeatsOf::Bookings(ids) => {
                 sqlx::query_as!(
@@ -506,7 +514,11 @@ impl Loaded {
 
     /// The seats the worker picked for best-available bookings become
     /// theirs, as named seats are from the start.
-    async fn write_picked_seats(&self, conn: &mut PgConnection, after: &State) -> Result<(), sqlx::Error> {
+    async fn write_picked_seats(
+        &self,
+        conn: &mut PgConnection,
+        after: &State,
+    ) -> Result<(), sqlx::Error> {
         let (bookings, seats): (Vec<Uuid>, Vec<Uuid>) = after
             .bookings
             .iter()

@@ -95,6 +95,8 @@ pub struct Sales {
     pub booked: i32,
     /// Sum of confirmed bookings.
     pub revenue_cents: i64,
+    /// Bookings on the waiting list now.
+    pub waitlisted: i64,
     pub by_status: Vec<StatusCount>,
 }
 
@@ -124,6 +126,10 @@ pub async fn show_sales(
     )
     .fetch_one(&state.db)
     .await?;
+    let waitlisted = by_status
+        .iter()
+        .find(|c| c.status == BookingStatus::Waitlisted)
+        .map_or(0, |c| c.bookings);
     Ok(axum::Json(Sales {
         show_id: id,
         capacity: show.capacity,
@@ -131,6 +137,7 @@ pub async fn show_sales(
         held: show.held,
         booked: show.booked,
         revenue_cents,
+        waitlisted,
         by_status,
     }))
 }

@@ -138,7 +138,10 @@ async fn validate(
     let validated = match show.kind {
         ShowKind::GeneralAdmission => {
             for (field, given) in [
-                ("seat_ids", req.seat_ids.as_ref().is_some_and(|s| !s.is_empty())),
+                (
+                    "seat_ids",
+                    req.seat_ids.as_ref().is_some_and(|s| !s.is_empty()),
+                ),
                 ("section", req.section.is_some()),
             ] {
                 if given {
@@ -165,14 +168,18 @@ async fn validate(
                     errors.push(FieldError::new("section", "no such section in this show"));
                 }
             }
-            quantity(req, &mut errors, "give seat_ids, or quantity for the best available")
-                .map(|q| Validated {
-                    quantity: q,
-                    seat_ids: Vec::new(),
-                    seats: Vec::new(),
-                    section: section.map(str::to_owned),
-                    total_cents: None,
-                })
+            quantity(
+                req,
+                &mut errors,
+                "give seat_ids, or quantity for the best available",
+            )
+            .map(|q| Validated {
+                quantity: q,
+                seat_ids: Vec::new(),
+                seats: Vec::new(),
+                section: section.map(str::to_owned),
+                total_cents: None,
+            })
         }
         ShowKind::Seated => {
             if req.waitlist {

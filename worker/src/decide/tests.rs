@@ -302,6 +302,162 @@ fn commands_for_unknown_or_foreign_bookings_are_skipped() {
 
 // Properties over random runs.
 
+/// A sold-out GA show of `capacity`, booking 1 holding all of it, and
+/// waiting requests of the given sizes (bookings 2..).
+fn sold_out_with_waiting(capacity: i32, waiting: &[i32]) -> State {
+    let mut quantities = vec![capacity];
+    quantities.extend_from_slice(waiting);
+    let mut state = ga(capacity, &quantities);
+    for n in 2..=quantities.len() as u128 {
+        state.bookings.get_mut(&id(n)).unwrap().waitlist = true;
+    }
+    let run: Vec<Command> = (1..=quantities.len() as u128)
+        .map(|i| Command::Request(id(i)))
+        .collect();
+    decide(&mut state, &run, &rules(300));
+    state
+}
+
+#[test]
+fn a_sold_out_request_that_asked_to_wait_joins_the_waiting_list_in_order() {
+    let state = sold_out_with_waiting(4, &[2, 1, 3]);
+    use BookingStatus::*;
+    assert_eq!(
+        statuses(&state, 4),
+        [Held, Waitlisted, Waitlisted, Waitlisted]
+    );
+    let places: Vec<_> = (2..=4)
+        .map(|n| state.bookings[&id(n)].waitlist_seq)
+        .collect();
+    assert_eq!(places, [Some(1), Some(2), Some(3)]);
+    assert_eq!(state.show.waitlist_tail, 3);
+    assert_eq!(state.bookings[&id(2)].reason, None);
+}
+
+#[test]
+fn returned_tickets_are_offered_in_join_order_before_the_next_command() {
+    let mut state = sold_out_with_waiting(4, &[2, 2, 2]);
+    // The cancel returns 4 tickets: the first two in line get them, and the
+    // request right behind the cancel in the same run finds none.
+    let mut late = queued(9, 2, Vec::new());
+    late.waitlist = true;
+    state.bookings.insert(id(9), late);
+    let run = [Command::Cancel(id(1)), Command::Request(id(9))];
+    let decided = decide(&mut state, &run, &rules(300));
+    let offered: Vec<Uuid> = decided.offers.iter().map(|d| d.booking).collect();
+    assert_eq!(offered, [id(2), id(3)]);
+    for d in &decided.offers {
+        assert_eq!(
+            (d.command, d.from, d.to),
+            (
+                CommandKind::Offer,
+                BookingStatus::Waitlisted,
+                BookingStatus::Held
+            )
+        );
+        assert_eq!(d.event, EventKind::Offered);
+        assert_eq!(
+            d.hold_expires_at,
+            Some(rules(300).now + chrono::Duration::seconds(300))
+        );
+    }
+    assert_eq!(state.bookings[&id(4)].status, BookingStatus::Waitlisted);
+    assert_eq!(state.bookings[&id(9)].status, BookingStatus::Waitlisted);
+    assert_eq!(
+        state.waitlist.values().copied().collect::<Vec<_>>(),
+        [id(4), id(9)]
+    );
+}
+
+#[test]
+fn a_larger_waiting_booking_keeps_its_place_while_smaller_ones_fit() {
+    // Two tickets come back: too few for the 3, enough for the 1 behind it.
+    let mut state = ga(4, &[2, 2]);
+    let run: Vec<Command> = (1..=2).map(|i| Command::Request(id(i))).collect();
+    decide(&mut state, &run, &rules(300));
+    for (n, q) in [(3u128, 3), (4, 1)] {
+        let mut b = queued(n as usize, q, Vec::new());
+        b.waitlist = true;
+        state.bookings.insert(id(n), b);
+    }
+    decide(
+        &mut state,
+        &[Command::Request(id(3)), Command::Request(id(4))],
+        &rules(300),
+    );
+    let decided = decide(&mut state, &[Command::Cancel(id(1))], &rules(300));
+    let offered: Vec<Uuid> = decided.offers.iter().map(|d| d.booking).collect();
+    assert_eq!(offered, [id(4)]);
+    assert_eq!(state.bookings[&id(3)].status, BookingStatus::Waitlisted);
+    // The other two come back: now the 3 fits, ahead of anyone later.
+    let decided = decide(&mut state, &[Command::Cancel(id(2))], &rules(300));
+    assert_eq!(
+        decided.offers.iter().map(|d| d.booking).collect::<Vec<_>>(),
+        [id(3)]
+    );
+    assert_consistent(&state);
+}
+
+#[test]
+fn an_offer_that_expires_passes_the_tickets_to_the_next_in_line() {
+    let mut state = sold_out_with_waiting(2, &[2, 2]);
+    decide(&mut state, &[Command::Cancel(id(1))], &rules(300));
+    assert_eq!(state.bookings[&id(2)].status, BookingStatus::Held);
+    let later = Rules {
+        now: rules(0).now + chrono::Duration::seconds(301),
+        hold: chrono::Duration::seconds(300),
+    };
+    let decided = decide(&mut state, &[Command::Expire(id(2))], &later);
+    assert_eq!(state.bookings[&id(2)].status, BookingStatus::Expired);
+    assert_eq!(
+        decided.offers.iter().map(|d| d.booking).collect::<Vec<_>>(),
+        [id(3)]
+    );
+    assert_consistent(&state);
+}
+
+#[test]
+fn a_waitlisted_booking_can_be_cancelled_and_the_rest_expire_when_the_show_starts() {
+    let mut state = sold_out_with_waiting(2, &[1, 1]);
+    decide(&mut state, &[Command::Cancel(id(2))], &rules(300));
+    assert_eq!(state.bookings[&id(2)].status, BookingStatus::Cancelled);
+    assert_eq!(
+        state.waitlist.values().copied().collect::<Vec<_>>(),
+        [id(3)]
+    );
+    // Before the show starts, an expiry of a place in line is not due.
+    let early = decide(&mut state, &[Command::Expire(id(3))], &rules(300));
+    assert_eq!(early.verdicts, [Verdict::Skipped(Skip::HoldNotDue)]);
+    state.show.starts_at = rules(0).now;
+    decide(&mut state, &[Command::Expire(id(3))], &rules(300));
+    let b = &state.bookings[&id(3)];
+    assert_eq!(
+        (b.status, b.reason),
+        (BookingStatus::Expired, Some(Reason::ShowStarted))
+    );
+    assert!(state.waitlist.is_empty());
+}
+
+#[test]
+fn best_available_holds_adjacent_seats_and_prices_them() {
+    // Seats 0..8 in rows of four; seat 1 is taken, so a pair sits in 2-3.
+    let mut state = seated(8, &[&[1], &[], &[]]);
+    state.bookings.get_mut(&id(2)).unwrap().quantity = 2;
+    state.bookings.get_mut(&id(3)).unwrap().quantity = 4;
+    let run: Vec<Command> = (1..=3).map(|i| Command::Request(id(i))).collect();
+    decide(&mut state, &run, &rules(300));
+    let pair = &state.bookings[&id(2)];
+    assert_eq!(pair.status, BookingStatus::Held);
+    assert_eq!(pair.seats, [id(1002), id(1003)]);
+    assert_eq!(pair.total_cents, Some(1002 + 1003));
+    // Four together only fit in the second row.
+    assert_eq!(
+        state.bookings[&id(3)].seats,
+        [id(1004), id(1005), id(1006), id(1007)]
+    );
+    assert_consistent(&state);
+}
+
 /// A random show with random bookings, and a random run over them.
 #[derive(Debug, Clone)]
 struct Case {
