@@ -91,6 +91,34 @@ async fn bad_booking_requests_get_problem_details_and_change_nothing() {
         .await;
     problem(unknown_field, 400, "malformed_body").await;
 
+    // Best available and the waiting list go with quantity, not seat_ids.
+    for (show, body, field) in [
+        (
+            &seated,
+            json!({"seat_ids": [foreign[0]], "waitlist": true}),
+            "waitlist",
+        ),
+        (
+            &seated,
+            json!({"quantity": 2, "section": "Balcony"}),
+            "section",
+        ),
+        (&seated, json!({"quantity": 11}), "quantity"),
+        (&ga, json!({"quantity": 2, "section": "Stalls"}), "section"),
+    ] {
+        let mut body = body;
+        body["email"] = json!("x@example.com");
+        body["name"] = json!("X");
+        let refused = problem(sys.book(show, body).await, 422, "validation_failed").await;
+        let fields: Vec<&str> = refused["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["field"].as_str().unwrap())
+            .collect();
+        assert!(fields.contains(&field), "{field} not named: {refused}");
+    }
+
     for show in [&ga, &seated] {
         assert!(
             sys.bookings_of(show).await.is_empty(),

@@ -2,6 +2,7 @@
 //! PostgreSQL, RabbitMQ and SMTP. One binary so it is linked once.
 
 mod bad_input;
+mod best_available;
 mod booking_flow;
 mod broker;
 mod engine;
@@ -11,3 +12,4 @@ mod isolation;
 mod limits;
 mod reminders;
 mod shutdown;
+mod waitlist;
