@@ -358,3 +358,46 @@ async fn assert_no_one_passed_over(sys: &System, show: Uuid) {
         "no offer was ever made: the test proves nothing"
     );
 }
+
+#[tokio::test]
+async fn places_still_waiting_when_the_show_starts_end_expired_with_an_email() {
+    let sys = System::start().await;
+    let starts_at = chrono::Utc::now() + chrono::Duration::seconds(4);
+    let show = sys
+        .create_show(json!({
+            "name": "Last Minute", "venue": "The Park", "starts_at": starts_at,
+            "capacity": 1, "price_cents": 2500
+        }))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let first = sys
+        .book_accepted(
+            &show,
+            json!({"email": unique_address("in"), "name": "I", "quantity": 1}),
+        )
+        .await;
+    assert_eq!(sys.decided(&first).await["status"], "held");
+    let email = unique_address("late");
+    let waiting = sys
+        .book_accepted(
+            &show,
+            json!({"email": email, "name": "L", "quantity": 1, "waitlist": true}),
+        )
+        .await;
+    assert_eq!(sys.decided(&waiting).await["waitlist_position"], 1);
+    let ended = sys
+        .wait_for(&waiting, "expired", |b| b["status"] == "expired")
+        .await;
+    assert_eq!(ended["reason"], "show_started");
+    let mail = &wait_for_messages(&email, 1).await[0];
+    assert!(
+        mail["text"]
+            .as_str()
+            .unwrap()
+            .contains("The show has started"),
+        "{mail}"
+    );
+    sys.finish().await;
+}
