@@ -83,10 +83,18 @@ pub struct State {
     /// of their live bookings, not only the run's); kept only when the show
     /// has a limit.
     pub customer_tickets: HashMap<String, i32>,
-    /// Waitlisted bookings by join order. Enough of the list that no run
-    /// can offer tickets past what was loaded (see the writer).
+    /// Waitlisted bookings by join order: the head of each (section, size)
+    /// queue, as much as the run could reach (see the writer).
     pub waitlist: BTreeMap<i64, Uuid>,
+    /// Queues of which only the head was read, with the last place read:
+    /// anyone with a later place is behind unread bookings and cannot be
+    /// offered anything in this run.
+    pub waitlist_read_until: HashMap<Queue, i64>,
 }
+
+/// One queue of the waiting list: bookings of one size for one section
+/// (`None`: any section, or general admission).
+pub type Queue = (Option<String>, i32);
 
 /// A command as the core sees it: a confirm carries what the payment
 /// gateway said (charged before the deciding transaction), or `None` if it
@@ -440,7 +448,11 @@ fn offer(state: &mut State, rules: &Rules, offers: &mut Vec<Decision>) {
             transition(booking.status, CommandKind::Offer),
             Ok(Transition::Offer)
         );
-        if booking.quantity > state.show.available() || over_limit(state, booking) {
+        let unread_ahead = state
+            .waitlist_read_until
+            .get(&(booking.section.clone(), booking.quantity))
+            .is_some_and(|&last| seq > last);
+        if unread_ahead || booking.quantity > state.show.available() || over_limit(state, booking) {
             continue;
         }
         let seats = match state.show.kind {

@@ -16,7 +16,7 @@ use shared::messages::{BookingEvent, BookingSnapshot, SeatLabel};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::decide::{self, Booking, Command, Decided, Decision, Rules, Seat, Show, State};
+use crate::decide::{self, Booking, Command, Decided, Decision, Queue, Rules, Seat, Show, State};
 use crate::error::DecideError;
 use crate::outbox;
 use crate::seating::Place;
@@ -132,6 +132,7 @@ impl Loaded {
                 bookings: HashMap::new(),
                 customer_tickets: HashMap::new(),
                 waitlist: BTreeMap::new(),
+                waitlist_read_until: HashMap::new(),
             },
             show: ShowRow {
                 name: show.name,
@@ -144,8 +145,7 @@ impl Loaded {
         };
         let ids: Vec<Uuid> = commands.iter().map(Command::booking).collect();
         loaded.read_bookings(conn, &ids).await?;
-        let waitlisted = loaded.read_waitlist_head(conn, commands).await?;
-        loaded.read_bookings(conn, &waitlisted).await?;
+        loaded.read_waitlist_head(conn, commands).await?;
         if show.max_tickets_per_customer.is_some() {
             loaded.read_customer_tickets(conn).await?;
         }
@@ -184,11 +184,6 @@ impl Loaded {
         .fetch_all(&mut *conn)
         .await?
         {
-            if b.status == BookingStatus::Waitlisted && b.show_id == self.state.show_id {
-                if let Some(seq) = b.waitlist_seq {
-                    self.state.waitlist.insert(seq, b.id);
-                }
-            }
             self.state.bookings.insert(
                 b.id,
                 Booking {
@@ -223,13 +218,14 @@ impl Loaded {
     /// any point of the run (free now, plus all that its commands' bookings
     /// hold), so at most `most / n` bookings of size `n` can be offered:
     /// that many from the head of each (section, size) queue, in join
-    /// order, are all the run can reach, however long the list. A booking
-    /// that joins during the run is behind all of them.
+    /// order, are all the run can reach, however long the list. A queue
+    /// read only in part is marked, so that nobody behind the part read
+    /// (someone joining during the run, say) is offered anything.
     async fn read_waitlist_head(
-        &self,
+        &mut self,
         conn: &mut PgConnection,
         commands: &[Command],
-    ) -> Result<Vec<Uuid>, sqlx::Error> {
+    ) -> Result<(), sqlx::Error> {
         let state = &self.state;
         let returning: i32 = commands
             .iter()
@@ -238,7 +234,7 @@ impl Loaded {
             .map(|b| b.quantity)
             .sum();
         if returning == 0 || state.show.waitlist_tail == 0 {
-            return Ok(Vec::new());
+            return Ok(());
         }
         let most = (state.show.available() + returning).min(state.show.capacity);
         let mut sections = vec![String::new()];
@@ -252,10 +248,10 @@ impl Loaded {
                 .await?,
             );
         }
-        sqlx::query_scalar!(
-            r#"SELECT w.id AS "id!"
+        let head = sqlx::query!(
+            r#"SELECT w.id AS "id!", w.waitlist_seq AS "seq!", k.section AS "section!", q.n AS "size!"
                FROM unnest($2::text[]) AS k(section), generate_series(1, $4::int) AS q(n),
-                    LATERAL (SELECT id FROM bookings
+                    LATERAL (SELECT id, waitlist_seq FROM bookings
                              WHERE show_id = $1 AND status = 'waitlisted'
                                AND coalesce(section, '') = k.section AND quantity = q.n
                              ORDER BY waitlist_seq LIMIT $3 / q.n) w"#,
@@ -265,7 +261,30 @@ impl Loaded {
             MAX_TICKETS_PER_BOOKING
         )
         .fetch_all(&mut *conn)
-        .await
+        .await?;
+        let mut read: HashMap<Queue, (i32, i64)> = HashMap::new();
+        for section in &sections {
+            for size in 1..=MAX_TICKETS_PER_BOOKING {
+                let queue = (Some(section.clone()).filter(|s| !s.is_empty()), size);
+                read.insert(queue, (0, 0));
+            }
+        }
+        for w in &head {
+            let queue = (Some(w.section.clone()).filter(|s| !s.is_empty()), w.size);
+            let entry = read.entry(queue).or_default();
+            *entry = (entry.0 + 1, entry.1.max(w.seq));
+        }
+        for (queue, (count, last)) in read {
+            if count >= most / queue.1 {
+                self.state.waitlist_read_until.insert(queue, last);
+            }
+        }
+        let ids: Vec<Uuid> = head.iter().map(|w| w.id).collect();
+        self.read_bookings(conn, &ids).await?;
+        for w in head {
+            self.state.waitlist.insert(w.seq, w.id);
+        }
+        Ok(())
     }
 
     /// Held + confirmed tickets of every customer in the state, for limits.

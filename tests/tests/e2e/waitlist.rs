@@ -202,10 +202,7 @@ async fn a_waitlisted_booking_can_be_cancelled_and_the_sales_count_the_list() {
     .bind(ids[1].parse::<Uuid>().unwrap())
     .fetch_all(sys.db().await)
     .await
-    .unwrap()
-    .into_iter()
-    .map(|(from, reason, to)| (from, reason, to))
-    .collect();
+    .unwrap();
     let moves: Vec<(&str, &str)> = audit
         .iter()
         .map(|(f, _, t)| (f.as_str(), t.as_str()))

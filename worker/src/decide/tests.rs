@@ -44,6 +44,7 @@ fn ga(capacity: i32, quantities: &[i32]) -> State {
             .collect(),
         customer_tickets: HashMap::new(),
         waitlist: BTreeMap::new(),
+        waitlist_read_until: HashMap::new(),
     }
 }
 
@@ -87,6 +88,7 @@ fn seated(seats: u128, wants: &[&[u128]]) -> State {
             .collect(),
         customer_tickets: HashMap::new(),
         waitlist: BTreeMap::new(),
+        waitlist_read_until: HashMap::new(),
     }
 }
 
@@ -436,6 +438,21 @@ fn a_waitlisted_booking_can_be_cancelled_and_the_rest_expire_when_the_show_start
         (BookingStatus::Expired, Some(Reason::ShowStarted))
     );
     assert!(state.waitlist.is_empty());
+}
+
+#[test]
+fn nobody_behind_the_part_of_a_queue_that_was_read_is_offered_anything() {
+    let mut state = sold_out_with_waiting(2, &[1, 1]);
+    // As if the writer had read only booking 2 of the queue of ones, and a
+    // limit then passed it over: booking 3 is behind unread bookings.
+    state.show.max_per_customer = Some(2);
+    state
+        .customer_tickets
+        .insert(state.bookings[&id(2)].customer.clone(), 2);
+    state.waitlist_read_until.insert((None, 1), 1);
+    let decided = decide(&mut state, &[Command::Cancel(id(1))], &rules(300));
+    assert!(decided.offers.is_empty(), "{:?}", decided.offers);
+    assert_eq!(state.bookings[&id(3)].status, BookingStatus::Waitlisted);
 }
 
 #[test]
