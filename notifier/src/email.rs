@@ -69,6 +69,8 @@ impl Default for Templates {
         for (name, source) in [
             ("layout.html", include_str!("../templates/layout.html")),
             ("details.txt", include_str!("../templates/details.txt")),
+            ("tickets.txt", include_str!("../templates/tickets.txt")),
+            ("tickets.html", include_str!("../templates/tickets.html")),
             (
                 "confirmation.html",
                 include_str!("../templates/confirmation.html"),
@@ -117,6 +119,7 @@ impl Templates {
             subject => &subject,
             starts_at => b.starts_at.format("%A %-d %B %Y, %H:%M UTC").to_string(),
             total => money(b.total_cents.unwrap_or(0)),
+            refund => b.refund_cents.map(money),
             hold_until => b.hold_expires_at.map(|at| at.format("%H:%M UTC on %A %-d %B").to_string()),
             qr_codes => b.tickets.iter().map(|code| crate::qr::html(code)).collect::<Vec<_>>(),
         };
@@ -168,6 +171,7 @@ mod tests {
                 total_cents: Some(9050),
                 hold_expires_at: None,
                 tickets: vec!["TKT-AAAA-BBBB-CCCC".into(), "TKT-DDDD-EEEE-FFFF".into()],
+                refund_cents: None,
             },
         }
     }
@@ -189,18 +193,52 @@ mod tests {
     }
 
     #[test]
-    fn seated_emails_name_the_seats() {
-        let seat = SeatLabel {
+    fn seated_emails_pair_each_ticket_code_with_its_seat() {
+        let seat = |number| SeatLabel {
             section: "Stalls".into(),
             row: "B".into(),
-            number: 7,
+            number,
             price_cents: 4525,
         };
-        let mail = Templates::default()
-            .render(EmailKind::Confirmation, &event(vec![seat]))
+        let templates = Templates::default();
+        for kind in [EmailKind::Confirmation, EmailKind::Reminder] {
+            let mail = templates
+                .render(kind, &event(vec![seat(7), seat(8)]))
+                .unwrap();
+            assert!(
+                mail.text
+                    .contains("TKT-AAAA-BBBB-CCCC  Stalls, row B, seat 7\n  TKT-DDDD-EEEE-FFFF  Stalls, row B, seat 8"),
+                "{}",
+                mail.text
+            );
+            let (first, second) = (
+                mail.html.find("TKT-AAAA-BBBB-CCCC").unwrap(),
+                mail.html.find("TKT-DDDD-EEEE-FFFF").unwrap(),
+            );
+            let seat_7 = mail.html[first..second].find("Stalls, row B, seat 7");
+            assert!(seat_7.is_some(), "{}", mail.html);
+        }
+    }
+
+    #[test]
+    fn the_cancellation_of_a_paid_booking_says_how_much_is_refunded() {
+        let mut cancelled = event(vec![]);
+        cancelled.kind = EventKind::Cancelled;
+        let templates = Templates::default();
+        let unpaid = templates
+            .render(EmailKind::Cancellation, &cancelled)
             .unwrap();
-        assert!(mail.text.contains("Stalls, row B, seat 7"));
-        assert!(mail.html.contains("Stalls, row B, seat 7"));
+        assert!(!unpaid.text.contains("refunded"), "{}", unpaid.text);
+        cancelled.booking.refund_cents = Some(9050);
+        let paid = templates
+            .render(EmailKind::Cancellation, &cancelled)
+            .unwrap();
+        assert!(
+            paid.text.contains("Your payment of 90.50 is refunded"),
+            "{}",
+            paid.text
+        );
+        assert!(paid.html.contains("<strong>90.50</strong> is refunded"));
     }
 
     #[test]

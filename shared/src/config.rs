@@ -46,6 +46,20 @@ pub struct Config {
     pub requeue_after: Duration,
     /// After SIGTERM, how long a process may drain before it exits anyway.
     pub shutdown_grace: Duration,
+    /// How long one refund call to the payment gateway may take before it
+    /// counts as failed and is retried.
+    pub refund_timeout: Duration,
+    pub test_gateway: TestGatewaySettings,
+}
+
+/// Switches of the built-in test payment gateway, so tests and demos can
+/// play a gateway outage or a slow gateway.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TestGatewaySettings {
+    /// Every refund fails as if the gateway were unreachable.
+    pub refunds_down: bool,
+    /// Each refund takes this long (after the gateway recorded it).
+    pub refund_delay: Duration,
 }
 
 impl Config {
@@ -67,6 +81,11 @@ impl Config {
             db_pool_size: parsed("DB_POOL_SIZE", "16")?,
             requeue_after: Duration::from_secs(parsed("REQUEUE_AFTER_SECONDS", "120")?),
             shutdown_grace: Duration::from_secs(parsed("SHUTDOWN_GRACE_SECONDS", "30")?),
+            refund_timeout: Duration::from_secs(parsed("REFUND_TIMEOUT_SECONDS", "30")?),
+            test_gateway: TestGatewaySettings {
+                refunds_down: parsed("TEST_GATEWAY_REFUNDS_DOWN", "false")?,
+                refund_delay: Duration::from_millis(parsed("TEST_GATEWAY_REFUND_DELAY_MS", "0")?),
+            },
         })
     }
 }

@@ -83,6 +83,11 @@ pub struct BookingSnapshot {
     pub total_cents: Option<i64>,
     pub hold_expires_at: Option<DateTime<Utc>>,
     pub tickets: Vec<String>,
+    /// What this change pays back (a cancelled paid booking, or a charge
+    /// that came too late); the refund itself follows from the refunds
+    /// table. Absent in events written before refunds existed.
+    #[serde(default)]
+    pub refund_cents: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

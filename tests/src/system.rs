@@ -569,6 +569,17 @@ impl Sandbox {
         self.get_json(&format!("/v1/shows/{show}")).await
     }
 
+    /// A show's sales, through the admin API.
+    pub async fn sales(&self, show: &str) -> Value {
+        let res = self
+            .admin(Method::GET, &format!("/v1/shows/{show}/sales"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "sales of {show}");
+        res.json().await.unwrap()
+    }
+
     pub async fn get_json(&self, path: &str) -> Value {
         let res = self.request(Method::GET, path).send().await.unwrap();
         assert_eq!(res.status(), 200, "GET {path}");

@@ -15,7 +15,7 @@ use shared::lifecycle::{
 };
 use uuid::Uuid;
 
-use crate::payment::Charge;
+use crate::payment::{Charge, Refund};
 use crate::seating::{self, Place};
 
 /// A show's counters: what is held and booked out of its capacity.
@@ -186,7 +186,7 @@ pub enum Verdict {
 pub struct Decided {
     pub verdicts: Vec<Verdict>,
     pub offers: Vec<Decision>,
-    pub refunds: Vec<String>,
+    pub refunds: Vec<Refund>,
 }
 
 impl Decided {
@@ -223,19 +223,27 @@ fn decide_one(
     state: &mut State,
     command: &Command,
     rules: &Rules,
-    refunds: &mut Vec<String>,
+    refunds: &mut Vec<Refund>,
 ) -> Verdict {
     let id = command.booking();
     // An approved charge that does not end in a confirmation is paid back,
     // unless it is the very charge that confirmed the booking already.
     let mut refund_charge = |booking: Option<&Booking>| {
         if let Command::Confirm {
-            charge: Some(Charge::Approved { reference }),
+            charge:
+                Some(Charge::Approved {
+                    reference,
+                    amount_cents,
+                }),
             ..
         } = command
         {
             if booking.and_then(|b| b.payment_ref.as_ref()) != Some(reference) {
-                refunds.push(reference.clone());
+                refunds.push(Refund {
+                    booking: id,
+                    reference: reference.clone(),
+                    amount_cents: *amount_cents,
+                });
             }
         }
     };
@@ -279,7 +287,7 @@ fn decide_one(
         (Transition::Charge, Command::Confirm { charge, .. }) => match charge {
             None => Verdict::Skipped(Skip::NotCharged),
             Some(Charge::Declined) => Verdict::Applied(declined(state, id)),
-            Some(Charge::Approved { reference }) => {
+            Some(Charge::Approved { reference, .. }) => {
                 Verdict::Applied(confirm(state, id, reference.clone()))
             }
         },
@@ -516,7 +524,7 @@ fn end(
     command: CommandKind,
     to: BookingStatus,
     reason: Reason,
-    refunds: &mut Vec<String>,
+    refunds: &mut Vec<Refund>,
 ) -> Decision {
     let booking = &state.bookings[&id];
     let (from, quantity) = (booking.status, booking.quantity);
@@ -524,7 +532,11 @@ fn end(
         BookingStatus::Held => state.show.held -= quantity,
         BookingStatus::Confirmed => {
             state.show.booked -= quantity;
-            refunds.extend(booking.payment_ref.clone());
+            refunds.extend(booking.payment_ref.as_ref().map(|reference| Refund {
+                booking: id,
+                reference: reference.clone(),
+                amount_cents: booking.total_cents.unwrap_or(0),
+            }));
         }
         _ => {}
     }

@@ -1,7 +1,8 @@
 //! Runs the decision for a run of one show's commands: charges confirms
 //! (outside any transaction: a gateway call must not hold row locks), then
-//! loads, decides and writes in one transaction ([`crate::writer`]), commits,
-//! and refunds what the run says to refund.
+//! loads, decides and writes in one transaction ([`crate::writer`]). The
+//! refunds a run decides are rows of that transaction; [`crate::refunds`]
+//! makes them.
 
 use shared::lifecycle::{transition, CommandKind, EventKind, Transition};
 use shared::messages::BookingCommand;
@@ -60,14 +61,6 @@ impl<G: PaymentGateway> Decider<G> {
         let mut tx = self.db.begin().await?;
         let decided = writer::decide_in(&mut tx, show_id, &run, &rules, &self.actor).await?;
         tx.commit().await?;
-        for reference in &decided.refunds {
-            // After the commit. A failure here is logged, not retried: the
-            // decision stands (refunds that survive crashes are issue 8's).
-            if let Err(err) = self.gateway.refund(reference).await {
-                metrics::counter!("worker_refunds_failed_total").increment(1);
-                tracing::error!(error = %err, reference, "refund failed");
-            }
-        }
         Ok(decided
             .verdicts
             .into_iter()

@@ -1,6 +1,6 @@
 //! The booking worker: decides booking commands per show, relays the outbox,
-//! expires holds, queues reminders and recovers requests an API crash left
-//! unpublished. A library (so the benchmark runs the real statements) with
+//! expires holds, makes refunds, queues reminders and recovers requests an
+//! API crash left unpublished. A library (so the benchmark runs the real statements) with
 //! a thin `main`.
 
 pub mod claims;
@@ -11,6 +11,7 @@ pub mod error;
 pub mod expiry;
 pub mod outbox;
 pub mod payment;
+pub mod refunds;
 pub mod reminders;
 pub mod replay;
 pub mod requeue;

@@ -6,7 +6,7 @@ use shared::amqp::Publisher;
 use shared::topology::Topology;
 use shared::Config;
 use tokio_util::task::TaskTracker;
-use worker::{consumer, decider, expiry, outbox, payment, reminders, replay, requeue};
+use worker::{consumer, decider, expiry, outbox, payment, refunds, reminders, replay, requeue};
 
 /// The booking worker. Without a subcommand it runs the worker.
 #[derive(clap::Parser)]
@@ -68,9 +68,10 @@ async fn main() -> anyhow::Result<()> {
         topology,
     ));
     let actor = format!("worker-{}", std::process::id());
+    let gateway = payment::TestGateway::new(db.clone(), config.test_gateway);
     let decider = Arc::new(decider::Decider::new(
         db.clone(),
-        payment::TestGateway,
+        gateway.clone(),
         config.hold_duration,
         actor,
     ));
@@ -100,6 +101,12 @@ async fn main() -> anyhow::Result<()> {
         async move { outbox::run(db, &publisher, cancel).await }
     });
     tasks.spawn(expiry::run(db.clone(), shutdown.child_token()));
+    tasks.spawn(refunds::run(
+        db.clone(),
+        gateway,
+        config.refund_timeout,
+        shutdown.child_token(),
+    ));
     tasks.spawn(reminders::run(
         db.clone(),
         config.reminder_lead,

@@ -1,24 +1,42 @@
-//! The payment step of a confirm, behind a trait so real gateways plug in.
+//! The payment steps, behind a trait so real gateways plug in: the charge of
+//! a confirm, and the refunds the worker's refund sweeper drives.
 
 use std::future::Future;
 
+use shared::config::TestGatewaySettings;
+use sqlx::PgPool;
 use uuid::Uuid;
 
 /// What the gateway said about a charge.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Charge {
-    Approved { reference: String },
+    Approved {
+        reference: String,
+        amount_cents: i64,
+    },
     Declined,
+}
+
+/// A charge to pay back in full.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refund {
+    pub booking: Uuid,
+    /// The charge's reference: what the gateway refunds, and the refund's
+    /// idempotency key.
+    pub reference: String,
+    pub amount_cents: i64,
 }
 
 #[derive(Debug, thiserror::Error)]
 #[error("payment gateway unavailable: {0}")]
 pub struct GatewayError(pub String);
 
-/// A payment gateway. `charge` must be idempotent per booking: a retried or
+/// A payment gateway. Both calls must be idempotent: a retried or
 /// redelivered confirm must not charge twice (real gateways take the booking
-/// id as their idempotency key).
-pub trait PaymentGateway: Send + Sync + 'static {
+/// id as the charge's idempotency key), and asking again for a refund that
+/// was made changes nothing (the charge reference as the refund's key), so
+/// a crash between the gateway's answer and our record of it is harmless.
+pub trait PaymentGateway: Clone + Send + Sync + 'static {
     fn charge(
         &self,
         booking_id: Uuid,
@@ -26,32 +44,60 @@ pub trait PaymentGateway: Send + Sync + 'static {
         token: &str,
     ) -> impl Future<Output = Result<Charge, GatewayError>> + Send;
 
-    fn refund(&self, reference: &str) -> impl Future<Output = Result<(), GatewayError>> + Send;
+    fn refund(&self, refund: &Refund) -> impl Future<Output = Result<(), GatewayError>> + Send;
 }
 
 /// The built-in test gateway, following card processors' well-known test
 /// tokens: `tok_visa`, `tok_mastercard` and `tok_amex` succeed; anything
-/// else (notably `tok_chargeDeclined`) is declined.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct TestGateway;
+/// else (notably `tok_chargeDeclined`) is declined. Refunds go to its
+/// ledger table, `test_gateway_refunds`, once per charge however often they
+/// are asked for, so tests can count them; [`TestGatewaySettings`] plays an
+/// outage or a slow gateway.
+#[derive(Debug, Clone)]
+pub struct TestGateway {
+    ledger: PgPool,
+    settings: TestGatewaySettings,
+}
+
+impl TestGateway {
+    pub fn new(ledger: PgPool, settings: TestGatewaySettings) -> Self {
+        Self { ledger, settings }
+    }
+}
 
 impl PaymentGateway for TestGateway {
     async fn charge(
         &self,
         booking_id: Uuid,
-        _amount: i64,
+        amount_cents: i64,
         token: &str,
     ) -> Result<Charge, GatewayError> {
         Ok(match token {
             "tok_visa" | "tok_mastercard" | "tok_amex" => Charge::Approved {
                 reference: format!("ch_test_{}", booking_id.simple()),
+                amount_cents,
             },
             _ => Charge::Declined,
         })
     }
 
-    async fn refund(&self, reference: &str) -> Result<(), GatewayError> {
-        tracing::info!(reference, "test gateway refund");
+    async fn refund(&self, refund: &Refund) -> Result<(), GatewayError> {
+        if self.settings.refunds_down {
+            return Err(GatewayError("test gateway: refunds are down".into()));
+        }
+        sqlx::query!(
+            "INSERT INTO test_gateway_refunds (reference, amount_cents) VALUES ($1, $2)
+             ON CONFLICT (reference) DO UPDATE SET asks = test_gateway_refunds.asks + 1",
+            refund.reference,
+            refund.amount_cents
+        )
+        .execute(&self.ledger)
+        .await
+        .map_err(|e| GatewayError(format!("test gateway ledger: {e}")))?;
+        // Slow after the fact, like a gateway whose answer is lost: a crash
+        // now leaves a refund made but not yet recorded on our side.
+        tokio::time::sleep(self.settings.refund_delay).await;
+        tracing::info!(reference = refund.reference, "test gateway refund");
         Ok(())
     }
 }
@@ -62,11 +108,16 @@ mod tests {
 
     #[tokio::test]
     async fn test_tokens_follow_card_processor_conventions() {
+        // Charges never touch the ledger.
+        let ledger = PgPool::connect_lazy("postgres://unused").unwrap();
+        let gw = TestGateway::new(ledger, TestGatewaySettings::default());
         let id = Uuid::new_v4();
-        let gw = TestGateway;
         assert!(matches!(
             gw.charge(id, 100, "tok_visa").await.unwrap(),
-            Charge::Approved { .. }
+            Charge::Approved {
+                amount_cents: 100,
+                ..
+            }
         ));
         assert_eq!(
             gw.charge(id, 100, "tok_chargeDeclined").await.unwrap(),

@@ -56,12 +56,16 @@ async fn sweep(db: &PgPool, lead: Duration) -> Result<usize, SweepError> {
                   b.quantity, b.total_cents,
                   coalesce((SELECT json_agg(json_build_object('section', sec.name, 'row', st.row_label,
                                                               'number', st.number, 'price_cents', st.price_cents)
-                                            ORDER BY sec.position, st.row_label, st.number)
+                                            ORDER BY sec.position, length(st.row_label), st.row_label, st.number)
                             FROM booking_seats bs JOIN seats st ON st.id = bs.seat_id
                             JOIN sections sec ON sec.id = st.section_id
                             WHERE bs.booking_id = b.id), '[]') AS "seats!: Json<Vec<SeatLabel>>",
-                  coalesce((SELECT array_agg(code ORDER BY code) FROM tickets t WHERE t.booking_id = b.id),
-                           '{}') AS "tickets!"
+                  -- In the seats' order, so the email pairs each code with its seat.
+                  coalesce((SELECT array_agg(t.code ORDER BY sec.position, length(st.row_label), st.row_label,
+                                                             st.number, t.code)
+                            FROM tickets t LEFT JOIN seats st ON st.id = t.seat_id
+                            LEFT JOIN sections sec ON sec.id = st.section_id
+                            WHERE t.booking_id = b.id), '{}') AS "tickets!"
            FROM bookings b JOIN shows s ON s.id = b.show_id
            WHERE b.status = 'confirmed' AND s.starts_at > now()
              AND s.starts_at <= now() + make_interval(secs => $1)
@@ -107,6 +111,7 @@ fn reminder(d: Due) -> BookingEvent {
             total_cents: d.total_cents,
             hold_expires_at: None,
             tickets: d.tickets,
+            refund_cents: None,
         },
     }
 }

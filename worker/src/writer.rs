@@ -2,8 +2,8 @@
 //! the decision core ([`crate::decide`]) decide it, and persists 1..N
 //! decisions of every kind (request, confirm, cancel, expire) inside the
 //! caller's transaction: one version-checked statement per table (seats,
-//! show counters, bookings), the audit rows, the tickets and one outbox
-//! event per decision. Zero or too few rows updated means someone changed a
+//! show counters, bookings), the audit rows, the tickets, one outbox
+//! event per decision and the refunds to make. Zero or too few rows updated means someone changed a
 //! row since it was read: a [`DecideError::Conflict`] that rolls the whole
 //! run back for a retry.
 
@@ -19,6 +19,7 @@ use uuid::Uuid;
 use crate::decide::{self, Booking, Command, Decided, Decision, Queue, Rules, Seat, Show, State};
 use crate::error::DecideError;
 use crate::outbox;
+use crate::payment::Refund;
 use crate::seating::Place;
 
 /// Who expired a hold, for the audit trail (otherwise the worker's name).
@@ -39,8 +40,12 @@ pub async fn decide_in(
     let decided = decide::decide(&mut state, commands, rules);
     let decisions: Vec<&Decision> = decided.decisions().collect();
     if !decisions.is_empty() {
-        loaded.write(conn, &state, &decisions, actor).await?;
+        loaded
+            .write(conn, &state, &decisions, &decided.refunds, actor)
+            .await?;
     }
+    // Even a skipped command can leave a charge to pay back.
+    record_refunds(conn, &decided.refunds).await?;
     Ok(decided)
 }
 
@@ -410,6 +415,7 @@ impl Loaded {
         conn: &mut PgConnection,
         after: &State,
         decisions: &[&Decision],
+        refunds: &[Refund],
         actor: &str,
     ) -> Result<(), DecideError> {
         self.write_seats(conn, after).await?;
@@ -421,7 +427,18 @@ impl Loaded {
         let events: Vec<BookingEvent> = decisions
             .iter()
             .enumerate()
-            .map(|(i, d)| self.event(after, d, tickets.remove(&i).unwrap_or_default()))
+            .map(|(i, d)| {
+                let refund = d.returns_tickets().then(|| {
+                    refunds
+                        .iter()
+                        .filter(|r| r.booking == d.booking)
+                        .map(|r| r.amount_cents)
+                        .sum::<i64>()
+                });
+                let mut event = self.event(after, d, tickets.remove(&i).unwrap_or_default());
+                event.booking.refund_cents = refund.filter(|&cents| cents > 0);
+                event
+            })
             .collect();
         outbox::insert_events(conn, &events).await?;
         Ok(())
@@ -625,9 +642,33 @@ impl Loaded {
                 total_cents: booking.total_cents,
                 hold_expires_at: d.hold_expires_at,
                 tickets,
+                refund_cents: None,
             },
         }
     }
+}
+
+/// The refunds a run decided, in its transaction: from here the refund
+/// sweeper ([`crate::refunds`]) sees them through. Once per charge, however
+/// often the run is decided again.
+async fn record_refunds(conn: &mut PgConnection, refunds: &[Refund]) -> Result<(), sqlx::Error> {
+    if refunds.is_empty() {
+        return Ok(());
+    }
+    let references: Vec<&str> = refunds.iter().map(|r| r.reference.as_str()).collect();
+    let bookings: Vec<Uuid> = refunds.iter().map(|r| r.booking).collect();
+    let amounts: Vec<i64> = refunds.iter().map(|r| r.amount_cents).collect();
+    sqlx::query!(
+        "INSERT INTO refunds (reference, booking_id, amount_cents)
+         SELECT * FROM unnest($1::text[], $2::uuid[], $3::bigint[])
+         ON CONFLICT (reference) DO NOTHING",
+        &references as &[&str],
+        &bookings,
+        &amounts
+    )
+    .execute(conn)
+    .await
+    .map(drop)
 }
 
 /// One audit row per decision: from, to, why and who.

@@ -97,7 +97,18 @@ pub struct Sales {
     pub revenue_cents: i64,
     /// Bookings on the waiting list now.
     pub waitlisted: i64,
+    pub refunds: RefundCounts,
     pub by_status: Vec<StatusCount>,
+}
+
+/// Refunds of the show's bookings: made, and still to be made (the gateway
+/// has not said yes yet; the worker keeps asking).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RefundCounts {
+    pub completed: i64,
+    pub refunded_cents: i64,
+    pub pending: i64,
+    pub pending_cents: i64,
 }
 
 /// Sales and revenue of one show (admin).
@@ -126,6 +137,20 @@ pub async fn show_sales(
     )
     .fetch_one(&state.db)
     .await?;
+    let refunds = sqlx::query_as!(
+        RefundCounts,
+        r#"SELECT count(*) FILTER (WHERE r.refunded_at IS NOT NULL) AS "completed!",
+                  coalesce(sum(r.amount_cents) FILTER (WHERE r.refunded_at IS NOT NULL), 0)::bigint
+                      AS "refunded_cents!",
+                  count(*) FILTER (WHERE r.refunded_at IS NULL) AS "pending!",
+                  coalesce(sum(r.amount_cents) FILTER (WHERE r.refunded_at IS NULL), 0)::bigint
+                      AS "pending_cents!"
+           FROM refunds r JOIN bookings b ON b.id = r.booking_id
+           WHERE b.show_id = $1"#,
+        id
+    )
+    .fetch_one(&state.db)
+    .await?;
     let waitlisted = by_status
         .iter()
         .find(|c| c.status == BookingStatus::Waitlisted)
@@ -138,6 +163,7 @@ pub async fn show_sales(
         booked: show.booked,
         revenue_cents,
         waitlisted,
+        refunds,
         by_status,
     }))
 }

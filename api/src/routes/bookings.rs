@@ -78,6 +78,9 @@ pub struct BookingView {
     pub waitlist: bool,
     /// While `waitlisted`: the place in line (1 = first to be offered).
     pub waitlist_position: Option<i64>,
+    /// Paid back, once the payment gateway has made the refund (a
+    /// cancelled paid booking); null until then.
+    pub refunded_cents: Option<i64>,
     pub tickets: Vec<Ticket>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -362,6 +365,7 @@ pub async fn create_booking(
         hold_expires_at: None,
         waitlist: req.waitlist,
         waitlist_position: None,
+        refunded_cents: None,
         tickets: Vec::new(),
         created_at,
         updated_at: created_at,
@@ -433,7 +437,7 @@ async fn withdraw(state: &AppState, id: Uuid) {
 pub(crate) async fn load_booking(state: &AppState, id: Uuid) -> Result<BookingView, ApiError> {
     let b = sqlx::query!(
         r#"SELECT id, show_id, status AS "status: BookingStatus", reason AS "reason: Reason", email, name, quantity,
-                  total_cents, hold_expires_at, waitlist, created_at, updated_at,
+                  total_cents, hold_expires_at, waitlist, refunded_cents, created_at, updated_at,
                   (SELECT count(*) FROM bookings w
                    WHERE w.show_id = b.show_id AND w.status = 'waitlisted'
                      AND w.waitlist_seq <= b.waitlist_seq) AS waitlist_position
@@ -482,6 +486,7 @@ pub(crate) async fn load_booking(state: &AppState, id: Uuid) -> Result<BookingVi
         waitlist_position: b
             .waitlist_position
             .filter(|_| b.status == BookingStatus::Waitlisted),
+        refunded_cents: b.refunded_cents,
         tickets,
         created_at: b.created_at,
         updated_at: b.updated_at,

@@ -186,14 +186,7 @@ async fn a_waitlisted_booking_can_be_cancelled_and_the_sales_count_the_list() {
         .wait_for(&ids[1], "cancelled", |b| b["status"] == "cancelled")
         .await;
     assert_eq!(cancelled["waitlist_position"], Value::Null);
-    let sales: Value = sys
-        .admin(reqwest::Method::GET, &format!("/v1/shows/{show}/sales"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let sales = sys.sales(&show).await;
     assert_eq!(sales["waitlisted"], 2, "{sales}");
     let audit: Vec<(String, Option<String>, String)> = sqlx::query_as(
         "SELECT coalesce(from_status, ''), reason, to_status FROM booking_audit

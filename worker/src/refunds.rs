@@ -1,0 +1,142 @@
+//! The refund sweeper: makes the refunds deciding transactions recorded
+//! ([`crate::writer`]), so a crash at any instant after a cancel was
+//! accepted still ends in exactly one refund. Each pass claims due rows by
+//! pushing their next attempt past the call's timeout (a lease: a sweeper
+//! that dies mid-call leaves the row to the next pass, of any worker), asks
+//! the gateway, and records the answer: refunded (with the booking's
+//! `refunded_cents`, in one statement), or the error and a later attempt,
+//! backing off exponentially. Asking twice is harmless because gateways
+//! refund a charge once ([`PaymentGateway`]).
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use shared::sweep::SweepError;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+use crate::payment::{PaymentGateway, Refund};
+
+const PERIOD: Duration = Duration::from_millis(500);
+/// Refunds claimed per pass, and asked for at once.
+const BATCH: i64 = 32;
+const IN_FLIGHT: usize = 8;
+const FIRST_RETRY: Duration = Duration::from_secs(1);
+const LAST_RETRY: Duration = Duration::from_secs(300);
+
+pub async fn run<G: PaymentGateway>(
+    db: PgPool,
+    gateway: G,
+    timeout: Duration,
+    cancel: CancellationToken,
+) {
+    shared::sweep::every("refunds", PERIOD, cancel, || sweep(&db, &gateway, timeout)).await;
+}
+
+/// One pass: returns how many refunds it asked for.
+pub async fn sweep<G: PaymentGateway>(
+    db: &PgPool,
+    gateway: &G,
+    timeout: Duration,
+) -> Result<usize, SweepError> {
+    // The lease outlasts the call, so nobody else asks while it runs.
+    let lease = (timeout + Duration::from_secs(5)).as_secs_f64();
+    let due = sqlx::query!(
+        "WITH due AS (
+             SELECT reference FROM refunds
+             WHERE refunded_at IS NULL AND next_attempt_at <= now()
+             ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+         UPDATE refunds r SET attempts = r.attempts + 1,
+                              next_attempt_at = now() + make_interval(secs => $2)
+         FROM due WHERE r.reference = due.reference
+         RETURNING r.reference, r.booking_id, r.amount_cents, r.attempts",
+        BATCH,
+        lease
+    )
+    .fetch_all(db)
+    .await?;
+    let count = due.len();
+    let outcomes: Vec<Result<(), sqlx::Error>> = futures::stream::iter(due)
+        .map(|row| {
+            let refund = Refund {
+                booking: row.booking_id,
+                reference: row.reference,
+                amount_cents: row.amount_cents,
+            };
+            attempt(db, gateway, timeout, refund, row.attempts)
+        })
+        .buffer_unordered(IN_FLIGHT)
+        .collect()
+        .await;
+    outcomes.into_iter().collect::<Result<(), _>>()?;
+    Ok(count)
+}
+
+async fn attempt<G: PaymentGateway>(
+    db: &PgPool,
+    gateway: &G,
+    timeout: Duration,
+    refund: Refund,
+    attempts: i32,
+) -> Result<(), sqlx::Error> {
+    let span =
+        tracing::info_span!("refund", booking_id = %refund.booking, reference = refund.reference);
+    let _entered = span.enter();
+    let answer = match tokio::time::timeout(timeout, gateway.refund(&refund)).await {
+        Ok(answer) => answer.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("no answer within {timeout:?}")),
+    };
+    match answer {
+        Ok(()) => {
+            // Once: a second pass that got the same answer changes nothing.
+            sqlx::query!(
+                "WITH done AS (
+                     UPDATE refunds SET refunded_at = now(), last_error = NULL
+                     WHERE reference = $1 AND refunded_at IS NULL
+                     RETURNING booking_id, amount_cents)
+                 UPDATE bookings b SET refunded_cents = coalesce(b.refunded_cents, 0) + done.amount_cents,
+                                       version = b.version + 1, updated_at = now()
+                 FROM done WHERE b.id = done.booking_id",
+                refund.reference
+            )
+            .execute(db)
+            .await?;
+            metrics::counter!("worker_refunds_total", "outcome" => "refunded").increment(1);
+            tracing::info!(amount_cents = refund.amount_cents, attempts, "refunded");
+        }
+        Err(error) => {
+            let wait = retry_delay(attempts);
+            sqlx::query!(
+                "UPDATE refunds SET last_error = $2, next_attempt_at = now() + make_interval(secs => $3)
+                 WHERE reference = $1 AND refunded_at IS NULL",
+                refund.reference,
+                error,
+                wait.as_secs_f64()
+            )
+            .execute(db)
+            .await?;
+            metrics::counter!("worker_refunds_total", "outcome" => "failed").increment(1);
+            tracing::warn!(%error, attempts, retry_in = ?wait, "refund failed, will retry");
+        }
+    }
+    Ok(())
+}
+
+/// The wait after the `attempts`-th failed attempt: 1 s doubling to 5 min,
+/// then every 5 min until the gateway answers.
+fn retry_delay(attempts: i32) -> Duration {
+    let doublings = attempts.saturating_sub(1).clamp(0, 16) as u32;
+    (FIRST_RETRY * 2u32.pow(doublings)).min(LAST_RETRY)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refund_retries_back_off_exponentially_to_five_minutes() {
+        let waits: Vec<u64> = (1..=11).map(|n| retry_delay(n).as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300]);
+        assert_eq!(retry_delay(i32::MAX), LAST_RETRY);
+    }
+}
