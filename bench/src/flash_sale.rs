@@ -4,7 +4,9 @@
 //! trail (the row leaving `queued`), converted to the client's clock through
 //! a wall-clock anchor taken at the start (same machine, same clock). Every
 //! accepted booking is then polled over HTTP until the API shows it
-//! decided: one that never gets there is lost, a broken promise.
+//! decided: one that never gets there is lost, a broken promise. With
+//! `--waitlist` every request asks to wait when sold out, and the offer
+//! phase of `waitlist` follows the sale.
 
 use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
@@ -28,6 +30,7 @@ use uuid::Uuid;
 
 use crate::monitor::{Monitor, Observed, Roles, BENCH_APPLICATION};
 use crate::stats::{per_second, Latency};
+use crate::waitlist::{self, Waitlist};
 
 /// Most tickets one request asks for; each asks for 1 to this many.
 const MAX_QUANTITY: usize = 4;
@@ -41,6 +44,9 @@ pub struct Settings {
     pub rate: Option<f64>,
     pub seated: bool,
     pub row_seats: u32,
+    /// General admission: every request asks to wait when sold out, and a
+    /// tenth of the held bookings are cancelled after the sale.
+    pub waitlist: bool,
     /// No request is sent after this long.
     pub duration: Option<Duration>,
     pub seed: u64,
@@ -69,6 +75,7 @@ pub struct FlashSale {
     /// Open loop only: how late the client started requests against its
     /// schedule (large values mean the client itself could not keep up).
     pub schedule_lag: Option<Latency>,
+    /// Held, rejected or (with `--waitlist`) waitlisted.
     pub decided: usize,
     pub held: usize,
     pub rejected: usize,
@@ -82,6 +89,9 @@ pub struct FlashSale {
     pub oversold: i64,
     pub inversions: usize,
     pub invariants: Vec<Invariant>,
+    /// `--waitlist` only: the sale's waiting list and the offer phase.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waitlist: Option<Waitlist>,
     pub worker_share: Vec<WorkerShare>,
     pub observed: Observed,
     /// How PostgreSQL read the `bookings` table over the run: sequential
@@ -105,6 +115,7 @@ impl FlashSale {
             && self.oversold == 0
             && self.inversions == 0
             && self.invariants.iter().all(|i| i.ok)
+            && self.waitlist.as_ref().is_none_or(|w| w.passed_over == 0)
     }
 }
 
@@ -205,6 +216,7 @@ pub async fn run(sys: Arc<System>, settings: &Settings) -> anyhow::Result<FlashS
 
     let mut held = 0;
     let mut rejected = 0;
+    let mut waitlisted = 0;
     let mut tickets_held = 0;
     let mut decided_latency = Vec::with_capacity(accepted.len());
     let mut last_decision = first_sent;
@@ -213,17 +225,24 @@ pub async fn run(sys: Arc<System>, settings: &Settings) -> anyhow::Result<FlashS
         let Some(decision) = s.id.as_deref().and_then(|id| decisions.get(id)) else {
             continue;
         };
+        // Waiting is a refusal for the inversion rule: nothing is released
+        // during the sale, so nobody later may get what this one asked for.
         let got_seats = match decision.status.as_str() {
-            "held" | "confirmed" => true,
-            "rejected" => false,
+            "held" | "confirmed" => {
+                held += 1;
+                tickets_held += i64::from(s.request.quantity);
+                true
+            }
+            "rejected" => {
+                rejected += 1;
+                false
+            }
+            "waitlisted" => {
+                waitlisted += 1;
+                false
+            }
             _ => continue,
         };
-        if got_seats {
-            held += 1;
-            tickets_held += i64::from(s.request.quantity);
-        } else {
-            rejected += 1;
-        }
         if let Some(at) = decision.at {
             decided_latency.push(decided_t(at) - t(s.sent));
             last_decision = last_decision.max(decided_t(at));
@@ -232,8 +251,30 @@ pub async fn run(sys: Arc<System>, settings: &Settings) -> anyhow::Result<FlashS
             outcome_of.insert(id, got_seats);
         }
     }
-    let decided = held + rejected;
+    let decided = held + rejected + waitlisted;
     let decided_seconds = (last_decision - first_sent).max(0.0);
+
+    // After the sale's figures, which come from `decisions` as the sale
+    // left them; oversell and the invariants below are checked after it.
+    let waitlist = if settings.waitlist {
+        let held: Vec<Uuid> = accepted
+            .iter()
+            .filter_map(|s| s.id.as_deref())
+            .filter(|id| decisions.get(*id).is_some_and(|d| d.status == "held"))
+            .filter_map(|id| id.parse().ok())
+            .collect();
+        let phase = waitlist::Phase {
+            sys: &sys,
+            db: &db,
+            show: show_id,
+            anchor,
+            concurrency: settings.concurrency,
+            timeout: settings.settle_timeout,
+        };
+        Some(waitlist::run(&phase, &held, &mut errors).await?)
+    } else {
+        None
+    };
 
     let mode = match settings.rate {
         Some(rate) => format!("open loop, {rate:.0} requests/s"),
@@ -266,7 +307,8 @@ pub async fn run(sys: Arc<System>, settings: &Settings) -> anyhow::Result<FlashS
         lost,
         oversold: oversold(&db, show_id).await?,
         inversions: inversions(&accepted, &outcome_of, settings.seated),
-        invariants: invariants(&db, show_id).await,
+        invariants: invariants(&db, show_id, settings.waitlist).await,
+        waitlist,
         worker_share: worker_share(&sys, &decisions),
         observed,
         bookings_table: sqlx::query_as(
@@ -287,9 +329,13 @@ fn ga_requests(show: &str, settings: &Settings) -> Vec<Request> {
     (0..settings.requests)
         .map(|i| {
             let quantity = rng.random_range(1..=MAX_QUANTITY as i32);
+            let mut body = json!({"email": format!("fs-{}-{i}@bench.test", &run[..8]), "name": "Bench Client", "quantity": quantity});
+            if settings.waitlist {
+                body["waitlist"] = json!(true);
+            }
             Request {
                 show: show.to_owned(),
-                body: json!({"email": format!("fs-{}-{i}@bench.test", &run[..8]), "name": "Bench Client", "quantity": quantity}),
+                body,
                 quantity,
             }
         })
@@ -348,7 +394,7 @@ async fn seated_sale(sys: &System, settings: &Settings) -> anyhow::Result<(Strin
     Ok((show, requests))
 }
 
-fn progress(len: usize, prefix: &'static str) -> ProgressBar {
+pub(crate) fn progress(len: usize, prefix: &'static str) -> ProgressBar {
     let bar = ProgressBar::new(len as u64).with_prefix(prefix);
     bar.set_style(
         ProgressStyle::with_template(
@@ -608,17 +654,23 @@ fn inversions(accepted: &[&Submitted], got_seats: &HashMap<&str, bool>, seated: 
 }
 
 /// The harness's invariant checks, as pass or fail with the reason, rather
-/// than a panic that would end the benchmark without its report.
-async fn invariants(db: &PgPool, show: Uuid) -> Vec<Invariant> {
+/// than a panic that would end the benchmark without its report; with the
+/// waiting list, its own checks instead of the harness's "decided once".
+async fn invariants(db: &PgPool, show: Uuid, waitlist: bool) -> Vec<Invariant> {
     let quiet = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
     let not_oversold = {
         let db = db.clone();
         tokio::spawn(async move { harness::invariants::assert_not_oversold(&db, show).await }).await
     };
-    let decided_once = {
+    let decided_once = if waitlist {
+        None
+    } else {
         let db = db.clone();
-        tokio::spawn(async move { harness::invariants::assert_decided_once(&db, show).await }).await
+        Some(
+            tokio::spawn(async move { harness::invariants::assert_decided_once(&db, show).await })
+                .await,
+        )
     };
     std::panic::set_hook(quiet);
     let check = |name, outcome: Result<(), tokio::task::JoinError>| Invariant {
@@ -633,13 +685,15 @@ async fn invariants(db: &PgPool, show: Uuid) -> Vec<Invariant> {
             Err(err) => err.to_string(),
         }),
     };
-    vec![
-        check(
-            "not oversold (counters, bookings, seats agree)",
-            not_oversold,
-        ),
-        check("decided once, one event each", decided_once),
-    ]
+    let mut checks = vec![check(
+        "not oversold (counters, bookings, seats agree)",
+        not_oversold,
+    )];
+    match decided_once {
+        Some(outcome) => checks.push(check("decided once, one event each", outcome)),
+        None => checks.extend(waitlist::invariants(db, show).await),
+    }
+    checks
 }
 
 /// Decisions per worker process, from the audit trail's `worker-<pid>`.

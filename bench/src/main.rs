@@ -9,7 +9,8 @@
 //!
 //! Scenarios: `limits` (the raw rates of RabbitMQ and PostgreSQL for one
 //! booking's work), `flash-sale` (a crowd books one show), `all` (both,
-//! with the sale's figures as ratios to the limits).
+//! with the sale's figures as ratios to the limits). `--waitlist` adds the
+//! waiting list to the sale: offers of returned tickets, and their order.
 
 mod flash_sale;
 mod limits;
@@ -17,6 +18,7 @@ mod machine;
 mod monitor;
 mod report;
 mod stats;
+mod waitlist;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -68,6 +70,14 @@ struct Args {
     seated: bool,
     #[arg(long, default_value_t = 50)]
     row_seats: u32,
+    /// General admission with the waiting list: every request asks to wait
+    /// when sold out ("waitlist": true, counted as decided), then every
+    /// tenth held booking is cancelled over HTTP (--concurrency in flight)
+    /// and the offers of the returned tickets are measured: offers/s and
+    /// the latency from sending the cancel to the offer. --check adds: no
+    /// one passed over in the line.
+    #[arg(long, conflicts_with = "seated")]
+    waitlist: bool,
     /// Stop sending after this many seconds.
     #[arg(long)]
     duration: Option<f64>,
@@ -290,6 +300,7 @@ async fn scenarios(
             rate: args.rate,
             seated: args.seated,
             row_seats: args.row_seats,
+            waitlist: args.waitlist,
             duration: args.duration.map(Duration::from_secs_f64),
             seed: args.seed,
             settle_timeout: Duration::from_secs(args.settle_timeout),
@@ -298,14 +309,19 @@ async fn scenarios(
             amqp_port: port(amqp_url, 5672)?,
         };
         eprintln!(
-            "flash sale: {} requests on a {} show of {} …",
+            "flash sale: {} requests on a {} show of {}{} …",
             args.requests,
             if args.seated {
                 "seated"
             } else {
                 "general-admission"
             },
-            args.capacity
+            args.capacity,
+            if args.waitlist {
+                ", all asking to wait"
+            } else {
+                ""
+            }
         );
         Some(flash_sale::run(sys.clone(), &settings).await?)
     };

@@ -13,6 +13,7 @@ use crate::flash_sale::FlashSale;
 use crate::limits::Limits;
 use crate::machine::Machine;
 use crate::stats::{ratio, Latency};
+use crate::waitlist::Waitlist;
 
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -210,11 +211,16 @@ impl Report {
             if let Some(lag) = &f.schedule_lag {
                 line(&mut out, "client lag behind schedule", &latency(lag));
             }
+            let waitlisted = f
+                .waitlist
+                .as_ref()
+                .map(|w| format!(", {} waitlisted", count(w.waitlisted as f64)))
+                .unwrap_or_default();
             line(
                 &mut out,
                 "decided",
                 &format!(
-                    "{} ({} held = {} tickets, {} rejected) in {:.1} s = {}/s",
+                    "{} ({} held = {} tickets, {} rejected{waitlisted}) in {:.1} s = {}/s",
                     count(f.decided as f64),
                     count(f.held as f64),
                     count(f.tickets_held as f64),
@@ -228,11 +234,19 @@ impl Report {
                 "submit → decided latency",
                 &latency(&f.decided_latency),
             );
+            if let Some(w) = &f.waitlist {
+                waitlist(&mut out, w);
+            }
+            let passed_over = f
+                .waitlist
+                .as_ref()
+                .map(|w| format!(", passed over {}", w.passed_over))
+                .unwrap_or_default();
             line(
                 &mut out,
                 "correctness",
                 &format!(
-                    "lost {}, oversold {}, inversions {}; invariants {}",
+                    "lost {}, oversold {}, inversions {}{passed_over}; invariants {}",
                     f.lost,
                     f.oversold,
                     f.inversions,
@@ -386,6 +400,47 @@ impl Report {
     }
 }
 
+/// The offer phase of `--waitlist`.
+fn waitlist(out: &mut String, w: &Waitlist) {
+    line(
+        out,
+        "waiting list",
+        &format!(
+            "{} joined in the sale, {} still waiting at the end",
+            count(w.waitlisted as f64),
+            count(w.still_waiting as f64)
+        ),
+    );
+    line(
+        out,
+        "cancels (every tenth held booking)",
+        &format!(
+            "{} sent, {} accepted (202), {} decided = {} tickets back",
+            count(w.cancels_sent as f64),
+            count(w.cancels_accepted as f64),
+            count(w.cancelled as f64),
+            count(w.tickets_returned as f64)
+        ),
+    );
+    line(
+        out,
+        "offers",
+        &format!(
+            "{} = {} tickets in {:.2} s (first cancel sent → last offer) = {}/s",
+            count(w.offers as f64),
+            count(w.tickets_offered as f64),
+            w.offer_seconds,
+            count(w.offers_per_s)
+        ),
+    );
+    line(out, "cancel sent → offered", &latency(&w.offer_latency));
+    line(
+        out,
+        "cancel decided → offered",
+        &latency(&w.decision_to_offer),
+    );
+}
+
 /// The targets that this run can speak to; the speed targets only
 /// when asked (a smoke run is too small and short to judge speed by).
 fn targets(sale: &FlashSale, ratios: &Ratios, judge_speed: bool) -> Vec<Target> {
@@ -394,6 +449,9 @@ fn targets(sale: &FlashSale, ratios: &Ratios, judge_speed: bool) -> Vec<Target> 
         exact("oversold", sale.oversold as f64),
         exact("fairness inversions", sale.inversions as f64),
     ];
+    if let Some(w) = &sale.waitlist {
+        targets.push(exact("waiting-list pass-overs", w.passed_over as f64));
+    }
     if !judge_speed {
         return targets;
     }
