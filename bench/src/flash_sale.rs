@@ -655,7 +655,7 @@ fn inversions(accepted: &[&Submitted], got_seats: &HashMap<&str, bool>, seated: 
 
 /// The harness's invariant checks, as pass or fail with the reason, rather
 /// than a panic that would end the benchmark without its report; with the
-/// waiting list, its own checks instead of the harness's "decided once".
+/// waiting list, its own check on top.
 async fn invariants(db: &PgPool, show: Uuid, waitlist: bool) -> Vec<Invariant> {
     let quiet = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
@@ -663,14 +663,9 @@ async fn invariants(db: &PgPool, show: Uuid, waitlist: bool) -> Vec<Invariant> {
         let db = db.clone();
         tokio::spawn(async move { harness::invariants::assert_not_oversold(&db, show).await }).await
     };
-    let decided_once = if waitlist {
-        None
-    } else {
+    let decided_once = {
         let db = db.clone();
-        Some(
-            tokio::spawn(async move { harness::invariants::assert_decided_once(&db, show).await })
-                .await,
-        )
+        tokio::spawn(async move { harness::invariants::assert_decided_once(&db, show).await }).await
     };
     std::panic::set_hook(quiet);
     let check = |name, outcome: Result<(), tokio::task::JoinError>| Invariant {
@@ -689,9 +684,9 @@ async fn invariants(db: &PgPool, show: Uuid, waitlist: bool) -> Vec<Invariant> {
         "not oversold (counters, bookings, seats agree)",
         not_oversold,
     )];
-    match decided_once {
-        Some(outcome) => checks.push(check("decided once, one event each", outcome)),
-        None => checks.extend(waitlist::invariants(db, show).await),
+    checks.push(check("decided once, one event each", decided_once));
+    if waitlist {
+        checks.push(waitlist::invariants(db, show).await);
     }
     checks
 }

@@ -88,8 +88,9 @@ pub async fn assert_not_oversold(db: &PgPool, show: Uuid) {
     }
 }
 
-/// Every decided booking went from `queued` to its decision exactly once,
-/// and wrote exactly one event for it to the outbox.
+/// Every decided booking went from `queued` to its decision (held,
+/// rejected or waitlisted) exactly once, and wrote exactly one event for it
+/// to the outbox.
 pub async fn assert_decided_once(db: &PgPool, show: Uuid) {
     let twice = count(
         db,
@@ -102,7 +103,7 @@ pub async fn assert_decided_once(db: &PgPool, show: Uuid) {
     let events = count(
         db,
         "SELECT count(*) FROM (SELECT b.id FROM bookings b
-           LEFT JOIN outbox o ON o.booking_id = b.id AND o.kind IN ('held', 'rejected')
+           LEFT JOIN outbox o ON o.booking_id = b.id AND o.kind IN ('held', 'rejected', 'waitlisted')
            WHERE b.show_id = $1 AND b.status <> 'queued' GROUP BY b.id HAVING count(o.id) <> 1) t",
         show,
     )
