@@ -391,3 +391,56 @@ async fn places_still_waiting_when_the_show_starts_end_expired_with_an_email() {
     );
     sys.finish().await;
 }
+
+/// A seated best-available request can wait too: when seats come back the
+/// worker picks them for the offer, adjacent in one row, and the seat map
+/// shows them held for it.
+#[tokio::test]
+async fn a_seated_offer_holds_adjacent_seats_and_the_seat_map_shows_them_held() {
+    let sys = System::start().await;
+    let show = sys.seated_show(1, 4).await;
+    let all = sys
+        .book_accepted(
+            &show,
+            json!({"email": unique_address("all"), "name": "A", "quantity": 4}),
+        )
+        .await;
+    assert_eq!(sys.decided(&all).await["status"], "held");
+    let waiting = sys
+        .book_accepted(
+            &show,
+            json!({"email": unique_address("wait"), "name": "W", "quantity": 2,
+                   "section": "Stalls", "waitlist": true}),
+        )
+        .await;
+    let waitlisted = sys.decided(&waiting).await;
+    assert_eq!(waitlisted["status"], "waitlisted", "{waitlisted}");
+    assert_eq!(waitlisted["waitlist_position"], 1);
+    assert_eq!(waitlisted["seats"], json!([]));
+
+    let res = sys
+        .post(&format!("/v1/bookings/{all}/cancel"), json!({}))
+        .await;
+    assert_eq!(res.status(), 202);
+    let offered = sys
+        .wait_for(&waiting, "offered", |b| b["status"] == "held")
+        .await;
+    let seats: Vec<i64> = offered["seats"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["number"].as_i64().unwrap())
+        .collect();
+    assert_eq!(seats, [1, 2], "the first two adjacent seats: {offered}");
+    assert_eq!(offered["total_cents"], 8000);
+    assert!(offered["hold_expires_at"].is_string());
+    let map = sys.seat_map(&show).await;
+    let statuses: Vec<&str> = map["seats"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["held", "held", "available", "available"]);
+    sys.finish().await;
+}
