@@ -327,11 +327,8 @@ fn passed_over(moves: &[Move]) -> usize {
     passed
 }
 
-/// The waiting list's checks, as pass or fail with the reason: the
-/// harness's "decided once, one event each" counting `waitlisted` as a
-/// decision's event (the harness knows only `held` and `rejected`), and
-/// nobody still waiting for tickets that are free.
-/// The waiting list's own invariant, on top of the harness's.
+/// The waiting list's own invariant, on top of the harness's: nobody is
+/// still waiting for as many tickets as are free.
 pub async fn invariants(db: &PgPool, show: Uuid) -> Invariant {
     let outcome = list_served(db, show).await;
     Invariant {

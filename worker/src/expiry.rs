@@ -44,22 +44,34 @@ async fn sweep(db: &PgPool) -> Result<usize, SweepError> {
     .into_iter()
     .map(|d| (d.id, d.show_id))
     .collect();
-    due.extend(
-        sqlx::query!(
-            "SELECT b.id, b.show_id FROM bookings b
-             WHERE b.status = 'waitlisted'
-               AND b.show_id IN (SELECT id FROM shows WHERE starts_at <= now() AND waitlist_tail > 0)
-               AND (b.expiry_requested_at IS NULL
-                    OR b.expiry_requested_at < now() - make_interval(secs => $1))
-             LIMIT 1000
-             FOR UPDATE OF b SKIP LOCKED",
-            ASK_AGAIN_AFTER_SECONDS
-        )
-        .fetch_all(&mut *tx)
-        .await?
-        .into_iter()
-        .map(|d| (d.id, d.show_id)),
-    );
+    // Shows first: almost always none has started with people waiting, and
+    // then the (possibly long) waiting lists of shows on sale are not read.
+    let started: Vec<Uuid> = sqlx::query_scalar!(
+        "SELECT id FROM shows s
+         WHERE starts_at <= now() AND waitlist_tail > 0
+           AND (SELECT true FROM bookings b
+                WHERE b.show_id = s.id AND b.status = 'waitlisted' LIMIT 1)"
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    if !started.is_empty() {
+        due.extend(
+            sqlx::query!(
+                "SELECT id, show_id FROM bookings
+                 WHERE status = 'waitlisted' AND show_id = ANY($2)
+                   AND (expiry_requested_at IS NULL
+                        OR expiry_requested_at < now() - make_interval(secs => $1))
+                 LIMIT 1000
+                 FOR UPDATE SKIP LOCKED",
+                ASK_AGAIN_AFTER_SECONDS,
+                &started
+            )
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .map(|d| (d.id, d.show_id)),
+        );
+    }
     if due.is_empty() {
         return Ok(0);
     }

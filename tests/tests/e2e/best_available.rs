@@ -5,11 +5,19 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use futures::future::join_all;
-use serde_json::json;
+use serde_json::{json, Value};
 use tests::invariants::{assert_not_oversold, wait_all_decided};
 use tests::mailbox::unique_address;
 use tests::System;
 use uuid::Uuid;
+
+/// A seat of the API's answers as (row, number).
+fn row_and_number(seat: &Value) -> (String, i64) {
+    (
+        seat["row"].as_str().unwrap().to_owned(),
+        seat["number"].as_i64().unwrap(),
+    )
+}
 
 #[tokio::test]
 async fn best_available_requests_sit_together_whenever_a_row_has_room_and_never_share_a_seat() {
@@ -58,12 +66,7 @@ async fn best_available_requests_sit_together_whenever_a_row_has_room_and_never_
             .as_array()
             .unwrap()
             .iter()
-            .map(|s| {
-                (
-                    s["row"].as_str().unwrap().to_owned(),
-                    s["number"].as_i64().unwrap(),
-                )
-            })
+            .map(row_and_number)
             .collect();
         if status != "held" {
             assert!(seats.is_empty(), "{booking}");
@@ -97,15 +100,7 @@ async fn best_available_requests_sit_together_whenever_a_row_has_room_and_never_
         .as_array()
         .unwrap()
         .iter()
-        .map(|s| {
-            (
-                (
-                    s["row"].as_str().unwrap().to_owned(),
-                    s["number"].as_i64().unwrap(),
-                ),
-                s["status"].as_str().unwrap().to_owned(),
-            )
-        })
+        .map(|s| (row_and_number(s), s["status"].as_str().unwrap().to_owned()))
         .collect();
     for seat in &taken {
         assert_eq!(statuses[seat], "held", "{seat:?}");
