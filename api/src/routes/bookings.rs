@@ -493,14 +493,52 @@ pub(crate) async fn load_booking(state: &AppState, id: Uuid) -> Result<BookingVi
     })
 }
 
-/// Poll a booking.
+/// Poll a booking. The answer carries an `ETag`, a digest of the body; a
+/// poll whose `If-None-Match` still matches gets `304 Not Modified` and no
+/// body, so polling an unchanged booking transfers nothing.
 #[utoipa::path(get, path = "/v1/bookings/{id}", tag = "bookings",
-    responses((status = 200, body = BookingView), (status = 404, body = Problem)))]
+    params(("If-None-Match" = Option<String>, Header, description = "an ETag from an earlier answer")),
+    responses(
+        (status = 200, body = BookingView, headers(("ETag" = String, description = "digest of the body"))),
+        (status = 304, description = "Unchanged since the ETag given in If-None-Match"),
+        (status = 404, body = Problem)))]
 pub async fn get_booking(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
-) -> Result<axum::Json<BookingView>, ApiError> {
-    load_booking(&state, id).await.map(axum::Json)
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let view = load_booking(&state, id).await?;
+    let body = serde_json::to_vec(&view).expect("booking views serialize");
+    let tag = etag(&body);
+    let unchanged = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| none_match_hits(v, &tag));
+    // Caches may keep the answer but must ask again before reusing it.
+    let common = [
+        (header::ETAG, tag),
+        (header::CACHE_CONTROL, "no-cache".to_owned()),
+    ];
+    if unchanged {
+        return Ok((StatusCode::NOT_MODIFIED, common).into_response());
+    }
+    Ok((common, [(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// A strong entity tag: the first 128 bits of the body's SHA-256, quoted.
+fn etag(body: &[u8]) -> String {
+    let digest = Sha256::digest(body);
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("\"{hex}\"")
+}
+
+/// `If-None-Match` (RFC 9110 §13.1.2): `*`, or a list of tags compared
+/// weakly (a `W/` prefix does not matter for a GET).
+fn none_match_hits(header: &str, tag: &str) -> bool {
+    header
+        .split(',')
+        .map(str::trim)
+        .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == tag)
 }
 
 /// Whether `command` may be queued for a booking that is `status`: the
@@ -568,7 +606,19 @@ pub async fn cancel_booking(
 
 #[cfg(test)]
 mod tests {
-    use super::validate_email;
+    use super::{etag, none_match_hits, validate_email};
+
+    #[test]
+    fn if_none_match_hits_the_same_tag_weak_or_strong_in_a_list_or_a_star() {
+        let tag = etag(b"{}");
+        assert_eq!(tag.len(), 34);
+        assert!(none_match_hits(&tag, &tag));
+        assert!(none_match_hits(&format!("W/{tag}"), &tag));
+        assert!(none_match_hits(&format!("\"x\", {tag}"), &tag));
+        assert!(none_match_hits("*", &tag));
+        assert!(!none_match_hits(&etag(b"[]"), &tag));
+        assert!(!none_match_hits("", &tag));
+    }
 
     #[test]
     fn plausible_emails_pass_and_broken_ones_fail() {

@@ -287,3 +287,42 @@ async fn the_same_idempotency_key_twice_makes_one_booking() {
     assert_eq!(sys.show(&show).await["available"], 9);
     sys.finish().await;
 }
+
+/// A poll that sends the ETag of the last answer gets `304` and no body
+/// while nothing changed, and `200` with a new tag once the booking moved.
+#[tokio::test]
+async fn polling_with_the_last_etag_answers_304_until_the_booking_changes() {
+    let sys = System::start().await;
+    let show = sys.ga_show(5).await;
+    let id = sys
+        .book_accepted(
+            &show,
+            json!({"email": unique_address("etag"), "name": "Ada", "quantity": 1}),
+        )
+        .await;
+    sys.wait_for(&id, "held", |b| b["status"] == "held").await;
+    let path = format!("/v1/bookings/{id}");
+    let poll = |tag: Option<String>| {
+        let mut req = sys.request(Method::GET, &path);
+        if let Some(tag) = tag {
+            req = req.header("if-none-match", tag);
+        }
+        req.send()
+    };
+
+    let first = poll(None).await.unwrap();
+    assert_eq!(first.status(), 200);
+    let tag = first.headers()["etag"].to_str().unwrap().to_owned();
+    let unchanged = poll(Some(tag.clone())).await.unwrap();
+    assert_eq!(unchanged.status(), 304);
+    assert_eq!(unchanged.headers()["etag"], tag.as_str());
+    assert!(unchanged.bytes().await.unwrap().is_empty());
+
+    sys.confirm(&id).await;
+    let changed = poll(Some(tag.clone())).await.unwrap();
+    assert_eq!(changed.status(), 200);
+    assert_ne!(changed.headers()["etag"], tag.as_str());
+    let booking: serde_json::Value = changed.json().await.unwrap();
+    assert_eq!(booking["status"], "confirmed");
+    sys.finish().await;
+}
