@@ -36,3 +36,22 @@ impl Modify for AdminAuth {
 pub fn router() -> Router<AppState> {
     Router::new().merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_document_describes_the_v1_1_fields_and_answers() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let booking = &doc["components"]["schemas"]["BookingView"]["properties"];
+        for field in ["waitlist", "waitlist_position", "refunded_cents"] {
+            assert!(booking[field].is_object(), "BookingView lacks {field}");
+        }
+        let sales = &doc["components"]["schemas"]["Sales"]["properties"];
+        assert!(sales["refunds"].is_object() && sales["waitlisted"].is_object());
+        let poll = &doc["paths"]["/v1/bookings/{id}"]["get"]["responses"];
+        assert!(poll["304"].is_object(), "{poll}");
+        assert!(poll["200"]["headers"]["ETag"].is_object(), "{poll}");
+    }
+}
