@@ -14,6 +14,7 @@ use futures::StreamExt;
 use shared::sweep::SweepError;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::payment::{PaymentGateway, Refund};
 
@@ -81,8 +82,8 @@ async fn attempt<G: PaymentGateway>(
 ) -> Result<(), sqlx::Error> {
     let span =
         tracing::info_span!("refund", booking_id = %refund.booking, reference = refund.reference);
-    let _entered = span.enter();
-    let answer = match tokio::time::timeout(timeout, gateway.refund(&refund)).await {
+    async {
+        let answer = match tokio::time::timeout(timeout, gateway.refund(&refund)).await {
         Ok(answer) => answer.map_err(|e| e.to_string()),
         Err(_) => Err(format!("no answer within {timeout:?}")),
     };
@@ -120,6 +121,9 @@ async fn attempt<G: PaymentGateway>(
         }
     }
     Ok(())
+    }
+    .instrument(span)
+    .await
 }
 
 /// The wait after the `attempts`-th failed attempt: 1 s doubling to 5 min,

@@ -267,13 +267,8 @@ impl Loaded {
         )
         .fetch_all(&mut *conn)
         .await?;
+        // Per queue: how many were read and the last place read.
         let mut read: HashMap<Queue, (i32, i64)> = HashMap::new();
-        for section in &sections {
-            for size in 1..=MAX_TICKETS_PER_BOOKING {
-                let queue = (Some(section.clone()).filter(|s| !s.is_empty()), size);
-                read.insert(queue, (0, 0));
-            }
-        }
         for w in &head {
             let queue = (Some(w.section.clone()).filter(|s| !s.is_empty()), w.size);
             let entry = read.entry(queue).or_default();
@@ -428,16 +423,14 @@ impl Loaded {
             .iter()
             .enumerate()
             .map(|(i, d)| {
-                let refund = d.returns_tickets().then(|| {
-                    refunds
-                        .iter()
-                        .filter(|r| r.booking == d.booking)
-                        .map(|r| r.amount_cents)
-                        .sum::<i64>()
-                });
-                let mut event = self.event(after, d, tickets.remove(&i).unwrap_or_default());
-                event.booking.refund_cents = refund.filter(|&cents| cents > 0);
-                event
+                // What ending this booking pays back, if anything.
+                let refund = refunds
+                    .iter()
+                    .filter(|r| d.returns_tickets() && r.booking == d.booking)
+                    .map(|r| r.amount_cents)
+                    .sum::<i64>();
+                let tickets = tickets.remove(&i).unwrap_or_default();
+                self.event(after, d, tickets, Some(refund).filter(|&cents| cents > 0))
             })
             .collect();
         outbox::insert_events(conn, &events).await?;
@@ -616,7 +609,13 @@ impl Loaded {
     }
 
     /// The event of one decision, with the booking as it was right then.
-    fn event(&self, after: &State, d: &Decision, tickets: Vec<String>) -> BookingEvent {
+    fn event(
+        &self,
+        after: &State,
+        d: &Decision,
+        tickets: Vec<String>,
+        refund_cents: Option<i64>,
+    ) -> BookingEvent {
         let row = &self.bookings[&d.booking];
         let booking = &after.bookings[&d.booking];
         BookingEvent {
@@ -642,7 +641,7 @@ impl Loaded {
                 total_cents: booking.total_cents,
                 hold_expires_at: d.hold_expires_at,
                 tickets,
-                refund_cents: None,
+                refund_cents,
             },
         }
     }
