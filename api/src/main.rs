@@ -22,6 +22,8 @@ async fn main() -> anyhow::Result<()> {
         draining: shutdown.child_token(),
         ..api::startup::AppState::new(&config, db)?
     };
+    let topology = shared::topology::Topology::of(&config);
+    api::live::spawn(&state, &config.amqp_url, topology, &shutdown);
     if let Err(err) = state.publisher.ensure_connected().await {
         // Not fatal: the API answers 503 for bookings until the broker is back.
         tracing::warn!(error = %err, "RabbitMQ not reachable yet");

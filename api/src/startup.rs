@@ -12,6 +12,7 @@ use shared::Config;
 
 use crate::catalog::Catalog;
 use crate::error::ApiError;
+use crate::live::Hub;
 use crate::recorder::Recorder;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -27,8 +28,11 @@ pub struct AppState {
     pub recorder: Recorder,
     pub publisher: Arc<Publisher>,
     pub admin_token: Arc<str>,
-    /// Cancelled when the process starts draining: `/readyz` answers 503.
+    /// Cancelled when the process starts draining: `/readyz` answers 503
+    /// and event streams end.
     pub draining: CancellationToken,
+    /// Open event streams and what they watch.
+    pub live: Arc<Hub>,
 }
 
 impl AppState {
@@ -37,11 +41,10 @@ impl AppState {
             .admin_token
             .as_deref()
             .ok_or_else(|| anyhow::anyhow!("ADMIN_TOKEN must be set for the api"))?;
-        let topology = Topology {
-            shards: config.shards,
-            delivery_limit: config.delivery_limit,
-        };
-        Ok(Self::with(db, &config.amqp_url, topology, admin_token))
+        Ok(Self {
+            live: Arc::new(Hub::new(config.sse_keep_alive)),
+            ..Self::with(db, &config.amqp_url, Topology::of(config), admin_token)
+        })
     }
 
     /// The state from the few settings it needs, for callers without a
@@ -55,6 +58,7 @@ impl AppState {
             publisher: Arc::new(Publisher::new(amqp_url, &name, topology)),
             admin_token: admin_token.into(),
             draining: CancellationToken::new(),
+            live: Arc::new(Hub::new(shared::config::DEFAULT_SSE_KEEP_ALIVE)),
         }
     }
 }

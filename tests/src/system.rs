@@ -174,6 +174,31 @@ impl System {
         child.wait().unwrap();
     }
 
+    /// SIGSTOPs a process (e.g. a worker, so nothing is decided) until
+    /// [`System::resume`]: it keeps its connections, locks and shards.
+    pub fn pause(&self, label: &str) {
+        self.signal(label, "-STOP");
+    }
+
+    /// SIGCONTs a process stopped by [`System::pause`].
+    pub fn resume(&self, label: &str) {
+        self.signal(label, "-CONT");
+    }
+
+    fn signal(&self, label: &str, signal: &str) {
+        let pid = self
+            .pids()
+            .into_iter()
+            .find(|(l, _)| l == label)
+            .unwrap_or_else(|| panic!("{label} is not running"))
+            .1;
+        let sent = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "cannot send {signal} to {label}");
+    }
+
     /// SIGTERMs a process and waits (up to `limit`, else the test fails)
     /// for it to exit; returns how it exited.
     pub async fn terminate(&self, label: &str, limit: Duration) -> ExitStatus {
