@@ -114,9 +114,6 @@ impl EventStream {
                 _ => {}
             }
         }
-        Some(SseEvent {
-            event,
-            data: data?,
-        })
+        Some(SseEvent { event, data: data? })
     }
 }

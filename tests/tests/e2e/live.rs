@@ -59,7 +59,11 @@ async fn a_stream_sees_queued_held_confirmed_in_order_and_then_closes() {
 
     let first = stream.next_within(Duration::from_secs(10)).await.unwrap();
     assert_eq!(first.event.as_deref(), Some("booking"));
-    assert_eq!(first.data, polled(&sys, &id).await, "the first event is the poll");
+    assert_eq!(
+        first.data,
+        polled(&sys, &id).await,
+        "the first event is the poll"
+    );
     assert_eq!(first.json()["status"], "queued");
 
     // Nothing changes while the worker is stopped: only keep-alive comments.
@@ -116,7 +120,10 @@ async fn wait_for_api_metric(sys: &System, metric: &str, value: f64) {
         if now == Some(value) {
             return;
         }
-        assert!(Instant::now() < deadline, "{metric} is {now:?}, not {value}");
+        assert!(
+            Instant::now() < deadline,
+            "{metric} is {now:?}, not {value}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -148,6 +155,8 @@ async fn a_thousand_streams_on_one_api_all_get_their_final_event() {
         .collect()
         .await;
 
+    let api = sys.pids().into_iter().find(|(l, _)| l == "api").unwrap().1;
+    let before = memory_kb(api, "VmRSS");
     let client = sse::client();
     let mut streams: Vec<EventStream> = futures::stream::iter(&ids)
         .map(|id| open(&sys, &client, id))
@@ -159,9 +168,8 @@ async fn a_thousand_streams_on_one_api_all_get_their_final_event() {
         assert_eq!(booking(first)["status"], "queued");
     }
     wait_for_api_metric(&sys, "api_live_streams", BOOKINGS as f64).await;
-    let api = sys.pids().into_iter().find(|(l, _)| l == "api").unwrap().1;
     eprintln!(
-        "api with {BOOKINGS} open streams: VmRSS {} kB, VmHWM {} kB",
+        "api VmRSS {before} kB before, {} kB with {BOOKINGS} open streams (VmHWM {} kB)",
         memory_kb(api, "VmRSS"),
         memory_kb(api, "VmHWM")
     );
@@ -177,7 +185,10 @@ async fn a_thousand_streams_on_one_api_all_get_their_final_event() {
         let last = seen.last().expect("at least the first event");
         assert!(FINAL.contains(&last.as_str()), "ended after {seen:?}");
         assert!(
-            seen.iter().rev().skip(1).all(|s| !FINAL.contains(&s.as_str())),
+            seen.iter()
+                .rev()
+                .skip(1)
+                .all(|s| !FINAL.contains(&s.as_str())),
             "a final status before the end: {seen:?}"
         );
         *finals.entry(last.clone()).or_default() += 1;
