@@ -6,9 +6,15 @@
 //! auto-delete, named after the process), and keeps one `watch` channel per
 //! booking that has at least one open stream, holding the booking's latest
 //! JSON. An event only marks its booking as due; every [`FLUSH_EVERY`] the
-//! hub loads all due bookings together and sends on only what changed. An
-//! idle stream is just a receiver of that channel: no task, no timer but
+//! hub loads all due bookings in one batch and sends on only what changed.
+//! An idle stream is just a receiver of that channel: no task, no timer but
 //! its keep-alive, no queries.
+//!
+//! A queued booking's place in line moves when other bookings of its show
+//! are decided. Their events mark the show's line due; at most once per
+//! [`LINE_EVERY`] per show the hub reads the head of the line (one index
+//! lookup) and places every watched queued booking of that show from the
+//! number it keeps for it, without loading the bookings again.
 //!
 //! The state always comes from the database, never from the event, so a
 //! lost, repeated or reordered event costs nothing but a reload: after a
@@ -17,7 +23,7 @@
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
@@ -26,18 +32,17 @@ use lapin::Connection;
 use serde::Deserialize;
 use shared::domain::BookingStatus;
 use shared::topology::{self, Topology, EVENTS_EXCHANGE};
+use shared::view::{self, BookingView, Loaded};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::error::ApiError;
-use crate::routes::bookings::{load_booking, BookingView};
 use crate::startup::AppState;
 
 /// How often the hub loads the bookings events have touched.
 const FLUSH_EVERY: Duration = Duration::from_millis(50);
-/// Bookings loaded at once while the per-booking loader is in use.
-const LOAD_CONCURRENCY: usize = 4;
+/// How often at most the hub reads the head of one show's line.
+const LINE_EVERY: Duration = Duration::from_secs(1);
 
 /// A booking as its streams send it.
 #[derive(Debug, PartialEq, Eq)]
@@ -76,12 +81,32 @@ struct Inner {
     watched: HashMap<Uuid, Watched>,
     /// Watched bookings to load at the next flush.
     due: HashSet<Uuid>,
+    /// Shows with watched queued bookings.
+    lines: HashMap<Uuid, Line>,
 }
 
 struct Watched {
     view: watch::Sender<Arc<View>>,
     /// Open streams of this booking; the entry goes with the last one.
     streams: usize,
+    /// While queued: its last loaded view, to place it again.
+    queued: Option<Queued>,
+}
+
+struct Queued {
+    view: BookingView,
+    /// Its number in its show's line.
+    seq: i64,
+}
+
+/// One show's line as far as streams watch it.
+#[derive(Default)]
+struct Line {
+    /// The watched bookings queued in it.
+    bookings: HashSet<Uuid>,
+    /// Another booking of the show was decided since the head was read.
+    moved: bool,
+    read_at: Option<Instant>,
 }
 
 /// One stream's hold on a watched booking.
@@ -126,6 +151,7 @@ impl Hub {
                 entry.insert(Watched {
                     view: tx,
                     streams: 1,
+                    queued: None,
                 });
                 inner.due.insert(id);
                 rx
@@ -140,18 +166,22 @@ impl Hub {
         }
     }
 
-    /// An event about `booking`: load it at the next flush if watched.
-    fn touched(&self, booking: Uuid) {
+    /// An event about `booking` of `show`: load the booking at the next
+    /// flush if watched, and place the show's watched queued bookings again.
+    fn touched(&self, booking: Uuid, show: Uuid) {
         let mut inner = self.lock();
         if inner.watched.contains_key(&booking) {
             inner.due.insert(booking);
+        }
+        if let Some(line) = inner.lines.get_mut(&show) {
+            line.moved = true;
         }
     }
 
     /// Events may have been missed (a reconnect): load every watched booking.
     fn refresh_all(&self) {
         let mut inner = self.lock();
-        let Inner { watched, due } = &mut *inner;
+        let Inner { watched, due, .. } = &mut *inner;
         due.extend(watched.keys().copied());
     }
 
@@ -164,22 +194,133 @@ impl Hub {
             .collect()
     }
 
+    /// Sends freshly loaded views on, to the channels they were loaded for
+    /// (a booking watched anew since is due again anyway), and keeps what
+    /// places the queued ones.
+    fn loaded(&self, due: Vec<(Uuid, watch::Sender<Arc<View>>)>, loaded: Vec<Loaded>) {
+        let mut loaded: HashMap<Uuid, Loaded> =
+            loaded.into_iter().map(|l| (l.view.id, l)).collect();
+        let mut inner = self.lock();
+        for (id, sender) in due {
+            // Unknown: a request withdrawn after a failed publish.
+            let Some(fresh) = loaded.remove(&id) else {
+                continue;
+            };
+            let Inner { watched, lines, .. } = &mut *inner;
+            let Some(watched) = watched
+                .get_mut(&id)
+                .filter(|w| w.view.same_channel(&sender))
+            else {
+                continue;
+            };
+            send(&watched.view, View::of(&fresh.view));
+            let show = fresh.view.show_id;
+            watched.queued = match fresh.accepted_seq {
+                Some(seq) if fresh.view.status == BookingStatus::Queued => {
+                    lines.entry(show).or_default().bookings.insert(id);
+                    Some(Queued {
+                        view: fresh.view,
+                        seq,
+                    })
+                }
+                _ => {
+                    leave_line(lines, show, id);
+                    None
+                }
+            };
+        }
+    }
+
+    /// Lines that moved and were not read within [`LINE_EVERY`].
+    fn take_moved_lines(&self, now: Instant) -> Vec<Uuid> {
+        let mut inner = self.lock();
+        let mut shows = Vec::new();
+        for (show, line) in &mut inner.lines {
+            if line.moved && line.read_at.is_none_or(|at| now - at >= LINE_EVERY) {
+                line.moved = false;
+                line.read_at = Some(now);
+                shows.push(*show);
+            }
+        }
+        shows
+    }
+
+    /// Places the watched queued bookings of each show with a known head.
+    /// A show with nobody queued is left alone: its watched bookings were
+    /// decided, and their own events reload them.
+    fn placed(&self, heads: &HashMap<Uuid, i64>) {
+        let mut inner = self.lock();
+        let Inner { watched, lines, .. } = &mut *inner;
+        for (show, head) in heads {
+            let Some(line) = lines.get(show) else {
+                continue;
+            };
+            for id in &line.bookings {
+                let Some(Watched {
+                    view: sender,
+                    queued: Some(queued),
+                    ..
+                }) = watched.get_mut(id)
+                else {
+                    continue;
+                };
+                let position = Some(BookingView::place(queued.seq, *head));
+                if queued.view.position != position {
+                    queued.view.position = position;
+                    send(sender, View::of(&queued.view));
+                }
+            }
+        }
+    }
+
     fn due_again(&self, ids: impl IntoIterator<Item = Uuid>) {
         self.lock().due.extend(ids);
+    }
+
+    fn lines_moved_again(&self, shows: &[Uuid]) {
+        let mut inner = self.lock();
+        for show in shows {
+            if let Some(line) = inner.lines.get_mut(show) {
+                line.moved = true;
+            }
+        }
+    }
+}
+
+/// Sends `fresh` to the booking's streams unless it is what they have.
+fn send(sender: &watch::Sender<Arc<View>>, fresh: Arc<View>) {
+    sender.send_if_modified(|current| {
+        let changed = **current != *fresh;
+        if changed {
+            *current = fresh;
+        }
+        changed
+    });
+}
+
+fn leave_line(lines: &mut HashMap<Uuid, Line>, show: Uuid, id: Uuid) {
+    if let Entry::Occupied(mut line) = lines.entry(show) {
+        line.get_mut().bookings.remove(&id);
+        if line.get().bookings.is_empty() {
+            line.remove();
+        }
     }
 }
 
 impl Drop for Subscription {
     fn drop(&mut self) {
         let mut inner = self.hub.lock();
-        if let Entry::Occupied(mut entry) = inner.watched.entry(self.id) {
+        let Inner { watched, lines, .. } = &mut *inner;
+        if let Entry::Occupied(mut entry) = watched.entry(self.id) {
             entry.get_mut().streams -= 1;
             if entry.get().streams == 0 {
-                entry.remove();
+                if let Some(queued) = entry.remove().queued {
+                    leave_line(lines, queued.view.show_id, self.id);
+                }
             }
         }
         metrics::gauge!("api_live_streams").decrement(1);
-        metrics::gauge!("api_live_bookings").set(inner.watched.len() as f64);
+        metrics::gauge!("api_live_bookings").set(watched.len() as f64);
     }
 }
 
@@ -207,6 +348,7 @@ struct Touched {
 #[derive(Deserialize)]
 struct TouchedBooking {
     id: Uuid,
+    show_id: Uuid,
 }
 
 /// One subscription to the events, on one connection: declares and binds
@@ -258,7 +400,7 @@ async fn consume(
         };
         match delivery {
             Some(Ok(delivery)) => match serde_json::from_slice::<Touched>(&delivery.data) {
-                Ok(event) => hub.touched(event.booking.id),
+                Ok(Touched { booking: b }) => hub.touched(b.id, b.show_id),
                 Err(err) => tracing::warn!(error = %err, "unreadable booking event ignored"),
             },
             Some(Err(err)) => break Err(err),
@@ -269,9 +411,11 @@ async fn consume(
     result
 }
 
-/// Every [`FLUSH_EVERY`]: loads the due bookings and sends each changed
-/// view to its streams. A booking that cannot be loaded now stays due.
+/// Every [`FLUSH_EVERY`]: loads the due bookings and places the queued
+/// ones of moved lines, and sends each changed view to its streams. What
+/// cannot be read now stays due.
 async fn flush(state: AppState, cancel: CancellationToken) {
+    let hub = &state.live;
     let mut tick = tokio::time::interval(FLUSH_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -279,43 +423,26 @@ async fn flush(state: AppState, cancel: CancellationToken) {
             () = cancel.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let due = state.live.take_due();
-        if due.is_empty() {
-            continue;
-        }
-        let loaded = load_views(&state, due.iter().map(|(id, _)| *id).collect()).await;
-        let mut failed = Vec::new();
-        for (id, view) in due {
-            match loaded.get(&id) {
-                Some(Ok(fresh)) => {
-                    view.send_if_modified(|current| {
-                        let changed = **current != **fresh;
-                        if changed {
-                            *current = fresh.clone();
-                        }
-                        changed
-                    });
+        let due = hub.take_due();
+        if !due.is_empty() {
+            let ids: Vec<Uuid> = due.iter().map(|(id, _)| *id).collect();
+            match view::load_many(&state.db, &ids).await {
+                Ok(loaded) => hub.loaded(due, loaded),
+                Err(err) => {
+                    tracing::warn!(error = %err, bookings = ids.len(), "cannot load watched bookings; trying again");
+                    hub.due_again(ids);
                 }
-                // Gone (a request withdrawn after a failed publish): nothing to send.
-                Some(Err(ApiError::NotFound(_))) | None => {}
-                Some(Err(err)) => failed.push((id, err)),
             }
         }
-        if let Some((_, err)) = failed.first() {
-            tracing::warn!(error = %err, bookings = failed.len(), "cannot load watched bookings; trying again");
-            state.live.due_again(failed.into_iter().map(|(id, _)| id));
+        let shows = hub.take_moved_lines(Instant::now());
+        if !shows.is_empty() {
+            match view::line_heads(&state.db, &shows).await {
+                Ok(heads) => hub.placed(&heads),
+                Err(err) => {
+                    tracing::warn!(error = %err, shows = shows.len(), "cannot read the heads of lines; trying again");
+                    hub.lines_moved_again(&shows);
+                }
+            }
         }
     }
-}
-
-/// The views of `ids`, each serialized as `GET /v1/bookings/{id}` answers.
-async fn load_views(
-    state: &AppState,
-    ids: Vec<Uuid>,
-) -> HashMap<Uuid, Result<Arc<View>, ApiError>> {
-    futures::stream::iter(ids)
-        .map(|id| async move { (id, load_booking(state, id).await.map(|v| View::of(&v))) })
-        .buffer_unordered(LOAD_CONCURRENCY)
-        .collect()
-        .await
 }

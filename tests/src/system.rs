@@ -174,29 +174,28 @@ impl System {
         child.wait().unwrap();
     }
 
-    /// SIGSTOPs a process (e.g. a worker, so nothing is decided) until
-    /// [`System::resume`]: it keeps its connections, locks and shards.
+    /// SIGSTOPs a process (e.g. `worker-0`): it holds what it has and
+    /// does nothing until [`Self::resume`].
     pub fn pause(&self, label: &str) {
         self.signal(label, "-STOP");
     }
 
-    /// SIGCONTs a process stopped by [`System::pause`].
+    /// SIGCONTs a process stopped by [`Self::pause`].
     pub fn resume(&self, label: &str) {
         self.signal(label, "-CONT");
     }
 
     fn signal(&self, label: &str, signal: &str) {
-        let pid = self
+        let (_, pid) = self
             .pids()
             .into_iter()
             .find(|(l, _)| l == label)
-            .unwrap_or_else(|| panic!("{label} is not running"))
-            .1;
-        let sent = Command::new("kill")
+            .unwrap_or_else(|| panic!("no running process {label}"));
+        let status = Command::new("kill")
             .args([signal, &pid.to_string()])
             .status()
-            .unwrap();
-        assert!(sent.success(), "cannot send {signal} to {label}");
+            .expect("kill runs");
+        assert!(status.success(), "kill {signal} {label}");
     }
 
     /// SIGTERMs a process and waits (up to `limit`, else the test fails)

@@ -7,6 +7,9 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use reqwest::Method;
 use serde_json::{json, Value};
+use shared::amqp::Publisher;
+use shared::messages::EventKind;
+use shared::topology::Topology;
 use tests::mailbox::unique_address;
 use tests::sse::{self, EventStream, SseEvent};
 use tests::system::Sandbox;
@@ -258,5 +261,72 @@ async fn open_streams_end_when_the_api_drains() {
     assert!(status.success(), "api exited with {status}");
     assert_eq!(reader.await.unwrap(), None, "the stream ended");
     sys.resume("worker-0");
+    sys.finish().await;
+}
+
+/// Stands in for a worker deciding `id` (rejected, sold out): the row, and
+/// the event the hub follows.
+async fn decide_behind_the_workers_back(sys: &System, show: &str, id: &str) {
+    let booking = uuid::Uuid::parse_str(id).unwrap();
+    sqlx::query("UPDATE bookings SET status = 'rejected', reason = 'sold_out' WHERE id = $1")
+        .bind(booking)
+        .execute(sys.db().await)
+        .await
+        .unwrap();
+    let publisher = Publisher::new(
+        &sys.amqp_url,
+        "test decider",
+        Topology {
+            shards: Options::default().shards,
+            delivery_limit: 10,
+        },
+    );
+    let event = json!({"booking": {"id": id, "show_id": show}});
+    publisher
+        .send_event(
+            uuid::Uuid::new_v4(),
+            booking,
+            EventKind::Rejected,
+            event.to_string().as_bytes(),
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_queued_streams_place_in_line_falls_as_the_line_moves() {
+    let sys = System::start().await;
+    let show = sys.ga_show(10).await;
+    sys.pause("worker-0");
+    let mut line = Vec::new();
+    for n in 0..3 {
+        let body =
+            json!({"email": unique_address(&format!("line{n}")), "name": "Q", "quantity": 1});
+        line.push(sys.book_accepted(&show, body).await);
+    }
+    let client = sse::client();
+    let mut stream = open(&sys, &client, &line[2]).await;
+    let first = booking(stream.next_within(Duration::from_secs(10)).await.unwrap());
+    assert_eq!(
+        (first["status"].as_str(), first["position"].as_i64()),
+        (Some("queued"), Some(3))
+    );
+
+    // Each decision ahead moves it up one place, pushed without a poll.
+    for (ahead, expected) in [(&line[0], 2), (&line[1], 1)] {
+        decide_behind_the_workers_back(&sys, &show, ahead).await;
+        let moved = stream.next_within(Duration::from_secs(10)).await.unwrap();
+        assert_eq!(moved.data, polled(&sys, &line[2]).await);
+        let moved = booking(moved);
+        assert_eq!(
+            (moved["status"].as_str(), moved["position"].as_i64()),
+            (Some("queued"), Some(expected))
+        );
+    }
+
+    sys.resume("worker-0");
+    let held = booking(stream.next_within(Duration::from_secs(20)).await.unwrap());
+    assert_eq!(held["status"], "held");
+    assert!(held["position"].is_null());
     sys.finish().await;
 }
