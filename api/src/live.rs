@@ -33,6 +33,7 @@ use serde::Deserialize;
 use shared::domain::BookingStatus;
 use shared::topology::{self, Topology, EVENTS_EXCHANGE};
 use shared::view::{self, BookingView, Loaded};
+use sqlx::PgPool;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -43,6 +44,8 @@ use crate::startup::AppState;
 const FLUSH_EVERY: Duration = Duration::from_millis(50);
 /// How often at most the hub reads the head of one show's line.
 const LINE_EVERY: Duration = Duration::from_secs(1);
+/// After the database failed the hub, the pause before it asks again.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// A booking as its streams send it.
 #[derive(Debug, PartialEq, Eq)]
@@ -336,7 +339,11 @@ pub fn spawn(state: &AppState, amqp_url: &str, topology: Topology, cancel: &Canc
         })
         .await;
     });
-    tokio::spawn(flush(state.clone(), cancel.child_token()));
+    tokio::spawn(flush(
+        state.live.clone(),
+        state.db.clone(),
+        cancel.child_token(),
+    ));
 }
 
 /// What the hub reads of an event: which booking it concerns.
@@ -413,9 +420,8 @@ async fn consume(
 
 /// Every [`FLUSH_EVERY`]: loads the due bookings and places the queued
 /// ones of moved lines, and sends each changed view to its streams. What
-/// cannot be read now stays due.
-async fn flush(state: AppState, cancel: CancellationToken) {
-    let hub = &state.live;
+/// cannot be read now stays due, and is tried again after [`RETRY_AFTER`].
+async fn flush(hub: Arc<Hub>, db: PgPool, cancel: CancellationToken) {
     let mut tick = tokio::time::interval(FLUSH_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -426,21 +432,23 @@ async fn flush(state: AppState, cancel: CancellationToken) {
         let due = hub.take_due();
         if !due.is_empty() {
             let ids: Vec<Uuid> = due.iter().map(|(id, _)| *id).collect();
-            match view::load_many(&state.db, &ids).await {
+            match view::load_many(&db, &ids).await {
                 Ok(loaded) => hub.loaded(due, loaded),
                 Err(err) => {
                     tracing::warn!(error = %err, bookings = ids.len(), "cannot load watched bookings; trying again");
                     hub.due_again(ids);
+                    tick.reset_after(RETRY_AFTER);
                 }
             }
         }
         let shows = hub.take_moved_lines(Instant::now());
         if !shows.is_empty() {
-            match view::line_heads(&state.db, &shows).await {
+            match view::line_heads(&db, &shows).await {
                 Ok(heads) => hub.placed(&heads),
                 Err(err) => {
                     tracing::warn!(error = %err, shows = shows.len(), "cannot read the heads of lines; trying again");
                     hub.lines_moved_again(&shows);
+                    tick.reset_after(RETRY_AFTER);
                 }
             }
         }

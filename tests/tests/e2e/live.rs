@@ -12,7 +12,7 @@ use shared::messages::EventKind;
 use shared::topology::Topology;
 use tests::mailbox::unique_address;
 use tests::sse::{self, EventStream, SseEvent};
-use tests::system::Sandbox;
+use tests::system::{management_call, Sandbox};
 use tests::{Options, System};
 
 const FINAL: [&str; 4] = ["confirmed", "rejected", "expired", "cancelled"];
@@ -328,5 +328,63 @@ async fn a_queued_streams_place_in_line_falls_as_the_line_moves() {
     let held = booking(stream.next_within(Duration::from_secs(20)).await.unwrap());
     assert_eq!(held["status"], "held");
     assert!(held["position"].is_null());
+    sys.finish().await;
+}
+
+/// Closes the API hub's broker connection through the management API, as
+/// a broker restart or a network cut would.
+async fn cut_the_hubs_connection(sys: &System) {
+    let vhost = sys.vhost.as_deref().expect("a vhost of its own");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let name = loop {
+        let connections = management_call(
+            Method::GET,
+            &format!("/api/vhosts/{vhost}/connections"),
+            None,
+        )
+        .await;
+        let live = connections.as_array().into_iter().flatten().find(|c| {
+            c["client_properties"]["connection_name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("api ") && n.ends_with(" live"))
+        });
+        if let Some(live) = live {
+            break live["name"].as_str().unwrap().to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no live connection: {connections}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let mut path = reqwest::Url::parse("http://management/api/connections/").unwrap();
+    path.path_segments_mut().unwrap().pop_if_empty().push(&name);
+    management_call(Method::DELETE, path.path(), None).await;
+}
+
+#[tokio::test]
+async fn a_stream_learns_what_happened_while_the_hub_was_cut_off_from_the_broker() {
+    let sys = System::start().await;
+    let show = sys.ga_show(5).await;
+    sys.pause("worker-0");
+    let id = sys
+        .book_accepted(
+            &show,
+            json!({"email": unique_address("cut"), "name": "C", "quantity": 1}),
+        )
+        .await;
+    let client = sse::client();
+    let mut stream = open(&sys, &client, &id).await;
+    let first = booking(stream.next_within(Duration::from_secs(10)).await.unwrap());
+    assert_eq!(first["status"], "queued");
+
+    // Decided while the hub reconnects: its event most likely finds no
+    // queue of this API's; the hub reloads what it watches once back.
+    cut_the_hubs_connection(&sys).await;
+    sys.resume("worker-0");
+    let held = booking(stream.next_within(Duration::from_secs(30)).await.unwrap());
+    assert_eq!(held["status"], "held");
+    let subscriptions = sys.log("api").matches("watching booking events").count();
+    assert_eq!(subscriptions, 2, "the hub subscribed again");
     sys.finish().await;
 }
