@@ -27,7 +27,7 @@ use crate::startup::AppState;
 #[utoipa::path(get, path = "/v1/bookings/{id}/events", tag = "bookings",
     responses(
         (status = 200, content_type = "text/event-stream", body = String,
-            description = "`event: booking` with `data:` the booking as JSON (see BookingView), once at once and again on each change; ends after a final status"),
+            description = "`event: booking` with `data:` the booking as JSON (see BookingView): at once, then again on each change; ends after a final status"),
         (status = 404, body = Problem)))]
 #[tracing::instrument(skip_all, fields(booking_id = %id))]
 pub async fn booking_events(
