@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use harness::sse::EventStream;
 use harness::System;
 use serde::Serialize;
 use serde_json::Value;
@@ -69,10 +70,7 @@ pub struct Streams {
 impl Streams {
     /// Starts the pollers; streams open as bookings are accepted.
     pub fn start(sys: Arc<System>, wanted: usize) -> Arc<Self> {
-        let client = reqwest::Client::builder()
-            .pool_max_idle_per_host(0)
-            .build()
-            .expect("a client");
+        let client = harness::sse::client();
         let streams = Arc::new(Self {
             sys,
             client,
@@ -116,45 +114,30 @@ impl Streams {
 
     async fn follow(&self, id: &str) {
         let url = format!("{}/v1/bookings/{id}/events", self.sys.base_url);
-        let mut res = match self.client.get(url).send().await {
-            Ok(res) if res.status().is_success() => res,
-            _ => {
-                self.failed.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
+        let Ok(mut stream) = EventStream::open(&self.client, &url).await else {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+            return;
         };
         self.opened.fetch_add(1, Ordering::Relaxed);
         let open = self.open.fetch_add(1, Ordering::Relaxed) + 1;
         self.peak_open.fetch_max(open, Ordering::Relaxed);
-        let mut buffer = String::new();
         let mut decided = false;
         let mut first = true;
-        while let Ok(Some(chunk)) = res.chunk().await {
-            buffer.push_str(&String::from_utf8_lossy(&chunk));
-            // An event ends with a blank line; its `data:` lines are the JSON.
-            while let Some(end) = buffer.find("\n\n") {
-                let event: String = buffer.drain(..end + 2).collect();
-                let data: String = event
-                    .lines()
-                    .filter_map(|l| l.strip_prefix("data:"))
-                    .map(str::trim_start)
-                    .collect();
-                let Ok(booking) = serde_json::from_str::<Value>(&data) else {
-                    continue; // a keep-alive comment
-                };
-                let at_open = std::mem::take(&mut first);
-                if !decided && booking["status"] != "queued" {
-                    decided = true;
-                    if at_open {
-                        self.decided_at_open.fetch_add(1, Ordering::Relaxed);
-                    } else if let Some(at) = booking["updated_at"]
-                        .as_str()
-                        .and_then(|t| t.parse::<DateTime<Utc>>().ok())
-                    {
-                        let delay = (Utc::now() - at).num_microseconds().unwrap_or(0) as f64 / 1e6;
-                        self.delays.lock().expect("not poisoned").push(delay);
-                    }
-                }
+        while let Some(event) = stream.next().await {
+            let booking = event.json();
+            let at_open = std::mem::take(&mut first);
+            if decided || booking["status"] == "queued" {
+                continue;
+            }
+            decided = true;
+            if at_open {
+                self.decided_at_open.fetch_add(1, Ordering::Relaxed);
+            } else if let Some(at) = booking["updated_at"]
+                .as_str()
+                .and_then(|t| t.parse::<DateTime<Utc>>().ok())
+            {
+                let delay = (Utc::now() - at).num_microseconds().unwrap_or(0) as f64 / 1e6;
+                self.delays.lock().expect("not poisoned").push(delay);
             }
         }
         self.open.fetch_sub(1, Ordering::Relaxed);
