@@ -5,7 +5,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::routes::{admin, bookings, shows};
+use crate::routes::{admin, bookings, shows, webhooks};
 use crate::startup::AppState;
 
 #[derive(OpenApi)]
@@ -15,9 +15,11 @@ use crate::startup::AppState;
         shows::create_show, shows::list_shows, shows::get_show, shows::seat_map,
         bookings::create_booking, bookings::get_booking, bookings::confirm_booking, bookings::cancel_booking,
         admin::list_bookings, admin::show_sales,
+        webhooks::create_webhook, webhooks::list_webhooks, webhooks::delete_webhook,
+        webhooks::list_deliveries,
     ),
     modifiers(&AdminAuth),
-    tags((name = "shows"), (name = "bookings"), (name = "admin"))
+    tags((name = "shows"), (name = "bookings"), (name = "admin"), (name = "webhooks"))
 )]
 pub struct ApiDoc;
 
@@ -53,5 +55,20 @@ mod tests {
         let poll = &doc["paths"]["/v1/bookings/{id}"]["get"]["responses"];
         assert!(poll["304"].is_object(), "{poll}");
         assert!(poll["200"]["headers"]["ETag"].is_object(), "{poll}");
+    }
+
+    #[test]
+    fn the_document_describes_the_webhook_endpoints() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let paths = &doc["paths"];
+        assert!(paths["/v1/webhooks"]["post"]["responses"]["201"].is_object());
+        assert!(paths["/v1/webhooks"]["get"].is_object());
+        assert!(paths["/v1/webhooks/{id}"]["delete"]["responses"]["204"].is_object());
+        assert!(paths["/v1/webhooks/{id}/deliveries"]["get"].is_object());
+        let schemas = &doc["components"]["schemas"];
+        let events = &schemas["WebhookEvent"]["enum"];
+        assert_eq!(events.as_array().map(Vec::len), Some(6), "{events}");
+        assert!(schemas["CreatedWebhook"].is_object());
+        assert!(schemas["Delivery"]["properties"]["attempts"].is_object());
     }
 }

@@ -27,6 +27,8 @@ pub struct AppState {
     pub recorder: Recorder,
     pub publisher: Arc<Publisher>,
     pub admin_token: Arc<str>,
+    /// Whether webhook URLs may point at loopback or private addresses.
+    pub allow_private_webhooks: bool,
     /// Cancelled when the process starts draining: `/readyz` answers 503.
     pub draining: CancellationToken,
 }
@@ -41,7 +43,10 @@ impl AppState {
             shards: config.shards,
             delivery_limit: config.delivery_limit,
         };
-        Ok(Self::with(db, &config.amqp_url, topology, admin_token))
+        Ok(Self {
+            allow_private_webhooks: config.webhooks.allow_private_networks,
+            ..Self::with(db, &config.amqp_url, topology, admin_token)
+        })
     }
 
     /// The state from the few settings it needs, for callers without a
@@ -54,6 +59,7 @@ impl AppState {
             db,
             publisher: Arc::new(Publisher::new(amqp_url, &name, topology)),
             admin_token: admin_token.into(),
+            allow_private_webhooks: false,
             draining: CancellationToken::new(),
         }
     }

@@ -50,6 +50,22 @@ pub struct Config {
     /// counts as failed and is retried.
     pub refund_timeout: Duration,
     pub test_gateway: TestGatewaySettings,
+    pub webhooks: WebhookSettings,
+}
+
+/// How the notifier delivers webhooks (and the API vets their URLs).
+#[derive(Debug, Clone, Copy)]
+pub struct WebhookSettings {
+    /// Let endpoints on loopback, private and other non-public addresses
+    /// be registered and called (development and tests).
+    pub allow_private_networks: bool,
+    /// How long one POST may take before it counts as failed.
+    pub timeout: Duration,
+    /// Longest wait between two attempts (the backoff starts at 1 s).
+    pub backoff_max: Duration,
+    /// How long after its first attempt a delivery is retried before it
+    /// fails and is dead-lettered.
+    pub retry_for: Duration,
 }
 
 /// Switches of the built-in test payment gateway, so tests and demos can
@@ -85,6 +101,12 @@ impl Config {
             test_gateway: TestGatewaySettings {
                 refunds_down: parsed("TEST_GATEWAY_REFUNDS_DOWN", "false")?,
                 refund_delay: Duration::from_millis(parsed("TEST_GATEWAY_REFUND_DELAY_MS", "0")?),
+            },
+            webhooks: WebhookSettings {
+                allow_private_networks: parsed("WEBHOOK_ALLOW_PRIVATE_NETWORKS", "false")?,
+                timeout: Duration::from_secs(parsed("WEBHOOK_TIMEOUT_SECONDS", "10")?),
+                backoff_max: Duration::from_secs(parsed("WEBHOOK_BACKOFF_MAX_SECONDS", "300")?),
+                retry_for: Duration::from_secs(parsed("WEBHOOK_RETRY_FOR_SECONDS", "3900")?),
             },
         })
     }

@@ -15,5 +15,6 @@ pub mod shutdown;
 pub mod sweep;
 pub mod telemetry;
 pub mod topology;
+pub mod webhooks;
 
 pub use config::Config;
