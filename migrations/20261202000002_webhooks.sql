@@ -41,7 +41,8 @@ CREATE TABLE webhook_deliveries (
     -- A redelivered event fans out to nothing new.
     UNIQUE (endpoint_id, event_id)
 );
-CREATE INDEX webhook_deliveries_due_idx ON webhook_deliveries (next_attempt_at)
+-- The sweeper leases each live endpoint's due rows, a few per endpoint.
+CREATE INDEX webhook_deliveries_due_idx ON webhook_deliveries (endpoint_id, next_attempt_at)
     WHERE status = 'pending';
 CREATE INDEX webhook_deliveries_endpoint_idx ON webhook_deliveries (endpoint_id, created_at DESC);
 
