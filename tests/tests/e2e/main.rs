@@ -14,3 +14,4 @@ mod refunds;
 mod reminders;
 mod shutdown;
 mod waitlist;
+mod webhooks;
