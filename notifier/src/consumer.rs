@@ -298,7 +298,10 @@ where
 
 /// Retries a database step while the database is unreachable, until it
 /// works or shutdown comes.
-pub(crate) async fn until_done<T, F, Fut>(cancel: &CancellationToken, mut step: F) -> Result<T, Interrupted>
+pub(crate) async fn until_done<T, F, Fut>(
+    cancel: &CancellationToken,
+    mut step: F,
+) -> Result<T, Interrupted>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, sqlx::Error>>,

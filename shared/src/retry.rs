@@ -25,7 +25,9 @@ pub fn delays(first: Duration) -> impl Iterator<Item = Duration> {
 /// `max`.
 pub fn backoff(attempts: i32, first: Duration, max: Duration) -> Duration {
     let doublings = attempts.saturating_sub(1).clamp(0, 24) as u32;
-    first.saturating_mul(2u32.saturating_pow(doublings)).min(max)
+    first
+        .saturating_mul(2u32.saturating_pow(doublings))
+        .min(max)
 }
 
 #[cfg(test)]

@@ -181,11 +181,15 @@ mod tests {
         let refused = |url: &'static str| async move {
             check_destination(url, false).await.unwrap_err().to_string()
         };
-        assert!(refused("http://localhost:9/hook").await.contains("loopback"));
+        assert!(refused("http://localhost:9/hook")
+            .await
+            .contains("loopback"));
         assert!(refused("http://[::1]/").await.contains("loopback"));
         assert!(refused("ftp://example.com/").await.contains("scheme"));
         assert!(refused("not a url").await.contains("not a URL"));
-        assert!(check_destination("http://localhost:9/hook", true).await.is_ok());
+        assert!(check_destination("http://localhost:9/hook", true)
+            .await
+            .is_ok());
     }
 
     #[test]

@@ -154,7 +154,11 @@ fn events(names: &[String], errors: &mut Vec<FieldError>) -> Vec<WebhookEvent> {
                 format!("events[{i}]"),
                 format!(
                     "must be one of {}",
-                    WebhookEvent::ALL.iter().map(|e| e.as_str()).collect::<Vec<_>>().join(", ")
+                    WebhookEvent::ALL
+                        .iter()
+                        .map(|e| e.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             )),
         }

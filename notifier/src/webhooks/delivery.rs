@@ -122,7 +122,9 @@ impl Sweeper {
             match self.clone().sweep().await {
                 Ok(0) => {}
                 Ok(count) => tracing::debug!(count, "webhook deliveries started"),
-                Err(err) => tracing::warn!(error = %err, "webhook sweep failed, retrying next pass"),
+                Err(err) => {
+                    tracing::warn!(error = %err, "webhook sweep failed, retrying next pass")
+                }
             }
         }
         self.tasks.close();
@@ -355,7 +357,11 @@ impl Sweeper {
             tx.commit().await?;
             metrics::counter!("notifier_webhook_deliveries_total", "outcome" => "failed")
                 .increment(1);
-            tracing::error!(error, attempts = attempt, "webhook delivery failed for good");
+            tracing::error!(
+                error,
+                attempts = attempt,
+                "webhook delivery failed for good"
+            );
         } else {
             tx.commit().await?;
             tracing::warn!(error, retry_in = ?wait, "webhook attempt failed, will retry");
@@ -365,7 +371,12 @@ impl Sweeper {
 
     /// Publishes a failed delivery to `webhooks.deliveries.dead`: what was
     /// to be sent, where, and why it never arrived.
-    async fn dead_letter(&self, row: &Due, attempts: i32, answer: &Answer) -> Result<(), SweepError> {
+    async fn dead_letter(
+        &self,
+        row: &Due,
+        attempts: i32,
+        answer: &Answer,
+    ) -> Result<(), SweepError> {
         let message = serde_json::json!({
             "webhook_id": row.id,
             "endpoint_id": row.endpoint_id,
@@ -379,7 +390,11 @@ impl Sweeper {
         });
         let payload = serde_json::to_vec(&message).expect("JSON values serialize");
         let mut headers = FieldTable::default();
-        amqp::header(&mut headers, HEADER_DEATH_REASON, answer.error.as_deref().unwrap_or_default());
+        amqp::header(
+            &mut headers,
+            HEADER_DEATH_REASON,
+            answer.error.as_deref().unwrap_or_default(),
+        );
         amqp::header(&mut headers, "x-booking-id", &row.booking_id.to_string());
         headers.insert(HEADER_ATTEMPTS.into(), AMQPValue::LongInt(attempts));
         self.dead_letters
@@ -425,11 +440,15 @@ struct PublicOnly;
 impl Resolve for PublicOnly {
     fn resolve(&self, name: Name) -> Resolving {
         Box::pin(async move {
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((name.as_str(), 0))
-                .await?
-                .collect();
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((name.as_str(), 0)).await?.collect();
             if let Some(bad) = addrs.iter().find(|a| !shared::webhooks::is_public(a.ip())) {
-                return Err(format!("{} resolves to {}, which is not public", name.as_str(), bad.ip()).into());
+                return Err(format!(
+                    "{} resolves to {}, which is not public",
+                    name.as_str(),
+                    bad.ip()
+                )
+                .into());
             }
             Ok(Box::new(addrs.into_iter()) as Box<dyn Iterator<Item = SocketAddr> + Send>)
         })

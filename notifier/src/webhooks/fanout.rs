@@ -69,7 +69,11 @@ impl Fanout {
         .await
     }
 
-    async fn handle(&self, delivery: Delivery, cancel: &CancellationToken) -> Result<(), FanoutError> {
+    async fn handle(
+        &self,
+        delivery: Delivery,
+        cancel: &CancellationToken,
+    ) -> Result<(), FanoutError> {
         let event: BookingEvent = match serde_json::from_slice(&delivery.data) {
             Ok(event) => event,
             Err(err) => {
@@ -153,7 +157,11 @@ impl Fanout {
         .rows_affected();
         tx.commit().await?;
         if created > 0 {
-            tracing::info!(endpoints = endpoints.len(), created, "webhook deliveries queued");
+            tracing::info!(
+                endpoints = endpoints.len(),
+                created,
+                "webhook deliveries queued"
+            );
         }
         Ok(created)
     }

@@ -12,7 +12,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use tests::load::{ga_request, submit_all};
 use tests::mailbox::{unique_address, wait_for_messages};
-use tests::receiver::{Mode, Receiver, Received};
+use tests::receiver::{Mode, Received, Receiver};
 use tests::system::dead_letters;
 use tests::{Options, System, TestApp};
 
@@ -75,7 +75,10 @@ async fn wait_deliveries(
         if done(&list) {
             return list;
         }
-        assert!(Instant::now() < deadline, "deliveries never {what}: {list:?}");
+        assert!(
+            Instant::now() < deadline,
+            "deliveries never {what}: {list:?}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -107,7 +110,8 @@ async fn a_receiver_down_for_30_seconds_gets_every_event_signed_with_a_stable_id
     // (the waitlisted booking is offered the returned tickets).
     let show = sys.ga_show(2).await;
     let first = book(&sys, &show, 2, false).await;
-    sys.wait_for(&first, "held", |b| b["status"] == "held").await;
+    sys.wait_for(&first, "held", |b| b["status"] == "held")
+        .await;
     sys.confirm(&first).await;
     let waiting = book(&sys, &show, 1, true).await;
     sys.wait_for(&waiting, "waitlisted", |b| b["status"] == "waitlisted")
@@ -135,7 +139,10 @@ async fn a_receiver_down_for_30_seconds_gets_every_event_signed_with_a_stable_id
 
     // Attempts fail while it is down, and are recorded as failed.
     wait_deliveries(&sys, &endpoint, "attempted", |list| {
-        list.len() == expected.len() && list.iter().all(|d| !d["attempts"].as_array().unwrap().is_empty())
+        list.len() == expected.len()
+            && list
+                .iter()
+                .all(|d| !d["attempts"].as_array().unwrap().is_empty())
     })
     .await;
     tokio::time::sleep(Duration::from_secs(30).saturating_sub(down_since.elapsed())).await;
@@ -157,7 +164,10 @@ async fn a_receiver_down_for_30_seconds_gets_every_event_signed_with_a_stable_id
     let mut ids: HashMap<String, (String, String)> = HashMap::new();
     for r in &received {
         let pair = (r.event_type().to_owned(), r.booking_id().to_owned());
-        assert_eq!(ids.entry(r.webhook_id.clone()).or_insert(pair.clone()), &pair);
+        assert_eq!(
+            ids.entry(r.webhook_id.clone()).or_insert(pair.clone()),
+            &pair
+        );
         assert!(r.body["data"]["status"].is_string(), "{:?}", r.body);
         assert!(r.body["data"]["quantity"].is_number(), "{:?}", r.body);
     }
@@ -170,7 +180,10 @@ async fn a_receiver_down_for_30_seconds_gets_every_event_signed_with_a_stable_id
     for d in &list {
         assert!(ids.contains_key(d["id"].as_str().unwrap()), "{d}");
         let attempts = d["attempts"].as_array().unwrap();
-        assert!(attempts.len() >= 2, "failed while down, then delivered: {d}");
+        assert!(
+            attempts.len() >= 2,
+            "failed while down, then delivered: {d}"
+        );
         assert_eq!(attempts[0]["status_code"], 204, "{d}");
         assert!(attempts.last().unwrap()["error"].is_string(), "{d}");
     }
@@ -197,7 +210,10 @@ async fn a_hanging_endpoint_delays_neither_the_emails_nor_another_endpoint() {
     }
     let customer = unique_address("hang");
     let paid = sys
-        .book_accepted(&show, json!({"email": customer, "name": "Ada", "quantity": 2}))
+        .book_accepted(
+            &show,
+            json!({"email": customer, "name": "Ada", "quantity": 2}),
+        )
         .await;
     sys.wait_for(&paid, "held", |b| b["status"] == "held").await;
     sys.confirm(&paid).await;
@@ -269,7 +285,9 @@ async fn deleting_an_endpoint_stops_its_deliveries() {
     let show = sys.ga_show(10).await;
     let before = book(&sys, &show, 1, false).await;
     doomed
-        .wait_until("a failing attempt", Duration::from_secs(20), |r| !r.is_empty())
+        .wait_until("a failing attempt", Duration::from_secs(20), |r| {
+            !r.is_empty()
+        })
         .await;
 
     let res = sys
@@ -307,11 +325,7 @@ async fn deleting_an_endpoint_stops_its_deliveries() {
 #[tokio::test]
 async fn webhook_urls_on_private_networks_and_bad_subscriptions_are_refused() {
     let app = TestApp::spawn().await;
-    let create = |body: Value| {
-        app.admin(Method::POST, "/v1/webhooks")
-            .json(&body)
-            .send()
-    };
+    let create = |body: Value| app.admin(Method::POST, "/v1/webhooks").json(&body).send();
     for url in [
         "http://127.0.0.1:9/hook",
         "http://localhost/hook",
@@ -349,9 +363,10 @@ async fn webhook_urls_on_private_networks_and_bad_subscriptions_are_refused() {
             .unwrap();
         assert_eq!(res.status(), 422, "{events}");
     }
-    let res = create(json!({"url": "http://93.184.216.34/hook", "events": ["booking.held"], "extra": 1}))
-        .await
-        .unwrap();
+    let res =
+        create(json!({"url": "http://93.184.216.34/hook", "events": ["booking.held"], "extra": 1}))
+            .await
+            .unwrap();
     assert_eq!(res.status(), 400);
     let anonymous = app
         .request(Method::POST, "/v1/webhooks")
@@ -369,7 +384,10 @@ async fn webhook_urls_on_private_networks_and_bad_subscriptions_are_refused() {
     let created: Value = res.json().await.unwrap();
     assert!(created["secret"].as_str().unwrap().len() > "whsec_".len() + 32);
     let unknown = app
-        .admin(Method::DELETE, &format!("/v1/webhooks/{}", uuid::Uuid::new_v4()))
+        .admin(
+            Method::DELETE,
+            &format!("/v1/webhooks/{}", uuid::Uuid::new_v4()),
+        )
         .send()
         .await
         .unwrap();
@@ -387,7 +405,9 @@ async fn killing_the_notifier_mid_burst_loses_no_webhook() {
     let submitting = submit_all(&sys, requests, 20);
     let kill = async {
         receiver
-            .wait_until("the first events", Duration::from_secs(30), |r| r.len() >= 20)
+            .wait_until("the first events", Duration::from_secs(30), |r| {
+                r.len() >= 20
+            })
             .await;
         sys.kill("notifier");
     };
@@ -406,6 +426,8 @@ async fn killing_the_notifier_mid_burst_loses_no_webhook() {
             ids.iter().all(|id| got.contains(id.as_str()))
         })
         .await;
-    assert!(received.iter().all(|r| r.verified && r.event_type() == "booking.held"));
+    assert!(received
+        .iter()
+        .all(|r| r.verified && r.event_type() == "booking.held"));
     sys.finish().await;
 }
