@@ -6,9 +6,11 @@
 //! publishes and answers, and a row PostgreSQL refuses fails only its own
 //! request (see [`isolate`]).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use shared::view::{self, BookingView};
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use uuid::Uuid;
@@ -35,9 +37,14 @@ pub struct NewBooking {
 }
 
 /// How recording went for one booking.
+#[derive(Clone)]
 pub enum Recorded {
-    /// Written; the booking was created at this time.
-    Created(DateTime<Utc>),
+    /// Written; the booking was created at this time and stands at this
+    /// place in its show's line.
+    Created {
+        at: DateTime<Utc>,
+        position: Option<i64>,
+    },
     /// Its idempotency key was taken already: nothing written.
     KeyTaken,
 }
@@ -113,9 +120,8 @@ async fn isolate(db: &PgPool, rows: &[NewBooking], outcomes: &mut Vec<Outcome>) 
         Ok(created) => {
             outcomes.extend(rows.iter().map(|row| {
                 Ok(created
-                    .iter()
-                    .find(|(id, _)| *id == row.id)
-                    .map_or(Recorded::KeyTaken, |(_, at)| Recorded::Created(*at)))
+                    .get(&row.id)
+                    .map_or(Recorded::KeyTaken, |created| created.clone()))
             }));
             return;
         }
@@ -134,11 +140,9 @@ async fn isolate(db: &PgPool, rows: &[NewBooking], outcomes: &mut Vec<Outcome>) 
 }
 
 /// One statement: claim the keys, insert the bookings whose key was claimed
-/// (or that have none), their seats and their first audit rows.
-async fn insert(
-    db: &PgPool,
-    rows: &[NewBooking],
-) -> Result<Vec<(Uuid, DateTime<Utc>)>, sqlx::Error> {
+/// (or that have none), their seats and their first audit rows. Then, once
+/// committed, where each stands in its show's line.
+async fn insert(db: &PgPool, rows: &[NewBooking]) -> Result<HashMap<Uuid, Recorded>, sqlx::Error> {
     let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
     let shows: Vec<Uuid> = rows.iter().map(|r| r.show_id).collect();
     let emails: Vec<&str> = rows.iter().map(|r| r.email.as_str()).collect();
@@ -159,21 +163,37 @@ async fn insert(
         .iter()
         .flat_map(|r| r.seat_ids.iter().map(|seat| (r.id, *seat)))
         .unzip();
+    // Each show's new rows take the next numbers of its line, in batch
+    // order; the tails are locked in show order so that two batches never
+    // wait for each other's locks in a cycle.
     let created = sqlx::query!(
         r#"WITH input AS (
                SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::int[],
                                     $6::bigint[], $7::text[], $8::bytea[], $11::text[], $12::bool[])
-                   AS t(id, show_id, email, name, quantity, total, key, hash, section, waitlist)
+                   WITH ORDINALITY AS t(id, show_id, email, name, quantity, total, key, hash, section, waitlist, ord)
            ), claimed AS (
                INSERT INTO idempotency_keys (key, request_hash, booking_id)
                SELECT key, hash, id FROM input WHERE key IS NOT NULL
                ON CONFLICT (key) DO NOTHING
                RETURNING booking_id
-           ), booking AS (
-               INSERT INTO bookings (id, show_id, email, name, quantity, total_cents, section, waitlist)
-               SELECT id, show_id, email, name, quantity, total, section, waitlist FROM input
+           ), fresh AS (
+               SELECT input.*,
+                      row_number() OVER (PARTITION BY show_id ORDER BY ord) AS n,
+                      count(*) OVER (PARTITION BY show_id) AS per_show
+               FROM input
                WHERE key IS NULL OR id IN (SELECT booking_id FROM claimed)
-               RETURNING id, show_id, created_at
+           ), tails AS (
+               INSERT INTO show_queue_tails (show_id, tail)
+               SELECT show_id, count(*) FROM fresh GROUP BY show_id ORDER BY show_id
+               ON CONFLICT (show_id) DO UPDATE SET tail = show_queue_tails.tail + EXCLUDED.tail
+               RETURNING show_id, tail
+           ), booking AS (
+               INSERT INTO bookings (id, show_id, email, name, quantity, total_cents, section, waitlist,
+                                     accepted_seq)
+               SELECT id, fresh.show_id, email, name, quantity, total, section, waitlist,
+                      tails.tail - per_show + n
+               FROM fresh JOIN tails ON tails.show_id = fresh.show_id
+               RETURNING id, show_id, created_at, accepted_seq
            ), seats AS (
                INSERT INTO booking_seats (booking_id, seat_id, show_id)
                SELECT booking.id, s.seat, booking.show_id
@@ -182,7 +202,7 @@ async fn insert(
                INSERT INTO booking_audit (booking_id, show_id, from_status, to_status, actor)
                SELECT id, show_id, NULL, 'queued', 'api' FROM booking
            )
-           SELECT id AS "id!", created_at AS "created_at!" FROM booking"#,
+           SELECT id AS "id!", show_id AS "show_id!", created_at AS "created_at!", accepted_seq FROM booking"#,
         &ids,
         &shows,
         &emails as &[&str],
@@ -198,5 +218,30 @@ async fn insert(
     )
     .fetch_all(db)
     .await?;
-    Ok(created.into_iter().map(|r| (r.id, r.created_at)).collect())
+    // Read after the commit: the statement's own snapshot may miss a
+    // batch that took numbers before it (and committed while it waited for
+    // the tail), and would under-state.
+    let mut shows: Vec<Uuid> = created.iter().map(|r| r.show_id).collect();
+    shows.sort_unstable();
+    shows.dedup();
+    let heads = match view::line_heads(db, &shows).await {
+        Ok(heads) => heads,
+        Err(err) => {
+            // Committed already: the answer goes without a place rather
+            // than failing a recorded booking.
+            tracing::warn!(error = %err, "could not read the lines' heads");
+            HashMap::new()
+        }
+    };
+    Ok(created
+        .into_iter()
+        .map(|r| {
+            let position = r
+                .accepted_seq
+                .zip(heads.get(&r.show_id))
+                .map(|(seq, head)| BookingView::place(seq, *head));
+            let at = r.created_at;
+            (r.id, Recorded::Created { at, position })
+        })
+        .collect())
 }

@@ -15,6 +15,7 @@ pub mod shutdown;
 pub mod sweep;
 pub mod telemetry;
 pub mod topology;
+pub mod view;
 pub mod webhooks;
 
 pub use config::Config;

@@ -176,6 +176,30 @@ impl System {
         child.wait().unwrap();
     }
 
+    /// SIGSTOPs a process (e.g. `worker-0`): it holds what it has and
+    /// does nothing until [`Self::resume`].
+    pub fn pause(&self, label: &str) {
+        self.signal(label, "-STOP");
+    }
+
+    /// SIGCONTs a process stopped by [`Self::pause`].
+    pub fn resume(&self, label: &str) {
+        self.signal(label, "-CONT");
+    }
+
+    fn signal(&self, label: &str, signal: &str) {
+        let (_, pid) = self
+            .pids()
+            .into_iter()
+            .find(|(l, _)| l == label)
+            .unwrap_or_else(|| panic!("no running process {label}"));
+        let status = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill {signal} {label}");
+    }
+
     /// SIGTERMs a process and waits (up to `limit`, else the test fails)
     /// for it to exit; returns how it exited.
     pub async fn terminate(&self, label: &str, limit: Duration) -> ExitStatus {

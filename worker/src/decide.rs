@@ -65,6 +65,8 @@ pub struct Booking {
     pub waitlist: bool,
     /// Place on the show's waiting list, once it joined.
     pub waitlist_seq: Option<i64>,
+    /// Its number in the show's line, given when the API recorded it.
+    pub accepted_seq: Option<i64>,
     pub total_cents: Option<i64>,
     pub hold_expires_at: Option<DateTime<Utc>>,
     pub payment_ref: Option<String>,
@@ -200,6 +202,32 @@ impl Decided {
             })
             .chain(&self.offers)
     }
+}
+
+/// The order to decide a run in: the commands' own order, except that the
+/// requests among them take their slots in the order of the show's line
+/// (`accepted_seq`). Requests recorded together are published by
+/// concurrent tasks and can reach the queue a little out of line; deciding
+/// them by number is what lets a booking's place in line never under-state
+/// (see docs/ARCHITECTURE.md). Returns indexes into `commands`.
+pub fn line_order(state: &State, commands: &[Command]) -> Vec<usize> {
+    let slots: Vec<usize> = (0..commands.len())
+        .filter(|&i| matches!(commands[i], Command::Request(_)))
+        .collect();
+    let mut requests = slots.clone();
+    // Stable: unnumbered requests and redeliveries keep their order.
+    requests.sort_by_key(|&i| {
+        state
+            .bookings
+            .get(&commands[i].booking())
+            .and_then(|b| b.accepted_seq)
+            .unwrap_or(i64::MAX)
+    });
+    let mut order: Vec<usize> = (0..commands.len()).collect();
+    for (slot, request) in slots.into_iter().zip(requests) {
+        order[slot] = request;
+    }
+    order
 }
 
 /// Decides `commands` in order against `state`, updating it as it goes.

@@ -16,7 +16,9 @@ use shared::messages::{BookingEvent, BookingSnapshot, SeatLabel};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::decide::{self, Booking, Command, Decided, Decision, Queue, Rules, Seat, Show, State};
+use crate::decide::{
+    self, Booking, Command, Decided, Decision, Queue, Rules, Seat, Show, State, Verdict,
+};
 use crate::error::DecideError;
 use crate::outbox;
 use crate::payment::Refund;
@@ -37,7 +39,9 @@ pub async fn decide_in(
 ) -> Result<Decided, DecideError> {
     let loaded = Loaded::read(conn, show_id, commands).await?;
     let mut state = loaded.state.clone();
-    let decided = decide::decide(&mut state, commands, rules);
+    let order = decide::line_order(&state, commands);
+    let in_line: Vec<Command> = order.iter().map(|&i| commands[i].clone()).collect();
+    let mut decided = decide::decide(&mut state, &in_line, rules);
     let decisions: Vec<&Decision> = decided.decisions().collect();
     if !decisions.is_empty() {
         loaded
@@ -46,6 +50,12 @@ pub async fn decide_in(
     }
     // Even a skipped command can leave a charge to pay back.
     record_refunds(conn, &decided.refunds).await?;
+    // Written in the order decided; answered in the order given.
+    let mut verdicts: Vec<Option<Verdict>> = (0..commands.len()).map(|_| None).collect();
+    for (&i, verdict) in order.iter().zip(decided.verdicts.drain(..)) {
+        verdicts[i] = Some(verdict);
+    }
+    decided.verdicts = verdicts.into_iter().flatten().collect();
     Ok(decided)
 }
 
@@ -182,7 +192,7 @@ impl Loaded {
         for b in sqlx::query!(
             r#"SELECT id, show_id, status AS "status: BookingStatus", reason AS "reason: Reason",
                       quantity, version, email, name, total_cents, hold_expires_at, payment_ref,
-                      section, waitlist, waitlist_seq
+                      section, waitlist, waitlist_seq, accepted_seq
                FROM bookings WHERE id = ANY($1)"#,
             ids
         )
@@ -201,6 +211,7 @@ impl Loaded {
                     section: b.section,
                     waitlist: b.waitlist,
                     waitlist_seq: b.waitlist_seq,
+                    accepted_seq: b.accepted_seq,
                     total_cents: b.total_cents,
                     hold_expires_at: b.hold_expires_at,
                     payment_ref: b.payment_ref,

@@ -10,12 +10,12 @@ use std::collections::HashSet;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use shared::domain::{BookingStatus, Reason, ShowKind, MAX_TICKETS_PER_BOOKING};
+use shared::domain::{BookingStatus, ShowKind, MAX_TICKETS_PER_BOOKING};
 use shared::lifecycle::{transition, CommandKind, Transition};
 use shared::messages::BookingCommand;
+pub use shared::view::{self, BookedSeat, BookingView, Ticket};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -42,48 +42,6 @@ pub struct NewBooking {
     /// being rejected `sold_out`.
     #[serde(default)]
     pub waitlist: bool,
-}
-
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct BookedSeat {
-    pub id: Uuid,
-    pub section: String,
-    pub row: String,
-    pub number: i32,
-    pub price_cents: i64,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Ticket {
-    pub code: String,
-    pub seat_id: Option<Uuid>,
-}
-
-/// A booking as its customer sees it.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct BookingView {
-    pub id: Uuid,
-    pub show_id: Uuid,
-    pub status: BookingStatus,
-    /// Why it was rejected or ended, or why the last confirm failed.
-    pub reason: Option<Reason>,
-    pub email: String,
-    pub name: String,
-    pub quantity: i32,
-    pub seats: Vec<BookedSeat>,
-    /// Unknown (null) while a best-available request waits for its seats.
-    pub total_cents: Option<i64>,
-    pub hold_expires_at: Option<DateTime<Utc>>,
-    /// Whether the request asked to wait when sold out.
-    pub waitlist: bool,
-    /// While `waitlisted`: the place in line (1 = first to be offered).
-    pub waitlist_position: Option<i64>,
-    /// Paid back, once the payment gateway has made the refund (a
-    /// cancelled paid booking); null until then.
-    pub refunded_cents: Option<i64>,
-    pub tickets: Vec<Ticket>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -334,8 +292,8 @@ pub async fn create_booking(
             key: key.clone(),
         })
         .await?;
-    let created_at = match recorded {
-        Recorded::Created(at) => at,
+    let (created_at, position) = match recorded {
+        Recorded::Created { at, position } => (at, position),
         Recorded::KeyTaken => {
             let (key, hash) = key.expect("only a key can be taken");
             return replay(&state, &key, &hash).await;
@@ -363,6 +321,7 @@ pub async fn create_booking(
         seats: v.seats,
         total_cents: v.total_cents,
         hold_expires_at: None,
+        position,
         waitlist: req.waitlist,
         waitlist_position: None,
         refunded_cents: None,
@@ -435,62 +394,9 @@ async fn withdraw(state: &AppState, id: Uuid) {
 }
 
 pub(crate) async fn load_booking(state: &AppState, id: Uuid) -> Result<BookingView, ApiError> {
-    let b = sqlx::query!(
-        r#"SELECT id, show_id, status AS "status: BookingStatus", reason AS "reason: Reason", email, name, quantity,
-                  total_cents, hold_expires_at, waitlist, refunded_cents, created_at, updated_at,
-                  (SELECT count(*) FROM bookings w
-                   WHERE w.show_id = b.show_id AND w.status = 'waitlisted'
-                     AND w.waitlist_seq <= b.waitlist_seq) AS waitlist_position
-           FROM bookings b WHERE id = $1"#,
-        id
-    )
-    .fetch_optional(&state.db)
-    .await?
-    .ok_or(ApiError::NotFound("booking"))?;
-    let seats = sqlx::query_as!(
-        BookedSeat,
-        r#"SELECT s.id, sec.name AS section, s.row_label AS row, s.number, s.price_cents
-           FROM booking_seats bs
-           JOIN seats s ON s.id = bs.seat_id
-           JOIN sections sec ON sec.id = s.section_id
-           WHERE bs.booking_id = $1
-           ORDER BY sec.position, length(s.row_label), s.row_label, s.number"#,
-        id
-    )
-    .fetch_all(&state.db)
-    .await?;
-    // Tickets are valid only while the booking is confirmed.
-    let tickets = if b.status == BookingStatus::Confirmed {
-        sqlx::query_as!(
-            Ticket,
-            "SELECT code, seat_id FROM tickets WHERE booking_id = $1 ORDER BY code",
-            id
-        )
-        .fetch_all(&state.db)
+    view::load(&state.db, id)
         .await?
-    } else {
-        Vec::new()
-    };
-    Ok(BookingView {
-        id: b.id,
-        show_id: b.show_id,
-        status: b.status,
-        reason: b.reason,
-        email: b.email,
-        name: b.name,
-        quantity: b.quantity,
-        seats,
-        total_cents: b.total_cents,
-        hold_expires_at: b.hold_expires_at,
-        waitlist: b.waitlist,
-        waitlist_position: b
-            .waitlist_position
-            .filter(|_| b.status == BookingStatus::Waitlisted),
-        refunded_cents: b.refunded_cents,
-        tickets,
-        created_at: b.created_at,
-        updated_at: b.updated_at,
-    })
+        .ok_or(ApiError::NotFound("booking"))
 }
 
 /// Poll a booking. The answer carries an `ETag`, a digest of the body; a

@@ -134,7 +134,9 @@ impl Fanout {
         let payload = serde_json::json!({
             "type": kind,
             "timestamp": event.occurred_at,
-            "data": booking_data(&self.db, event).await?,
+            // The booking as `GET /v1/bookings/{id}` shows it (events are
+            // only written for bookings that stay).
+            "data": shared::view::load(&self.db, event.booking.id).await?,
         });
         let ids: Vec<Uuid> = endpoints.iter().map(|_| Uuid::now_v7()).collect();
         let b = &event.booking;
@@ -165,12 +167,4 @@ impl Fanout {
         }
         Ok(created)
     }
-}
-
-/// The booking as `GET /v1/bookings/{id}` shows it.
-async fn booking_data(
-    _db: &PgPool,
-    event: &BookingEvent,
-) -> Result<serde_json::Value, sqlx::Error> {
-    Ok(serde_json::to_value(&event.booking).expect("snapshots serialize"))
 }

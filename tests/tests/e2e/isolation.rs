@@ -201,7 +201,7 @@ async fn a_row_postgresql_refuses_fails_alone_in_its_group_commit() {
     let mut created = HashSet::new();
     for (i, outcome) in outcomes.into_iter().enumerate() {
         match outcome {
-            Ok(api::recorder::Recorded::Created(_)) if !bad(i) => {
+            Ok(api::recorder::Recorded::Created { .. }) if !bad(i) => {
                 created.insert(ids[i]);
             }
             Err(err) if bad(i) => {

@@ -104,6 +104,7 @@ fn queued(n: usize, quantity: i32, seats: Vec<Uuid>) -> Booking {
         section: None,
         waitlist: false,
         waitlist_seq: None,
+        accepted_seq: Some(n as i64),
         total_cents: None,
         hold_expires_at: None,
         payment_ref: None,
@@ -648,7 +649,69 @@ fn assert_consistent(state: &State) {
     }
 }
 
+#[test]
+fn requests_take_their_slots_in_line_order_around_other_commands() {
+    // Bookings 1..=4 are numbered 0..=3 in line; they arrive out of line.
+    let state = ga(10, &[1, 1, 1, 1]);
+    let run = [
+        Command::Request(id(3)),
+        Command::Cancel(id(9)),
+        Command::Request(id(1)),
+        Command::Request(id(4)),
+        Command::Expire(id(8)),
+        Command::Request(id(2)),
+    ];
+    let order = line_order(&state, &run);
+    let decided: Vec<&Command> = order.iter().map(|&i| &run[i]).collect();
+    assert_eq!(
+        decided,
+        [
+            &Command::Request(id(1)),
+            &Command::Cancel(id(9)),
+            &Command::Request(id(2)),
+            &Command::Request(id(3)),
+            &Command::Expire(id(8)),
+            &Command::Request(id(4)),
+        ]
+    );
+}
+
+#[test]
+fn requests_without_a_number_keep_their_order_after_the_numbered() {
+    let mut state = ga(10, &[1, 1, 1]);
+    state.bookings.get_mut(&id(1)).unwrap().accepted_seq = None;
+    let run = [
+        Command::Request(id(1)),
+        Command::Request(id(3)),
+        Command::Request(id(7)),
+        Command::Request(id(2)),
+    ];
+    let order = line_order(&state, &run);
+    assert_eq!(order, [3, 1, 0, 2]);
+}
+
 proptest! {
+    #[test]
+    fn line_order_is_a_permutation_that_moves_only_requests_and_sorts_them(case in case()) {
+        let order = line_order(&case.state, &case.run);
+        let mut sorted = order.clone();
+        sorted.sort_unstable();
+        prop_assert_eq!(sorted, (0..case.run.len()).collect::<Vec<_>>());
+        let seq = |i: usize| case.state.bookings.get(&case.run[i].booking())
+            .and_then(|b| b.accepted_seq).unwrap_or(i64::MAX);
+        let mut last = i64::MIN;
+        for (slot, &i) in order.iter().enumerate() {
+            let is_request = matches!(case.run[i], Command::Request(_));
+            prop_assert_eq!(is_request, matches!(case.run[slot], Command::Request(_)));
+            if is_request {
+                prop_assert!(seq(i) >= last);
+                last = seq(i);
+            } else {
+                prop_assert_eq!(i, slot);
+            }
+        }
+    }
+
     #[test]
     fn no_run_oversells_or_leaves_seats_and_counters_disagreeing(case in case()) {
         let mut state = case.state;

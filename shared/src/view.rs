@@ -1,0 +1,198 @@
+//! A booking as its customer sees it: what `GET /v1/bookings/{id}` answers,
+//! what an event stream sends and what a webhook carries. One loader, so
+//! the three can never disagree.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::PgPool;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::domain::{BookingStatus, Reason};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct BookedSeat {
+    pub id: Uuid,
+    pub section: String,
+    pub row: String,
+    pub number: i32,
+    pub price_cents: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Ticket {
+    pub code: String,
+    pub seat_id: Option<Uuid>,
+}
+
+/// A booking as its customer sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct BookingView {
+    pub id: Uuid,
+    pub show_id: Uuid,
+    pub status: BookingStatus,
+    /// Why it was rejected or ended, or why the last confirm failed.
+    pub reason: Option<Reason>,
+    pub email: String,
+    pub name: String,
+    pub quantity: i32,
+    pub seats: Vec<BookedSeat>,
+    /// Unknown (null) while a best-available request waits for its seats.
+    pub total_cents: Option<i64>,
+    pub hold_expires_at: Option<DateTime<Utc>>,
+    /// While `queued`: the place in line, the number of this show's
+    /// accepted, undecided requests up to and including this one (1 = next
+    /// to be decided). Never under-states, never grows.
+    pub position: Option<i64>,
+    /// Whether the request asked to wait when sold out.
+    pub waitlist: bool,
+    /// While `waitlisted`: the place in line (1 = first to be offered).
+    pub waitlist_position: Option<i64>,
+    /// Paid back, once the payment gateway has made the refund (a
+    /// cancelled paid booking); null until then.
+    pub refunded_cents: Option<i64>,
+    pub tickets: Vec<Ticket>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A view with where it stands in its show's line, for those who keep
+/// positions current without loading the booking again (the event streams).
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub view: BookingView,
+    /// The booking's number in its show's line (null for bookings made
+    /// before numbers existed).
+    pub accepted_seq: Option<i64>,
+}
+
+impl BookingView {
+    /// The position of a queued booking numbered `seq` when the smallest
+    /// number still queued in its show is `head`.
+    pub fn place(seq: i64, head: i64) -> i64 {
+        (seq - head + 1).max(1)
+    }
+}
+
+/// Loads one booking, or `None` if there is no such booking.
+pub async fn load(db: &PgPool, id: Uuid) -> Result<Option<BookingView>, sqlx::Error> {
+    Ok(load_many(db, &[id]).await?.pop().map(|l| l.view))
+}
+
+/// Loads the bookings `ids` names (unknown ones are left out), in three
+/// statements whatever their number.
+pub async fn load_many(db: &PgPool, ids: &[Uuid]) -> Result<Vec<Loaded>, sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    // The head of a line is the first entry of a partial index; the
+    // waiting-list count reads only the waiting ahead of the booking.
+    let rows = sqlx::query!(
+        r#"SELECT id, show_id, status AS "status: BookingStatus", reason AS "reason: Reason", email, name, quantity,
+                  total_cents, hold_expires_at, waitlist, refunded_cents, created_at, updated_at, accepted_seq,
+                  CASE WHEN status = 'queued' AND dead_lettered_at IS NULL THEN
+                      (SELECT min(h.accepted_seq) FROM bookings h
+                       WHERE h.show_id = b.show_id AND h.status = 'queued' AND h.dead_lettered_at IS NULL)
+                  END AS head,
+                  CASE WHEN status = 'waitlisted' THEN
+                      (SELECT count(*) FROM bookings w
+                       WHERE w.show_id = b.show_id AND w.status = 'waitlisted'
+                         AND w.waitlist_seq <= b.waitlist_seq)
+                  END AS waitlist_position
+           FROM bookings b WHERE id = ANY($1)"#,
+        ids
+    )
+    .fetch_all(db)
+    .await?;
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut seats: HashMap<Uuid, Vec<BookedSeat>> = HashMap::new();
+    for s in sqlx::query!(
+        r#"SELECT bs.booking_id, s.id, sec.name AS section, s.row_label AS row, s.number, s.price_cents
+           FROM booking_seats bs
+           JOIN seats s ON s.id = bs.seat_id
+           JOIN sections sec ON sec.id = s.section_id
+           WHERE bs.booking_id = ANY($1)
+           ORDER BY sec.position, length(s.row_label), s.row_label, s.number"#,
+        ids
+    )
+    .fetch_all(db)
+    .await?
+    {
+        seats.entry(s.booking_id).or_default().push(BookedSeat {
+            id: s.id,
+            section: s.section,
+            row: s.row,
+            number: s.number,
+            price_cents: s.price_cents,
+        });
+    }
+    // Tickets are valid only while the booking is confirmed.
+    let confirmed: Vec<Uuid> = rows
+        .iter()
+        .filter(|b| b.status == BookingStatus::Confirmed)
+        .map(|b| b.id)
+        .collect();
+    let mut tickets: HashMap<Uuid, Vec<Ticket>> = HashMap::new();
+    if !confirmed.is_empty() {
+        for t in sqlx::query!(
+            "SELECT booking_id, code, seat_id FROM tickets WHERE booking_id = ANY($1) ORDER BY code",
+            &confirmed
+        )
+        .fetch_all(db)
+        .await?
+        {
+            tickets.entry(t.booking_id).or_default().push(Ticket {
+                code: t.code,
+                seat_id: t.seat_id,
+            });
+        }
+    }
+    Ok(rows
+        .into_iter()
+        .map(|b| Loaded {
+            accepted_seq: b.accepted_seq,
+            view: BookingView {
+                id: b.id,
+                show_id: b.show_id,
+                status: b.status,
+                reason: b.reason,
+                email: b.email,
+                name: b.name,
+                quantity: b.quantity,
+                seats: seats.remove(&b.id).unwrap_or_default(),
+                total_cents: b.total_cents,
+                hold_expires_at: b.hold_expires_at,
+                position: b
+                    .accepted_seq
+                    .zip(b.head)
+                    .map(|(seq, head)| BookingView::place(seq, head)),
+                waitlist: b.waitlist,
+                waitlist_position: b.waitlist_position,
+                refunded_cents: b.refunded_cents,
+                tickets: tickets.remove(&b.id).unwrap_or_default(),
+                created_at: b.created_at,
+                updated_at: b.updated_at,
+            },
+        })
+        .collect())
+}
+
+/// The head of each of `shows`' lines: the smallest number still queued
+/// (shows with nobody queued are left out).
+pub async fn line_heads(db: &PgPool, shows: &[Uuid]) -> Result<HashMap<Uuid, i64>, sqlx::Error> {
+    let rows = sqlx::query!(
+        r#"SELECT s.id AS "show_id!", h.head AS "head!"
+           FROM unnest($1::uuid[]) AS s(id),
+                LATERAL (SELECT min(accepted_seq) AS head FROM bookings
+                         WHERE show_id = s.id AND status = 'queued' AND dead_lettered_at IS NULL) h
+           WHERE h.head IS NOT NULL"#,
+        shows
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.show_id, r.head)).collect())
+}
