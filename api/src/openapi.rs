@@ -47,7 +47,12 @@ mod tests {
     fn the_document_describes_the_v1_1_fields_and_answers() {
         let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
         let booking = &doc["components"]["schemas"]["BookingView"]["properties"];
-        for field in ["position", "waitlist", "waitlist_position", "refunded_cents"] {
+        for field in [
+            "position",
+            "waitlist",
+            "waitlist_position",
+            "refunded_cents",
+        ] {
             assert!(booking[field].is_object(), "BookingView lacks {field}");
         }
         let sales = &doc["components"]["schemas"]["Sales"]["properties"];

@@ -111,7 +111,8 @@ impl Sweeper {
         })
     }
 
-    /// Sweeps until `cancel` fires, then waits for the POSTs in flight.
+    /// Sweeps until `cancel` fires, then waits for the POSTs in flight
+    /// (those still unanswered are abandoned and handed back).
     pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
         loop {
             tokio::select! {
@@ -119,7 +120,7 @@ impl Sweeper {
                 () = self.wake.notified() => {}
                 () = cancel.cancelled() => break,
             }
-            match self.clone().sweep().await {
+            match self.clone().sweep(&cancel).await {
                 Ok(0) => {}
                 Ok(count) => tracing::debug!(count, "webhook deliveries started"),
                 Err(err) => {
@@ -133,7 +134,7 @@ impl Sweeper {
 
     /// One pass: leases due deliveries and starts a POST for each that has
     /// a free slot; returns how many it started.
-    async fn sweep(self: Arc<Self>) -> Result<usize, SweepError> {
+    async fn sweep(self: Arc<Self>, cancel: &CancellationToken) -> Result<usize, SweepError> {
         let free = self.slots.available_permits();
         if free == 0 {
             return Ok(0);
@@ -177,20 +178,15 @@ impl Sweeper {
             match self.claim_slot(row.endpoint_id) {
                 Some(slot) => {
                     started += 1;
-                    self.tasks.spawn(self.clone().attempt(row, slot));
+                    self.tasks
+                        .spawn(self.clone().attempt(row, slot, cancel.clone()));
                 }
                 None => unstarted.push(row.id),
             }
         }
         if !unstarted.is_empty() {
-            // Leased beyond the endpoint's share: due again at once.
-            sqlx::query!(
-                "UPDATE webhook_deliveries SET next_attempt_at = now()
-                 WHERE id = ANY($1) AND status = 'pending'",
-                &unstarted
-            )
-            .execute(&self.db)
-            .await?;
+            // Leased beyond the endpoint's share.
+            self.hand_back(&unstarted).await?;
         }
         Ok(started)
     }
@@ -211,13 +207,22 @@ impl Sweeper {
         })
     }
 
-    async fn attempt(self: Arc<Self>, row: Due, slot: Slot) {
+    async fn attempt(self: Arc<Self>, row: Due, slot: Slot, cancel: CancellationToken) {
         let span = tracing::info_span!("webhook", booking_id = %row.booking_id, show_id = %row.show_id,
             webhook_id = %row.id, endpoint_id = %row.endpoint_id, event_type = %row.event_type,
             attempt = row.attempts + 1);
         async {
             let started = Utc::now();
-            let answer = self.post(&row).await;
+            let answer = tokio::select! {
+                answer = self.post(&row) => answer,
+                () = cancel.cancelled() => {
+                    // Shutting down: at worst the lease runs out.
+                    if let Err(err) = self.hand_back(&[row.id]).await {
+                        tracing::warn!(error = %err, "could not hand back a webhook delivery");
+                    }
+                    return;
+                }
+            };
             let ok = answer.error.is_none();
             metrics::counter!("notifier_webhook_attempts_total",
                 "outcome" => if ok { "ok" } else { "failed" })
@@ -235,6 +240,19 @@ impl Sweeper {
         .instrument(span)
         .await;
         drop(slot);
+    }
+
+    /// Makes leased deliveries that were not (or not fully) attempted due
+    /// again at once, for this or another notifier.
+    async fn hand_back(&self, ids: &[Uuid]) -> Result<(), sqlx::Error> {
+        sqlx::query!(
+            "UPDATE webhook_deliveries SET next_attempt_at = now()
+             WHERE id = ANY($1) AND status = 'pending'",
+            ids
+        )
+        .execute(&self.db)
+        .await
+        .map(drop)
     }
 
     /// POSTs the delivery, signed; any 2xx is success.

@@ -170,6 +170,8 @@ async fn a_receiver_down_for_30_seconds_gets_every_event_signed_with_a_stable_id
         );
         assert!(r.body["data"]["status"].is_string(), "{:?}", r.body);
         assert!(r.body["data"]["quantity"].is_number(), "{:?}", r.body);
+        assert!(r.body["data"]["waitlist"].is_boolean(), "{:?}", r.body);
+        assert!(r.body["data"]["created_at"].is_string(), "{:?}", r.body);
     }
     assert_eq!(ids.len(), expected.len(), "one webhook-id per event");
 
