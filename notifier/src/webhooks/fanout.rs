@@ -1,6 +1,6 @@
 //! Consumes `webhooks.events`: each booking event becomes one delivery row
-//! per live endpoint subscribed to its type, in one transaction, acked only
-//! after the commit. A redelivered event inserts nothing new (`UNIQUE
+//! per live endpoint subscribed to its type, written by one statement; the
+//! message is acked only after it committed. A redelivered event inserts nothing new (`UNIQUE
 //! (endpoint_id, event_id)`), so a crash at any instant loses no event and
 //! doubles none. The booking is read only when some endpoint wants it.
 
@@ -17,7 +17,6 @@ use sqlx::PgPool;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
-use uuid::Uuid;
 
 use crate::consumer::{consume_concurrently, until_done};
 
@@ -115,20 +114,18 @@ impl Fanout {
         Ok(())
     }
 
-    /// Writes the event's deliveries; returns how many are new.
+    /// Writes the event's deliveries; returns how many are new. One
+    /// statement at a time, each on its own connection: a transaction held
+    /// while the booking is loaded would need two connections per event.
     async fn fan_out(&self, event: &BookingEvent, kind: WebhookEvent) -> Result<u64, sqlx::Error> {
-        let mut tx = self.db.begin().await?;
-        // Share locks: an endpoint being deleted (which cancels its pending
-        // deliveries) waits for this commit, or this sees it deleted.
-        let endpoints = sqlx::query_scalar!(
-            "SELECT id FROM webhook_endpoints
-             WHERE deleted_at IS NULL AND events @> ARRAY[$1::text]
-             ORDER BY id FOR SHARE",
+        let wanted = sqlx::query_scalar!(
+            r#"SELECT EXISTS (SELECT 1 FROM webhook_endpoints
+                              WHERE deleted_at IS NULL AND events @> ARRAY[$1::text]) AS "wanted!""#,
             kind.as_str()
         )
-        .fetch_all(&mut *tx)
+        .fetch_one(&self.db)
         .await?;
-        if endpoints.is_empty() {
+        if !wanted {
             return Ok(0);
         }
         let payload = serde_json::json!({
@@ -138,32 +135,28 @@ impl Fanout {
             // only written for bookings that stay).
             "data": shared::view::load(&self.db, event.booking.id).await?,
         });
-        let ids: Vec<Uuid> = endpoints.iter().map(|_| Uuid::now_v7()).collect();
         let b = &event.booking;
+        // Share locks: an endpoint being deleted (which cancels its pending
+        // deliveries) waits for this statement, or this sees it deleted.
         let created = sqlx::query!(
             "INSERT INTO webhook_deliveries
                  (id, endpoint_id, event_id, event_type, booking_id, show_id, payload)
-             SELECT d.id, d.endpoint_id, $3, $4, $5, $6, $7
-             FROM unnest($1::uuid[], $2::uuid[]) AS d(id, endpoint_id)
+             SELECT gen_random_uuid(), e.id, $2, $1, $3, $4, $5
+             FROM webhook_endpoints e
+             WHERE e.deleted_at IS NULL AND e.events @> ARRAY[$1::text]
+             FOR SHARE
              ON CONFLICT (endpoint_id, event_id) DO NOTHING",
-            &ids,
-            &endpoints,
-            event.event_id,
             kind.as_str(),
+            event.event_id,
             b.id,
             b.show_id,
             payload
         )
-        .execute(&mut *tx)
+        .execute(&self.db)
         .await?
         .rows_affected();
-        tx.commit().await?;
         if created > 0 {
-            tracing::info!(
-                endpoints = endpoints.len(),
-                created,
-                "webhook deliveries queued"
-            );
+            tracing::info!(created, "webhook deliveries queued");
         }
         Ok(created)
     }
