@@ -30,7 +30,9 @@ use uuid::Uuid;
 
 use crate::monitor::{Monitor, Observed, Roles, BENCH_APPLICATION};
 use crate::stats::{per_second, Latency};
+use crate::streams::{Streams, StreamsReport};
 use crate::waitlist::{self, Waitlist};
+use crate::webhooks::{Webhook, WebhooksReport};
 
 /// Most tickets one request asks for; each asks for 1 to this many.
 const MAX_QUANTITY: usize = 4;
@@ -55,6 +57,10 @@ pub struct Settings {
     pub poll_concurrency: usize,
     pub pg_port: u16,
     pub amqp_port: u16,
+    /// Follow this many accepted bookings over Server-Sent Events.
+    pub streams: usize,
+    /// Subscribe one webhook endpoint to every event.
+    pub webhook: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -92,6 +98,12 @@ pub struct FlashSale {
     /// `--waitlist` only: the sale's waiting list and the offer phase.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub waitlist: Option<Waitlist>,
+    /// `--streams` only: the event streams and the polls beside them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub streams: Option<StreamsReport>,
+    /// `--webhook` only: deliveries to one endpoint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhooks: Option<WebhooksReport>,
     pub worker_share: Vec<WorkerShare>,
     pub observed: Observed,
     /// How PostgreSQL read the `bookings` table over the run: sequential
@@ -163,9 +175,25 @@ pub async fn run(sys: Arc<System>, settings: &Settings) -> anyhow::Result<FlashS
     let answered = Arc::new(AtomicUsize::new(0));
     let roles = Roles::find(sys.pids(), &sys.name, settings.pg_port, settings.amqp_port);
     let monitor = Monitor::start(roles, db.clone(), sys.vhost.clone(), answered.clone());
+    let webhook = if settings.webhook {
+        Some(Webhook::subscribe(&sys).await?)
+    } else {
+        None
+    };
+    let streams = (settings.streams > 0).then(|| Streams::start(sys.clone(), settings.streams));
     let anchor = (Instant::now(), Utc::now());
     let (submitted, schedule_lag) = match settings.rate {
-        Some(rate) => open_loop(&sys, requests, rate, settings.duration, &answered).await,
+        Some(rate) => {
+            open_loop(
+                &sys,
+                requests,
+                rate,
+                settings.duration,
+                &answered,
+                streams.clone(),
+            )
+            .await
+        }
         None => (
             closed_loop(
                 &sys,
@@ -173,6 +201,7 @@ pub async fn run(sys: Arc<System>, settings: &Settings) -> anyhow::Result<FlashS
                 settings.concurrency,
                 settings.duration,
                 &answered,
+                streams.clone(),
             )
             .await,
             None,
@@ -180,6 +209,14 @@ pub async fn run(sys: Arc<System>, settings: &Settings) -> anyhow::Result<FlashS
     };
     let accepted: Vec<&Submitted> = submitted.iter().filter(|s| s.accepted()).collect();
     settle(&db, show_id, accepted.len(), settings.settle_timeout).await;
+    // Let the last events reach their streams before closing them.
+    let streams = match streams {
+        Some(streams) => {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            Some(streams.finish().await)
+        }
+        None => None,
+    };
     let observed = monitor.finish().await;
 
     let decisions = decisions(&db, show_id).await?;
@@ -253,6 +290,10 @@ pub async fn run(sys: Arc<System>, settings: &Settings) -> anyhow::Result<FlashS
     }
     let decided = held + rejected + waitlisted;
     let decided_seconds = (last_decision - first_sent).max(0.0);
+    let webhooks = match webhook {
+        Some(webhook) => Some(webhook.finish(decided, settings.settle_timeout).await),
+        None => None,
+    };
 
     // After the sale's figures, which come from `decisions` as the sale
     // left them; oversell and the invariants below are checked after it.
@@ -309,6 +350,8 @@ pub async fn run(sys: Arc<System>, settings: &Settings) -> anyhow::Result<FlashS
         inversions: inversions(&accepted, &outcome_of, settings.seated),
         invariants: invariants(&db, show_id, settings.waitlist).await,
         waitlist,
+        streams,
+        webhooks,
         worker_share: worker_share(&sys, &decisions),
         observed,
         bookings_table: sqlx::query_as(
@@ -413,6 +456,7 @@ async fn closed_loop(
     concurrency: usize,
     duration: Option<Duration>,
     answered: &Arc<AtomicUsize>,
+    streams: Option<Arc<Streams>>,
 ) -> Vec<Submitted> {
     let bar = progress(requests.len(), "submit");
     let deadline = duration.map(|d| Instant::now() + d);
@@ -423,7 +467,7 @@ async fn closed_loop(
         .map(|_| {
             let (sys, requests, next, results) =
                 (sys.clone(), requests.clone(), next.clone(), results.clone());
-            let (answered, bar) = (answered.clone(), bar.clone());
+            let (answered, bar, streams) = (answered.clone(), bar.clone(), streams.clone());
             tokio::spawn(async move {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
@@ -431,6 +475,7 @@ async fn closed_loop(
                         return;
                     }
                     let submitted = load::submit(&sys, requests[i].clone()).await;
+                    follow(streams.as_ref(), &submitted);
                     answered.fetch_add(1, Ordering::Relaxed);
                     bar.inc(1);
                     results.lock().expect("not poisoned").push(submitted);
@@ -447,6 +492,15 @@ async fn closed_loop(
     results
 }
 
+/// Hands an accepted booking to the streams (`--streams`), if any.
+fn follow(streams: Option<&Arc<Streams>>, submitted: &Submitted) {
+    if let (Some(streams), Some(id)) = (streams, submitted.id.as_deref()) {
+        if submitted.accepted() {
+            streams.accepted(id);
+        }
+    }
+}
+
 /// Starts request `i` at `i / rate` seconds, whether or not earlier ones
 /// have been answered, as independent clients do. Returns the answers and
 /// how late each request started against that schedule.
@@ -456,6 +510,7 @@ async fn open_loop(
     rate: f64,
     duration: Option<Duration>,
     answered: &Arc<AtomicUsize>,
+    streams: Option<Arc<Streams>>,
 ) -> (Vec<Submitted>, Option<Latency>) {
     let bar = progress(requests.len(), "submit");
     let start = Instant::now();
@@ -467,8 +522,10 @@ async fn open_loop(
         }
         tokio::time::sleep_until(due.into()).await;
         let (sys, answered, bar) = (sys.clone(), answered.clone(), bar.clone());
+        let streams = streams.clone();
         tasks.push(tokio::spawn(async move {
             let submitted = load::submit(&sys, request).await;
+            follow(streams.as_ref(), &submitted);
             answered.fetch_add(1, Ordering::Relaxed);
             bar.inc(1);
             (submitted.sent.saturating_duration_since(due), submitted)

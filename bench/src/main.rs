@@ -18,7 +18,9 @@ mod machine;
 mod monitor;
 mod report;
 mod stats;
+mod streams;
 mod waitlist;
+mod webhooks;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -78,6 +80,16 @@ struct Args {
     /// one passed over in the line.
     #[arg(long, conflicts_with = "seated")]
     waitlist: bool,
+    /// Follow the first N accepted bookings over Server-Sent Events (all on
+    /// the one API process, open until the sale settles) while the others
+    /// are polled; reports the event delay, poll latency and the API's peak
+    /// memory.
+    #[arg(long, default_value_t = 0)]
+    streams: usize,
+    /// Subscribe one webhook endpoint (a local receiver) to every booking
+    /// event; reports deliveries/s and the delay from event to delivery.
+    #[arg(long)]
+    webhook: bool,
     /// Stop sending after this many seconds.
     #[arg(long)]
     duration: Option<f64>,
@@ -209,6 +221,13 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
         );
     }
     let mut service_env = vec![("DB_POOL_SIZE".to_owned(), "16".to_owned())];
+    if args.webhook {
+        // The receiver is on this machine.
+        service_env.push((
+            "WEBHOOK_ALLOW_PRIVATE_NETWORKS".to_owned(),
+            "true".to_owned(),
+        ));
+    }
     for (key, value) in &args.service_env {
         service_env.retain(|(k, _)| k != key);
         service_env.push((key.clone(), value.clone()));
@@ -307,6 +326,8 @@ async fn scenarios(
             poll_concurrency: args.poll_concurrency,
             pg_port: port(database_url, 5432)?,
             amqp_port: port(amqp_url, 5672)?,
+            streams: args.streams,
+            webhook: args.webhook,
         };
         eprintln!(
             "flash sale: {} requests on a {} show of {}{} …",

@@ -13,7 +13,9 @@ use crate::flash_sale::FlashSale;
 use crate::limits::Limits;
 use crate::machine::Machine;
 use crate::stats::{ratio, Latency};
+use crate::streams::StreamsReport;
 use crate::waitlist::Waitlist;
+use crate::webhooks::WebhooksReport;
 
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -237,6 +239,12 @@ impl Report {
             if let Some(w) = &f.waitlist {
                 waitlist(&mut out, w);
             }
+            if let Some(s) = &f.streams {
+                streams(&mut out, s);
+            }
+            if let Some(w) = &f.webhooks {
+                webhooks(&mut out, w);
+            }
             let passed_over = f
                 .waitlist
                 .as_ref()
@@ -398,6 +406,63 @@ impl Report {
         }
         out
     }
+}
+
+/// `--streams`: the streams and the polls beside them.
+fn streams(out: &mut String, s: &StreamsReport) {
+    line(
+        out,
+        "event streams",
+        &format!(
+            "{} wanted, {} opened (at most {} at once), {} failed",
+            count(s.wanted as f64),
+            count(s.opened as f64),
+            count(s.peak_open as f64),
+            count(s.failed as f64)
+        ),
+    );
+    line(
+        out,
+        "decision → stream event",
+        &format!(
+            "{} ({} more were decided before their stream opened)",
+            latency(&s.event_delay),
+            count(s.decided_at_open as f64)
+        ),
+    );
+    line(
+        out,
+        "polls beside the streams",
+        &format!(
+            "{} = {}/s; {}",
+            count(s.polls as f64),
+            count(s.polls_per_s),
+            latency(&s.poll_latency)
+        ),
+    );
+    line(
+        out,
+        "api peak RSS",
+        &s.api_peak_rss_mib
+            .map_or("unknown".to_owned(), |m| format!("{m:.0} MiB")),
+    );
+}
+
+/// `--webhook`: deliveries to one endpoint.
+fn webhooks(out: &mut String, w: &WebhooksReport) {
+    line(
+        out,
+        "webhook deliveries",
+        &format!(
+            "{} received ({} distinct of {} events) in {:.1} s = {}/s",
+            count(w.received as f64),
+            count(w.distinct as f64),
+            count(w.expected as f64),
+            w.seconds,
+            count(w.per_s)
+        ),
+    );
+    line(out, "event → webhook delivery", &latency(&w.delay));
 }
 
 /// The offer phase of `--waitlist`.
