@@ -139,13 +139,13 @@ impl Sweeper {
         if free == 0 {
             return Ok(0);
         }
-        let busy: Vec<Uuid> = {
+        // Endpoints with POSTs in flight get only what is left of their share.
+        let (busy, left): (Vec<Uuid>, Vec<i64>) = {
             let in_flight = self.in_flight.lock().expect("not poisoned");
             in_flight
                 .iter()
-                .filter(|(_, n)| **n >= PER_ENDPOINT)
-                .map(|(id, _)| *id)
-                .collect()
+                .map(|(id, n)| (*id, PER_ENDPOINT.saturating_sub(*n) as i64))
+                .unzip()
         };
         // The lease outlasts the call, so nobody else POSTs while it runs.
         let lease = (self.settings.timeout + Duration::from_secs(5)).as_secs_f64();
@@ -157,15 +157,18 @@ impl Sweeper {
                  CROSS JOIN LATERAL (
                      SELECT id FROM webhook_deliveries
                      WHERE endpoint_id = e.id AND status = 'pending' AND next_attempt_at <= now()
-                     ORDER BY next_attempt_at LIMIT $2
+                     ORDER BY next_attempt_at
+                     LIMIT coalesce((SELECT b.left FROM unnest($1::uuid[], $2::bigint[]) AS b(id, left)
+                                     WHERE b.id = e.id), $3)
                      FOR UPDATE SKIP LOCKED) d
-                 WHERE e.deleted_at IS NULL AND e.id <> ALL($1)
-                 LIMIT $3)
-             UPDATE webhook_deliveries w SET next_attempt_at = now() + make_interval(secs => $4)
+                 WHERE e.deleted_at IS NULL
+                 LIMIT $4)
+             UPDATE webhook_deliveries w SET next_attempt_at = now() + make_interval(secs => $5)
              FROM due WHERE w.id = due.id
              RETURNING w.id, w.endpoint_id, w.event_id, w.event_type, w.booking_id, w.show_id,
                        w.payload, w.attempts, due.url, due.secret",
             &busy,
+            &left,
             PER_ENDPOINT as i64,
             free as i64,
             lease
@@ -185,7 +188,8 @@ impl Sweeper {
             }
         }
         if !unstarted.is_empty() {
-            // Leased beyond the endpoint's share.
+            // Leased beyond what was free (slots only free up during a
+            // pass, so this should not happen): due again at once.
             self.hand_back(&unstarted).await?;
         }
         Ok(started)
