@@ -158,7 +158,7 @@ impl Sweeper {
                      SELECT id FROM webhook_deliveries
                      WHERE endpoint_id = e.id AND status = 'pending' AND next_attempt_at <= now()
                      ORDER BY next_attempt_at
-                     LIMIT coalesce((SELECT b.left FROM unnest($1::uuid[], $2::bigint[]) AS b(id, left)
+                     LIMIT coalesce((SELECT b.free FROM unnest($1::uuid[], $2::bigint[]) AS b(id, free)
                                      WHERE b.id = e.id), $3)
                      FOR UPDATE SKIP LOCKED) d
                  WHERE e.deleted_at IS NULL
