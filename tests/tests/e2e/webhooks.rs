@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use tests::load::{ga_request, submit_all};
 use tests::mailbox::{unique_address, wait_for_messages};
 use tests::receiver::{Mode, Received, Receiver};
-use tests::system::dead_letters;
+use tests::system::{dead_letters, management_call};
 use tests::{Options, System, TestApp};
 
 const ALL_EVENTS: [&str; 6] = [
@@ -431,5 +431,67 @@ async fn killing_the_notifier_mid_burst_loses_no_webhook() {
     assert!(received
         .iter()
         .all(|r| r.verified && r.event_type() == "booking.held"));
+    sys.finish().await;
+}
+
+/// Publishes straight to `queue` (through the default exchange).
+async fn publish(vhost: &str, queue: &str, payload: String) {
+    let published = management_call(
+        Method::POST,
+        &format!("/api/exchanges/{vhost}/amq.default/publish"),
+        Some(
+            json!({"properties": {"delivery_mode": 2}, "routing_key": queue,
+                    "payload": payload, "payload_encoding": "string"}),
+        ),
+    )
+    .await;
+    assert_eq!(published["routed"], true);
+}
+
+#[tokio::test]
+async fn a_dead_lettered_webhook_event_is_replayed_to_its_endpoints() {
+    let sys = System::start().await;
+    let receiver = Receiver::start(Mode::Ok).await;
+    let endpoint = subscribe(&sys, &receiver, &["booking.held"]).await;
+    let vhost = sys.vhost.as_deref().unwrap();
+    // Poison goes to webhooks.events.dead, and events keep flowing.
+    publish(vhost, "webhooks.events", "not an event".to_owned()).await;
+    let show = sys.ga_show(10).await;
+    let id = book(&sys, &show, 1, false).await;
+    receiver
+        .wait_until("the hold", Duration::from_secs(20), |r| r.len() == 1)
+        .await;
+    let dead = dead_letters(vhost, "webhooks.events.dead").await;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    let reason = &dead[0]["properties"]["headers"]["x-booking-death-reason"];
+    assert!(reason.as_str().unwrap().contains("unparseable"), "{reason}");
+
+    // An event that died (say, while its cause was being fixed) is fanned
+    // out when replayed; what cannot be parsed stays.
+    let booking = sys.booking(&id).await;
+    let event_id = uuid::Uuid::now_v7();
+    let event = json!({
+        "event_id": event_id, "kind": "held", "occurred_at": chrono::Utc::now(),
+        "booking": {"id": id, "show_id": show, "show_name": "Open Air", "venue": "The Park",
+                    "starts_at": "2030-06-01T19:00:00Z", "email": booking["email"], "name": "Ada",
+                    "status": "held", "reason": null, "quantity": 1, "seats": [],
+                    "total_cents": 2500, "hold_expires_at": null, "tickets": []}
+    });
+    publish(vhost, "webhooks.events.dead", event.to_string()).await;
+    let out = sys
+        .worker_command(&["replay-dead-letters", "--queue", "webhooks.events.dead"])
+        .await;
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("replayed 1") && said.contains("kept 1"),
+        "{said}"
+    );
+    let list = wait_deliveries(&sys, &endpoint, "replayed", |list| {
+        list.iter()
+            .any(|d| d["event_id"] == event_id.to_string() && d["status"] == "delivered")
+    })
+    .await;
+    assert_eq!(list.len(), 2, "{list:?}");
+    assert_eq!(receiver.received().len(), 2);
     sys.finish().await;
 }
