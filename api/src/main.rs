@@ -22,6 +22,8 @@ async fn main() -> anyhow::Result<()> {
         draining: shutdown.child_token(),
         ..api::startup::AppState::new(&config, db)?
     };
+    let topology = shared::topology::Topology::of(&config);
+    api::live::spawn(&state, &config.amqp_url, topology, &shutdown);
     if let Err(err) = state.publisher.ensure_connected().await {
         // Not fatal: the API answers 503 for bookings until the broker is back.
         tracing::warn!(error = %err, "RabbitMQ not reachable yet");
@@ -30,10 +32,13 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", config.api_addr))?;
     tracing::info!(addr = %config.api_addr, "api listening");
+    // One routing table for all connections: serving the `Router` itself
+    // would rebuild it for each (about 16 KiB per open event stream).
+    let app = api::startup::app(state, metrics).into_make_service();
     // On the signal: stop accepting, finish the requests in flight (their
     // publishes included), then exit.
-    let server = axum::serve(listener, api::startup::app(state, metrics))
-        .with_graceful_shutdown(shutdown.child_token().cancelled_owned());
+    let server =
+        axum::serve(listener, app).with_graceful_shutdown(shutdown.child_token().cancelled_owned());
     shared::shutdown::drain(&shutdown, config.shutdown_grace, server.into_future()).await?;
     tracing::info!("api stopped");
     Ok(())

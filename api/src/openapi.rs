@@ -5,7 +5,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::routes::{admin, bookings, shows, webhooks};
+use crate::routes::{admin, bookings, events, shows, webhooks};
 use crate::startup::AppState;
 
 #[derive(OpenApi)]
@@ -14,6 +14,7 @@ use crate::startup::AppState;
     paths(
         shows::create_show, shows::list_shows, shows::get_show, shows::seat_map,
         bookings::create_booking, bookings::get_booking, bookings::confirm_booking, bookings::cancel_booking,
+        events::booking_events,
         admin::list_bookings, admin::show_sales,
         webhooks::create_webhook, webhooks::list_webhooks, webhooks::delete_webhook,
         webhooks::list_deliveries,
@@ -60,6 +61,12 @@ mod tests {
         let poll = &doc["paths"]["/v1/bookings/{id}"]["get"]["responses"];
         assert!(poll["304"].is_object(), "{poll}");
         assert!(poll["200"]["headers"]["ETag"].is_object(), "{poll}");
+        let events = &doc["paths"]["/v1/bookings/{id}/events"]["get"]["responses"];
+        assert!(
+            events["200"]["content"]["text/event-stream"].is_object(),
+            "{events}"
+        );
+        assert!(events["404"].is_object(), "{events}");
     }
 
     #[test]

@@ -12,6 +12,7 @@ use shared::Config;
 
 use crate::catalog::Catalog;
 use crate::error::ApiError;
+use crate::live::Hub;
 use crate::recorder::Recorder;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -29,8 +30,11 @@ pub struct AppState {
     pub admin_token: Arc<str>,
     /// Whether webhook URLs may point at loopback or private addresses.
     pub allow_private_webhooks: bool,
-    /// Cancelled when the process starts draining: `/readyz` answers 503.
+    /// Cancelled when the process starts draining: `/readyz` answers 503
+    /// and event streams end.
     pub draining: CancellationToken,
+    /// Open event streams and what they watch.
+    pub live: Arc<Hub>,
 }
 
 impl AppState {
@@ -39,13 +43,10 @@ impl AppState {
             .admin_token
             .as_deref()
             .ok_or_else(|| anyhow::anyhow!("ADMIN_TOKEN must be set for the api"))?;
-        let topology = Topology {
-            shards: config.shards,
-            delivery_limit: config.delivery_limit,
-        };
         Ok(Self {
             allow_private_webhooks: config.webhooks.allow_private_networks,
-            ..Self::with(db, &config.amqp_url, topology, admin_token)
+            live: Arc::new(Hub::new(config.sse_keep_alive)),
+            ..Self::with(db, &config.amqp_url, Topology::of(config), admin_token)
         })
     }
 
@@ -61,6 +62,7 @@ impl AppState {
             admin_token: admin_token.into(),
             allow_private_webhooks: false,
             draining: CancellationToken::new(),
+            live: Arc::new(Hub::new(shared::config::DEFAULT_SSE_KEEP_ALIVE)),
         }
     }
 }

@@ -50,6 +50,9 @@ pub struct Config {
     /// counts as failed and is retried.
     pub refund_timeout: Duration,
     pub test_gateway: TestGatewaySettings,
+    /// How often an idle event stream (`GET /v1/bookings/{id}/events`)
+    /// sends a keep-alive comment.
+    pub sse_keep_alive: Duration,
     pub webhooks: WebhookSettings,
 }
 
@@ -67,6 +70,9 @@ pub struct WebhookSettings {
     /// fails and is dead-lettered.
     pub retry_for: Duration,
 }
+
+/// [`Config::sse_keep_alive`] unless `SSE_KEEP_ALIVE_SECONDS` says otherwise.
+pub const DEFAULT_SSE_KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 /// Switches of the built-in test payment gateway, so tests and demos can
 /// play a gateway outage or a slow gateway.
@@ -108,6 +114,10 @@ impl Config {
                 backoff_max: Duration::from_secs(parsed("WEBHOOK_BACKOFF_MAX_SECONDS", "300")?),
                 retry_for: Duration::from_secs(parsed("WEBHOOK_RETRY_FOR_SECONDS", "3900")?),
             },
+            sse_keep_alive: Duration::from_secs(positive(
+                "SSE_KEEP_ALIVE_SECONDS",
+                &DEFAULT_SSE_KEEP_ALIVE.as_secs().to_string(),
+            )?),
         })
     }
 }
@@ -124,6 +134,17 @@ fn or(name: &'static str, default: &str) -> String {
         .ok()
         .filter(|v| !v.is_empty())
         .unwrap_or_else(|| default.to_owned())
+}
+
+fn positive(name: &'static str, default: &str) -> Result<u64, ConfigError> {
+    match parsed(name, default)? {
+        0 => Err(ConfigError::Invalid {
+            name,
+            value: "0".to_owned(),
+            reason: "must be at least 1".to_owned(),
+        }),
+        n => Ok(n),
+    }
 }
 
 fn parsed<T>(name: &'static str, default: &str) -> Result<T, ConfigError>

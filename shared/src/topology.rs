@@ -14,7 +14,9 @@
 //!                                         └─▶ webhooks.deliveries.dead
 //! worker (outbox relay) ──▶ booking.events (topic, booking.<kind>)
 //!                                         ├─▶ notifier.emails ──▶ notifier
-//!                                         └─▶ webhooks.events ──▶ notifier
+//!                                         ├─▶ webhooks.events ──▶ notifier
+//!                                         └─▶ booking.events.live.api-<pid>
+//!                                               (one per api process, its own)
 //! ```
 
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
@@ -45,6 +47,16 @@ pub const NOTIFIER_BINDINGS: [&str; 5] = [
     "booking.offered",
 ];
 
+/// Binds an API's live queue to every booking event.
+pub const ALL_BOOKING_EVENTS: &str = "booking.*";
+
+/// The queue through which one API process follows booking events for its
+/// open event streams (exclusive and auto-delete: it lives and dies with
+/// the process's connection, so it is declared by its consumer, not here).
+pub fn live_queue(pid: u32) -> String {
+    format!("{EVENTS_EXCHANGE}.live.api-{pid}")
+}
+
 /// Header names a consumer sets when it dead-letters a message itself.
 pub const HEADER_DEATH_REASON: &str = "x-booking-death-reason";
 pub const HEADER_ATTEMPTS: &str = "x-booking-attempts";
@@ -58,6 +70,13 @@ pub struct Topology {
 }
 
 impl Topology {
+    pub fn of(config: &crate::Config) -> Self {
+        Self {
+            shards: config.shards,
+            delivery_limit: config.delivery_limit,
+        }
+    }
+
     pub fn shard_queue(shard: u16) -> String {
         format!("{REQUESTS_EXCHANGE}.shard-{shard:02}")
     }

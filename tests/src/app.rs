@@ -61,7 +61,7 @@ impl TestApp {
         };
         let state = AppState::with(db, &sandbox.amqp_url, topology, ADMIN_TOKEN);
         let server = tokio::spawn(async move {
-            axum::serve(listener, app(state, metrics()))
+            axum::serve(listener, app(state, metrics()).into_make_service())
                 .await
                 .expect("serving the app");
         });

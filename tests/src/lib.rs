@@ -16,6 +16,7 @@ pub mod invariants;
 pub mod load;
 pub mod mailbox;
 pub mod receiver;
+pub mod sse;
 pub mod system;
 
 pub use app::TestApp;

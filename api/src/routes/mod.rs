@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod bookings;
+pub mod events;
 pub mod shows;
 pub mod webhooks;
 
@@ -19,6 +20,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/shows/{id}/bookings", post(bookings::create_booking))
         .route("/v1/bookings", get(admin::list_bookings))
         .route("/v1/bookings/{id}", get(bookings::get_booking))
+        .route("/v1/bookings/{id}/events", get(events::booking_events))
         .route("/v1/bookings/{id}/confirm", post(bookings::confirm_booking))
         .route("/v1/bookings/{id}/cancel", post(bookings::cancel_booking))
         .route(

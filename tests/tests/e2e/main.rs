@@ -10,6 +10,7 @@ mod faults;
 mod holds;
 mod isolation;
 mod limits;
+mod live;
 mod place_in_line;
 mod refunds;
 mod reminders;

@@ -1,0 +1,456 @@
+//! Live booking updates for `GET /v1/bookings/{id}/events`, without a
+//! database poll per stream.
+//!
+//! Each API process runs one [`Hub`]. It consumes every booking event from
+//! the `booking.events` exchange through a queue of its own (exclusive,
+//! auto-delete, named after the process), and keeps one `watch` channel per
+//! booking that has at least one open stream, holding the booking's latest
+//! JSON. An event only marks its booking as due; every [`FLUSH_EVERY`] the
+//! hub loads all due bookings in one batch and sends on only what changed.
+//! An idle stream is just a receiver of that channel: no task, no timer but
+//! its keep-alive, no queries.
+//!
+//! A queued booking's place in line moves when other bookings of its show
+//! are decided. Their events mark the show's line due; at most once per
+//! [`LINE_EVERY`] per show the hub reads the head of the line (one index
+//! lookup) and places every watched queued booking of that show from the
+//! number it keeps for it, without loading the bookings again.
+//!
+//! The state always comes from the database, never from the event, so a
+//! lost, repeated or reordered event costs nothing but a reload: after a
+//! reconnect every watched booking is reloaded.
+
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+use lapin::Connection;
+use serde::Deserialize;
+use shared::domain::BookingStatus;
+use shared::topology::{self, Topology, EVENTS_EXCHANGE};
+use shared::view::{self, BookingView, Loaded};
+use sqlx::PgPool;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::startup::AppState;
+
+/// How often the hub loads the bookings events have touched.
+const FLUSH_EVERY: Duration = Duration::from_millis(50);
+/// How often at most the hub reads the head of one show's line.
+const LINE_EVERY: Duration = Duration::from_secs(1);
+/// After the database failed the hub, the pause before it asks again.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// A booking as its streams send it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct View {
+    /// Exactly the body `GET /v1/bookings/{id}` answers.
+    pub json: String,
+    /// A status after which nothing more is streamed.
+    pub last: bool,
+}
+
+impl View {
+    pub fn of(view: &BookingView) -> Arc<Self> {
+        Arc::new(Self {
+            json: serde_json::to_string(view).expect("booking views serialize"),
+            last: ends_stream(view.status),
+        })
+    }
+}
+
+/// Streams end with `confirmed` too: the contract's final statuses are the
+/// ones a customer waits for, though a confirmed booking can still be
+/// cancelled later.
+pub fn ends_stream(status: BookingStatus) -> bool {
+    status == BookingStatus::Confirmed || status.is_final()
+}
+
+/// The registry of watched bookings, shared by the HTTP handlers (which
+/// subscribe) and the hub's consumer and flusher.
+pub struct Hub {
+    inner: Mutex<Inner>,
+    keep_alive: Duration,
+}
+
+#[derive(Default)]
+struct Inner {
+    watched: HashMap<Uuid, Watched>,
+    /// Watched bookings to load at the next flush.
+    due: HashSet<Uuid>,
+    /// Shows with watched queued bookings.
+    lines: HashMap<Uuid, Line>,
+}
+
+struct Watched {
+    view: watch::Sender<Arc<View>>,
+    /// Open streams of this booking; the entry goes with the last one.
+    streams: usize,
+    /// While queued: its last loaded view, to place it again.
+    queued: Option<Queued>,
+}
+
+struct Queued {
+    view: BookingView,
+    /// Its number in its show's line.
+    seq: i64,
+}
+
+/// One show's line as far as streams watch it.
+#[derive(Default)]
+struct Line {
+    /// The watched bookings queued in it.
+    bookings: HashSet<Uuid>,
+    /// Another booking of the show was decided since the head was read.
+    moved: bool,
+    read_at: Option<Instant>,
+}
+
+/// One stream's hold on a watched booking.
+pub struct Subscription {
+    hub: Arc<Hub>,
+    id: Uuid,
+    pub view: watch::Receiver<Arc<View>>,
+}
+
+impl Hub {
+    pub fn new(keep_alive: Duration) -> Self {
+        Self {
+            inner: Mutex::default(),
+            keep_alive,
+        }
+    }
+
+    /// How often an idle stream sends a comment line.
+    pub fn keep_alive(&self) -> Duration {
+        self.keep_alive
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Watches booking `id`, whose view the caller has just loaded. The
+    /// subscription's current value is what its stream sends first: the
+    /// shared latest view if others already watch the booking, else
+    /// `loaded`. A first watcher also makes the booking due, since an event
+    /// that came between its load and now was not yet looked at.
+    pub fn subscribe(self: &Arc<Self>, id: Uuid, loaded: Arc<View>) -> Subscription {
+        let mut inner = self.lock();
+        let view = match inner.watched.entry(id) {
+            Entry::Occupied(mut entry) => {
+                let watched = entry.get_mut();
+                watched.streams += 1;
+                watched.view.subscribe()
+            }
+            Entry::Vacant(entry) => {
+                let (tx, rx) = watch::channel(loaded);
+                entry.insert(Watched {
+                    view: tx,
+                    streams: 1,
+                    queued: None,
+                });
+                inner.due.insert(id);
+                rx
+            }
+        };
+        metrics::gauge!("api_live_streams").increment(1);
+        metrics::gauge!("api_live_bookings").set(inner.watched.len() as f64);
+        Subscription {
+            hub: self.clone(),
+            id,
+            view,
+        }
+    }
+
+    /// An event about `booking` of `show`: load the booking at the next
+    /// flush if watched, and place the show's watched queued bookings again.
+    fn touched(&self, booking: Uuid, show: Uuid) {
+        let mut inner = self.lock();
+        if inner.watched.contains_key(&booking) {
+            inner.due.insert(booking);
+        }
+        if let Some(line) = inner.lines.get_mut(&show) {
+            line.moved = true;
+        }
+    }
+
+    /// Events may have been missed (a reconnect): load every watched booking.
+    fn refresh_all(&self) {
+        let mut inner = self.lock();
+        let Inner { watched, due, .. } = &mut *inner;
+        due.extend(watched.keys().copied());
+    }
+
+    /// The due bookings with where to send each one's view.
+    fn take_due(&self) -> Vec<(Uuid, watch::Sender<Arc<View>>)> {
+        let mut inner = self.lock();
+        let due = std::mem::take(&mut inner.due);
+        due.into_iter()
+            .filter_map(|id| Some((id, inner.watched.get(&id)?.view.clone())))
+            .collect()
+    }
+
+    /// Sends freshly loaded views on, to the channels they were loaded for
+    /// (a booking watched anew since is due again anyway), and keeps what
+    /// places the queued ones.
+    fn loaded(&self, due: Vec<(Uuid, watch::Sender<Arc<View>>)>, loaded: Vec<Loaded>) {
+        let mut loaded: HashMap<Uuid, Loaded> =
+            loaded.into_iter().map(|l| (l.view.id, l)).collect();
+        let mut inner = self.lock();
+        for (id, sender) in due {
+            // Unknown: a request withdrawn after a failed publish.
+            let Some(fresh) = loaded.remove(&id) else {
+                continue;
+            };
+            let Inner { watched, lines, .. } = &mut *inner;
+            let Some(watched) = watched
+                .get_mut(&id)
+                .filter(|w| w.view.same_channel(&sender))
+            else {
+                continue;
+            };
+            send(&watched.view, View::of(&fresh.view));
+            let show = fresh.view.show_id;
+            watched.queued = match fresh.accepted_seq {
+                Some(seq) if fresh.view.status == BookingStatus::Queued => {
+                    lines.entry(show).or_default().bookings.insert(id);
+                    Some(Queued {
+                        view: fresh.view,
+                        seq,
+                    })
+                }
+                _ => {
+                    leave_line(lines, show, id);
+                    None
+                }
+            };
+        }
+    }
+
+    /// Lines that moved and were not read within [`LINE_EVERY`].
+    fn take_moved_lines(&self, now: Instant) -> Vec<Uuid> {
+        let mut inner = self.lock();
+        let mut shows = Vec::new();
+        for (show, line) in &mut inner.lines {
+            if line.moved && line.read_at.is_none_or(|at| now - at >= LINE_EVERY) {
+                line.moved = false;
+                line.read_at = Some(now);
+                shows.push(*show);
+            }
+        }
+        shows
+    }
+
+    /// Places the watched queued bookings of each show with a known head.
+    /// A show with nobody queued is left alone: its watched bookings were
+    /// decided, and their own events reload them.
+    fn placed(&self, heads: &HashMap<Uuid, i64>) {
+        let mut inner = self.lock();
+        let Inner { watched, lines, .. } = &mut *inner;
+        for (show, head) in heads {
+            let Some(line) = lines.get(show) else {
+                continue;
+            };
+            for id in &line.bookings {
+                let Some(Watched {
+                    view: sender,
+                    queued: Some(queued),
+                    ..
+                }) = watched.get_mut(id)
+                else {
+                    continue;
+                };
+                let position = Some(BookingView::place(queued.seq, *head));
+                if queued.view.position != position {
+                    queued.view.position = position;
+                    send(sender, View::of(&queued.view));
+                }
+            }
+        }
+    }
+
+    fn due_again(&self, ids: impl IntoIterator<Item = Uuid>) {
+        self.lock().due.extend(ids);
+    }
+
+    fn lines_moved_again(&self, shows: &[Uuid]) {
+        let mut inner = self.lock();
+        for show in shows {
+            if let Some(line) = inner.lines.get_mut(show) {
+                line.moved = true;
+            }
+        }
+    }
+}
+
+/// Sends `fresh` to the booking's streams unless it is what they have.
+fn send(sender: &watch::Sender<Arc<View>>, fresh: Arc<View>) {
+    sender.send_if_modified(|current| {
+        let changed = **current != *fresh;
+        if changed {
+            *current = fresh;
+        }
+        changed
+    });
+}
+
+fn leave_line(lines: &mut HashMap<Uuid, Line>, show: Uuid, id: Uuid) {
+    if let Entry::Occupied(mut line) = lines.entry(show) {
+        line.get_mut().bookings.remove(&id);
+        if line.get().bookings.is_empty() {
+            line.remove();
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let mut inner = self.hub.lock();
+        let Inner { watched, lines, .. } = &mut *inner;
+        if let Entry::Occupied(mut entry) = watched.entry(self.id) {
+            entry.get_mut().streams -= 1;
+            if entry.get().streams == 0 {
+                if let Some(queued) = entry.remove().queued {
+                    leave_line(lines, queued.view.show_id, self.id);
+                }
+            }
+        }
+        metrics::gauge!("api_live_streams").decrement(1);
+        metrics::gauge!("api_live_bookings").set(watched.len() as f64);
+    }
+}
+
+/// Starts the hub's consumer and flusher; both stop when `cancel` fires.
+pub fn spawn(state: &AppState, amqp_url: &str, topology: Topology, cancel: &CancellationToken) {
+    let hub = state.live.clone();
+    let url = amqp_url.to_owned();
+    let consuming = cancel.child_token();
+    tokio::spawn(async move {
+        let name = format!("api {} live", std::process::id());
+        shared::amqp::reconnecting(&url, &name, &topology, &consuming, |conn| {
+            consume(hub.clone(), conn, consuming.clone())
+        })
+        .await;
+    });
+    tokio::spawn(flush(
+        state.live.clone(),
+        state.db.clone(),
+        cancel.child_token(),
+    ));
+}
+
+/// What the hub reads of an event: which booking it concerns.
+#[derive(Deserialize)]
+struct Touched {
+    booking: TouchedBooking,
+}
+
+#[derive(Deserialize)]
+struct TouchedBooking {
+    id: Uuid,
+    show_id: Uuid,
+}
+
+/// One subscription to the events, on one connection: declares and binds
+/// this process's queue (gone with the connection, so a reconnect makes it
+/// anew), reloads everything watched, then marks bookings due as their
+/// events arrive. No acks: the state is read from the database anyway.
+async fn consume(
+    hub: Arc<Hub>,
+    conn: Arc<Connection>,
+    cancel: CancellationToken,
+) -> Result<(), lapin::Error> {
+    let channel = conn.create_channel().await?;
+    let queue = topology::live_queue(std::process::id());
+    let private = QueueDeclareOptions {
+        exclusive: true,
+        auto_delete: true,
+        ..Default::default()
+    };
+    channel
+        .queue_declare(queue.as_str().into(), private, FieldTable::default())
+        .await?;
+    channel
+        .queue_bind(
+            queue.as_str().into(),
+            EVENTS_EXCHANGE.into(),
+            topology::ALL_BOOKING_EVENTS.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    let no_ack = BasicConsumeOptions {
+        no_ack: true,
+        ..Default::default()
+    };
+    let mut consumer = channel
+        .basic_consume(
+            queue.as_str().into(),
+            queue.as_str().into(),
+            no_ack,
+            FieldTable::default(),
+        )
+        .await?;
+    tracing::info!(queue, "watching booking events");
+    hub.refresh_all();
+    let result = loop {
+        let delivery = tokio::select! {
+            () = cancel.cancelled() => break Ok(()),
+            next = consumer.next() => next,
+        };
+        match delivery {
+            Some(Ok(delivery)) => match serde_json::from_slice::<Touched>(&delivery.data) {
+                Ok(Touched { booking: b }) => hub.touched(b.id, b.show_id),
+                Err(err) => tracing::warn!(error = %err, "unreadable booking event ignored"),
+            },
+            Some(Err(err)) => break Err(err),
+            None => break Ok(()),
+        }
+    };
+    let _ = channel.close(200, "stopping".into()).await;
+    result
+}
+
+/// Every [`FLUSH_EVERY`]: loads the due bookings and places the queued
+/// ones of moved lines, and sends each changed view to its streams. What
+/// cannot be read now stays due, and is tried again after [`RETRY_AFTER`].
+async fn flush(hub: Arc<Hub>, db: PgPool, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(FLUSH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let due = hub.take_due();
+        if !due.is_empty() {
+            let ids: Vec<Uuid> = due.iter().map(|(id, _)| *id).collect();
+            match view::load_many(&db, &ids).await {
+                Ok(loaded) => hub.loaded(due, loaded),
+                Err(err) => {
+                    tracing::warn!(error = %err, bookings = ids.len(), "cannot load watched bookings; trying again");
+                    hub.due_again(ids);
+                    tick.reset_after(RETRY_AFTER);
+                }
+            }
+        }
+        let shows = hub.take_moved_lines(Instant::now());
+        if !shows.is_empty() {
+            match view::line_heads(&db, &shows).await {
+                Ok(heads) => hub.placed(&heads),
+                Err(err) => {
+                    tracing::warn!(error = %err, shows = shows.len(), "cannot read the heads of lines; trying again");
+                    hub.lines_moved_again(&shows);
+                    tick.reset_after(RETRY_AFTER);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! `GET /v1/bookings/{id}/events`: a booking's changes as Server-Sent
+//! Events, pushed by this process's [`Hub`](crate::live::Hub).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use uuid::Uuid;
+
+use crate::error::{ApiError, Problem};
+use crate::extract::Path;
+use crate::live::{Subscription, View};
+use crate::routes::bookings::load_booking;
+use crate::startup::AppState;
+
+/// Follow a booking instead of polling it. The stream starts with an event
+/// `booking` whose data is the JSON `GET /v1/bookings/{id}` answers, sends
+/// one more on each change a client can see (status, reason, hold, place in
+/// line, waiting-list position, tickets) and ends after a final status
+/// (`confirmed`, `rejected`, `expired`, `cancelled`): a booking already
+/// there gets that one event. Comment lines (`:`) keep an idle stream open
+/// through proxies. Streams also end when the process shuts down;
+/// reconnect to resume (the first event is again the current state).
+#[utoipa::path(get, path = "/v1/bookings/{id}/events", tag = "bookings",
+    responses(
+        (status = 200, content_type = "text/event-stream", body = String,
+            description = "`event: booking` with `data:` the booking as JSON (see BookingView): at once, then again on each change; ends after a final status"),
+        (status = 404, body = Problem)))]
+#[tracing::instrument(skip_all, fields(booking_id = %id))]
+pub async fn booking_events(
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+) -> Result<Response, ApiError> {
+    let loaded = View::of(&load_booking(&state, id).await?);
+    let first = if loaded.last {
+        Next::Last(loaded)
+    } else {
+        Next::Current(state.live.subscribe(id, loaded))
+    };
+    let events = futures::stream::unfold(first, next).take_until(state.draining.cancelled_owned());
+    let keep_alive = KeepAlive::new().interval(state.live.keep_alive());
+    Ok(Sse::new(events).keep_alive(keep_alive).into_response())
+}
+
+/// Where a stream is.
+enum Next {
+    /// Send the subscription's current view.
+    Current(Subscription),
+    /// Wait for the view to change, then send it.
+    Changed(Subscription),
+    /// Send this view, then end.
+    Last(Arc<View>),
+    Done,
+}
+
+async fn next(at: Next) -> Option<(Result<Event, Infallible>, Next)> {
+    let mut sub = match at {
+        Next::Done => return None,
+        Next::Last(view) => return Some((Ok(event(&view)), Next::Done)),
+        Next::Current(sub) => sub,
+        Next::Changed(mut sub) => {
+            sub.view.changed().await.ok()?;
+            sub
+        }
+    };
+    let view = sub.view.borrow_and_update().clone();
+    let then = if view.last {
+        Next::Done
+    } else {
+        Next::Changed(sub)
+    };
+    Some((Ok(event(&view)), then))
+}
+
+fn event(view: &View) -> Event {
+    Event::default().event("booking").data(&view.json)
+}

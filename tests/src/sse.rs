@@ -1,0 +1,119 @@
+//! A small Server-Sent Events reader for `GET /v1/bookings/{id}/events`,
+//! for the tests and the benchmark: reads the response body chunk by chunk
+//! and splits it into events (`text/event-stream`, lines ending in `\n`).
+
+use std::time::Duration;
+
+use reqwest::{Client, Response};
+use serde_json::Value;
+
+/// One event of a stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SseEvent {
+    /// The `event:` field (`None` means the default, `message`).
+    pub event: Option<String>,
+    /// The `data:` lines, joined by `\n`.
+    pub data: String,
+}
+
+impl SseEvent {
+    /// The data as JSON (a booking, for the booking stream).
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.data)
+            .unwrap_or_else(|e| panic!("event data is not JSON ({e}): {}", self.data))
+    }
+}
+
+/// An open event stream.
+pub struct EventStream {
+    response: Response,
+    buffer: Vec<u8>,
+    /// Comment lines (`:` keep-alives) seen so far.
+    pub comments: usize,
+}
+
+/// A client for streams: no overall timeout, since a stream lasts as long
+/// as its booking is undecided (callers bound each read instead).
+pub fn client() -> Client {
+    Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .build()
+        .expect("building an HTTP client")
+}
+
+impl EventStream {
+    /// Opens `url`; a response that is not a `200` event stream is handed
+    /// back as it is (a 404 problem, say).
+    pub async fn open(client: &Client, url: &str) -> Result<Self, Response> {
+        let response = client
+            .get(url)
+            .header("accept", "text/event-stream")
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        let is_stream = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        if response.status() != 200 || !is_stream {
+            return Err(response);
+        }
+        Ok(Self {
+            response,
+            buffer: Vec::new(),
+            comments: 0,
+        })
+    }
+
+    /// The next event, or `None` once the server has ended the stream.
+    pub async fn next(&mut self) -> Option<SseEvent> {
+        loop {
+            while let Some(end) = self.buffer.windows(2).position(|w| w == b"\n\n") {
+                let block: Vec<u8> = self.buffer.drain(..end + 2).collect();
+                if let Some(event) = self.parse(&block[..end]) {
+                    return Some(event);
+                }
+            }
+            match self.response.chunk().await {
+                Ok(Some(chunk)) => self.buffer.extend_from_slice(&chunk),
+                Ok(None) => return None,
+                Err(e) => panic!("reading the event stream: {e}"),
+            }
+        }
+    }
+
+    /// [`next`](Self::next), failing the test after `limit`.
+    pub async fn next_within(&mut self, limit: Duration) -> Option<SseEvent> {
+        tokio::time::timeout(limit, self.next())
+            .await
+            .unwrap_or_else(|_| panic!("no event and no end of stream within {limit:?}"))
+    }
+
+    /// One block of lines: an event, or `None` if it held only comments.
+    fn parse(&mut self, block: &[u8]) -> Option<SseEvent> {
+        let text = std::str::from_utf8(block).expect("event streams are UTF-8");
+        let mut event = None;
+        let mut data: Option<String> = None;
+        for line in text.split('\n') {
+            if line.starts_with(':') {
+                self.comments += 1;
+                continue;
+            }
+            let (field, value) = line.split_once(':').unwrap_or((line, ""));
+            let value = value.strip_prefix(' ').unwrap_or(value);
+            match field {
+                "event" => event = Some(value.to_owned()),
+                "data" => match &mut data {
+                    Some(d) => {
+                        d.push('\n');
+                        d.push_str(value);
+                    }
+                    None => data = Some(value.to_owned()),
+                },
+                _ => {}
+            }
+        }
+        Some(SseEvent { event, data: data? })
+    }
+}
