@@ -5,7 +5,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::routes::{admin, bookings, events, shows};
+use crate::routes::{admin, bookings, events, shows, webhooks};
 use crate::startup::AppState;
 
 #[derive(OpenApi)]
@@ -16,9 +16,11 @@ use crate::startup::AppState;
         bookings::create_booking, bookings::get_booking, bookings::confirm_booking, bookings::cancel_booking,
         events::booking_events,
         admin::list_bookings, admin::show_sales,
+        webhooks::create_webhook, webhooks::list_webhooks, webhooks::delete_webhook,
+        webhooks::list_deliveries,
     ),
     modifiers(&AdminAuth),
-    tags((name = "shows"), (name = "bookings"), (name = "admin"))
+    tags((name = "shows"), (name = "bookings"), (name = "admin"), (name = "webhooks"))
 )]
 pub struct ApiDoc;
 
@@ -65,5 +67,20 @@ mod tests {
             "{events}"
         );
         assert!(events["404"].is_object(), "{events}");
+    }
+
+    #[test]
+    fn the_document_describes_the_webhook_endpoints() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let paths = &doc["paths"];
+        assert!(paths["/v1/webhooks"]["post"]["responses"]["201"].is_object());
+        assert!(paths["/v1/webhooks"]["get"].is_object());
+        assert!(paths["/v1/webhooks/{id}"]["delete"]["responses"]["204"].is_object());
+        assert!(paths["/v1/webhooks/{id}/deliveries"]["get"].is_object());
+        let schemas = &doc["components"]["schemas"];
+        let events = &schemas["WebhookEvent"]["enum"];
+        assert_eq!(events.as_array().map(Vec::len), Some(6), "{events}");
+        assert!(schemas["CreatedWebhook"].is_object());
+        assert!(schemas["Delivery"]["properties"]["attempts"].is_object());
     }
 }

@@ -28,6 +28,8 @@ pub struct AppState {
     pub recorder: Recorder,
     pub publisher: Arc<Publisher>,
     pub admin_token: Arc<str>,
+    /// Whether webhook URLs may point at loopback or private addresses.
+    pub allow_private_webhooks: bool,
     /// Cancelled when the process starts draining: `/readyz` answers 503
     /// and event streams end.
     pub draining: CancellationToken,
@@ -42,6 +44,7 @@ impl AppState {
             .as_deref()
             .ok_or_else(|| anyhow::anyhow!("ADMIN_TOKEN must be set for the api"))?;
         Ok(Self {
+            allow_private_webhooks: config.webhooks.allow_private_networks,
             live: Arc::new(Hub::new(config.sse_keep_alive)),
             ..Self::with(db, &config.amqp_url, Topology::of(config), admin_token)
         })
@@ -57,6 +60,7 @@ impl AppState {
             db,
             publisher: Arc::new(Publisher::new(amqp_url, &name, topology)),
             admin_token: admin_token.into(),
+            allow_private_webhooks: false,
             draining: CancellationToken::new(),
             live: Arc::new(Hub::new(shared::config::DEFAULT_SSE_KEEP_ALIVE)),
         }

@@ -89,7 +89,7 @@ type Step<T> = Result<T, Handled>;
 
 /// Shutdown arrived while a step was retried.
 #[derive(Debug, PartialEq, Eq)]
-struct Interrupted;
+pub(crate) struct Interrupted;
 
 impl From<Interrupted> for Handled {
     fn from(_: Interrupted) -> Self {
@@ -116,38 +116,23 @@ impl Notifier {
         .await;
     }
 
-    /// Takes messages until `cancel` fires, then finishes the ones in hand.
     async fn consume(
         self: Arc<Self>,
         conn: Arc<Connection>,
         cancel: CancellationToken,
     ) -> Result<(), ConsumeError> {
-        let channel = conn.create_channel().await?;
-        channel
-            .basic_qos(self.concurrency, BasicQosOptions::default())
-            .await?;
-        let consumer = channel
-            .basic_consume(
-                NOTIFIER_QUEUE.into(),
-                format!("notifier-{}", std::process::id()).as_str().into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-        tracing::info!(queue = NOTIFIER_QUEUE, "consuming");
-        let result = consumer
-            .take_until(cancel.cancelled())
-            .map_err(ConsumeError::from)
-            .try_for_each_concurrent(usize::from(self.concurrency), |delivery| {
+        consume_concurrently(
+            &conn,
+            NOTIFIER_QUEUE,
+            self.concurrency,
+            cancel.clone(),
+            |delivery| {
                 let this = self.clone();
                 let cancel = cancel.clone();
                 async move { this.handle(delivery, &cancel).await }
-            })
-            .await;
-        // Closed here, not on drop: a channel still closing when the
-        // connection is closed can leave that close unanswered.
-        let _ = channel.close(200, "stopping".into()).await;
-        result
+            },
+        )
+        .await
     }
 
     async fn handle(
@@ -272,9 +257,51 @@ impl Notifier {
     }
 }
 
+/// Takes messages from `queue` (manual acks, `concurrency` in hand at once)
+/// and handles them concurrently until `cancel` fires, then finishes the
+/// ones in hand.
+pub(crate) async fn consume_concurrently<F, Fut, E>(
+    conn: &Connection,
+    queue: &str,
+    concurrency: u16,
+    cancel: CancellationToken,
+    handle: F,
+) -> Result<(), E>
+where
+    F: FnMut(Delivery) -> Fut,
+    Fut: std::future::Future<Output = Result<(), E>>,
+    E: From<lapin::Error>,
+{
+    let channel = conn.create_channel().await?;
+    channel
+        .basic_qos(concurrency, BasicQosOptions::default())
+        .await?;
+    let consumer = channel
+        .basic_consume(
+            queue.into(),
+            format!("{queue}-{}", std::process::id()).as_str().into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    tracing::info!(queue, "consuming");
+    let result = consumer
+        .take_until(cancel.cancelled_owned())
+        .map_err(E::from)
+        .try_for_each_concurrent(usize::from(concurrency), handle)
+        .await;
+    // Closed here, not on drop: a channel still closing when the
+    // connection is closed can leave that close unanswered.
+    let _ = channel.close(200, "stopping".into()).await;
+    result
+}
+
 /// Retries a database step while the database is unreachable, until it
 /// works or shutdown comes.
-async fn until_done<T, F, Fut>(cancel: &CancellationToken, mut step: F) -> Result<T, Interrupted>
+pub(crate) async fn until_done<T, F, Fut>(
+    cancel: &CancellationToken,
+    mut step: F,
+) -> Result<T, Interrupted>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, sqlx::Error>>,

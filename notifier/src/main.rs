@@ -1,15 +1,17 @@
-//! The notifier: booking events in, emails out.
+//! The notifier: booking events in, emails and signed webhooks out.
 
 mod consumer;
 mod email;
 mod mailer;
 mod qr;
+mod webhooks;
 
 use std::sync::Arc;
 
 use shared::amqp::Publisher;
 use shared::topology::Topology;
 use shared::Config;
+use tokio::sync::Notify;
 use tokio_util::task::TaskTracker;
 
 #[tokio::main]
@@ -46,6 +48,21 @@ async fn main() -> anyhow::Result<()> {
         concurrency: 8,
         max_attempts: config.max_attempts,
     });
+    let wake = Arc::new(Notify::new());
+    let fanout = Arc::new(webhooks::fanout::Fanout {
+        db: db.clone(),
+        dead_letters: publisher.clone(),
+        amqp_url: config.amqp_url.clone(),
+        topology,
+        concurrency: 16,
+        wake: wake.clone(),
+    });
+    let sweeper = Arc::new(webhooks::delivery::Sweeper::new(
+        db.clone(),
+        config.webhooks,
+        publisher.clone(),
+        wake,
+    )?);
 
     shared::ops::spawn_untracked(
         config.metrics_addr,
@@ -56,6 +73,8 @@ async fn main() -> anyhow::Result<()> {
     );
     let tasks = TaskTracker::new();
     tasks.spawn(notifier.run(shutdown.child_token()));
+    tasks.spawn(fanout.run(shutdown.child_token()));
+    tasks.spawn(sweeper.run(shutdown.child_token()));
     tasks.close();
     shared::shutdown::drain(&shutdown, config.shutdown_grace, tasks.wait()).await;
     db.close().await;

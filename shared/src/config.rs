@@ -53,6 +53,22 @@ pub struct Config {
     /// How often an idle event stream (`GET /v1/bookings/{id}/events`)
     /// sends a keep-alive comment.
     pub sse_keep_alive: Duration,
+    pub webhooks: WebhookSettings,
+}
+
+/// How the notifier delivers webhooks (and the API vets their URLs).
+#[derive(Debug, Clone, Copy)]
+pub struct WebhookSettings {
+    /// Let endpoints on loopback, private and other non-public addresses
+    /// be registered and called (development and tests).
+    pub allow_private_networks: bool,
+    /// How long one POST may take before it counts as failed.
+    pub timeout: Duration,
+    /// Longest wait between two attempts (the backoff starts at 1 s).
+    pub backoff_max: Duration,
+    /// How long after its first attempt a delivery is retried before it
+    /// fails and is dead-lettered.
+    pub retry_for: Duration,
 }
 
 /// [`Config::sse_keep_alive`] unless `SSE_KEEP_ALIVE_SECONDS` says otherwise.
@@ -91,6 +107,12 @@ impl Config {
             test_gateway: TestGatewaySettings {
                 refunds_down: parsed("TEST_GATEWAY_REFUNDS_DOWN", "false")?,
                 refund_delay: Duration::from_millis(parsed("TEST_GATEWAY_REFUND_DELAY_MS", "0")?),
+            },
+            webhooks: WebhookSettings {
+                allow_private_networks: parsed("WEBHOOK_ALLOW_PRIVATE_NETWORKS", "false")?,
+                timeout: Duration::from_secs(parsed("WEBHOOK_TIMEOUT_SECONDS", "10")?),
+                backoff_max: Duration::from_secs(parsed("WEBHOOK_BACKOFF_MAX_SECONDS", "300")?),
+                retry_for: Duration::from_secs(parsed("WEBHOOK_RETRY_FOR_SECONDS", "3900")?),
             },
             sse_keep_alive: Duration::from_secs(positive(
                 "SSE_KEEP_ALIVE_SECONDS",

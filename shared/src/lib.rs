@@ -16,5 +16,6 @@ pub mod sweep;
 pub mod telemetry;
 pub mod topology;
 pub mod view;
+pub mod webhooks;
 
 pub use config::Config;

@@ -10,8 +10,11 @@
 //!                      ▼
 //!            booking.dead-letter (direct) ──▶ booking.requests.dead
 //!                                         └─▶ notifier.emails.dead
+//!                                         └─▶ webhooks.events.dead
+//!                                         └─▶ webhooks.deliveries.dead
 //! worker (outbox relay) ──▶ booking.events (topic, booking.<kind>)
 //!                                         ├─▶ notifier.emails ──▶ notifier
+//!                                         ├─▶ webhooks.events ──▶ notifier
 //!                                         └─▶ booking.events.live.api-<pid>
 //!                                               (one per api process, its own)
 //! ```
@@ -21,12 +24,19 @@ use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{Channel, Connection, ExchangeKind};
 
+use crate::webhooks::WebhookEvent;
+
 pub const REQUESTS_EXCHANGE: &str = "booking.requests";
 pub const DEAD_LETTER_EXCHANGE: &str = "booking.dead-letter";
 pub const REQUESTS_DEAD_QUEUE: &str = "booking.requests.dead";
 pub const EVENTS_EXCHANGE: &str = "booking.events";
 pub const NOTIFIER_QUEUE: &str = "notifier.emails";
 pub const NOTIFIER_DEAD_QUEUE: &str = "notifier.emails.dead";
+/// Booking events the notifier fans out to webhook deliveries.
+pub const WEBHOOKS_QUEUE: &str = "webhooks.events";
+pub const WEBHOOKS_DEAD_QUEUE: &str = "webhooks.events.dead";
+/// Deliveries that failed for good, one message each, for operators.
+pub const WEBHOOK_DELIVERIES_DEAD_QUEUE: &str = "webhooks.deliveries.dead";
 
 /// Events the notifier turns into emails.
 pub const NOTIFIER_BINDINGS: [&str; 5] = [
@@ -112,7 +122,12 @@ impl Topology {
             )
             .await?;
 
-        for dead in [REQUESTS_DEAD_QUEUE, NOTIFIER_DEAD_QUEUE] {
+        for dead in [
+            REQUESTS_DEAD_QUEUE,
+            NOTIFIER_DEAD_QUEUE,
+            WEBHOOKS_DEAD_QUEUE,
+            WEBHOOK_DELIVERIES_DEAD_QUEUE,
+        ] {
             declare_queue(conn, channel, dead, quorum_args()).await?;
             bind(channel, dead, DEAD_LETTER_EXCHANGE, dead).await?;
         }
@@ -135,6 +150,17 @@ impl Topology {
         .await?;
         for key in NOTIFIER_BINDINGS {
             bind(channel, NOTIFIER_QUEUE, EVENTS_EXCHANGE, key).await?;
+        }
+
+        declare_queue(
+            conn,
+            channel,
+            WEBHOOKS_QUEUE,
+            self.work_queue_args(WEBHOOKS_DEAD_QUEUE),
+        )
+        .await?;
+        for key in WebhookEvent::routing_keys() {
+            bind(channel, WEBHOOKS_QUEUE, EVENTS_EXCHANGE, &key).await?;
         }
         let _ = channel.close(200, "topology declared".into()).await;
         Ok(())

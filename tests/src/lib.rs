@@ -15,6 +15,7 @@ pub mod app;
 pub mod invariants;
 pub mod load;
 pub mod mailbox;
+pub mod receiver;
 pub mod sse;
 pub mod system;
 

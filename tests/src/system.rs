@@ -121,6 +121,8 @@ impl System {
             ("SHARDS", options.shards.to_string()),
             ("DB_POOL_SIZE", "8".to_owned()),
             ("RUST_LOG", "info,sqlx=warn".to_owned()),
+            // Tests receive webhooks on 127.0.0.1.
+            ("WEBHOOK_ALLOW_PRIVATE_NETWORKS", "true".to_owned()),
         ];
         let mut system = Self {
             sandbox,
@@ -761,6 +763,17 @@ pub async fn management_call(method: Method, path: &str, body: Option<Value>) ->
     let res = req.send().await.unwrap();
     assert!(res.status().is_success(), "{path}: {}", res.status());
     res.json().await.unwrap_or(Value::Null)
+}
+
+/// The messages waiting in `queue` (a dead-letter queue, say), left in place.
+pub async fn dead_letters(vhost: &str, queue: &str) -> Vec<Value> {
+    let got = management_call(
+        Method::POST,
+        &format!("/api/queues/{vhost}/{queue}/get"),
+        Some(json!({"count": 50, "ackmode": "ack_requeue_true", "encoding": "auto"})),
+    )
+    .await;
+    got.as_array().cloned().unwrap_or_default()
 }
 
 async fn create_vhost(vhost: &str) {

@@ -21,7 +21,7 @@ enum Command {
     /// Publish dead letters again to where they came from, once their cause
     /// is fixed. Idempotent: what is already done is skipped.
     ReplayDeadLetters {
-        /// `booking.requests.dead` or `notifier.emails.dead`.
+        /// `booking.requests.dead`, `notifier.emails.dead` or `webhooks.events.dead`.
         #[arg(long, default_value = shared::topology::REQUESTS_DEAD_QUEUE)]
         queue: String,
         /// Replay at most this many messages.

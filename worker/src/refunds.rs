@@ -129,18 +129,5 @@ async fn attempt<G: PaymentGateway>(
 /// The wait after the `attempts`-th failed attempt: 1 s doubling to 5 min,
 /// then every 5 min until the gateway answers.
 fn retry_delay(attempts: i32) -> Duration {
-    let doublings = attempts.saturating_sub(1).clamp(0, 16) as u32;
-    (FIRST_RETRY * 2u32.pow(doublings)).min(LAST_RETRY)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn refund_retries_back_off_exponentially_to_five_minutes() {
-        let waits: Vec<u64> = (1..=11).map(|n| retry_delay(n).as_secs()).collect();
-        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300]);
-        assert_eq!(retry_delay(i32::MAX), LAST_RETRY);
-    }
+    shared::retry::backoff(attempts, FIRST_RETRY, LAST_RETRY)
 }

@@ -11,7 +11,15 @@ use shared::amqp::{self, header, Outgoing, Publisher};
 use shared::messages::{BookingCommand, BookingEvent};
 use shared::topology::{
     Topology, EVENTS_EXCHANGE, NOTIFIER_DEAD_QUEUE, REQUESTS_DEAD_QUEUE, REQUESTS_EXCHANGE,
+    WEBHOOKS_DEAD_QUEUE, WEBHOOKS_QUEUE,
 };
+
+/// The dead-letter queues whose messages can be replayed.
+const REPLAYABLE: [&str; 3] = [
+    REQUESTS_DEAD_QUEUE,
+    NOTIFIER_DEAD_QUEUE,
+    WEBHOOKS_DEAD_QUEUE,
+];
 
 /// What one replay did.
 #[derive(Debug, Default)]
@@ -28,8 +36,9 @@ pub async fn run(
     limit: u32,
 ) -> anyhow::Result<Summary> {
     anyhow::ensure!(
-        queue == REQUESTS_DEAD_QUEUE || queue == NOTIFIER_DEAD_QUEUE,
-        "can replay {REQUESTS_DEAD_QUEUE} or {NOTIFIER_DEAD_QUEUE}, not {queue}"
+        REPLAYABLE.contains(&queue),
+        "can replay {}, not {queue}",
+        REPLAYABLE.join(", ")
     );
     let conn = amqp::connect(amqp_url, "replay-dead-letters")
         .await
@@ -63,7 +72,12 @@ pub async fn run(
         } else {
             serde_json::from_slice::<BookingEvent>(&delivery.data)
                 .ok()
-                .map(|e| (EVENTS_EXCHANGE, e.kind.routing_key()))
+                .map(|e| match queue {
+                    // Straight back to the fan-out (the default exchange
+                    // routes by queue name), not to every event consumer.
+                    WEBHOOKS_DEAD_QUEUE => ("", WEBHOOKS_QUEUE.to_owned()),
+                    _ => (EVENTS_EXCHANGE, e.kind.routing_key()),
+                })
         };
         let Some((exchange, routing_key)) = target else {
             summary.kept += 1;

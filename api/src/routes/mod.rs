@@ -4,8 +4,9 @@ pub mod admin;
 pub mod bookings;
 pub mod events;
 pub mod shows;
+pub mod webhooks;
 
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 
 use crate::startup::AppState;
@@ -22,4 +23,13 @@ pub fn router() -> Router<AppState> {
         .route("/v1/bookings/{id}/events", get(events::booking_events))
         .route("/v1/bookings/{id}/confirm", post(bookings::confirm_booking))
         .route("/v1/bookings/{id}/cancel", post(bookings::cancel_booking))
+        .route(
+            "/v1/webhooks",
+            post(webhooks::create_webhook).get(webhooks::list_webhooks),
+        )
+        .route("/v1/webhooks/{id}", delete(webhooks::delete_webhook))
+        .route(
+            "/v1/webhooks/{id}/deliveries",
+            get(webhooks::list_deliveries),
+        )
 }

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use tests::mailbox::unique_address;
-use tests::system::management_call;
+use tests::system::{dead_letters, management_call};
 use tests::{Options, System};
 
 #[tokio::test]
@@ -103,17 +103,6 @@ async fn an_unparseable_message_is_dead_lettered_with_its_reason_and_the_queue_k
     );
     assert!(headers["x-booking-attempts"].as_i64().unwrap() >= 1);
     sys.finish().await;
-}
-
-/// The dead letters waiting in `queue`, left in place.
-async fn dead_letters(vhost: &str, queue: &str) -> Vec<Value> {
-    let got = management_call(
-        reqwest::Method::POST,
-        &format!("/api/queues/{vhost}/{queue}/get"),
-        Some(json!({"count": 50, "ackmode": "ack_requeue_true", "encoding": "auto"})),
-    )
-    .await;
-    got.as_array().cloned().unwrap_or_default()
 }
 
 #[tokio::test]

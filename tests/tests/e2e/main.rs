@@ -16,3 +16,4 @@ mod refunds;
 mod reminders;
 mod shutdown;
 mod waitlist;
+mod webhooks;

@@ -1,0 +1,290 @@
+//! Webhook endpoints (admin): register, list, delete, and see what was
+//! delivered to one. The notifier does the delivering.
+
+use std::collections::{HashMap, HashSet};
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use shared::webhooks::{DeliveryStatus, WebhookEvent, SECRET_PREFIX};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::auth::Admin;
+use crate::error::{ApiError, FieldError, Problem};
+use crate::extract::{Json, Path};
+use crate::startup::AppState;
+use crate::validation;
+
+/// Bytes of the signing key (Standard Webhooks asks for 24 to 64).
+const SECRET_BYTES: usize = 32;
+const MAX_URL_CHARS: usize = 2000;
+/// Deliveries listed per endpoint, newest first.
+const RECENT_DELIVERIES: i64 = 100;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewWebhook {
+    /// `http` or `https`; not a loopback or private address unless the
+    /// deployment allows it (`WEBHOOK_ALLOW_PRIVATE_NETWORKS`).
+    pub url: String,
+    /// Event types to receive (at least one, each once).
+    #[schema(value_type = Vec<WebhookEvent>)]
+    pub events: Vec<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Webhook {
+    pub id: Uuid,
+    pub url: String,
+    pub events: Vec<WebhookEvent>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A new endpoint, with its signing secret: shown this once.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedWebhook {
+    #[serde(flatten)]
+    pub webhook: Webhook,
+    /// `whsec_` + base64 key: verify each request's `webhook-signature` with it.
+    pub secret: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookList {
+    pub webhooks: Vec<Webhook>,
+}
+
+/// One POST of a delivery and how the endpoint answered.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Attempt {
+    pub attempt: i32,
+    /// The HTTP status, if the endpoint answered at all.
+    pub status_code: Option<i32>,
+    /// Why it counted as failed (a non-2xx, a timeout, a refused address…).
+    pub error: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+/// One event's delivery to the endpoint.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Delivery {
+    /// The `webhook-id` header of every attempt.
+    pub id: Uuid,
+    pub event_id: Uuid,
+    #[serde(rename = "type")]
+    pub event_type: WebhookEvent,
+    pub status: DeliveryStatus,
+    pub booking_id: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub delivered_at: Option<DateTime<Utc>>,
+    /// Newest first.
+    pub attempts: Vec<Attempt>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryList {
+    pub deliveries: Vec<Delivery>,
+}
+
+/// Register an endpoint for booking events (admin). The answer carries the
+/// signing secret, which is never shown again.
+#[utoipa::path(post, path = "/v1/webhooks", tag = "webhooks", request_body = NewWebhook,
+    security(("admin" = [])),
+    responses((status = 201, body = CreatedWebhook), (status = 400, body = Problem),
+        (status = 401, body = Problem), (status = 422, body = Problem)))]
+pub async fn create_webhook(
+    _: Admin,
+    State(state): State<AppState>,
+    Json(req): Json<NewWebhook>,
+) -> Result<(StatusCode, axum::Json<CreatedWebhook>), ApiError> {
+    let mut errors = Vec::new();
+    let events = events(&req.events, &mut errors);
+    if let Some(invalid) = validation::text("url", &req.url, MAX_URL_CHARS) {
+        errors.push(invalid);
+    } else if let Err(refused) =
+        shared::webhooks::check_destination(&req.url, state.allow_private_webhooks).await
+    {
+        errors.push(FieldError::new("url", refused.to_string()));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let id = Uuid::now_v7();
+    let secret = new_secret();
+    let names: Vec<&str> = events.iter().map(|e| e.as_str()).collect();
+    let created_at = sqlx::query_scalar!(
+        "INSERT INTO webhook_endpoints (id, url, events, secret) VALUES ($1, $2, $3, $4)
+         RETURNING created_at",
+        id,
+        req.url,
+        &names as &[&str],
+        secret
+    )
+    .fetch_one(&state.db)
+    .await?;
+    tracing::info!(webhook_id = %id, url = %req.url, "webhook endpoint created");
+    let webhook = Webhook {
+        id,
+        url: req.url,
+        events,
+        created_at,
+    };
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(CreatedWebhook { webhook, secret }),
+    ))
+}
+
+/// The subscribed event types: known, at least one, none twice.
+fn events(names: &[String], errors: &mut Vec<FieldError>) -> Vec<WebhookEvent> {
+    if names.is_empty() {
+        errors.push(FieldError::new("events", "must name at least one event"));
+    }
+    let mut seen = HashSet::new();
+    let mut events = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        match name.parse::<WebhookEvent>() {
+            Ok(event) if seen.insert(event) => events.push(event),
+            Ok(_) => errors.push(FieldError::new(format!("events[{i}]"), "listed twice")),
+            Err(_) => errors.push(FieldError::new(
+                format!("events[{i}]"),
+                format!(
+                    "must be one of {}",
+                    WebhookEvent::ALL
+                        .iter()
+                        .map(|e| e.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )),
+        }
+    }
+    events
+}
+
+/// A random signing key, in the Standard Webhooks `whsec_` form.
+fn new_secret() -> String {
+    let mut key = [0u8; SECRET_BYTES];
+    rand::rng().fill_bytes(&mut key);
+    format!(
+        "{SECRET_PREFIX}{}",
+        base64::engine::general_purpose::STANDARD.encode(key)
+    )
+}
+
+/// The registered endpoints (admin), without their secrets.
+#[utoipa::path(get, path = "/v1/webhooks", tag = "webhooks", security(("admin" = [])),
+    responses((status = 200, body = WebhookList), (status = 401, body = Problem)))]
+pub async fn list_webhooks(
+    _: Admin,
+    State(state): State<AppState>,
+) -> Result<axum::Json<WebhookList>, ApiError> {
+    let webhooks = sqlx::query_as!(
+        Webhook,
+        r#"SELECT id, url, events AS "events: Vec<WebhookEvent>", created_at
+           FROM webhook_endpoints WHERE deleted_at IS NULL ORDER BY created_at, id"#
+    )
+    .fetch_all(&state.db)
+    .await?;
+    Ok(axum::Json(WebhookList { webhooks }))
+}
+
+/// Delete an endpoint (admin): it gets no further deliveries; those still
+/// pending are cancelled.
+#[utoipa::path(delete, path = "/v1/webhooks/{id}", tag = "webhooks", security(("admin" = [])),
+    responses((status = 204, description = "Deleted"), (status = 401, body = Problem),
+        (status = 404, body = Problem)))]
+pub async fn delete_webhook(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+) -> Result<StatusCode, ApiError> {
+    // Fan-out inserts under a share lock on the endpoint row, so once this
+    // commits no new delivery can appear for it.
+    let mut tx = state.db.begin().await?;
+    let deleted = sqlx::query_scalar!(
+        "UPDATE webhook_endpoints SET deleted_at = coalesce(deleted_at, now())
+         WHERE id = $1 RETURNING id",
+        id
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    if deleted.is_none() {
+        return Err(ApiError::NotFound("webhook"));
+    }
+    let cancelled = sqlx::query!(
+        "UPDATE webhook_deliveries SET status = 'cancelled'
+         WHERE endpoint_id = $1 AND status = 'pending'",
+        id
+    )
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    tx.commit().await?;
+    tracing::info!(webhook_id = %id, cancelled, "webhook endpoint deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The endpoint's recent deliveries (admin), newest first, each with its
+/// attempts: failed ones are listed as `failed`.
+#[utoipa::path(get, path = "/v1/webhooks/{id}/deliveries", tag = "webhooks",
+    security(("admin" = [])),
+    responses((status = 200, body = DeliveryList), (status = 401, body = Problem),
+        (status = 404, body = Problem)))]
+pub async fn list_deliveries(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+) -> Result<axum::Json<DeliveryList>, ApiError> {
+    let known = sqlx::query_scalar!("SELECT 1 AS one FROM webhook_endpoints WHERE id = $1", id)
+        .fetch_optional(&state.db)
+        .await?;
+    if known.is_none() {
+        return Err(ApiError::NotFound("webhook"));
+    }
+    let rows = sqlx::query!(
+        r#"SELECT id, event_id, event_type AS "event_type: WebhookEvent",
+                  status AS "status: DeliveryStatus", booking_id, created_at, delivered_at
+           FROM webhook_deliveries WHERE endpoint_id = $1
+           ORDER BY created_at DESC, id DESC LIMIT $2"#,
+        id,
+        RECENT_DELIVERIES
+    )
+    .fetch_all(&state.db)
+    .await?;
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    let mut attempts: HashMap<Uuid, Vec<Attempt>> = HashMap::new();
+    let made = sqlx::query!(
+        "SELECT delivery_id, attempt, status_code, error, at FROM webhook_attempts
+         WHERE delivery_id = ANY($1) ORDER BY delivery_id, attempt DESC",
+        &ids
+    )
+    .fetch_all(&state.db)
+    .await?;
+    for a in made {
+        attempts.entry(a.delivery_id).or_default().push(Attempt {
+            attempt: a.attempt,
+            status_code: a.status_code,
+            error: a.error,
+            at: a.at,
+        });
+    }
+    let deliveries = rows
+        .into_iter()
+        .map(|r| Delivery {
+            id: r.id,
+            event_id: r.event_id,
+            event_type: r.event_type,
+            status: r.status,
+            booking_id: r.booking_id,
+            created_at: r.created_at,
+            delivered_at: r.delivered_at,
+            attempts: attempts.remove(&r.id).unwrap_or_default(),
+        })
+        .collect();
+    Ok(axum::Json(DeliveryList { deliveries }))
+}

@@ -1,0 +1,491 @@
+//! The delivery sweeper: POSTs due deliveries, signed, and records each
+//! answer. A pass leases a few due rows per live endpoint by pushing their
+//! next attempt past the call's timeout (a notifier that dies mid-call
+//! leaves them to the next pass, of any notifier), then starts each POST on
+//! its own task and returns: a slow endpoint holds only its own slots (at
+//! most [`PER_ENDPOINT`] calls at once), never the sweep, other endpoints
+//! or the emails. A 2xx delivers; anything else is retried with
+//! exponential backoff until `WEBHOOK_RETRY_FOR_SECONDS` after the first
+//! attempt, then the delivery fails and is published to
+//! `webhooks.deliveries.dead` for operators.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use lapin::types::{AMQPValue, FieldTable};
+use reqwest::dns::{Name, Resolve, Resolving};
+use shared::amqp::{self, Outgoing, Publisher};
+use shared::config::WebhookSettings;
+use shared::sweep::SweepError;
+use shared::topology::{
+    DEAD_LETTER_EXCHANGE, HEADER_ATTEMPTS, HEADER_DEATH_REASON, WEBHOOK_DELIVERIES_DEAD_QUEUE,
+};
+use shared::webhooks::DeliveryStatus;
+use sqlx::PgPool;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use super::signing;
+
+/// How often the sweeper looks for due deliveries when nothing wakes it.
+const PERIOD: Duration = Duration::from_millis(250);
+/// POSTs in flight per notifier.
+const SLOTS: usize = 64;
+/// POSTs in flight to one endpoint per notifier.
+const PER_ENDPOINT: usize = 8;
+const FIRST_RETRY: Duration = Duration::from_secs(1);
+
+pub struct Sweeper {
+    db: PgPool,
+    http: reqwest::Client,
+    settings: WebhookSettings,
+    dead_letters: Arc<Publisher>,
+    wake: Arc<Notify>,
+    slots: Arc<Semaphore>,
+    /// POSTs in flight, by endpoint.
+    in_flight: Mutex<HashMap<Uuid, usize>>,
+    tasks: TaskTracker,
+}
+
+/// A leased delivery and where it goes.
+struct Due {
+    id: Uuid,
+    endpoint_id: Uuid,
+    event_id: Uuid,
+    event_type: String,
+    booking_id: Uuid,
+    show_id: Uuid,
+    payload: serde_json::Value,
+    attempts: i32,
+    url: String,
+    secret: String,
+}
+
+/// How one POST went.
+struct Answer {
+    status_code: Option<i32>,
+    error: Option<String>,
+}
+
+impl Answer {
+    fn failed(error: impl ToString) -> Self {
+        Self {
+            status_code: None,
+            error: Some(error.to_string()),
+        }
+    }
+}
+
+impl Sweeper {
+    pub fn new(
+        db: PgPool,
+        settings: WebhookSettings,
+        dead_letters: Arc<Publisher>,
+        wake: Arc<Notify>,
+    ) -> anyhow::Result<Self> {
+        let mut http = reqwest::Client::builder()
+            .timeout(settings.timeout)
+            // A redirect could lead anywhere, a private address included.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent("booking-webhooks/1");
+        if !settings.allow_private_networks {
+            // Checked again as the connection is made: a name may resolve
+            // differently than when it was checked.
+            http = http.dns_resolver(Arc::new(PublicOnly));
+        }
+        Ok(Self {
+            db,
+            http: http.build()?,
+            settings,
+            dead_letters,
+            wake,
+            slots: Arc::new(Semaphore::new(SLOTS)),
+            in_flight: Mutex::default(),
+            tasks: TaskTracker::new(),
+        })
+    }
+
+    /// Sweeps until `cancel` fires, then waits for the POSTs in flight
+    /// (those still unanswered are abandoned and handed back).
+    pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(PERIOD) => {}
+                () = self.wake.notified() => {}
+                () = cancel.cancelled() => break,
+            }
+            match self.clone().sweep(&cancel).await {
+                Ok(0) => {}
+                Ok(count) => tracing::debug!(count, "webhook deliveries started"),
+                Err(err) => {
+                    tracing::warn!(error = %err, "webhook sweep failed, retrying next pass")
+                }
+            }
+        }
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+
+    /// One pass: leases due deliveries and starts a POST for each that has
+    /// a free slot; returns how many it started.
+    async fn sweep(self: Arc<Self>, cancel: &CancellationToken) -> Result<usize, SweepError> {
+        let free = self.slots.available_permits();
+        if free == 0 {
+            return Ok(0);
+        }
+        // Endpoints with POSTs in flight get only what is left of their share.
+        let (busy, left): (Vec<Uuid>, Vec<i64>) = {
+            let in_flight = self.in_flight.lock().expect("not poisoned");
+            in_flight
+                .iter()
+                .map(|(id, n)| (*id, PER_ENDPOINT.saturating_sub(*n) as i64))
+                .unzip()
+        };
+        // The lease outlasts the call, so nobody else POSTs while it runs.
+        let lease = (self.settings.timeout + Duration::from_secs(5)).as_secs_f64();
+        let due = sqlx::query_as!(
+            Due,
+            "WITH due AS (
+                 SELECT d.id, e.url, e.secret
+                 FROM webhook_endpoints e
+                 CROSS JOIN LATERAL (
+                     SELECT id FROM webhook_deliveries
+                     WHERE endpoint_id = e.id AND status = 'pending' AND next_attempt_at <= now()
+                     ORDER BY next_attempt_at
+                     LIMIT coalesce((SELECT b.free FROM unnest($1::uuid[], $2::bigint[]) AS b(id, free)
+                                     WHERE b.id = e.id), $3)
+                     FOR UPDATE SKIP LOCKED) d
+                 WHERE e.deleted_at IS NULL
+                 LIMIT $4)
+             UPDATE webhook_deliveries w SET next_attempt_at = now() + make_interval(secs => $5)
+             FROM due WHERE w.id = due.id
+             RETURNING w.id, w.endpoint_id, w.event_id, w.event_type, w.booking_id, w.show_id,
+                       w.payload, w.attempts, due.url, due.secret",
+            &busy,
+            &left,
+            PER_ENDPOINT as i64,
+            free as i64,
+            lease
+        )
+        .fetch_all(&self.db)
+        .await?;
+        let mut started = 0;
+        let mut unstarted = Vec::new();
+        for row in due {
+            match self.claim_slot(row.endpoint_id) {
+                Some(slot) => {
+                    started += 1;
+                    self.tasks
+                        .spawn(self.clone().attempt(row, slot, cancel.clone()));
+                }
+                None => unstarted.push(row.id),
+            }
+        }
+        if !unstarted.is_empty() {
+            // Leased beyond what was free (slots only free up during a
+            // pass, so this should not happen): due again at once.
+            self.hand_back(&unstarted).await?;
+        }
+        Ok(started)
+    }
+
+    /// A slot for one POST to `endpoint`, if it and the process have one.
+    fn claim_slot(self: &Arc<Self>, endpoint: Uuid) -> Option<Slot> {
+        let mut in_flight = self.in_flight.lock().expect("not poisoned");
+        let count = in_flight.entry(endpoint).or_default();
+        if *count >= PER_ENDPOINT {
+            return None;
+        }
+        let permit = self.slots.clone().try_acquire_owned().ok()?;
+        *count += 1;
+        Some(Slot {
+            sweeper: self.clone(),
+            endpoint,
+            _permit: permit,
+        })
+    }
+
+    async fn attempt(self: Arc<Self>, row: Due, slot: Slot, cancel: CancellationToken) {
+        let span = tracing::info_span!("webhook", booking_id = %row.booking_id, show_id = %row.show_id,
+            webhook_id = %row.id, endpoint_id = %row.endpoint_id, event_type = %row.event_type,
+            attempt = row.attempts + 1);
+        async {
+            let started = Utc::now();
+            let answer = tokio::select! {
+                answer = self.post(&row) => answer,
+                () = cancel.cancelled() => {
+                    // Shutting down: at worst the lease runs out.
+                    if let Err(err) = self.hand_back(&[row.id]).await {
+                        tracing::warn!(error = %err, "could not hand back a webhook delivery");
+                    }
+                    return;
+                }
+            };
+            let ok = answer.error.is_none();
+            metrics::counter!("notifier_webhook_attempts_total",
+                "outcome" => if ok { "ok" } else { "failed" })
+            .increment(1);
+            let recorded = if ok {
+                self.delivered(&row, &answer, started).await
+            } else {
+                self.retry_or_fail(&row, &answer, started).await
+            };
+            if let Err(err) = recorded {
+                // The lease runs out and the delivery is attempted again.
+                tracing::warn!(error = %err, "could not record a webhook attempt");
+            }
+        }
+        .instrument(span)
+        .await;
+        drop(slot);
+    }
+
+    /// Makes leased deliveries that were not (or not fully) attempted due
+    /// again at once, for this or another notifier.
+    async fn hand_back(&self, ids: &[Uuid]) -> Result<(), sqlx::Error> {
+        sqlx::query!(
+            "UPDATE webhook_deliveries SET next_attempt_at = now()
+             WHERE id = ANY($1) AND status = 'pending'",
+            ids
+        )
+        .execute(&self.db)
+        .await
+        .map(drop)
+    }
+
+    /// POSTs the delivery, signed; any 2xx is success.
+    async fn post(&self, row: &Due) -> Answer {
+        let allow_private = self.settings.allow_private_networks;
+        if let Err(refused) = shared::webhooks::check_destination(&row.url, allow_private).await {
+            return Answer::failed(format!("refused: {refused}"));
+        }
+        let body = serde_json::to_vec(&row.payload).expect("JSON values serialize");
+        let timestamp = Utc::now().timestamp();
+        let id = row.id.to_string();
+        let signature = match signing::sign(&row.secret, &id, timestamp, &body) {
+            Ok(signature) => signature,
+            Err(err) => return Answer::failed(err),
+        };
+        let sent = self
+            .http
+            .post(&row.url)
+            .header("content-type", "application/json")
+            .header("webhook-id", &id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", signature)
+            .body(body)
+            .send()
+            .await;
+        match sent {
+            Ok(res) => {
+                let status = res.status();
+                Answer {
+                    status_code: Some(i32::from(status.as_u16())),
+                    error: (!status.is_success()).then(|| format!("answered {status}")),
+                }
+            }
+            Err(err) if err.is_timeout() => {
+                Answer::failed(format!("no answer within {:?}", self.settings.timeout))
+            }
+            Err(err) => Answer::failed(error_chain(&err)),
+        }
+    }
+
+    async fn delivered(
+        &self,
+        row: &Due,
+        answer: &Answer,
+        started: DateTime<Utc>,
+    ) -> Result<(), SweepError> {
+        sqlx::query!(
+            "WITH d AS (
+                 UPDATE webhook_deliveries
+                 SET status = 'delivered', delivered_at = now(), attempts = attempts + 1,
+                     first_attempt_at = coalesce(first_attempt_at, $3),
+                     last_status_code = $2, last_error = NULL
+                 WHERE id = $1 AND status = 'pending'
+                 RETURNING id, attempts)
+             INSERT INTO webhook_attempts (delivery_id, attempt, status_code, at)
+             SELECT id, attempts, $2, $3 FROM d
+             ON CONFLICT DO NOTHING",
+            row.id,
+            answer.status_code,
+            started
+        )
+        .execute(&self.db)
+        .await?;
+        metrics::counter!("notifier_webhook_deliveries_total", "outcome" => "delivered")
+            .increment(1);
+        tracing::info!(status_code = answer.status_code, "webhook delivered");
+        Ok(())
+    }
+
+    /// Records a failed attempt: the next one after the backoff, or, once
+    /// the delivery has been retried long enough, `failed` and the dead
+    /// queue (published before the commit, so a failed delivery is always
+    /// there; a crash in between repeats it at worst).
+    async fn retry_or_fail(
+        &self,
+        row: &Due,
+        answer: &Answer,
+        started: DateTime<Utc>,
+    ) -> Result<(), SweepError> {
+        let attempt = row.attempts + 1;
+        let wait = shared::retry::backoff(attempt, FIRST_RETRY, self.settings.backoff_max);
+        let mut tx = self.db.begin().await?;
+        let updated = sqlx::query_scalar!(
+            r#"UPDATE webhook_deliveries
+               SET attempts = $2, last_status_code = $3, last_error = $4,
+                   first_attempt_at = coalesce(first_attempt_at, $5),
+                   next_attempt_at = now() + make_interval(secs => $6),
+                   status = CASE WHEN now() >= coalesce(first_attempt_at, $5) + make_interval(secs => $7)
+                                 THEN 'failed' ELSE 'pending' END
+               WHERE id = $1 AND status = 'pending'
+               RETURNING status AS "status: DeliveryStatus""#,
+            row.id,
+            attempt,
+            answer.status_code,
+            answer.error,
+            started,
+            wait.as_secs_f64(),
+            self.settings.retry_for.as_secs_f64()
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(status) = updated else {
+            // Cancelled (its endpoint was deleted) while it was in flight.
+            return Ok(());
+        };
+        sqlx::query!(
+            "INSERT INTO webhook_attempts (delivery_id, attempt, status_code, error, at)
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            row.id,
+            attempt,
+            answer.status_code,
+            answer.error,
+            started
+        )
+        .execute(&mut *tx)
+        .await?;
+        let error = answer.error.as_deref().unwrap_or_default();
+        if status == DeliveryStatus::Failed {
+            self.dead_letter(row, attempt, answer).await?;
+            tx.commit().await?;
+            metrics::counter!("notifier_webhook_deliveries_total", "outcome" => "failed")
+                .increment(1);
+            tracing::error!(
+                error,
+                attempts = attempt,
+                "webhook delivery failed for good"
+            );
+        } else {
+            tx.commit().await?;
+            tracing::warn!(error, retry_in = ?wait, "webhook attempt failed, will retry");
+        }
+        Ok(())
+    }
+
+    /// Publishes a failed delivery to `webhooks.deliveries.dead`: what was
+    /// to be sent, where, and why it never arrived.
+    async fn dead_letter(
+        &self,
+        row: &Due,
+        attempts: i32,
+        answer: &Answer,
+    ) -> Result<(), SweepError> {
+        let message = serde_json::json!({
+            "webhook_id": row.id,
+            "endpoint_id": row.endpoint_id,
+            "url": row.url,
+            "event_id": row.event_id,
+            "type": row.event_type,
+            "attempts": attempts,
+            "last_status_code": answer.status_code,
+            "last_error": answer.error,
+            "payload": row.payload,
+        });
+        let payload = serde_json::to_vec(&message).expect("JSON values serialize");
+        let mut headers = FieldTable::default();
+        amqp::header(
+            &mut headers,
+            HEADER_DEATH_REASON,
+            answer.error.as_deref().unwrap_or_default(),
+        );
+        amqp::header(&mut headers, "x-booking-id", &row.booking_id.to_string());
+        headers.insert(HEADER_ATTEMPTS.into(), AMQPValue::LongInt(attempts));
+        self.dead_letters
+            .publish(Outgoing {
+                exchange: DEAD_LETTER_EXCHANGE,
+                routing_key: WEBHOOK_DELIVERIES_DEAD_QUEUE,
+                payload: &payload,
+                message_id: row.id.to_string(),
+                headers,
+                mandatory: true,
+            })
+            .await?;
+        Ok(())
+    }
+}
+
+/// One POST's place in the process's and its endpoint's limits; given back
+/// when dropped, whatever became of the POST.
+struct Slot {
+    sweeper: Arc<Sweeper>,
+    endpoint: Uuid,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut in_flight = self.sweeper.in_flight.lock().expect("not poisoned");
+        if let Some(count) = in_flight.get_mut(&self.endpoint) {
+            *count -= 1;
+            if *count == 0 {
+                in_flight.remove(&self.endpoint);
+            }
+        }
+        // A slot is free: due deliveries need not wait for the next pass.
+        self.sweeper.wake.notify_one();
+    }
+}
+
+/// Resolves names for the webhook client, refusing any that resolves to a
+/// loopback, private or otherwise non-public address.
+struct PublicOnly;
+
+impl Resolve for PublicOnly {
+    fn resolve(&self, name: Name) -> Resolving {
+        Box::pin(async move {
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((name.as_str(), 0)).await?.collect();
+            if let Some(bad) = addrs.iter().find(|a| !shared::webhooks::is_public(a.ip())) {
+                return Err(format!(
+                    "{} resolves to {}, which is not public",
+                    name.as_str(),
+                    bad.ip()
+                )
+                .into());
+            }
+            Ok(Box::new(addrs.into_iter()) as Box<dyn Iterator<Item = SocketAddr> + Send>)
+        })
+    }
+}
+
+/// An error with its causes, which reqwest keeps apart ("error sending
+/// request" alone says little).
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,8 @@
+//! Signed webhooks (PRODUCT.md §5a): booking events fanned out to one
+//! delivery row per subscribed endpoint ([`fanout`]), POSTed and retried by
+//! the delivery sweeper ([`delivery`]), signed per Standard Webhooks
+//! ([`signing`]).
+
+pub mod delivery;
+pub mod fanout;
+pub mod signing;
