@@ -700,12 +700,37 @@ fn test_bin_dir() -> PathBuf {
     deps.parent().unwrap().to_path_buf()
 }
 
+/// A port for a service to listen on. The kernel's free port is free only
+/// until the service binds it, and the tests run as many processes (one
+/// per test under nextest): another test could be handed the same port in
+/// between, and its `/healthz` would then answer for ours. So every port
+/// handed out is also reserved by creating a file named after it; a
+/// reservation older than any test lasts is stale and may be taken over.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    const STALE: Duration = Duration::from_secs(30 * 60);
+    let dir = std::env::temp_dir().join("booking-test-ports");
+    std::fs::create_dir_all(&dir).unwrap();
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let file = dir.join(port.to_string());
+        let reserved = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&file)
+            .is_ok();
+        let stale = || {
+            std::fs::metadata(&file)
+                .and_then(|m| m.modified())
+                .is_ok_and(|at| at.elapsed().unwrap_or_default() > STALE)
+        };
+        if reserved || (stale() && std::fs::write(&file, std::process::id().to_string()).is_ok()) {
+            return port;
+        }
+    }
 }
 
 async fn psql(admin_url: &str, sql: &str) {
