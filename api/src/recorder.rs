@@ -6,13 +6,13 @@
 //! publishes and answers, and a row PostgreSQL refuses fails only its own
 //! request (see [`isolate`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use shared::view::{self, BookingView};
 use sqlx::PgPool;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 /// Rows written together at most.
@@ -55,14 +55,14 @@ type Reply = oneshot::Sender<Outcome>;
 
 #[derive(Clone)]
 pub struct Recorder {
-    queue: mpsc::Sender<(NewBooking, Reply)>,
+    queue: mpsc::Sender<Pending>,
 }
 
 impl Recorder {
     /// Starts the batching task on the current runtime.
     pub fn start(db: PgPool) -> Self {
-        let (queue, pending) = mpsc::channel(MAX_BATCH * WRITERS * 4);
-        tokio::spawn(run(db, pending));
+        let (queue, incoming) = mpsc::channel(MAX_BATCH * WRITERS * 4);
+        tokio::spawn(run(db, incoming));
         Self { queue }
     }
 
@@ -79,24 +79,69 @@ impl Recorder {
     }
 }
 
-/// Takes whatever is waiting (up to [`MAX_BATCH`]) whenever a writer is free.
-async fn run(db: PgPool, mut pending: mpsc::Receiver<(NewBooking, Reply)>) {
-    let writers = Arc::new(Semaphore::new(WRITERS));
-    while let Some(first) = pending.recv().await {
-        let permit = writers.clone().acquire_owned().await.expect("never closed");
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match pending.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
+type Pending = (NewBooking, Reply);
+
+/// Forms batches from what is waiting whenever a writer is free, taking
+/// rows in arrival order but none of a show that a batch in flight is
+/// writing. Each batch bumps its shows' line tails (see [`insert`]), and
+/// that row lock would make a second batch of the same show wait for the
+/// first one's commit anyway; held back here instead, its rows join one
+/// bigger batch that starts the moment the show is free. Other shows'
+/// batches still commit side by side.
+async fn run(db: PgPool, mut incoming: mpsc::Receiver<Pending>) {
+    let (done, mut finished) = mpsc::unbounded_channel::<Vec<Uuid>>();
+    let mut waiting: VecDeque<Pending> = VecDeque::new();
+    let mut busy: HashSet<Uuid> = HashSet::new();
+    let mut writing = 0;
+    let mut open = true;
+    while open || writing > 0 || !waiting.is_empty() {
+        while writing < WRITERS {
+            let batch = take_batch(&mut waiting, &busy);
+            if batch.is_empty() {
+                break;
+            }
+            let shows: Vec<Uuid> = batch.iter().map(|(row, _)| row.show_id).collect();
+            busy.extend(&shows);
+            writing += 1;
+            let (db, done) = (db.clone(), done.clone());
+            tokio::spawn(async move {
+                write(&db, batch).await;
+                let _ = done.send(shows);
+            });
+        }
+        tokio::select! {
+            next = incoming.recv(), if open => match next {
+                Some(item) => {
+                    waiting.push_back(item);
+                    while let Ok(item) = incoming.try_recv() {
+                        waiting.push_back(item);
+                    }
+                }
+                None => open = false,
+            },
+            Some(shows) = finished.recv() => {
+                writing -= 1;
+                for show in shows {
+                    busy.remove(&show);
+                }
             }
         }
-        let db = db.clone();
-        tokio::spawn(async move {
-            write(&db, batch).await;
-            drop(permit);
-        });
     }
+}
+
+/// Up to [`MAX_BATCH`] waiting rows, oldest first, of shows not `busy`.
+fn take_batch(waiting: &mut VecDeque<Pending>, busy: &HashSet<Uuid>) -> Vec<Pending> {
+    let mut batch = Vec::new();
+    let mut kept = VecDeque::with_capacity(waiting.len());
+    while let Some(item) = waiting.pop_front() {
+        if batch.len() < MAX_BATCH && !busy.contains(&item.0.show_id) {
+            batch.push(item);
+        } else {
+            kept.push_back(item);
+        }
+    }
+    *waiting = kept;
+    batch
 }
 
 async fn write(db: &PgPool, batch: Vec<(NewBooking, Reply)>) {

@@ -1,8 +1,8 @@
 //! `--streams N`: the first N accepted bookings of the sale are followed
 //! over Server-Sent Events (`GET /v1/bookings/{id}/events`), all on the one
 //! API process, and stay open until the sale has settled (a held booking's
-//! stream does not end); the other accepted bookings are polled by a few
-//! clients meanwhile, as customers without a stream would. Measured: how
+//! stream does not end); a few clients meanwhile poll the other accepted
+//! bookings, as customers without a stream would. Measured: how
 //! late each stream learns its decision (decision time from the event's
 //! own `updated_at`), how slow a poll is under the flood, and the API's
 //! peak memory.
@@ -21,8 +21,12 @@ use tokio::task::JoinSet;
 
 use crate::stats::{per_second, Latency};
 
-/// Polling clients running while the streams are open.
-const POLLERS: usize = 32;
+/// Polling clients running while the streams are open: a sample of the
+/// customers without a stream, each polling its booking every
+/// [`POLL_EVERY`], to measure what a poll costs under the flood without
+/// adding a load of their own that the run without streams does not have.
+const POLLERS: usize = 8;
+const POLL_EVERY: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Clone, Serialize)]
 pub struct StreamsReport {
@@ -171,6 +175,7 @@ impl Streams {
             if booking["status"] == "queued" {
                 self.unwatched.lock().expect("not poisoned").push_back(id);
             }
+            tokio::time::sleep(POLL_EVERY).await;
         }
     }
 

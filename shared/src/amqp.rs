@@ -219,6 +219,18 @@ impl Publisher {
         }
     }
 
+    /// Routes webhook events to their queue (a new endpoint must get the
+    /// events that follow its creation; see
+    /// [`crate::topology::bind_webhook_events`]).
+    pub async fn bind_webhook_events(&self) -> Result<(), PublishError> {
+        let channel = tokio::time::timeout(CONNECT_TIMEOUT, self.channel())
+            .await
+            .map_err(|_| PublishError::Timeout)??;
+        crate::topology::bind_webhook_events(&channel, true)
+            .await
+            .map_err(Into::into)
+    }
+
     /// Publishes one persistent message and waits for the broker to confirm
     /// it. `Ok` means RabbitMQ has taken responsibility for the message.
     pub async fn publish(&self, msg: Outgoing<'_>) -> Result<(), PublishError> {

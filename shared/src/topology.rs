@@ -159,9 +159,7 @@ impl Topology {
             self.work_queue_args(WEBHOOKS_DEAD_QUEUE),
         )
         .await?;
-        for key in WebhookEvent::routing_keys() {
-            bind(channel, WEBHOOKS_QUEUE, EVENTS_EXCHANGE, &key).await?;
-        }
+        // Bound only while some endpoint is live (see `bind_webhook_events`).
         let _ = channel.close(200, "topology declared".into()).await;
         Ok(())
     }
@@ -226,6 +224,28 @@ async fn declare_queue(
 fn is_precondition_failed(err: &lapin::Error) -> bool {
     matches!(err.kind(), lapin::ErrorKind::ProtocolError(e)
         if matches!(e.kind(), AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED)))
+}
+
+/// Routes webhook events to `webhooks.events`, or (`on == false`) stops
+/// routing them. The queue is bound only while some endpoint is live, so
+/// that a deployment without webhooks pays nothing for them: no message per
+/// event in a quorum queue, no fan-out. Idempotent both ways.
+pub async fn bind_webhook_events(channel: &Channel, on: bool) -> lapin::Result<()> {
+    for key in WebhookEvent::routing_keys() {
+        if on {
+            bind(channel, WEBHOOKS_QUEUE, EVENTS_EXCHANGE, &key).await?;
+        } else {
+            channel
+                .queue_unbind(
+                    WEBHOOKS_QUEUE.into(),
+                    EVENTS_EXCHANGE.into(),
+                    key.as_str().into(),
+                    FieldTable::default(),
+                )
+                .await?;
+        }
+    }
+    Ok(())
 }
 
 async fn bind(channel: &Channel, queue: &str, exchange: &str, key: &str) -> lapin::Result<()> {

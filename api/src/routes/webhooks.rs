@@ -127,6 +127,11 @@ pub async fn create_webhook(
     .fetch_one(&state.db)
     .await?;
     tracing::info!(webhook_id = %id, url = %req.url, "webhook endpoint created");
+    // Events are routed to the webhook queue only while an endpoint is
+    // live. Should binding fail now, the notifier binds within a second.
+    if let Err(err) = state.publisher.bind_webhook_events().await {
+        tracing::warn!(error = %err, "could not route webhook events yet");
+    }
     let webhook = Webhook {
         id,
         url: req.url,

@@ -36,9 +36,12 @@ use super::signing;
 /// How often the sweeper looks for due deliveries when nothing wakes it.
 const PERIOD: Duration = Duration::from_millis(250);
 /// POSTs in flight per notifier.
-const SLOTS: usize = 64;
-/// POSTs in flight to one endpoint per notifier.
-const PER_ENDPOINT: usize = 8;
+const SLOTS: usize = 128;
+/// POSTs in flight to one endpoint per notifier: an endpoint's throughput
+/// is this many over the time one delivery takes (the POST and recording
+/// it, ~20 ms when PostgreSQL is busy with a sale), and a hanging endpoint
+/// holds no more than this many of the [`SLOTS`].
+const PER_ENDPOINT: usize = 32;
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 
 pub struct Sweeper {

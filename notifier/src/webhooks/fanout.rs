@@ -54,7 +54,7 @@ impl Fanout {
         conn: Arc<Connection>,
         cancel: CancellationToken,
     ) -> Result<(), FanoutError> {
-        consume_concurrently(
+        let consuming = consume_concurrently(
             &conn,
             WEBHOOKS_QUEUE,
             self.concurrency,
@@ -64,8 +64,46 @@ impl Fanout {
                 let cancel = cancel.clone();
                 async move { this.handle(delivery, &cancel).await }
             },
-        )
-        .await
+        );
+        tokio::select! {
+            done = consuming => done,
+            failed = self.keep_bound(&conn, &cancel) => failed,
+        }
+    }
+
+    /// Keeps `webhooks.events` bound while some endpoint is live and unbound
+    /// while none is, checking every second. The api binds at once when it
+    /// creates an endpoint; this covers a bind that failed there, and undoes
+    /// it after the last endpoint is deleted. Returns only on a broker error:
+    /// on shutdown it waits for the consumer to drain.
+    async fn keep_bound(
+        &self,
+        conn: &Connection,
+        cancel: &CancellationToken,
+    ) -> Result<(), FanoutError> {
+        let channel = conn.create_channel().await?;
+        let mut bound = None;
+        loop {
+            match sqlx::query_scalar!(
+                r#"SELECT EXISTS (SELECT 1 FROM webhook_endpoints WHERE deleted_at IS NULL) AS "live!""#
+            )
+            .fetch_one(&self.db)
+            .await
+            {
+                Ok(live) if bound != Some(live) => {
+                    shared::topology::bind_webhook_events(&channel, live).await?;
+                    tracing::info!(bound = live, "webhook events routed to {WEBHOOKS_QUEUE}");
+                    bound = Some(live);
+                }
+                Ok(_) => {}
+                Err(err) => tracing::warn!(error = %err, "cannot read the webhook endpoints"),
+            }
+            if cancel.is_cancelled() {
+                // The consumer drains what it holds and ends the select.
+                return std::future::pending().await;
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
     }
 
     async fn handle(

@@ -231,8 +231,9 @@ async fn a_hanging_endpoint_delays_neither_the_emails_nor_another_endpoint() {
         .await;
     let took = started.elapsed();
     assert!(took < Duration::from_secs(20), "took {took:?}");
-    // The hanging endpoint holds only its own few slots.
-    assert!(hanging.max_in_flight() <= 8, "{}", hanging.max_in_flight());
+    // The hanging endpoint holds only its own share of the slots (32 of
+    // the notifier's 128).
+    assert!(hanging.max_in_flight() <= 32, "{}", hanging.max_in_flight());
     assert!(hanging.max_in_flight() >= 1);
     sys.finish().await;
 }
