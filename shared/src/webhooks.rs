@@ -13,6 +13,12 @@ use crate::names::named_enum;
 /// Secrets are `whsec_` followed by the base64 of the signing key.
 pub const SECRET_PREFIX: &str = "whsec_";
 
+/// Advisory lock taken by whoever changes whether `webhooks.events` is
+/// bound: the api creating an endpoint (insert, then bind) and a notifier
+/// checking (read, then bind or unbind). Without it a notifier could read
+/// "no endpoint" just before a creation and unbind just after its bind.
+pub const ROUTING_LOCK: i64 = 0x7765_626b_686f_6f6b;
+
 named_enum! {
     /// What an endpoint can subscribe to; the `type` of a webhook payload.
     pub enum WebhookEvent {

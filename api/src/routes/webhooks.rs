@@ -9,7 +9,7 @@ use base64::Engine;
 use chrono::{DateTime, Utc};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
-use shared::webhooks::{DeliveryStatus, WebhookEvent, SECRET_PREFIX};
+use shared::webhooks::{DeliveryStatus, WebhookEvent, ROUTING_LOCK, SECRET_PREFIX};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -116,6 +116,12 @@ pub async fn create_webhook(
     let id = Uuid::now_v7();
     let secret = new_secret();
     let names: Vec<&str> = events.iter().map(|e| e.as_str()).collect();
+    // Under the routing lock: the endpoint and the binding that routes its
+    // events appear together for the notifiers' check (see ROUTING_LOCK).
+    let mut tx = state.db.begin().await?;
+    sqlx::query!("SELECT pg_advisory_xact_lock($1)", ROUTING_LOCK)
+        .execute(&mut *tx)
+        .await?;
     let created_at = sqlx::query_scalar!(
         "INSERT INTO webhook_endpoints (id, url, events, secret) VALUES ($1, $2, $3, $4)
          RETURNING created_at",
@@ -124,14 +130,15 @@ pub async fn create_webhook(
         &names as &[&str],
         secret
     )
-    .fetch_one(&state.db)
+    .fetch_one(&mut *tx)
     .await?;
-    tracing::info!(webhook_id = %id, url = %req.url, "webhook endpoint created");
     // Events are routed to the webhook queue only while an endpoint is
-    // live. Should binding fail now, the notifier binds within a second.
+    // live. Should binding fail now, the notifiers bind within a second.
     if let Err(err) = state.publisher.bind_webhook_events().await {
         tracing::warn!(error = %err, "could not route webhook events yet");
     }
+    tx.commit().await?;
+    tracing::info!(webhook_id = %id, url = %req.url, "webhook endpoint created");
     let webhook = Webhook {
         id,
         url: req.url,

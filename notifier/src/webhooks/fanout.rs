@@ -12,7 +12,7 @@ use lapin::Connection;
 use shared::amqp::{self, PublishError, Publisher};
 use shared::messages::BookingEvent;
 use shared::topology::{Topology, WEBHOOKS_DEAD_QUEUE, WEBHOOKS_QUEUE};
-use shared::webhooks::WebhookEvent;
+use shared::webhooks::{WebhookEvent, ROUTING_LOCK};
 use sqlx::PgPool;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -30,6 +30,14 @@ pub struct Fanout {
     /// Told when new deliveries are due, so the sweeper need not wait for
     /// its next pass.
     pub wake: Arc<Notify>,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum RouteError {
+    #[error("RabbitMQ: {0}")]
+    Broker(#[from] lapin::Error),
+    #[error("PostgreSQL: {0}")]
+    Database(#[from] sqlx::Error),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -82,21 +90,17 @@ impl Fanout {
         cancel: &CancellationToken,
     ) -> Result<(), FanoutError> {
         let channel = conn.create_channel().await?;
-        let mut bound = None;
         loop {
-            match sqlx::query_scalar!(
-                r#"SELECT EXISTS (SELECT 1 FROM webhook_endpoints WHERE deleted_at IS NULL) AS "live!""#
-            )
-            .fetch_one(&self.db)
-            .await
-            {
-                Ok(live) if bound != Some(live) => {
-                    shared::topology::bind_webhook_events(&channel, live).await?;
-                    tracing::info!(bound = live, "webhook events routed to {WEBHOOKS_QUEUE}");
-                    bound = Some(live);
+            // Applied every time, not only on a change this loop saw: the
+            // api binds on its own, and an endpoint can come and go between
+            // two checks. Both are idempotent and cheap.
+            if let Err(err) = self.route(&channel).await {
+                match err {
+                    RouteError::Broker(err) => return Err(err.into()),
+                    RouteError::Database(err) => {
+                        tracing::warn!(error = %err, "cannot read the webhook endpoints");
+                    }
                 }
-                Ok(_) => {}
-                Err(err) => tracing::warn!(error = %err, "cannot read the webhook endpoints"),
             }
             if cancel.is_cancelled() {
                 // The consumer drains what it holds and ends the select.
@@ -149,6 +153,23 @@ impl Fanout {
             }
         }
         delivery.acker.ack(BasicAckOptions::default()).await?;
+        Ok(())
+    }
+
+    /// Binds `webhooks.events` if some endpoint is live, else unbinds it,
+    /// under the routing lock (see [`ROUTING_LOCK`]).
+    async fn route(&self, channel: &lapin::Channel) -> Result<(), RouteError> {
+        let mut tx = self.db.begin().await?;
+        sqlx::query!("SELECT pg_advisory_xact_lock($1)", ROUTING_LOCK)
+            .execute(&mut *tx)
+            .await?;
+        let live = sqlx::query_scalar!(
+            r#"SELECT EXISTS (SELECT 1 FROM webhook_endpoints WHERE deleted_at IS NULL) AS "live!""#
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        shared::topology::bind_webhook_events(channel, live).await?;
+        tx.commit().await?;
         Ok(())
     }
 

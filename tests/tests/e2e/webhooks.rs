@@ -496,3 +496,49 @@ async fn a_dead_lettered_webhook_event_is_replayed_to_its_endpoints() {
     assert_eq!(receiver.received().len(), 2);
     sys.finish().await;
 }
+
+/// The routing keys bound from `booking.events` to `webhooks.events`.
+async fn webhook_bindings(sys: &System) -> Vec<String> {
+    let vhost = sys.vhost.as_deref().unwrap();
+    let bindings = management_call(
+        Method::GET,
+        &format!("/api/exchanges/{vhost}/booking.events/bindings/source"),
+        None,
+    )
+    .await;
+    bindings
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["destination"] == "webhooks.events")
+        .map(|b| b["routing_key"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn events_reach_the_webhook_queue_only_while_an_endpoint_is_live() {
+    let sys = System::start().await;
+    // Without endpoints nothing is routed there: no cost per event.
+    assert_eq!(webhook_bindings(&sys).await, Vec::<String>::new());
+    let receiver = Receiver::start(Mode::Ok).await;
+    let endpoint = subscribe(&sys, &receiver, &["booking.held"]).await;
+    // Bound by the api before it answered 201.
+    let bound = webhook_bindings(&sys).await;
+    assert!(bound.contains(&"booking.held".to_owned()), "{bound:?}");
+    let res = sys
+        .admin(Method::DELETE, &format!("/v1/webhooks/{endpoint}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    // The notifier unbinds within its next check (once a second).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !webhook_bindings(&sys).await.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "still bound after the last endpoint went"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    sys.finish().await;
+}
