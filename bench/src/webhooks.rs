@@ -89,16 +89,9 @@ impl Webhook {
             (Some(first), Some(last)) => (last - first).as_secs_f64(),
             _ => 0.0,
         };
-        let mut ids: Vec<&str> = received
-            .deliveries
-            .iter()
-            .map(|(id, _, _)| id.as_str())
-            .collect();
-        ids.sort_unstable();
-        ids.dedup();
         WebhooksReport {
             received: received.deliveries.len(),
-            distinct: ids.len(),
+            distinct: received.distinct(),
             expected,
             seconds,
             per_s: per_second(received.deliveries.len(), seconds),
@@ -107,8 +100,14 @@ impl Webhook {
     }
 
     fn distinct(&self) -> usize {
-        let received = self.received.lock().expect("not poisoned");
-        let mut ids: Vec<&str> = received
+        self.received.lock().expect("not poisoned").distinct()
+    }
+}
+
+impl Received {
+    /// Distinct `webhook-id`s: retries of one event count once.
+    fn distinct(&self) -> usize {
+        let mut ids: Vec<&str> = self
             .deliveries
             .iter()
             .map(|(id, _, _)| id.as_str())

@@ -100,7 +100,7 @@ impl From<Interrupted> for Handled {
 /// Why consuming stopped; the subscription is then made again on a new
 /// connection.
 #[derive(Debug, thiserror::Error)]
-enum ConsumeError {
+pub(crate) enum ConsumeError {
     #[error("RabbitMQ: {0}")]
     Broker(#[from] lapin::Error),
     #[error("dead-lettering a message failed: {0}")]

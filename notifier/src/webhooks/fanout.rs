@@ -9,7 +9,7 @@ use std::sync::Arc;
 use lapin::message::Delivery;
 use lapin::options::BasicAckOptions;
 use lapin::Connection;
-use shared::amqp::{self, PublishError, Publisher};
+use shared::amqp::{self, Publisher};
 use shared::messages::BookingEvent;
 use shared::topology::{Topology, WEBHOOKS_DEAD_QUEUE, WEBHOOKS_QUEUE};
 use shared::webhooks::{WebhookEvent, ROUTING_LOCK};
@@ -18,7 +18,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::consumer::{consume_concurrently, until_done};
+use crate::consumer::{consume_concurrently, until_done, ConsumeError};
 
 pub struct Fanout {
     pub db: PgPool,
@@ -40,14 +40,6 @@ enum RouteError {
     Database(#[from] sqlx::Error),
 }
 
-#[derive(Debug, thiserror::Error)]
-enum FanoutError {
-    #[error("RabbitMQ: {0}")]
-    Broker(#[from] lapin::Error),
-    #[error("dead-lettering an event failed: {0}")]
-    DeadLetter(#[source] PublishError),
-}
-
 impl Fanout {
     pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
         let name = format!("notifier {} webhooks", std::process::id());
@@ -61,7 +53,7 @@ impl Fanout {
         self: Arc<Self>,
         conn: Arc<Connection>,
         cancel: CancellationToken,
-    ) -> Result<(), FanoutError> {
+    ) -> Result<(), ConsumeError> {
         let consuming = consume_concurrently(
             &conn,
             WEBHOOKS_QUEUE,
@@ -88,7 +80,7 @@ impl Fanout {
         &self,
         conn: &Connection,
         cancel: &CancellationToken,
-    ) -> Result<(), FanoutError> {
+    ) -> Result<(), ConsumeError> {
         let channel = conn.create_channel().await?;
         loop {
             // Applied every time, not only on a change this loop saw: the
@@ -114,7 +106,7 @@ impl Fanout {
         &self,
         delivery: Delivery,
         cancel: &CancellationToken,
-    ) -> Result<(), FanoutError> {
+    ) -> Result<(), ConsumeError> {
         let event: BookingEvent = match serde_json::from_slice(&delivery.data) {
             Ok(event) => event,
             Err(err) => {
@@ -129,7 +121,7 @@ impl Fanout {
                         attempts,
                     )
                     .await
-                    .map_err(FanoutError::DeadLetter)?;
+                    .map_err(ConsumeError::DeadLetter)?;
                 delivery.acker.ack(BasicAckOptions::default()).await?;
                 return Ok(());
             }

@@ -25,6 +25,15 @@ async fn open(sys: &Sandbox, client: &reqwest::Client, id: &str) -> EventStream 
     }
 }
 
+/// A booking accepted while the worker is paused, so it stays `queued`
+/// until the test resumes `worker-0` (on a show of its own); returns its id.
+async fn queued_booking(sys: &System, capacity: i32, tag: &str, quantity: i32) -> String {
+    let show = sys.ga_show(capacity).await;
+    sys.pause("worker-0");
+    let body = json!({"email": unique_address(tag), "name": "L", "quantity": quantity});
+    sys.book_accepted(&show, body).await
+}
+
 /// The body `GET /v1/bookings/{id}` answers, as text.
 async fn polled(sys: &Sandbox, id: &str) -> String {
     let res = sys
@@ -49,14 +58,7 @@ async fn a_stream_sees_queued_held_confirmed_in_order_and_then_closes() {
         ..Options::default()
     })
     .await;
-    let show = sys.ga_show(10).await;
-    sys.pause("worker-0");
-    let id = sys
-        .book_accepted(
-            &show,
-            json!({"email": unique_address("live"), "name": "L", "quantity": 2}),
-        )
-        .await;
+    let id = queued_booking(&sys, 10, "live", 2).await;
     let client = sse::client();
     let mut stream = open(&sys, &client, &id).await;
 
@@ -243,14 +245,7 @@ async fn a_final_booking_gets_one_event_and_an_unknown_one_a_404() {
 #[tokio::test]
 async fn open_streams_end_when_the_api_drains() {
     let sys = System::start().await;
-    let show = sys.ga_show(5).await;
-    sys.pause("worker-0");
-    let id = sys
-        .book_accepted(
-            &show,
-            json!({"email": unique_address("drain"), "name": "D", "quantity": 1}),
-        )
-        .await;
+    let id = queued_booking(&sys, 5, "drain", 1).await;
     let client = sse::client();
     let mut stream = open(&sys, &client, &id).await;
     let first = stream.next_within(Duration::from_secs(10)).await.unwrap();
@@ -365,14 +360,7 @@ async fn cut_the_hubs_connection(sys: &System) {
 #[tokio::test]
 async fn a_stream_learns_what_happened_while_the_hub_was_cut_off_from_the_broker() {
     let sys = System::start().await;
-    let show = sys.ga_show(5).await;
-    sys.pause("worker-0");
-    let id = sys
-        .book_accepted(
-            &show,
-            json!({"email": unique_address("cut"), "name": "C", "quantity": 1}),
-        )
-        .await;
+    let id = queued_booking(&sys, 5, "cut", 1).await;
     let client = sse::client();
     let mut stream = open(&sys, &client, &id).await;
     let first = booking(stream.next_within(Duration::from_secs(10)).await.unwrap());
