@@ -7,6 +7,8 @@
 //! booking that has at least one open stream, holding the booking's latest
 //! JSON. An event only marks its booking as due; every [`FLUSH_EVERY`] the
 //! hub loads all due bookings in one batch and sends on only what changed.
+//! A new stream is due too: its first view comes from the same batch, so a
+//! burst of streams opening costs one load per flush, not one per stream.
 //! An idle stream is just a receiver of that channel: no task, no timer but
 //! its keep-alive, no queries.
 //!
@@ -38,6 +40,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::error::ApiError;
 use crate::startup::AppState;
 
 /// How often the hub loads the bookings events have touched.
@@ -65,6 +68,18 @@ impl View {
     }
 }
 
+/// What a watched booking's streams have to send.
+#[derive(Debug, Clone)]
+pub enum Current {
+    /// Not loaded yet: the first flush after the first stream opened.
+    Loading,
+    /// No such booking.
+    Missing,
+    /// The first load failed; retried after [`RETRY_AFTER`].
+    Unavailable(Arc<sqlx::Error>),
+    View(Arc<View>),
+}
+
 /// Streams end with `confirmed` too: the contract's final statuses are the
 /// ones a customer waits for, though a confirmed booking can still be
 /// cancelled later.
@@ -89,7 +104,7 @@ struct Inner {
 }
 
 struct Watched {
-    view: watch::Sender<Arc<View>>,
+    view: watch::Sender<Current>,
     /// Open streams of this booking; the entry goes with the last one.
     streams: usize,
     /// While queued: its last loaded view, to place it again.
@@ -116,7 +131,27 @@ struct Line {
 pub struct Subscription {
     hub: Arc<Hub>,
     id: Uuid,
-    pub view: watch::Receiver<Arc<View>>,
+    pub view: watch::Receiver<Current>,
+}
+
+impl Subscription {
+    /// The booking's view as the hub first loads it (at once if another
+    /// stream already watches it): a missing booking is a 404, a database
+    /// that cannot be read a 503.
+    pub async fn first(&mut self) -> Result<Arc<View>, ApiError> {
+        let current = self
+            .view
+            .wait_for(|c| !matches!(c, Current::Loading))
+            .await
+            .map_err(|_| ApiError::Internal(anyhow::anyhow!("the live hub is gone")))?
+            .clone();
+        match current {
+            Current::View(view) => Ok(view),
+            Current::Missing => Err(ApiError::NotFound("booking")),
+            Current::Unavailable(err) => Err(ApiError::DatabaseUnavailable(err)),
+            Current::Loading => unreachable!("waited for a load"),
+        }
+    }
 }
 
 impl Hub {
@@ -136,12 +171,10 @@ impl Hub {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Watches booking `id`, whose view the caller has just loaded. The
-    /// subscription's current value is what its stream sends first: the
-    /// shared latest view if others already watch the booking, else
-    /// `loaded`. A first watcher also makes the booking due, since an event
-    /// that came between its load and now was not yet looked at.
-    pub fn subscribe(self: &Arc<Self>, id: Uuid, loaded: Arc<View>) -> Subscription {
+    /// Watches booking `id`. A first watcher makes it due, so the next
+    /// flush loads it with the rest of its batch; later ones share the
+    /// latest view.
+    pub fn subscribe(self: &Arc<Self>, id: Uuid) -> Subscription {
         let mut inner = self.lock();
         let view = match inner.watched.entry(id) {
             Entry::Occupied(mut entry) => {
@@ -150,7 +183,7 @@ impl Hub {
                 watched.view.subscribe()
             }
             Entry::Vacant(entry) => {
-                let (tx, rx) = watch::channel(loaded);
+                let (tx, rx) = watch::channel(Current::Loading);
                 entry.insert(Watched {
                     view: tx,
                     streams: 1,
@@ -189,7 +222,7 @@ impl Hub {
     }
 
     /// The due bookings with where to send each one's view.
-    fn take_due(&self) -> Vec<(Uuid, watch::Sender<Arc<View>>)> {
+    fn take_due(&self) -> Vec<(Uuid, watch::Sender<Current>)> {
         let mut inner = self.lock();
         let due = std::mem::take(&mut inner.due);
         due.into_iter()
@@ -200,13 +233,15 @@ impl Hub {
     /// Sends freshly loaded views on, to the channels they were loaded for
     /// (a booking watched anew since is due again anyway), and keeps what
     /// places the queued ones.
-    fn loaded(&self, due: Vec<(Uuid, watch::Sender<Arc<View>>)>, loaded: Vec<Loaded>) {
+    fn loaded(&self, due: Vec<(Uuid, watch::Sender<Current>)>, loaded: Vec<Loaded>) {
         let mut loaded: HashMap<Uuid, Loaded> =
             loaded.into_iter().map(|l| (l.view.id, l)).collect();
         let mut inner = self.lock();
         for (id, sender) in due {
-            // Unknown: a request withdrawn after a failed publish.
             let Some(fresh) = loaded.remove(&id) else {
+                // Unknown, or a request withdrawn after a failed publish:
+                // only a stream still waiting for its first view cares.
+                settle(&sender, Current::Missing);
                 continue;
             };
             let Inner { watched, lines, .. } = &mut *inner;
@@ -276,8 +311,15 @@ impl Hub {
         }
     }
 
-    fn due_again(&self, ids: impl IntoIterator<Item = Uuid>) {
-        self.lock().due.extend(ids);
+    /// A load failed: streams waiting for their first view are told, and
+    /// everything is loaded again next time.
+    fn load_failed(&self, due: Vec<(Uuid, watch::Sender<Current>)>, err: sqlx::Error) {
+        let err = Arc::new(err);
+        let mut inner = self.lock();
+        for (id, sender) in due {
+            settle(&sender, Current::Unavailable(err.clone()));
+            inner.due.insert(id);
+        }
     }
 
     fn lines_moved_again(&self, shows: &[Uuid]) {
@@ -291,13 +333,24 @@ impl Hub {
 }
 
 /// Sends `fresh` to the booking's streams unless it is what they have.
-fn send(sender: &watch::Sender<Arc<View>>, fresh: Arc<View>) {
+fn send(sender: &watch::Sender<Current>, fresh: Arc<View>) {
     sender.send_if_modified(|current| {
-        let changed = **current != *fresh;
+        let changed = !matches!(current, Current::View(view) if **view == *fresh);
         if changed {
-            *current = fresh;
+            *current = Current::View(fresh);
         }
         changed
+    });
+}
+
+/// Answers streams still waiting for their first view with `outcome`.
+fn settle(sender: &watch::Sender<Current>, outcome: Current) {
+    sender.send_if_modified(|current| {
+        let waiting = matches!(current, Current::Loading | Current::Unavailable(_));
+        if waiting {
+            *current = outcome;
+        }
+        waiting
     });
 }
 
@@ -436,7 +489,7 @@ async fn flush(hub: Arc<Hub>, db: PgPool, cancel: CancellationToken) {
                 Ok(loaded) => hub.loaded(due, loaded),
                 Err(err) => {
                     tracing::warn!(error = %err, bookings = ids.len(), "cannot load watched bookings; trying again");
-                    hub.due_again(ids);
+                    hub.load_failed(due, err);
                     tick.reset_after(RETRY_AFTER);
                 }
             }

@@ -5,6 +5,7 @@
 //! taking messages and finishes those in hand; one that is waiting for
 //! PostgreSQL or SMTP to come back is left unacked for redelivery.
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -272,9 +273,64 @@ where
     Fut: std::future::Future<Output = Result<(), E>>,
     E: From<lapin::Error>,
 {
+    let (channel, consumer) = subscribe(conn, queue, concurrency).await?;
+    let result = consumer
+        .take_until(cancel.cancelled_owned())
+        .map_err(E::from)
+        .try_for_each_concurrent(usize::from(concurrency), handle)
+        .await;
+    close(channel).await;
+    result
+}
+
+/// Takes messages from `queue` a batch at a time: what has arrived, up to
+/// `batch` messages, goes to `handle` at once, and the next batch only
+/// after it returned (meanwhile the next gathers, up to `prefetch`). Ends
+/// when `cancel` fires or `handle` breaks, which it does when it leaves a
+/// batch unsettled: so a handler may ack a batch with `multiple`, since
+/// every earlier message of the channel was settled before.
+pub(crate) async fn consume_batches<F, Fut, E>(
+    conn: &Connection,
+    queue: &str,
+    prefetch: u16,
+    batch: usize,
+    cancel: CancellationToken,
+    mut handle: F,
+) -> Result<(), E>
+where
+    F: FnMut(Vec<Delivery>) -> Fut,
+    Fut: std::future::Future<Output = Result<ControlFlow<()>, E>>,
+    E: From<lapin::Error>,
+{
+    let (channel, consumer) = subscribe(conn, queue, prefetch).await?;
+    let batches = consumer
+        .take_until(cancel.cancelled_owned())
+        .ready_chunks(batch);
+    let mut batches = std::pin::pin!(batches);
+    let result = async {
+        while let Some(batch) = batches.next().await {
+            let deliveries = batch.into_iter().collect::<Result<Vec<_>, _>>()?;
+            if handle(deliveries).await?.is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
+    .await;
+    close(channel).await;
+    result
+}
+
+/// A consumer of `queue` on a channel of its own, `prefetch` unacked
+/// messages at most.
+async fn subscribe(
+    conn: &Connection,
+    queue: &str,
+    prefetch: u16,
+) -> Result<(lapin::Channel, lapin::Consumer), lapin::Error> {
     let channel = conn.create_channel().await?;
     channel
-        .basic_qos(concurrency, BasicQosOptions::default())
+        .basic_qos(prefetch, BasicQosOptions::default())
         .await?;
     let consumer = channel
         .basic_consume(
@@ -285,15 +341,13 @@ where
         )
         .await?;
     tracing::info!(queue, "consuming");
-    let result = consumer
-        .take_until(cancel.cancelled_owned())
-        .map_err(E::from)
-        .try_for_each_concurrent(usize::from(concurrency), handle)
-        .await;
-    // Closed here, not on drop: a channel still closing when the
-    // connection is closed can leave that close unanswered.
+    Ok((channel, consumer))
+}
+
+/// Closed here, not on drop: a channel still closing when the connection
+/// is closed can leave that close unanswered.
+async fn close(channel: lapin::Channel) {
     let _ = channel.close(200, "stopping".into()).await;
-    result
 }
 
 /// Retries a database step while the database is unreachable, until it

@@ -54,7 +54,7 @@ async fn main() -> anyhow::Result<()> {
         dead_letters: publisher.clone(),
         amqp_url: config.amqp_url.clone(),
         topology,
-        concurrency: 16,
+        prefetch: 512,
         wake: wake.clone(),
     });
     let sweeper = Arc::new(webhooks::delivery::Sweeper::new(

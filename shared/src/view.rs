@@ -5,14 +5,15 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use sqlx::types::Json;
 use sqlx::PgPool;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::domain::{BookingStatus, Reason};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct BookedSeat {
     pub id: Uuid,
     pub section: String,
@@ -21,7 +22,7 @@ pub struct BookedSeat {
     pub price_cents: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Ticket {
     pub code: String,
     pub seat_id: Option<Uuid>,
@@ -81,14 +82,15 @@ pub async fn load(db: &PgPool, id: Uuid) -> Result<Option<BookingView>, sqlx::Er
     Ok(load_many(db, &[id]).await?.pop().map(|l| l.view))
 }
 
-/// Loads the bookings `ids` names (unknown ones are left out), in three
-/// statements whatever their number.
+/// Loads the bookings `ids` names (unknown ones are left out), in one
+/// statement whatever their number: a poll is one round trip.
 pub async fn load_many(db: &PgPool, ids: &[Uuid]) -> Result<Vec<Loaded>, sqlx::Error> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
     // The head of a line is the first entry of a partial index; the
-    // waiting-list count reads only the waiting ahead of the booking.
+    // waiting-list count reads only the waiting ahead of the booking;
+    // tickets are valid only while the booking is confirmed.
     let rows = sqlx::query!(
         r#"SELECT id, show_id, status AS "status: BookingStatus", reason AS "reason: Reason", email, name, quantity,
                   total_cents, hold_expires_at, waitlist, refunded_cents, created_at, updated_at, accepted_seq,
@@ -100,57 +102,24 @@ pub async fn load_many(db: &PgPool, ids: &[Uuid]) -> Result<Vec<Loaded>, sqlx::E
                       (SELECT count(*) FROM bookings w
                        WHERE w.show_id = b.show_id AND w.status = 'waitlisted'
                          AND w.waitlist_seq <= b.waitlist_seq)
-                  END AS waitlist_position
+                  END AS waitlist_position,
+                  (SELECT coalesce(json_agg(json_build_object(
+                              'id', s.id, 'section', sec.name, 'row', s.row_label,
+                              'number', s.number, 'price_cents', s.price_cents)
+                          ORDER BY sec.position, length(s.row_label), s.row_label, s.number), '[]')
+                   FROM booking_seats bs
+                   JOIN seats s ON s.id = bs.seat_id
+                   JOIN sections sec ON sec.id = s.section_id
+                   WHERE bs.booking_id = b.id) AS "seats!: Json<Vec<BookedSeat>>",
+                  CASE WHEN status = 'confirmed' THEN
+                      (SELECT json_agg(json_build_object('code', t.code, 'seat_id', t.seat_id) ORDER BY t.code)
+                       FROM tickets t WHERE t.booking_id = b.id)
+                  END AS "tickets: Json<Vec<Ticket>>"
            FROM bookings b WHERE id = ANY($1)"#,
         ids
     )
     .fetch_all(db)
     .await?;
-    if rows.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut seats: HashMap<Uuid, Vec<BookedSeat>> = HashMap::new();
-    for s in sqlx::query!(
-        r#"SELECT bs.booking_id, s.id, sec.name AS section, s.row_label AS row, s.number, s.price_cents
-           FROM booking_seats bs
-           JOIN seats s ON s.id = bs.seat_id
-           JOIN sections sec ON sec.id = s.section_id
-           WHERE bs.booking_id = ANY($1)
-           ORDER BY sec.position, length(s.row_label), s.row_label, s.number"#,
-        ids
-    )
-    .fetch_all(db)
-    .await?
-    {
-        seats.entry(s.booking_id).or_default().push(BookedSeat {
-            id: s.id,
-            section: s.section,
-            row: s.row,
-            number: s.number,
-            price_cents: s.price_cents,
-        });
-    }
-    // Tickets are valid only while the booking is confirmed.
-    let confirmed: Vec<Uuid> = rows
-        .iter()
-        .filter(|b| b.status == BookingStatus::Confirmed)
-        .map(|b| b.id)
-        .collect();
-    let mut tickets: HashMap<Uuid, Vec<Ticket>> = HashMap::new();
-    if !confirmed.is_empty() {
-        for t in sqlx::query!(
-            "SELECT booking_id, code, seat_id FROM tickets WHERE booking_id = ANY($1) ORDER BY code",
-            &confirmed
-        )
-        .fetch_all(db)
-        .await?
-        {
-            tickets.entry(t.booking_id).or_default().push(Ticket {
-                code: t.code,
-                seat_id: t.seat_id,
-            });
-        }
-    }
     Ok(rows
         .into_iter()
         .map(|b| Loaded {
@@ -163,7 +132,7 @@ pub async fn load_many(db: &PgPool, ids: &[Uuid]) -> Result<Vec<Loaded>, sqlx::E
                 email: b.email,
                 name: b.name,
                 quantity: b.quantity,
-                seats: seats.remove(&b.id).unwrap_or_default(),
+                seats: b.seats.0,
                 total_cents: b.total_cents,
                 hold_expires_at: b.hold_expires_at,
                 position: b
@@ -173,7 +142,7 @@ pub async fn load_many(db: &PgPool, ids: &[Uuid]) -> Result<Vec<Loaded>, sqlx::E
                 waitlist: b.waitlist,
                 waitlist_position: b.waitlist_position,
                 refunded_cents: b.refunded_cents,
-                tickets: tickets.remove(&b.id).unwrap_or_default(),
+                tickets: b.tickets.map(|t| t.0).unwrap_or_default(),
                 created_at: b.created_at,
                 updated_at: b.updated_at,
             },

@@ -2,7 +2,6 @@
 //! Events, pushed by this process's [`Hub`](crate::live::Hub).
 
 use std::convert::Infallible;
-use std::sync::Arc;
 
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -12,8 +11,7 @@ use uuid::Uuid;
 
 use crate::error::{ApiError, Problem};
 use crate::extract::Path;
-use crate::live::{Subscription, View};
-use crate::routes::bookings::load_booking;
+use crate::live::{Current, Subscription, View};
 use crate::startup::AppState;
 
 /// Follow a booking instead of polling it. The stream starts with an event
@@ -34,13 +32,10 @@ pub async fn booking_events(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
 ) -> Result<Response, ApiError> {
-    let loaded = View::of(&load_booking(&state, id).await?);
-    let first = if loaded.last {
-        Next::Last(loaded)
-    } else {
-        Next::Current(state.live.subscribe(id, loaded))
-    };
-    let events = futures::stream::unfold(first, next).take_until(state.draining.cancelled_owned());
+    let mut sub = state.live.subscribe(id);
+    sub.first().await?;
+    let events = futures::stream::unfold(Next::Current(sub), next)
+        .take_until(state.draining.cancelled_owned());
     let keep_alive = KeepAlive::new().interval(state.live.keep_alive());
     Ok(Sse::new(events).keep_alive(keep_alive).into_response())
 }
@@ -51,22 +46,22 @@ enum Next {
     Current(Subscription),
     /// Wait for the view to change, then send it.
     Changed(Subscription),
-    /// Send this view, then end.
-    Last(Arc<View>),
     Done,
 }
 
 async fn next(at: Next) -> Option<(Result<Event, Infallible>, Next)> {
     let mut sub = match at {
         Next::Done => return None,
-        Next::Last(view) => return Some((Ok(event(&view)), Next::Done)),
         Next::Current(sub) => sub,
         Next::Changed(mut sub) => {
             sub.view.changed().await.ok()?;
             sub
         }
     };
-    let view = sub.view.borrow_and_update().clone();
+    // Only views follow the first one.
+    let Current::View(view) = sub.view.borrow_and_update().clone() else {
+        return None;
+    };
     let then = if view.last {
         Next::Done
     } else {

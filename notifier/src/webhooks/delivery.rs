@@ -4,7 +4,8 @@
 //! leaves them to the next pass, of any notifier), then starts each POST on
 //! its own task and returns: a slow endpoint holds only its own slots (at
 //! most [`PER_ENDPOINT`] calls at once), never the sweep, other endpoints
-//! or the emails. A 2xx delivers; anything else is retried with
+//! or the emails. A 2xx delivers, and is recorded with the other
+//! deliveries answered meanwhile, in one statement. Anything else is retried with
 //! exponential backoff until `WEBHOOK_RETRY_FOR_SECONDS` after the first
 //! attempt, then the delivery fails and is published to
 //! `webhooks.deliveries.dead` for operators.
@@ -25,7 +26,7 @@ use shared::topology::{
 };
 use shared::webhooks::DeliveryStatus;
 use sqlx::PgPool;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -43,6 +44,8 @@ const SLOTS: usize = 128;
 /// holds no more than this many of the [`SLOTS`].
 const PER_ENDPOINT: usize = 32;
 const FIRST_RETRY: Duration = Duration::from_secs(1);
+/// Delivered attempts recorded by one statement at most.
+const RECORD_BATCH: usize = 256;
 
 pub struct Sweeper {
     db: PgPool,
@@ -68,6 +71,14 @@ struct Due {
     attempts: i32,
     url: String,
     secret: String,
+}
+
+/// A 2xx to record, and the slot it frees once recorded.
+struct Delivered {
+    id: Uuid,
+    status_code: Option<i32>,
+    started: DateTime<Utc>,
+    _slot: Slot,
 }
 
 /// How one POST went.
@@ -117,13 +128,16 @@ impl Sweeper {
     /// Sweeps until `cancel` fires, then waits for the POSTs in flight
     /// (those still unanswered are abandoned and handed back).
     pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
+        let (delivered, recording) = mpsc::unbounded_channel();
+        // Ends after the last POST task let go of its sender.
+        let recorder = tokio::spawn(self.clone().record_delivered(recording));
         loop {
             tokio::select! {
                 () = tokio::time::sleep(PERIOD) => {}
                 () = self.wake.notified() => {}
                 () = cancel.cancelled() => break,
             }
-            match self.clone().sweep(&cancel).await {
+            match self.clone().sweep(&delivered, &cancel).await {
                 Ok(0) => {}
                 Ok(count) => tracing::debug!(count, "webhook deliveries started"),
                 Err(err) => {
@@ -131,13 +145,19 @@ impl Sweeper {
                 }
             }
         }
+        drop(delivered);
         self.tasks.close();
         self.tasks.wait().await;
+        let _ = recorder.await;
     }
 
     /// One pass: leases due deliveries and starts a POST for each that has
     /// a free slot; returns how many it started.
-    async fn sweep(self: Arc<Self>, cancel: &CancellationToken) -> Result<usize, SweepError> {
+    async fn sweep(
+        self: Arc<Self>,
+        delivered: &mpsc::UnboundedSender<Delivered>,
+        cancel: &CancellationToken,
+    ) -> Result<usize, SweepError> {
         let free = self.slots.available_permits();
         if free == 0 {
             return Ok(0);
@@ -184,8 +204,12 @@ impl Sweeper {
             match self.claim_slot(row.endpoint_id) {
                 Some(slot) => {
                     started += 1;
-                    self.tasks
-                        .spawn(self.clone().attempt(row, slot, cancel.clone()));
+                    self.tasks.spawn(self.clone().attempt(
+                        row,
+                        slot,
+                        delivered.clone(),
+                        cancel.clone(),
+                    ));
                 }
                 None => unstarted.push(row.id),
             }
@@ -214,7 +238,13 @@ impl Sweeper {
         })
     }
 
-    async fn attempt(self: Arc<Self>, row: Due, slot: Slot, cancel: CancellationToken) {
+    async fn attempt(
+        self: Arc<Self>,
+        row: Due,
+        slot: Slot,
+        delivered: mpsc::UnboundedSender<Delivered>,
+        cancel: CancellationToken,
+    ) {
         let span = tracing::info_span!("webhook", booking_id = %row.booking_id, show_id = %row.show_id,
             webhook_id = %row.id, endpoint_id = %row.endpoint_id, event_type = %row.event_type,
             attempt = row.attempts + 1);
@@ -234,19 +264,42 @@ impl Sweeper {
             metrics::counter!("notifier_webhook_attempts_total",
                 "outcome" => if ok { "ok" } else { "failed" })
             .increment(1);
-            let recorded = if ok {
-                self.delivered(&row, &answer, started).await
+            if ok {
+                tracing::info!(status_code = answer.status_code, "webhook delivered");
+                // The slot stays taken until the delivery is recorded.
+                let _ = delivered.send(Delivered {
+                    id: row.id,
+                    status_code: answer.status_code,
+                    started,
+                    _slot: slot,
+                });
             } else {
-                self.retry_or_fail(&row, &answer, started).await
-            };
-            if let Err(err) = recorded {
-                // The lease runs out and the delivery is attempted again.
-                tracing::warn!(error = %err, "could not record a webhook attempt");
+                if let Err(err) = self.retry_or_fail(&row, &answer, started).await {
+                    // The lease runs out and the delivery is attempted again.
+                    tracing::warn!(error = %err, "could not record a webhook attempt");
+                }
+                drop(slot);
             }
         }
         .instrument(span)
         .await;
-        drop(slot);
+    }
+
+    /// Records delivered attempts as they come, all that are waiting in
+    /// one statement, then frees their slots.
+    async fn record_delivered(self: Arc<Self>, mut delivered: mpsc::UnboundedReceiver<Delivered>) {
+        let mut batch = Vec::with_capacity(RECORD_BATCH);
+        while delivered.recv_many(&mut batch, RECORD_BATCH).await > 0 {
+            let count = batch.len();
+            if let Err(err) = self.record(&batch).await {
+                // Their leases run out and they are delivered again.
+                tracing::warn!(error = %err, count, "could not record delivered webhooks");
+            } else {
+                metrics::counter!("notifier_webhook_deliveries_total", "outcome" => "delivered")
+                    .increment(count as u64);
+            }
+            batch.clear();
+        }
     }
 
     /// Makes leased deliveries that were not (or not fully) attempted due
@@ -300,33 +353,31 @@ impl Sweeper {
         }
     }
 
-    async fn delivered(
-        &self,
-        row: &Due,
-        answer: &Answer,
-        started: DateTime<Utc>,
-    ) -> Result<(), SweepError> {
+    async fn record(&self, delivered: &[Delivered]) -> Result<(), sqlx::Error> {
+        let ids: Vec<Uuid> = delivered.iter().map(|d| d.id).collect();
+        let codes: Vec<Option<i32>> = delivered.iter().map(|d| d.status_code).collect();
+        let started: Vec<DateTime<Utc>> = delivered.iter().map(|d| d.started).collect();
         sqlx::query!(
-            "WITH d AS (
-                 UPDATE webhook_deliveries
-                 SET status = 'delivered', delivered_at = now(), attempts = attempts + 1,
-                     first_attempt_at = coalesce(first_attempt_at, $3),
-                     last_status_code = $2, last_error = NULL
-                 WHERE id = $1 AND status = 'pending'
-                 RETURNING id, attempts)
+            "WITH a AS (
+                 SELECT * FROM unnest($1::uuid[], $2::int4[], $3::timestamptz[])
+                     AS a(id, status_code, started)),
+             d AS (
+                 UPDATE webhook_deliveries w
+                 SET status = 'delivered', delivered_at = now(), attempts = w.attempts + 1,
+                     first_attempt_at = coalesce(w.first_attempt_at, a.started),
+                     last_status_code = a.status_code, last_error = NULL
+                 FROM a WHERE w.id = a.id AND w.status = 'pending'
+                 RETURNING w.id, w.attempts, a.status_code, a.started)
              INSERT INTO webhook_attempts (delivery_id, attempt, status_code, at)
-             SELECT id, attempts, $2, $3 FROM d
+             SELECT id, attempts, status_code, started FROM d
              ON CONFLICT DO NOTHING",
-            row.id,
-            answer.status_code,
-            started
+            &ids,
+            &codes as &[Option<i32>],
+            &started
         )
         .execute(&self.db)
-        .await?;
-        metrics::counter!("notifier_webhook_deliveries_total", "outcome" => "delivered")
-            .increment(1);
-        tracing::info!(status_code = answer.status_code, "webhook delivered");
-        Ok(())
+        .await
+        .map(drop)
     }
 
     /// Records a failed attempt: the next one after the backoff, or, once

@@ -1,9 +1,13 @@
-//! Consumes `webhooks.events`: each booking event becomes one delivery row
-//! per live endpoint subscribed to its type, written by one statement; the
-//! message is acked only after it committed. A redelivered event inserts nothing new (`UNIQUE
+//! Consumes `webhooks.events` a batch at a time: each booking event becomes
+//! one delivery row per live endpoint subscribed to its type. A batch costs
+//! three statements however large (which types are wanted, the wanted
+//! bookings' views, the delivery rows) and one ack, sent only after the
+//! rows committed. A redelivered event inserts nothing new (`UNIQUE
 //! (endpoint_id, event_id)`), so a crash at any instant loses no event and
-//! doubles none. The booking is read only when some endpoint wants it.
+//! doubles none. A booking is read only when some endpoint wants its event.
 
+use std::collections::HashMap;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use lapin::message::Delivery;
@@ -12,21 +16,27 @@ use lapin::Connection;
 use shared::amqp::{self, Publisher};
 use shared::messages::BookingEvent;
 use shared::topology::{Topology, WEBHOOKS_DEAD_QUEUE, WEBHOOKS_QUEUE};
+use shared::view::BookingView;
 use shared::webhooks::{WebhookEvent, ROUTING_LOCK};
 use sqlx::PgPool;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
+use uuid::Uuid;
 
-use crate::consumer::{consume_concurrently, until_done, ConsumeError};
+use crate::consumer::{consume_batches, until_done, ConsumeError};
+
+/// Events fanned out together at most.
+const BATCH: usize = 256;
 
 pub struct Fanout {
     pub db: PgPool,
     pub dead_letters: Arc<Publisher>,
     pub amqp_url: String,
     pub topology: Topology,
-    /// Events in hand at once.
-    pub concurrency: u16,
+    /// Unacked events in hand at most: a batch being fanned out and the next
+    /// one gathering.
+    pub prefetch: u16,
     /// Told when new deliveries are due, so the sweeper need not wait for
     /// its next pass.
     pub wake: Arc<Notify>,
@@ -54,16 +64,13 @@ impl Fanout {
         conn: Arc<Connection>,
         cancel: CancellationToken,
     ) -> Result<(), ConsumeError> {
-        let consuming = consume_concurrently(
+        let consuming = consume_batches(
             &conn,
             WEBHOOKS_QUEUE,
-            self.concurrency,
+            self.prefetch,
+            BATCH,
             cancel.clone(),
-            |delivery| {
-                let this = self.clone();
-                let cancel = cancel.clone();
-                async move { this.handle(delivery, &cancel).await }
-            },
+            |batch| self.handle(batch, &cancel),
         );
         tokio::select! {
             done = consuming => done,
@@ -102,40 +109,47 @@ impl Fanout {
         }
     }
 
+    /// Fans out a batch and acks it; breaks, leaving the batch unacked,
+    /// when shutdown came while the database was away.
     async fn handle(
         &self,
-        delivery: Delivery,
+        batch: Vec<Delivery>,
         cancel: &CancellationToken,
-    ) -> Result<(), ConsumeError> {
-        let event: BookingEvent = match serde_json::from_slice(&delivery.data) {
-            Ok(event) => event,
-            Err(err) => {
-                tracing::error!(error = %err, "dead-lettering unparseable event");
-                let attempts = 1 + amqp::previous_deliveries(&delivery);
-                self.dead_letters
-                    .dead_letter(
-                        &delivery,
-                        WEBHOOKS_QUEUE,
-                        WEBHOOKS_DEAD_QUEUE,
-                        &format!("unparseable event: {err}"),
-                        attempts,
-                    )
-                    .await
-                    .map_err(ConsumeError::DeadLetter)?;
-                delivery.acker.ack(BasicAckOptions::default()).await?;
-                return Ok(());
-            }
+    ) -> Result<ControlFlow<()>, ConsumeError> {
+        let Some(last) = batch.last().map(|d| d.acker.clone()) else {
+            return Ok(ControlFlow::Continue(()));
         };
-        if let Some(kind) = WebhookEvent::for_event(event.kind) {
-            let b = &event.booking;
-            let span = tracing::info_span!("webhook_fanout", booking_id = %b.id, show_id = %b.show_id,
-                event_id = %event.event_id, event_type = kind.as_str());
-            let fanned = until_done(cancel, || self.fan_out(&event, kind))
+        let mut events = Vec::with_capacity(batch.len());
+        for delivery in &batch {
+            match serde_json::from_slice::<BookingEvent>(&delivery.data) {
+                Ok(event) => {
+                    if let Some(kind) = WebhookEvent::for_event(event.kind) {
+                        events.push((event, kind));
+                    }
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, "dead-lettering unparseable event");
+                    let attempts = 1 + amqp::previous_deliveries(delivery);
+                    self.dead_letters
+                        .dead_letter(
+                            delivery,
+                            WEBHOOKS_QUEUE,
+                            WEBHOOKS_DEAD_QUEUE,
+                            &format!("unparseable event: {err}"),
+                            attempts,
+                        )
+                        .await
+                        .map_err(ConsumeError::DeadLetter)?;
+                }
+            }
+        }
+        if !events.is_empty() {
+            let span = tracing::info_span!("webhook_fanout", events = events.len());
+            let fanned = until_done(cancel, || self.fan_out(&events))
                 .instrument(span)
                 .await;
             match fanned {
-                // Shutdown came while the database was away: left unacked.
-                Err(_interrupted) => return Ok(()),
+                Err(_interrupted) => return Ok(ControlFlow::Break(())),
                 Ok(0) => {}
                 Ok(created) => {
                     metrics::counter!("notifier_webhook_deliveries_created_total")
@@ -144,8 +158,10 @@ impl Fanout {
                 }
             }
         }
-        delivery.acker.ack(BasicAckOptions::default()).await?;
-        Ok(())
+        // Every earlier message of the channel is settled (see
+        // `consume_batches`), so one ack covers the batch.
+        last.ack(BasicAckOptions { multiple: true }).await?;
+        Ok(ControlFlow::Continue(()))
     }
 
     /// Binds `webhooks.events` if some endpoint is live, else unbinds it,
@@ -165,43 +181,60 @@ impl Fanout {
         Ok(())
     }
 
-    /// Writes the event's deliveries; returns how many are new. One
+    /// Writes the events' deliveries; returns how many are new. One
     /// statement at a time, each on its own connection: a transaction held
-    /// while the booking is loaded would need two connections per event.
-    async fn fan_out(&self, event: &BookingEvent, kind: WebhookEvent) -> Result<u64, sqlx::Error> {
+    /// while the bookings are loaded would need two connections per batch.
+    async fn fan_out(&self, events: &[(BookingEvent, WebhookEvent)]) -> Result<u64, sqlx::Error> {
         let wanted = sqlx::query_scalar!(
-            r#"SELECT EXISTS (SELECT 1 FROM webhook_endpoints
-                              WHERE deleted_at IS NULL AND events @> ARRAY[$1::text]) AS "wanted!""#,
-            kind.as_str()
+            r#"SELECT DISTINCT unnest(events) AS "event_type!" FROM webhook_endpoints
+               WHERE deleted_at IS NULL"#
         )
-        .fetch_one(&self.db)
+        .fetch_all(&self.db)
         .await?;
-        if !wanted {
+        let events: Vec<&(BookingEvent, WebhookEvent)> = events
+            .iter()
+            .filter(|(_, kind)| wanted.iter().any(|w| w == kind.as_str()))
+            .collect();
+        if events.is_empty() {
             return Ok(0);
         }
-        let payload = serde_json::json!({
-            "type": kind,
-            "timestamp": event.occurred_at,
-            // The booking as `GET /v1/bookings/{id}` shows it (events are
-            // only written for bookings that stay).
-            "data": shared::view::load(&self.db, event.booking.id).await?,
-        });
-        let b = &event.booking;
+        let ids: Vec<Uuid> = events.iter().map(|(e, _)| e.booking.id).collect();
+        let views: HashMap<Uuid, BookingView> = shared::view::load_many(&self.db, &ids)
+            .await?
+            .into_iter()
+            .map(|loaded| (loaded.view.id, loaded.view))
+            .collect();
+        let mut rows = Rows::default();
+        for (event, kind) in events {
+            let b = &event.booking;
+            rows.event_ids.push(event.event_id);
+            rows.types.push(kind.as_str());
+            rows.booking_ids.push(b.id);
+            rows.show_ids.push(b.show_id);
+            rows.payloads.push(serde_json::json!({
+                "type": kind,
+                "timestamp": event.occurred_at,
+                // The booking as `GET /v1/bookings/{id}` shows it (events are
+                // only written for bookings that stay).
+                "data": views.get(&b.id),
+            }));
+        }
         // Share locks: an endpoint being deleted (which cancels its pending
         // deliveries) waits for this statement, or this sees it deleted.
         let created = sqlx::query!(
             "INSERT INTO webhook_deliveries
                  (id, endpoint_id, event_id, event_type, booking_id, show_id, payload)
-             SELECT gen_random_uuid(), e.id, $2, $1, $3, $4, $5
-             FROM webhook_endpoints e
-             WHERE e.deleted_at IS NULL AND e.events @> ARRAY[$1::text]
-             FOR SHARE
+             SELECT gen_random_uuid(), e.id, v.event_id, v.event_type, v.booking_id, v.show_id, v.payload
+             FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::uuid[], $5::jsonb[])
+                  AS v(event_id, event_type, booking_id, show_id, payload)
+             JOIN webhook_endpoints e ON e.deleted_at IS NULL AND e.events @> ARRAY[v.event_type]
+             FOR SHARE OF e
              ON CONFLICT (endpoint_id, event_id) DO NOTHING",
-            kind.as_str(),
-            event.event_id,
-            b.id,
-            b.show_id,
-            payload
+            &rows.event_ids,
+            &rows.types as &[&str],
+            &rows.booking_ids,
+            &rows.show_ids,
+            &rows.payloads
         )
         .execute(&self.db)
         .await?
@@ -211,4 +244,14 @@ impl Fanout {
         }
         Ok(created)
     }
+}
+
+/// A batch's delivery rows, column by column.
+#[derive(Default)]
+struct Rows<'a> {
+    event_ids: Vec<Uuid>,
+    types: Vec<&'a str>,
+    booking_ids: Vec<Uuid>,
+    show_ids: Vec<Uuid>,
+    payloads: Vec<serde_json::Value>,
 }
