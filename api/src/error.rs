@@ -6,10 +6,13 @@ use std::sync::Arc;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use shared::amqp::PublishError;
+
+use crate::auth::Role;
 
 /// A field that failed validation.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -37,8 +40,12 @@ pub enum ApiError {
     Validation(Vec<FieldError>),
     #[error("{0} not found")]
     NotFound(&'static str),
-    #[error("admin authentication required")]
+    #[error("a valid operator token is required: Authorization: Bearer <token>")]
     Unauthorized,
+    #[error("this needs an operator token with the role {}", .0.as_str())]
+    Forbidden(Role),
+    #[error("this ticket was already checked in, at {0}")]
+    AlreadyCheckedIn(DateTime<Utc>),
     #[error("this method is not allowed on this path")]
     MethodNotAllowed,
     #[error("{detail}")]
@@ -87,6 +94,12 @@ impl ApiError {
             ),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", "Not found"),
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
+            Self::AlreadyCheckedIn(_) => (
+                StatusCode::CONFLICT,
+                "already_checked_in",
+                "Already checked in",
+            ),
             Self::MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
@@ -178,6 +191,9 @@ pub struct Problem {
     pub code: &'static str,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// `already_checked_in`: when the ticket was first checked in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checked_in_at: Option<DateTime<Utc>>,
 }
 
 impl IntoResponse for ApiError {
@@ -195,6 +211,10 @@ impl IntoResponse for ApiError {
             Self::MalformedBody(d) | Self::BadParameter(d) => d.clone(),
             other => other.to_string(),
         };
+        let checked_in_at = match &self {
+            Self::AlreadyCheckedIn(at) => Some(*at),
+            _ => None,
+        };
         let errors = match self {
             Self::Validation(errors) => errors,
             _ => Vec::new(),
@@ -206,6 +226,7 @@ impl IntoResponse for ApiError {
             detail,
             code,
             errors,
+            checked_in_at,
         };
         let mut response = (status, axum::Json(body)).into_response();
         let headers = response.headers_mut();

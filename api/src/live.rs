@@ -16,7 +16,12 @@
 //! are decided. Their events mark the show's line due; at most once per
 //! [`LINE_EVERY`] per show the hub reads the head of the line (one index
 //! lookup) and places every watched queued booking of that show from the
-//! number it keeps for it, without loading the bookings again.
+//! number it keeps for it, without loading the bookings again. In a sale
+//! every queued stream's place changes all the time, so the hub spreads at
+//! most [`PLACES_PER_SECOND`] such updates over its queued streams: with
+//! ten thousand of them each hears of its place every few seconds (a
+//! place not yet updated over-states, which the contract allows; it never
+//! under-states), and the sale is not slowed by their pushes.
 //!
 //! The state always comes from the database, never from the event, so a
 //! lost, repeated or reordered event costs nothing but a reload: after a
@@ -47,6 +52,9 @@ use crate::startup::AppState;
 const FLUSH_EVERY: Duration = Duration::from_millis(50);
 /// How often at most the hub reads the head of one show's line.
 const LINE_EVERY: Duration = Duration::from_secs(1);
+/// Place-in-line updates a process pushes per second at most, over all its
+/// queued streams.
+const PLACES_PER_SECOND: f64 = 2000.0;
 /// After the database failed the hub, the pause before it asks again.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
@@ -269,12 +277,15 @@ impl Hub {
         }
     }
 
-    /// Lines that moved and were not read within [`LINE_EVERY`].
+    /// Lines that moved and were not read within [`LINE_EVERY`], or longer
+    /// when more queued streams than [`PLACES_PER_SECOND`] are watched.
     fn take_moved_lines(&self, now: Instant) -> Vec<Uuid> {
         let mut inner = self.lock();
+        let queued: usize = inner.lines.values().map(|l| l.bookings.len()).sum();
+        let every = LINE_EVERY.max(Duration::from_secs_f64(queued as f64 / PLACES_PER_SECOND));
         let mut shows = Vec::new();
         for (show, line) in &mut inner.lines {
-            if line.moved && line.read_at.is_none_or(|at| now - at >= LINE_EVERY) {
+            if line.moved && line.read_at.is_none_or(|at| now - at >= every) {
                 line.moved = false;
                 line.read_at = Some(now);
                 shows.push(*show);

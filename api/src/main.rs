@@ -24,6 +24,10 @@ async fn main() -> anyhow::Result<()> {
     };
     let topology = shared::topology::Topology::of(&config);
     api::live::spawn(&state, &config.amqp_url, topology, &shutdown);
+    state
+        .operators
+        .clone()
+        .spawn_reloading(state.db.clone(), shutdown.child_token());
     if let Err(err) = state.publisher.ensure_connected().await {
         // Not fatal: the API answers 503 for bookings until the broker is back.
         tracing::warn!(error = %err, "RabbitMQ not reachable yet");

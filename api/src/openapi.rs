@@ -1,11 +1,15 @@
 //! The OpenAPI document (`/openapi.json`) and interactive docs (`/docs`).
 
+use axum::http::Method;
 use axum::Router;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{Content, PathItem, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::routes::{admin, bookings, events, shows, webhooks};
+use crate::auth::Access;
+use crate::routes::{self, admin, bookings, events, operators, shows, tickets, webhooks};
 use crate::startup::AppState;
 
 #[derive(OpenApi)]
@@ -18,21 +22,90 @@ use crate::startup::AppState;
         admin::list_bookings, admin::show_sales,
         webhooks::create_webhook, webhooks::list_webhooks, webhooks::delete_webhook,
         webhooks::list_deliveries,
+        tickets::check_in,
+        operators::create_token, operators::list_tokens, operators::revoke_token,
     ),
-    modifiers(&AdminAuth),
-    tags((name = "shows"), (name = "bookings"), (name = "admin"), (name = "webhooks"))
+    modifiers(&OperatorAuth),
+    tags((name = "shows"), (name = "bookings"), (name = "admin"), (name = "webhooks"),
+         (name = "tickets"), (name = "operators"))
 )]
 pub struct ApiDoc;
 
-struct AdminAuth;
+/// The name of the bearer scheme; a requirement's scopes name the role.
+pub const SECURITY_SCHEME: &str = "operator_token";
 
-impl Modify for AdminAuth {
+/// Security requirements and their 401/403 answers, written from the
+/// routes' own declarations (`routes::declared`), not per annotation.
+struct OperatorAuth;
+
+impl Modify for OperatorAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
-            "admin",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            SECURITY_SCHEME,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "`ADMIN_TOKEN` (role admin) or an operator token (`bko_…`) made by \
+                         `POST /v1/operators/tokens`. The requirement's scope is the role \
+                         needed; `admin` may do all, `box_office` all a `viewer` may.",
+                    ))
+                    .build(),
+            ),
         );
+        for declared in routes::declared() {
+            let Some(role) = declared.access.role() else {
+                continue;
+            };
+            let Some(operation) = openapi
+                .paths
+                .paths
+                .get_mut(declared.path)
+                .and_then(|item| operation(item, &declared.method))
+            else {
+                continue;
+            };
+            let needed = SecurityRequirement::new(SECURITY_SCHEME, [role.as_str()]);
+            operation.security = Some(match declared.access {
+                // Anonymous, or a token with the role.
+                Access::OptionalRole(_) => vec![SecurityRequirement::default(), needed],
+                _ => vec![needed],
+            });
+            for (status, description) in [
+                (
+                    "401",
+                    "No valid operator token (missing, unknown or revoked)".to_owned(),
+                ),
+                (
+                    "403",
+                    format!("The token lacks the role `{}`", role.as_str()),
+                ),
+            ] {
+                let problem = ResponseBuilder::new()
+                    .description(description)
+                    .content(
+                        "application/problem+json",
+                        Content::new(Some(Ref::from_schema_name("Problem"))),
+                    )
+                    .build();
+                operation
+                    .responses
+                    .responses
+                    .insert(status.to_owned(), problem.into());
+            }
+        }
+    }
+}
+
+fn operation<'a>(item: &'a mut PathItem, method: &Method) -> Option<&'a mut Operation> {
+    match *method {
+        Method::GET => item.get.as_mut(),
+        Method::POST => item.post.as_mut(),
+        Method::PUT => item.put.as_mut(),
+        Method::PATCH => item.patch.as_mut(),
+        Method::DELETE => item.delete.as_mut(),
+        _ => None,
     }
 }
 
@@ -42,6 +115,8 @@ pub fn router() -> Router<AppState> {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]
@@ -82,5 +157,37 @@ mod tests {
         assert_eq!(events.as_array().map(Vec::len), Some(6), "{events}");
         assert!(schemas["CreatedWebhook"].is_object());
         assert!(schemas["Delivery"]["properties"]["attempts"].is_object());
+    }
+
+    #[test]
+    fn every_route_is_documented_with_the_role_it_declares() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        for declared in routes::declared() {
+            let method = declared.method.as_str().to_lowercase();
+            let operation = &doc["paths"][declared.path][&method];
+            let what = format!("{method} {}", declared.path);
+            assert!(operation.is_object(), "{what} is not documented");
+            let security = &operation["security"];
+            match declared.access {
+                Access::Public => assert!(security.is_null(), "{what}: {security}"),
+                Access::OptionalRole(role) | Access::Role(role) => {
+                    let needed = json!({ SECURITY_SCHEME: [role.as_str()] });
+                    let requirements = security.as_array().expect("a security requirement");
+                    assert!(requirements.contains(&needed), "{what}: {security}");
+                    let anonymous = requirements.contains(&json!({}));
+                    assert_eq!(
+                        anonymous,
+                        matches!(declared.access, Access::OptionalRole(_)),
+                        "{what}"
+                    );
+                    for status in ["401", "403"] {
+                        assert!(
+                            operation["responses"][status].is_object(),
+                            "{what} {status}"
+                        );
+                    }
+                }
+            }
+        }
     }
 }

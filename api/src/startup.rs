@@ -10,6 +10,7 @@ use shared::telemetry::PrometheusHandle;
 use shared::topology::Topology;
 use shared::Config;
 
+use crate::auth::Operators;
 use crate::catalog::Catalog;
 use crate::error::ApiError;
 use crate::live::Hub;
@@ -27,7 +28,8 @@ pub struct AppState {
     pub catalog: Arc<Catalog>,
     pub recorder: Recorder,
     pub publisher: Arc<Publisher>,
-    pub admin_token: Arc<str>,
+    /// The tokens accepted: `ADMIN_TOKEN` and the live operator tokens.
+    pub operators: Arc<Operators>,
     /// Whether webhook URLs may point at loopback or private addresses.
     pub allow_private_webhooks: bool,
     /// Cancelled when the process starts draining: `/readyz` answers 503
@@ -59,7 +61,7 @@ impl AppState {
             recorder: Recorder::start(db.clone()),
             db,
             publisher: Arc::new(Publisher::new(amqp_url, &name, topology)),
-            admin_token: admin_token.into(),
+            operators: Arc::new(Operators::new(admin_token)),
             allow_private_webhooks: false,
             draining: CancellationToken::new(),
             live: Arc::new(Hub::new(shared::config::DEFAULT_SSE_KEEP_ALIVE)),
@@ -75,7 +77,7 @@ pub fn app(state: AppState, metrics: PrometheusHandle) -> Router {
         state.draining.clone(),
     );
     Router::new()
-        .merge(crate::routes::router())
+        .merge(crate::routes::router(&state))
         .merge(crate::openapi::router())
         .fallback(|| async { ApiError::NotFound("route") })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

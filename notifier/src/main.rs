@@ -11,6 +11,7 @@ use std::sync::Arc;
 use shared::amqp::Publisher;
 use shared::topology::Topology;
 use shared::Config;
+use sqlx::postgres::{PgPool, PgPoolOptions};
 use tokio::sync::Notify;
 use tokio_util::task::TaskTracker;
 
@@ -58,7 +59,7 @@ async fn main() -> anyhow::Result<()> {
         wake: wake.clone(),
     });
     let sweeper = Arc::new(webhooks::delivery::Sweeper::new(
-        db.clone(),
+        bookkeeping(&db, config.db_pool_size),
         config.webhooks,
         publisher.clone(),
         wake,
@@ -80,4 +81,20 @@ async fn main() -> anyhow::Result<()> {
     db.close().await;
     tracing::info!("notifier stopped");
     Ok(())
+}
+
+/// A pool for the webhook sweeper's bookkeeping (leases, recorded
+/// attempts), whose commits do not wait for the WAL flush: a database crash
+/// that loses its last moments only makes deliveries happen again, which
+/// receivers dedupe by `webhook-id`, and a sale's commits do not queue
+/// behind a flush per delivery batch. The fan-out keeps synchronous
+/// commits: it acks events once their deliveries are written.
+fn bookkeeping(db: &PgPool, max_connections: u32) -> PgPool {
+    let options = (*db.connect_options())
+        .clone()
+        .options([("synchronous_commit", "off")]);
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(std::time::Duration::from_secs(3))
+        .connect_lazy_with(options)
 }

@@ -22,7 +22,14 @@ pub enum BookingCommand {
         payment_token: String,
     },
     /// Release a held or confirmed booking.
-    Cancel { booking_id: Uuid, show_id: Uuid },
+    Cancel {
+        booking_id: Uuid,
+        show_id: Uuid,
+        /// The operator who cancelled for the customer (the audit trail's
+        /// actor); absent when the customer did.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+    },
     /// Put a hold past its expiry back on sale (from the expiry sweeper).
     Expire { booking_id: Uuid, show_id: Uuid },
 }
@@ -126,6 +133,7 @@ mod tests {
             BookingCommand::Cancel {
                 booking_id: id,
                 show_id: id,
+                by: Some("Door 3".to_owned()),
             },
             BookingCommand::Expire {
                 booking_id: id,

@@ -159,6 +159,27 @@ impl System {
         label
     }
 
+    /// Starts one more API process on the same database and broker and
+    /// waits until it is healthy; returns its base URL.
+    pub async fn start_api(&self) -> String {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let label = format!("api-{}", self.processes.lock().unwrap().len());
+        self.spawn("api", &label, &[("API_ADDR", addr.clone())]);
+        let url = format!("http://{addr}");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self
+            .http
+            .get(format!("{url}/healthz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            assert!(Instant::now() < deadline, "{label} not healthy within 60 s");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        url
+    }
+
     /// Labels of the workers started so far.
     pub fn workers(&self) -> Vec<String> {
         self.worker_metrics
@@ -597,12 +618,13 @@ impl Sandbox {
 
     /// A show's sales, through the admin API.
     pub async fn sales(&self, show: &str) -> Value {
-        let res = self
-            .admin(Method::GET, &format!("/v1/shows/{show}/sales"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 200, "sales of {show}");
+        self.admin_json(&format!("/v1/shows/{show}/sales")).await
+    }
+
+    /// `GET path` as the bootstrap admin; expects 200.
+    pub async fn admin_json(&self, path: &str) -> Value {
+        let res = self.admin(Method::GET, path).send().await.unwrap();
+        assert_eq!(res.status(), 200, "GET {path}");
         res.json().await.unwrap()
     }
 

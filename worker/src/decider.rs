@@ -59,7 +59,21 @@ impl<G: PaymentGateway> Decider<G> {
             hold: self.hold,
         };
         let mut tx = self.db.begin().await?;
-        let decided = writer::decide_in(&mut tx, show_id, &run, &rules, &self.actor).await?;
+        let actors = writer::Actors {
+            worker: &self.actor,
+            cancelled_by: commands
+                .iter()
+                .filter_map(|command| match command {
+                    BookingCommand::Cancel {
+                        booking_id,
+                        by: Some(by),
+                        ..
+                    } => Some((*booking_id, by.as_str())),
+                    _ => None,
+                })
+                .collect(),
+        };
+        let decided = writer::decide_in(&mut tx, show_id, &run, &rules, &actors).await?;
         tx.commit().await?;
         Ok(decided
             .verdicts

@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Utc};
 use rand::Rng;
 use shared::domain::{BookingStatus, Reason, SeatStatus, ShowKind, MAX_TICKETS_PER_BOOKING};
+use shared::lifecycle::CommandKind;
 use shared::messages::{BookingEvent, BookingSnapshot, SeatLabel};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
@@ -27,6 +28,36 @@ use crate::seating::Place;
 /// Who expired a hold, for the audit trail (otherwise the worker's name).
 const EXPIRY_ACTOR: &str = "expiry-sweeper";
 
+/// Whom the audit trail names for a run's decisions.
+#[derive(Debug, Default)]
+pub struct Actors<'a> {
+    /// This worker: the actor of what nobody else asked for.
+    pub worker: &'a str,
+    /// Cancels an operator asked for on a customer's behalf, by booking.
+    pub cancelled_by: HashMap<Uuid, &'a str>,
+}
+
+impl<'a> Actors<'a> {
+    pub fn worker(worker: &'a str) -> Self {
+        Self {
+            worker,
+            cancelled_by: HashMap::new(),
+        }
+    }
+
+    fn of(&self, decision: &Decision) -> &'a str {
+        match (decision.to, decision.command) {
+            (BookingStatus::Expired, _) => EXPIRY_ACTOR,
+            (_, CommandKind::Cancel) => self
+                .cancelled_by
+                .get(&decision.booking)
+                .copied()
+                .unwrap_or(self.worker),
+            _ => self.worker,
+        }
+    }
+}
+
 /// Loads the state of `show_id` and of the bookings `commands` name,
 /// decides the run and writes the decisions, all in `conn`'s transaction.
 /// The caller commits (or rolls back on an error).
@@ -35,7 +66,7 @@ pub async fn decide_in(
     show_id: Uuid,
     commands: &[Command],
     rules: &Rules,
-    actor: &str,
+    actors: &Actors<'_>,
 ) -> Result<Decided, DecideError> {
     let loaded = Loaded::read(conn, show_id, commands).await?;
     let mut state = loaded.state.clone();
@@ -45,7 +76,7 @@ pub async fn decide_in(
     let decisions: Vec<&Decision> = decided.decisions().collect();
     if !decisions.is_empty() {
         loaded
-            .write(conn, &state, &decisions, &decided.refunds, actor)
+            .write(conn, &state, &decisions, &decided.refunds, actors)
             .await?;
     }
     // Even a skipped command can leave a charge to pay back.
@@ -422,13 +453,13 @@ impl Loaded {
         after: &State,
         decisions: &[&Decision],
         refunds: &[Refund],
-        actor: &str,
+        actors: &Actors<'_>,
     ) -> Result<(), DecideError> {
         self.write_seats(conn, after).await?;
         self.write_show(conn, after).await?;
         self.write_bookings(conn, after, decisions).await?;
         self.write_picked_seats(conn, after).await?;
-        write_audit(conn, after.show_id, decisions, actor).await?;
+        write_audit(conn, after.show_id, decisions, actors).await?;
         let mut tickets = self.issue_tickets(conn, after, decisions).await?;
         let events: Vec<BookingEvent> = decisions
             .iter()
@@ -686,7 +717,7 @@ async fn write_audit(
     conn: &mut PgConnection,
     show_id: Uuid,
     decisions: &[&Decision],
-    actor: &str,
+    actors: &Actors<'_>,
 ) -> Result<(), sqlx::Error> {
     let ids: Vec<Uuid> = decisions.iter().map(|d| d.booking).collect();
     let froms: Vec<&str> = decisions.iter().map(|d| d.from.as_str()).collect();
@@ -695,13 +726,7 @@ async fn write_audit(
         .iter()
         .map(|d| d.reason.map(Reason::as_str))
         .collect();
-    let actors: Vec<&str> = decisions
-        .iter()
-        .map(|d| match d.to {
-            BookingStatus::Expired => EXPIRY_ACTOR,
-            _ => actor,
-        })
-        .collect();
+    let actors: Vec<&str> = decisions.iter().map(|d| actors.of(d)).collect();
     sqlx::query!(
         "INSERT INTO booking_audit (booking_id, show_id, from_status, to_status, reason, actor)
          SELECT t.id, $2, t.from_status, t.to_status, t.reason, t.actor

@@ -7,7 +7,7 @@
 
 use std::collections::HashSet;
 
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -19,6 +19,7 @@ pub use shared::view::{self, BookedSeat, BookingView, Ticket};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::auth::Operator;
 use crate::error::{ApiError, FieldError, Problem};
 use crate::extract::{Json, Path};
 use crate::recorder::{self, Recorded};
@@ -495,6 +496,7 @@ pub async fn confirm_booking(
         (status = 404, body = Problem), (status = 409, body = Problem), (status = 503, body = Problem)))]
 #[tracing::instrument(skip_all, fields(booking_id = %id))]
 pub async fn cancel_booking(
+    operator: Option<Extension<Operator>>,
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
 ) -> Result<Response, ApiError> {
@@ -505,6 +507,7 @@ pub async fn cancel_booking(
     let command = BookingCommand::Cancel {
         booking_id: id,
         show_id: view.show_id,
+        by: operator.map(|Extension(op)| op.name.to_string()),
     };
     state.publisher.send_command(&command).await?;
     Ok(accepted(view))

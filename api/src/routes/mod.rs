@@ -1,35 +1,149 @@
-//! The v1 HTTP API (PRODUCT.md §5).
+//! The v1 HTTP API (PRODUCT.md §5, §5a).
 
 pub mod admin;
 pub mod bookings;
 pub mod events;
+pub mod operators;
 pub mod shows;
+pub mod tickets;
 pub mod webhooks;
 
-use axum::routing::{delete, get, post};
+use axum::handler::Handler;
+use axum::http::Method;
+use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::Router;
 
+use crate::auth::{self, Access, Role};
 use crate::startup::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/shows", post(shows::create_show).get(shows::list_shows))
-        .route("/v1/shows/{id}", get(shows::get_show))
-        .route("/v1/shows/{id}/seats", get(shows::seat_map))
-        .route("/v1/shows/{id}/sales", get(admin::show_sales))
-        .route("/v1/shows/{id}/bookings", post(bookings::create_booking))
-        .route("/v1/bookings", get(admin::list_bookings))
-        .route("/v1/bookings/{id}", get(bookings::get_booking))
-        .route("/v1/bookings/{id}/events", get(events::booking_events))
-        .route("/v1/bookings/{id}/confirm", post(bookings::confirm_booking))
-        .route("/v1/bookings/{id}/cancel", post(bookings::cancel_booking))
-        .route(
-            "/v1/webhooks",
-            post(webhooks::create_webhook).get(webhooks::list_webhooks),
-        )
-        .route("/v1/webhooks/{id}", delete(webhooks::delete_webhook))
-        .route(
+/// A route and who may call it.
+#[derive(Debug, Clone)]
+pub struct Declared {
+    pub method: Method,
+    /// As the OpenAPI document writes it (`/v1/shows/{id}`).
+    pub path: &'static str,
+    pub access: Access,
+}
+
+/// Every route with who may call it: the one place a route declares its
+/// role. The router's guards, the OpenAPI document's security requirements
+/// and the role tests are all made from this list.
+fn routes() -> Vec<(Declared, MethodRouter<AppState>)> {
+    use Access::{OptionalRole, Public, Role as Needs};
+    use Method as M;
+    let viewer = Needs(Role::Viewer);
+    let box_office = Needs(Role::BoxOffice);
+    let admin = Needs(Role::Admin);
+    vec![
+        route(M::POST, "/v1/shows", admin, shows::create_show),
+        route(M::GET, "/v1/shows", Public, shows::list_shows),
+        route(M::GET, "/v1/shows/{id}", Public, shows::get_show),
+        route(M::GET, "/v1/shows/{id}/seats", Public, shows::seat_map),
+        route(M::GET, "/v1/shows/{id}/sales", viewer, admin::show_sales),
+        route(
+            M::POST,
+            "/v1/shows/{id}/bookings",
+            Public,
+            bookings::create_booking,
+        ),
+        route(M::GET, "/v1/bookings", viewer, admin::list_bookings),
+        route(M::GET, "/v1/bookings/{id}", Public, bookings::get_booking),
+        route(
+            M::GET,
+            "/v1/bookings/{id}/events",
+            Public,
+            events::booking_events,
+        ),
+        route(
+            M::POST,
+            "/v1/bookings/{id}/confirm",
+            Public,
+            bookings::confirm_booking,
+        ),
+        // Customers cancel their own; a box office's token names it the actor.
+        route(
+            M::POST,
+            "/v1/bookings/{id}/cancel",
+            OptionalRole(Role::BoxOffice),
+            bookings::cancel_booking,
+        ),
+        route(
+            M::POST,
+            "/v1/tickets/{code}/check-in",
+            box_office,
+            tickets::check_in,
+        ),
+        route(
+            M::POST,
+            "/v1/operators/tokens",
+            admin,
+            operators::create_token,
+        ),
+        route(
+            M::GET,
+            "/v1/operators/tokens",
+            admin,
+            operators::list_tokens,
+        ),
+        route(
+            M::DELETE,
+            "/v1/operators/tokens/{id}",
+            admin,
+            operators::revoke_token,
+        ),
+        route(M::POST, "/v1/webhooks", admin, webhooks::create_webhook),
+        route(M::GET, "/v1/webhooks", admin, webhooks::list_webhooks),
+        route(
+            M::DELETE,
+            "/v1/webhooks/{id}",
+            admin,
+            webhooks::delete_webhook,
+        ),
+        route(
+            M::GET,
             "/v1/webhooks/{id}/deliveries",
-            get(webhooks::list_deliveries),
-        )
+            admin,
+            webhooks::list_deliveries,
+        ),
+    ]
+}
+
+fn route<H, T>(
+    method: Method,
+    path: &'static str,
+    access: Access,
+    handler: H,
+) -> (Declared, MethodRouter<AppState>)
+where
+    H: Handler<T, AppState>,
+    T: 'static,
+{
+    let filter = MethodFilter::try_from(method.clone()).expect("a routable method");
+    let declared = Declared {
+        method,
+        path,
+        access,
+    };
+    (declared, on(filter, handler))
+}
+
+/// What [`routes`] declares, without the handlers.
+pub fn declared() -> Vec<Declared> {
+    routes().into_iter().map(|(declared, _)| declared).collect()
+}
+
+/// The routes, each behind the guard its declaration asks for.
+pub fn router(state: &AppState) -> Router<AppState> {
+    routes()
+        .into_iter()
+        .fold(Router::new(), |router, (declared, handler)| {
+            let handler = match declared.access {
+                Access::Public => handler,
+                access => handler.route_layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    move |state, req, next| auth::guard(state, access, req, next),
+                )),
+            };
+            router.route(declared.path, handler)
+        })
 }

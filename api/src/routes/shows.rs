@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -10,7 +10,7 @@ use shared::domain::{SeatStatus, ShowKind};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::auth::Admin;
+use crate::auth::Operator;
 use crate::error::{ApiError, FieldError, Problem};
 use crate::extract::{Json, Path, Query};
 use crate::startup::AppState;
@@ -207,10 +207,9 @@ fn validate_sections(sections: &[NewSection], errors: &mut Vec<FieldError>) {
 
 /// Create a show (admin).
 #[utoipa::path(post, path = "/v1/shows", tag = "shows", request_body = NewShow,
-    security(("admin" = [])),
-    responses((status = 201, body = ShowView), (status = 422, body = Problem), (status = 401, body = Problem)))]
+    responses((status = 201, body = ShowView), (status = 422, body = Problem)))]
 pub async fn create_show(
-    _: Admin,
+    Extension(by): Extension<Operator>,
     State(state): State<AppState>,
     Json(mut new): Json<NewShow>,
 ) -> Result<(StatusCode, axum::Json<ShowView>), ApiError> {
@@ -224,15 +223,16 @@ pub async fn create_show(
         } => {
             sqlx::query!(
                 "INSERT INTO shows (id, name, venue, starts_at, kind, capacity, price_cents,
-                                    max_tickets_per_customer)
-                 VALUES ($1, $2, $3, $4, 'general_admission', $5, $6, $7)",
+                                    max_tickets_per_customer, created_by)
+                 VALUES ($1, $2, $3, $4, 'general_admission', $5, $6, $7, $8)",
                 id,
                 new.name.trim(),
                 new.venue.trim(),
                 new.starts_at,
                 capacity,
                 price_cents,
-                new.max_tickets_per_customer
+                new.max_tickets_per_customer,
+                &*by.name
             )
             .execute(&mut *tx)
             .await?;
@@ -240,14 +240,16 @@ pub async fn create_show(
         Layout::Seated(sections) => {
             let capacity: i32 = sections.iter().flat_map(|s| &s.rows).map(|r| r.seats).sum();
             sqlx::query!(
-                "INSERT INTO shows (id, name, venue, starts_at, kind, capacity, max_tickets_per_customer)
-                 VALUES ($1, $2, $3, $4, 'seated', $5, $6)",
+                "INSERT INTO shows (id, name, venue, starts_at, kind, capacity, max_tickets_per_customer,
+                                    created_by)
+                 VALUES ($1, $2, $3, $4, 'seated', $5, $6, $7)",
                 id,
                 new.name.trim(),
                 new.venue.trim(),
                 new.starts_at,
                 capacity,
-                new.max_tickets_per_customer
+                new.max_tickets_per_customer,
+                &*by.name
             )
             .execute(&mut *tx)
             .await?;

@@ -196,7 +196,15 @@ async fn decide(conn: &mut PgConnection, show_id: Uuid, ids: &[Uuid]) -> anyhow:
         hold: chrono::Duration::minutes(5),
     };
     let mut tx = conn.begin().await?;
-    let decided = match writer::decide_in(&mut tx, show_id, &commands, &rules, ACTOR).await {
+    let decided = match writer::decide_in(
+        &mut tx,
+        show_id,
+        &commands,
+        &rules,
+        &writer::Actors::worker(ACTOR),
+    )
+    .await
+    {
         Ok(decided) => decided,
         Err(DecideError::Conflict(_)) => return Ok(false),
         Err(err) => return Err(err.into()),

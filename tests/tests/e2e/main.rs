@@ -11,6 +11,7 @@ mod holds;
 mod isolation;
 mod limits;
 mod live;
+mod operators;
 mod place_in_line;
 mod refunds;
 mod reminders;

@@ -1,0 +1,132 @@
+//! Operator tokens (admin): make one for a person or a door scanner, list
+//! them, revoke one. See [`crate::auth`] for how they are checked.
+
+use axum::extract::{Extension, State};
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::auth::{Operator, Operators, Role};
+use crate::error::{ApiError, Problem};
+use crate::extract::{Json, Path};
+use crate::startup::AppState;
+use crate::validation;
+
+/// Longest token name, in characters.
+pub const MAX_NAME_CHARS: usize = 100;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewToken {
+    /// Who or what uses it ("Door 3", "Ada at the box office"): the actor
+    /// the audit trail names.
+    #[schema(min_length = 1, max_length = 100)]
+    pub name: String,
+    pub role: Role,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenView {
+    pub id: Uuid,
+    pub name: String,
+    pub role: Role,
+    /// The operator who made it.
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    /// Set once revoked: the token is refused from then on.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// A new token with its secret: shown this once, stored only as a hash.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedToken {
+    #[serde(flatten)]
+    pub view: TokenView,
+    /// `bko_` + 43 characters: send it as `Authorization: Bearer <token>`.
+    pub token: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenList {
+    pub tokens: Vec<TokenView>,
+}
+
+/// Make an operator token (admin). The answer carries the secret, which is
+/// never shown again.
+#[utoipa::path(post, path = "/v1/operators/tokens", tag = "operators", request_body = NewToken,
+    responses((status = 201, body = CreatedToken), (status = 422, body = Problem)))]
+pub async fn create_token(
+    Extension(by): Extension<Operator>,
+    State(state): State<AppState>,
+    Json(new): Json<NewToken>,
+) -> Result<(StatusCode, axum::Json<CreatedToken>), ApiError> {
+    let name = new.name.trim();
+    if let Some(invalid) = validation::text("name", name, MAX_NAME_CHARS) {
+        return Err(ApiError::Validation(vec![invalid]));
+    }
+    let issued = Operators::issue();
+    let view = sqlx::query_as!(
+        TokenView,
+        r#"INSERT INTO operator_tokens (id, name, role, token_hash, created_by)
+           VALUES ($1, $2, $3, $4, $5)
+           RETURNING id, name, role AS "role: Role", created_by, created_at, revoked_at"#,
+        Uuid::new_v4(),
+        name,
+        new.role as Role,
+        issued.digest,
+        &*by.name
+    )
+    .fetch_one(&state.db)
+    .await?;
+    tracing::info!(token_id = %view.id, role = new.role.as_str(), by = &*by.name, "operator token made");
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(CreatedToken {
+            view,
+            token: issued.token,
+        }),
+    ))
+}
+
+/// The operator tokens (admin), newest first, revoked ones included; never
+/// their secrets.
+#[utoipa::path(get, path = "/v1/operators/tokens", tag = "operators",
+    responses((status = 200, body = TokenList)))]
+pub async fn list_tokens(State(state): State<AppState>) -> Result<axum::Json<TokenList>, ApiError> {
+    let tokens = sqlx::query_as!(
+        TokenView,
+        r#"SELECT id, name, role AS "role: Role", created_by, created_at, revoked_at
+           FROM operator_tokens ORDER BY created_at DESC, id"#
+    )
+    .fetch_all(&state.db)
+    .await?;
+    Ok(axum::Json(TokenList { tokens }))
+}
+
+/// Revoke a token (admin): every API process refuses it within 5 seconds
+/// (this one at once). Revoking a revoked token changes nothing.
+#[utoipa::path(delete, path = "/v1/operators/tokens/{id}", tag = "operators",
+    responses((status = 204, description = "Revoked"), (status = 404, body = Problem)))]
+pub async fn revoke_token(
+    Extension(by): Extension<Operator>,
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+) -> Result<StatusCode, ApiError> {
+    let revoked = sqlx::query_scalar!(
+        "UPDATE operator_tokens
+         SET revoked_at = coalesce(revoked_at, now()), revoked_by = coalesce(revoked_by, $2)
+         WHERE id = $1 RETURNING id",
+        id,
+        &*by.name
+    )
+    .fetch_optional(&state.db)
+    .await?;
+    if revoked.is_none() {
+        return Err(ApiError::NotFound("operator token"));
+    }
+    state.operators.reload(&state.db).await?;
+    tracing::info!(token_id = %id, by = &*by.name, "operator token revoked");
+    Ok(StatusCode::NO_CONTENT)
+}
