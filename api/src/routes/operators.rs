@@ -40,7 +40,8 @@ pub struct TokenView {
 }
 
 /// A new token with its secret: shown this once, stored only as a hash.
-#[derive(Debug, Serialize, ToSchema)]
+// No `Debug`: it holds a secret.
+#[derive(Serialize, ToSchema)]
 pub struct CreatedToken {
     #[serde(flatten)]
     pub view: TokenView,

@@ -44,7 +44,8 @@ pub struct Webhook {
 }
 
 /// A new endpoint, with its signing secret: shown this once.
-#[derive(Debug, Serialize, ToSchema)]
+// No `Debug`: it holds a secret.
+#[derive(Serialize, ToSchema)]
 pub struct CreatedWebhook {
     #[serde(flatten)]
     pub webhook: Webhook,
