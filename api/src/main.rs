@@ -1,6 +1,7 @@
 use std::future::IntoFuture;
 
 use anyhow::Context;
+use shared::config::ExposeSecret;
 use shared::Config;
 
 #[tokio::main]
@@ -9,7 +10,7 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::from_env()?;
     let shutdown = shared::shutdown::on_signal();
     let Some(db) = shared::db::connect_and_migrate(
-        &config.database_url,
+        config.database_url.expose_secret(),
         config.db_pool_size,
         shared::db::Plans::Default,
         &shutdown,
@@ -23,7 +24,7 @@ async fn main() -> anyhow::Result<()> {
         ..api::startup::AppState::new(&config, db)?
     };
     let topology = shared::topology::Topology::of(&config);
-    api::live::spawn(&state, &config.amqp_url, topology, &shutdown);
+    api::live::spawn(&state, config.amqp_url.expose_secret(), topology, &shutdown);
     state
         .operators
         .clone()

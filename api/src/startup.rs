@@ -6,6 +6,7 @@ use std::time::Duration;
 use axum::http::{HeaderName, Request};
 use axum::Router;
 use shared::amqp::Publisher;
+use shared::config::ExposeSecret;
 use shared::telemetry::PrometheusHandle;
 use shared::topology::Topology;
 use shared::Config;
@@ -43,12 +44,18 @@ impl AppState {
     pub fn new(config: &Config, db: PgPool) -> anyhow::Result<Self> {
         let admin_token = config
             .admin_token
-            .as_deref()
+            .as_ref()
+            .map(ExposeSecret::expose_secret)
             .ok_or_else(|| anyhow::anyhow!("ADMIN_TOKEN must be set for the api"))?;
         Ok(Self {
             allow_private_webhooks: config.webhooks.allow_private_networks,
             live: Arc::new(Hub::new(config.sse_keep_alive)),
-            ..Self::with(db, &config.amqp_url, Topology::of(config), admin_token)
+            ..Self::with(
+                db,
+                config.amqp_url.expose_secret(),
+                Topology::of(config),
+                admin_token,
+            )
         })
     }
 

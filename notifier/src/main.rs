@@ -9,6 +9,7 @@ mod webhooks;
 use std::sync::Arc;
 
 use shared::amqp::Publisher;
+use shared::config::ExposeSecret;
 use shared::topology::Topology;
 use shared::Config;
 use sqlx::postgres::{PgPool, PgPoolOptions};
@@ -21,7 +22,7 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::from_env()?;
     let shutdown = shared::shutdown::on_signal();
     let Some(db) = shared::db::connect_and_migrate(
-        &config.database_url,
+        config.database_url.expose_secret(),
         config.db_pool_size,
         shared::db::Plans::Default,
         &shutdown,
@@ -35,16 +36,16 @@ async fn main() -> anyhow::Result<()> {
         delivery_limit: config.delivery_limit,
     };
     let publisher = Arc::new(Publisher::new(
-        &config.amqp_url,
+        config.amqp_url.expose_secret(),
         &format!("notifier {} publisher", std::process::id()),
         topology,
     ));
     let notifier = Arc::new(consumer::Notifier {
         db: db.clone(),
-        mailer: mailer::Mailer::new(&config.smtp_url, &config.mail_from)?,
+        mailer: mailer::Mailer::new(config.smtp_url.expose_secret(), &config.mail_from)?,
         templates: email::Templates::default(),
         dead_letters: publisher.clone(),
-        amqp_url: config.amqp_url.clone(),
+        amqp_url: config.amqp_url.expose_secret().to_owned(),
         topology,
         concurrency: 8,
         max_attempts: config.max_attempts,
@@ -53,7 +54,7 @@ async fn main() -> anyhow::Result<()> {
     let fanout = Arc::new(webhooks::fanout::Fanout {
         db: db.clone(),
         dead_letters: publisher.clone(),
-        amqp_url: config.amqp_url.clone(),
+        amqp_url: config.amqp_url.expose_secret().to_owned(),
         topology,
         prefetch: 512,
         wake: wake.clone(),

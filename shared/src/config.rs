@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
+pub use secrecy::{ExposeSecret, SecretString};
+
 /// A variable that is missing or does not parse.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -19,14 +21,18 @@ pub enum ConfigError {
 
 /// Settings of all three services. Each service reads only what it needs;
 /// the rest keeps its default, so one `.env` can serve the whole system.
+/// What may hold a password or a token is a [`SecretString`]: its `Debug`
+/// prints `[REDACTED]`, so neither a log line nor a panic shows it, and
+/// every use spells out `expose_secret()`.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub database_url: String,
-    pub amqp_url: String,
-    pub smtp_url: String,
+    pub database_url: SecretString,
+    pub amqp_url: SecretString,
+    pub smtp_url: SecretString,
     pub mail_from: String,
-    /// Bearer token for admin endpoints; the api refuses to start without it.
-    pub admin_token: Option<String>,
+    /// The bootstrap admin's bearer token; the api refuses to start
+    /// without it.
+    pub admin_token: Option<SecretString>,
     pub api_addr: SocketAddr,
     /// Where a worker or notifier serves `/healthz`, `/readyz`, `/metrics`.
     pub metrics_addr: SocketAddr,
@@ -87,11 +93,14 @@ pub struct TestGatewaySettings {
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
-            database_url: required("DATABASE_URL")?,
-            amqp_url: or("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"),
-            smtp_url: or("SMTP_URL", "smtp://127.0.0.1:1025"),
+            database_url: required("DATABASE_URL")?.into(),
+            amqp_url: or("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f").into(),
+            smtp_url: or("SMTP_URL", "smtp://127.0.0.1:1025").into(),
             mail_from: or("MAIL_FROM", "Booking <tickets@booking.local>"),
-            admin_token: std::env::var("ADMIN_TOKEN").ok().filter(|t| !t.is_empty()),
+            admin_token: std::env::var("ADMIN_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty())
+                .map(SecretString::from),
             api_addr: parsed("API_ADDR", "127.0.0.1:8080")?,
             metrics_addr: parsed("METRICS_ADDR", "127.0.0.1:9100")?,
             hold_duration: Duration::from_secs(parsed("HOLD_SECONDS", "300")?),

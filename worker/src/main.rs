@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use shared::amqp::Publisher;
+use shared::config::ExposeSecret;
 use shared::topology::Topology;
 use shared::Config;
 use tokio_util::task::TaskTracker;
@@ -40,7 +41,7 @@ async fn main() -> anyhow::Result<()> {
             shards: config.shards,
             delivery_limit: config.delivery_limit,
         };
-        let summary = replay::run(&config.amqp_url, topology, &queue, limit).await?;
+        let summary = replay::run(config.amqp_url.expose_secret(), topology, &queue, limit).await?;
         println!(
             "replayed {} message(s) from {queue}; kept {} that cannot be parsed",
             summary.replayed, summary.kept
@@ -49,7 +50,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let shutdown = shared::shutdown::on_signal();
     let Some(db) = shared::db::connect_and_migrate(
-        &config.database_url,
+        config.database_url.expose_secret(),
         config.db_pool_size,
         shared::db::Plans::PerExecution,
         &shutdown,
@@ -63,7 +64,7 @@ async fn main() -> anyhow::Result<()> {
         delivery_limit: config.delivery_limit,
     };
     let publisher = Arc::new(Publisher::new(
-        &config.amqp_url,
+        config.amqp_url.expose_secret(),
         &format!("worker {} publisher", std::process::id()),
         topology,
     ));
@@ -77,8 +78,8 @@ async fn main() -> anyhow::Result<()> {
     ));
     let consumer = consumer::ShardConsumer::new(
         consumer::Settings {
-            amqp_url: config.amqp_url.clone(),
-            database_url: config.database_url.clone(),
+            amqp_url: config.amqp_url.expose_secret().to_owned(),
+            database_url: config.database_url.expose_secret().to_owned(),
             topology,
             prefetch: config.prefetch,
             max_attempts: config.max_attempts,
