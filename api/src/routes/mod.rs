@@ -6,18 +6,25 @@ pub mod events;
 pub mod shows;
 pub mod webhooks;
 
+use axum::middleware::from_fn_with_state;
 use axum::routing::{delete, get, post};
 use axum::Router;
 
+use crate::rate_limit;
 use crate::startup::AppState;
 
-pub fn router() -> Router<AppState> {
+pub fn router(state: &AppState) -> Router<AppState> {
+    let mut submit = post(bookings::create_booking);
+    // Around the handler, so a refused request is not read or recorded.
+    if let Some(limiter) = &state.rate_limit {
+        submit = submit.route_layer(from_fn_with_state(limiter.clone(), rate_limit::check));
+    }
     Router::new()
         .route("/v1/shows", post(shows::create_show).get(shows::list_shows))
         .route("/v1/shows/{id}", get(shows::get_show))
         .route("/v1/shows/{id}/seats", get(shows::seat_map))
         .route("/v1/shows/{id}/sales", get(admin::show_sales))
-        .route("/v1/shows/{id}/bookings", post(bookings::create_booking))
+        .route("/v1/shows/{id}/bookings", submit)
         .route("/v1/bookings", get(admin::list_bookings))
         .route("/v1/bookings/{id}", get(bookings::get_booking))
         .route("/v1/bookings/{id}/events", get(events::booking_events))
