@@ -12,6 +12,7 @@ mod isolation;
 mod limits;
 mod live;
 mod place_in_line;
+mod rate_limits;
 mod refunds;
 mod reminders;
 mod shutdown;
