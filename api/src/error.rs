@@ -50,6 +50,10 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("{detail}")]
     Conflict { code: &'static str, detail: String },
+    /// Past the client address's limit on booking submissions; nothing was
+    /// read or recorded.
+    #[error("too many booking requests from this address: nothing was recorded; try again in {retry_after} s")]
+    RateLimited { retry_after: u64 },
     #[error("this Idempotency-Key was already used with a different request")]
     IdempotencyKeyReused,
     #[error("the booking queue is unavailable, try again shortly")]
@@ -110,6 +114,11 @@ impl ApiError {
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "idempotency_key_reused",
                 "Idempotency-Key reused",
+            ),
+            Self::RateLimited { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "Too many requests",
             ),
             Self::InputRejected(_) => (
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -215,6 +224,10 @@ impl IntoResponse for ApiError {
             Self::AlreadyCheckedIn(at) => Some(*at),
             _ => None,
         };
+        let rate_limited = match &self {
+            Self::RateLimited { retry_after } => Some(*retry_after),
+            _ => None,
+        };
         let errors = match self {
             Self::Validation(errors) => errors,
             _ => Vec::new(),
@@ -236,6 +249,9 @@ impl IntoResponse for ApiError {
         );
         if status == StatusCode::SERVICE_UNAVAILABLE {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+        }
+        if let Some(seconds) = rate_limited {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         if status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

@@ -8,6 +8,7 @@ pub mod error;
 pub mod extract;
 pub mod live;
 pub mod openapi;
+pub mod rate_limit;
 pub mod recorder;
 pub mod routes;
 pub mod startup;

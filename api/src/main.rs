@@ -29,6 +29,7 @@ async fn main() -> anyhow::Result<()> {
         .operators
         .clone()
         .spawn_reloading(state.db.clone(), shutdown.child_token());
+    api::rate_limit::spawn_pruning(&state, &shutdown);
     if let Err(err) = state.publisher.ensure_connected().await {
         // Not fatal: the API answers 503 for bookings until the broker is back.
         tracing::warn!(error = %err, "RabbitMQ not reachable yet");
@@ -38,8 +39,11 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", config.api_addr))?;
     tracing::info!(addr = %config.api_addr, "api listening");
     // One routing table for all connections: serving the `Router` itself
-    // would rebuild it for each (about 16 KiB per open event stream).
-    let app = api::startup::app(state, metrics).into_make_service();
+    // would rebuild it for each (about 16 KiB per open event stream). Each
+    // connection's service is that table plus the peer's address, which
+    // the rate limit needs.
+    let app = api::startup::app(state, metrics)
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
     // On the signal: stop accepting, finish the requests in flight (their
     // publishes included), then exit.
     let server =

@@ -190,4 +190,17 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn the_document_describes_the_rate_limit_on_booking_submissions() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let submit = &doc["paths"]["/v1/shows/{id}/bookings"]["post"]["responses"];
+        for header in ["Retry-After", "RateLimit-Policy", "RateLimit"] {
+            assert!(submit["429"]["headers"][header].is_object(), "{submit}");
+        }
+        assert!(
+            submit["202"]["headers"]["RateLimit"].is_object(),
+            "{submit}"
+        );
+    }
 }

@@ -15,6 +15,7 @@ use crate::auth::Operators;
 use crate::catalog::Catalog;
 use crate::error::ApiError;
 use crate::live::Hub;
+use crate::rate_limit::Limiter;
 use crate::recorder::Recorder;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -38,6 +39,8 @@ pub struct AppState {
     pub draining: CancellationToken,
     /// Open event streams and what they watch.
     pub live: Arc<Hub>,
+    /// The per-client limit on booking submissions; `None` when off.
+    pub rate_limit: Option<Arc<Limiter>>,
 }
 
 impl AppState {
@@ -50,6 +53,9 @@ impl AppState {
         Ok(Self {
             allow_private_webhooks: config.webhooks.allow_private_networks,
             live: Arc::new(Hub::new(config.sse_keep_alive)),
+            rate_limit: config
+                .rate_limit
+                .map(|limit| Arc::new(Limiter::new(limit, config.trusted_proxies.clone()))),
             ..Self::with(
                 db,
                 config.amqp_url.expose_secret(),
@@ -60,7 +66,7 @@ impl AppState {
     }
 
     /// The state from the few settings it needs, for callers without a
-    /// whole [`Config`] (in-process tests).
+    /// whole [`Config`] (in-process tests); no rate limit.
     pub fn with(db: PgPool, amqp_url: &str, topology: Topology, admin_token: &str) -> Self {
         let name = format!("api {}", std::process::id());
         Self {
@@ -72,6 +78,7 @@ impl AppState {
             allow_private_webhooks: false,
             draining: CancellationToken::new(),
             live: Arc::new(Hub::new(shared::config::DEFAULT_SSE_KEEP_ALIVE)),
+            rate_limit: None,
         }
     }
 }

@@ -365,7 +365,7 @@ pub async fn run(sys: Arc<System>, settings: &Settings) -> anyhow::Result<FlashS
     Ok(sale)
 }
 
-/// General-admission requests for 1–4 tickets, each from its own address.
+/// General-admission requests for 1–4 tickets, each from its own email address.
 fn ga_requests(show: &str, settings: &Settings) -> Vec<Request> {
     let mut rng = StdRng::seed_from_u64(settings.seed);
     let run = Uuid::new_v4().simple().to_string();

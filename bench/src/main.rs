@@ -50,7 +50,7 @@ struct Args {
     /// Tickets (general admission) or seats (--seated) of the show on sale.
     #[arg(long, default_value_t = 20_000)]
     capacity: u32,
-    /// Booking requests to send, each for 1–4 tickets from its own address.
+    /// Booking requests to send, each for 1–4 tickets from its own email address.
     #[arg(long, default_value_t = 100_000)]
     requests: usize,
     /// Closed loop: requests in flight at once.
@@ -131,6 +131,8 @@ struct Args {
     pg_batch: usize,
     /// Environment for every service process, e.g. PREFETCH=500 (repeat
     /// for more). DB_POOL_SIZE defaults to the services' own default, 16.
+    /// The rate limit is off (RATE_LIMIT_PER_SECOND=0, as in the tests):
+    /// every request comes from this one address.
     #[arg(long = "service-env", value_name = "KEY=VALUE", value_parser = key_value)]
     service_env: Vec<(String, String)>,
     /// Seconds to wait for every decision, and again for the API to show it.

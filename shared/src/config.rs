@@ -1,6 +1,7 @@
 //! One typed configuration struct, read from the environment (PRODUCT.md §6).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -60,6 +61,64 @@ pub struct Config {
     /// sends a keep-alive comment.
     pub sse_keep_alive: Duration,
     pub webhooks: WebhookSettings,
+    /// The per-client limit on booking submissions; `None` when
+    /// `RATE_LIMIT_PER_SECOND` or `RATE_LIMIT_BURST` is 0 (off).
+    pub rate_limit: Option<RateLimitSettings>,
+    /// Peers whose `X-Forwarded-For` is believed (`TRUSTED_PROXIES`).
+    pub trusted_proxies: TrustedProxies,
+}
+
+/// Booking submissions one client address may make: a bucket of `burst`
+/// requests, refilled at `per_second`.
+///
+/// The defaults (10 a second, 20 at once) are far above what one person
+/// does, yet leave room for the many customers behind one address (an
+/// office, a carrier's NAT) pressing "book" together when a sale opens,
+/// while one client alone cannot flood the queue and the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimitSettings {
+    pub per_second: NonZeroU32,
+    pub burst: NonZeroU32,
+}
+
+/// [`Config::rate_limit`] unless `RATE_LIMIT_PER_SECOND` says otherwise.
+pub const DEFAULT_RATE_LIMIT_PER_SECOND: u32 = 10;
+/// [`Config::rate_limit`] unless `RATE_LIMIT_BURST` says otherwise.
+pub const DEFAULT_RATE_LIMIT_BURST: u32 = 20;
+
+/// The proxies in front of the api, as IP addresses and CIDR networks:
+/// comma separated, e.g. `10.0.0.0/8, 192.0.2.7`. Only a request from one
+/// of them has its `X-Forwarded-For` read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustedProxies(Vec<ipnet::IpNet>);
+
+impl TrustedProxies {
+    /// Whether `ip` (IPv4-mapped IPv6 counts as the IPv4 address) is a
+    /// trusted proxy.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.0.iter().any(|net| net.contains(&ip))
+    }
+}
+
+impl FromStr for TrustedProxies {
+    type Err = String;
+
+    fn from_str(list: &str) -> Result<Self, String> {
+        list.split(',')
+            .map(str::trim)
+            .filter(|entry| !entry.is_empty())
+            .map(|entry| {
+                entry
+                    .parse::<ipnet::IpNet>()
+                    .or_else(|_| entry.parse::<IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        format!("{entry:?} is neither an IP address nor a CIDR network (e.g. 192.0.2.7 or 10.0.0.0/8)")
+                    })
+            })
+            .collect::<Result<_, _>>()
+            .map(Self)
+    }
 }
 
 /// How the notifier delivers webhooks (and the API vets their URLs).
@@ -127,8 +186,23 @@ impl Config {
                 "SSE_KEEP_ALIVE_SECONDS",
                 &DEFAULT_SSE_KEEP_ALIVE.as_secs().to_string(),
             )?),
+            rate_limit: rate_limit()?,
+            trusted_proxies: parsed("TRUSTED_PROXIES", "")?,
         })
     }
+}
+
+/// `RATE_LIMIT_PER_SECOND` and `RATE_LIMIT_BURST`; 0 in either turns the
+/// limit off.
+fn rate_limit() -> Result<Option<RateLimitSettings>, ConfigError> {
+    let per_second: u32 = parsed(
+        "RATE_LIMIT_PER_SECOND",
+        &DEFAULT_RATE_LIMIT_PER_SECOND.to_string(),
+    )?;
+    let burst: u32 = parsed("RATE_LIMIT_BURST", &DEFAULT_RATE_LIMIT_BURST.to_string())?;
+    Ok(NonZeroU32::new(per_second)
+        .zip(NonZeroU32::new(burst))
+        .map(|(per_second, burst)| RateLimitSettings { per_second, burst }))
 }
 
 fn required(name: &'static str) -> Result<String, ConfigError> {
@@ -167,4 +241,37 @@ where
         reason: e.to_string(),
         value,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trusted_proxies_are_addresses_and_networks_of_both_families() {
+        let trusted: TrustedProxies = " 10.0.0.0/8, 192.0.2.7,2001:db8::/32 ,".parse().unwrap();
+        for inside in ["10.1.2.3", "192.0.2.7", "2001:db8::1", "::ffff:10.9.9.9"] {
+            assert!(trusted.contains(inside.parse().unwrap()), "{inside}");
+        }
+        for outside in ["11.0.0.1", "192.0.2.8", "2001:db9::1", "127.0.0.1"] {
+            assert!(!trusted.contains(outside.parse().unwrap()), "{outside}");
+        }
+        assert_eq!("".parse::<TrustedProxies>(), Ok(TrustedProxies::default()));
+    }
+
+    #[test]
+    fn a_trusted_proxy_that_is_not_an_address_or_network_is_refused_by_name() {
+        for bad in [
+            "10.0.0.0/33",
+            "proxy.example.com",
+            "10.0.0.1, 300.1.1.1",
+            "10.0.0.0/",
+        ] {
+            let err = bad.parse::<TrustedProxies>().unwrap_err();
+            assert!(
+                err.contains("neither an IP address nor a CIDR"),
+                "{bad}: {err}"
+            );
+        }
+    }
 }

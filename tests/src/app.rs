@@ -5,6 +5,7 @@
 //! vhost), as zero-to-production's `spawn_app` does. Nothing decides the
 //! bookings it accepts: flows and faults use [`crate::System`].
 
+use std::net::SocketAddr;
 use std::sync::OnceLock;
 
 use api::startup::{app, AppState};
@@ -35,7 +36,8 @@ impl std::ops::Deref for TestApp {
 }
 
 impl TestApp {
-    /// Builds the app as the `api` binary does and serves it until
+    /// Builds the app as the `api` binary does (but without a rate limit)
+    /// and serves it, peer addresses included, until
     /// [`finish`](Self::finish).
     pub async fn spawn() -> Self {
         let _ = tracing_subscriber::fmt()
@@ -61,9 +63,13 @@ impl TestApp {
         };
         let state = AppState::with(db, &sandbox.amqp_url, topology, ADMIN_TOKEN);
         let server = tokio::spawn(async move {
-            axum::serve(listener, app(state, metrics()).into_make_service())
-                .await
-                .expect("serving the app");
+            let app = app(state, metrics());
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await
+            .expect("serving the app");
         });
         Self { sandbox, server }
     }

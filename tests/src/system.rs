@@ -123,6 +123,9 @@ impl System {
             ("RUST_LOG", "info,sqlx=warn".to_owned()),
             // Tests receive webhooks on 127.0.0.1.
             ("WEBHOOK_ALLOW_PRIVATE_NETWORKS", "true".to_owned()),
+            // Tests and the benchmark send everything from one address; a
+            // test of the limit sets its own in `Options::extra_env`.
+            ("RATE_LIMIT_PER_SECOND", "0".to_owned()),
         ];
         let mut system = Self {
             sandbox,

@@ -256,11 +256,22 @@ fn accepted(view: BookingView) -> Response {
 }
 
 /// Submit a booking request. Answers 202 once RabbitMQ has confirmed it.
+/// Submissions are rate limited per client address (a burst, then a steady
+/// rate): past the limit the answer is 429 and nothing is recorded. While
+/// the limit is on, answers carry it in the `RateLimit-Policy` and
+/// `RateLimit` fields of draft-ietf-httpapi-ratelimit-headers-10.
 #[utoipa::path(post, path = "/v1/shows/{id}/bookings", tag = "bookings", request_body = NewBooking,
     params(("Idempotency-Key" = Option<String>, Header, description = "Same key and body return the same booking")),
     responses(
-        (status = 202, body = BookingView, description = "Queued; poll the Location"),
+        (status = 202, body = BookingView, description = "Queued; poll the Location", headers(
+            ("Location" = String, description = "where to poll the booking"),
+            ("RateLimit-Policy" = String, description = r#"the limit, e.g. `"bookings";q=20;w=2`: 20 requests in any 2 s"#),
+            ("RateLimit" = String, description = r#"what remains of it, e.g. `"bookings";r=19`"#))),
         (status = 404, body = Problem), (status = 422, body = Problem),
+        (status = 429, body = Problem, description = "Past this client address's limit (code `rate_limited`); nothing was recorded", headers(
+            ("Retry-After" = u64, description = "whole seconds (at least 1) until a request is allowed again"),
+            ("RateLimit-Policy" = String, description = r#"the limit, e.g. `"bookings";q=20;w=2`"#),
+            ("RateLimit" = String, description = r#"`"bookings";r=0;t=<Retry-After>`"#))),
         (status = 503, body = Problem, description = "Queue unavailable; retry after Retry-After")))]
 #[tracing::instrument(skip_all, fields(show_id = %show_id, booking_id))]
 pub async fn create_booking(

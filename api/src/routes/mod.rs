@@ -10,10 +10,12 @@ pub mod webhooks;
 
 use axum::handler::Handler;
 use axum::http::Method;
+use axum::middleware::from_fn_with_state;
 use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::Router;
 
 use crate::auth::{self, Access, Role};
+use crate::rate_limit;
 use crate::startup::AppState;
 
 /// A route and who may call it.
@@ -23,12 +25,27 @@ pub struct Declared {
     /// As the OpenAPI document writes it (`/v1/shows/{id}`).
     pub path: &'static str,
     pub access: Access,
+    /// Behind the per-client rate limit (`RATE_LIMIT_PER_SECOND`).
+    pub rate_limited: bool,
+}
+
+/// A declared route and its handler.
+struct Route {
+    declared: Declared,
+    handler: MethodRouter<AppState>,
+}
+
+impl Route {
+    fn rate_limited(mut self) -> Self {
+        self.declared.rate_limited = true;
+        self
+    }
 }
 
 /// Every route with who may call it: the one place a route declares its
 /// role. The router's guards, the OpenAPI document's security requirements
 /// and the role tests are all made from this list.
-fn routes() -> Vec<(Declared, MethodRouter<AppState>)> {
+fn routes() -> Vec<Route> {
     use Access::{OptionalRole, Public, Role as Needs};
     use Method as M;
     let viewer = Needs(Role::Viewer);
@@ -45,7 +62,8 @@ fn routes() -> Vec<(Declared, MethodRouter<AppState>)> {
             "/v1/shows/{id}/bookings",
             Public,
             bookings::create_booking,
-        ),
+        )
+        .rate_limited(),
         route(M::GET, "/v1/bookings", viewer, admin::list_bookings),
         route(M::GET, "/v1/bookings/{id}", Public, bookings::get_booking),
         route(
@@ -108,42 +126,47 @@ fn routes() -> Vec<(Declared, MethodRouter<AppState>)> {
     ]
 }
 
-fn route<H, T>(
-    method: Method,
-    path: &'static str,
-    access: Access,
-    handler: H,
-) -> (Declared, MethodRouter<AppState>)
+fn route<H, T>(method: Method, path: &'static str, access: Access, handler: H) -> Route
 where
     H: Handler<T, AppState>,
     T: 'static,
 {
     let filter = MethodFilter::try_from(method.clone()).expect("a routable method");
-    let declared = Declared {
-        method,
-        path,
-        access,
-    };
-    (declared, on(filter, handler))
+    Route {
+        declared: Declared {
+            method,
+            path,
+            access,
+            rate_limited: false,
+        },
+        handler: on(filter, handler),
+    }
 }
 
 /// What [`routes`] declares, without the handlers.
 pub fn declared() -> Vec<Declared> {
-    routes().into_iter().map(|(declared, _)| declared).collect()
+    routes().into_iter().map(|route| route.declared).collect()
 }
 
-/// The routes, each behind the guard its declaration asks for.
+/// The routes, each behind the guards its declaration asks for: the rate
+/// limit first (a refused request is neither authenticated, read nor
+/// recorded), then the role.
 pub fn router(state: &AppState) -> Router<AppState> {
-    routes()
-        .into_iter()
-        .fold(Router::new(), |router, (declared, handler)| {
-            let handler = match declared.access {
-                Access::Public => handler,
-                access => handler.route_layer(axum::middleware::from_fn_with_state(
-                    state.clone(),
-                    move |state, req, next| auth::guard(state, access, req, next),
-                )),
-            };
-            router.route(declared.path, handler)
-        })
+    routes().into_iter().fold(Router::new(), |router, route| {
+        let Route {
+            declared,
+            mut handler,
+        } = route;
+        if let Access::OptionalRole(_) | Access::Role(_) = declared.access {
+            let access = declared.access;
+            handler = handler.route_layer(from_fn_with_state(
+                state.clone(),
+                move |state, req, next| auth::guard(state, access, req, next),
+            ));
+        }
+        if let (true, Some(limiter)) = (declared.rate_limited, &state.rate_limit) {
+            handler = handler.route_layer(from_fn_with_state(limiter.clone(), rate_limit::check));
+        }
+        router.route(declared.path, handler)
+    })
 }

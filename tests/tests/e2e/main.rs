@@ -13,6 +13,7 @@ mod limits;
 mod live;
 mod operators;
 mod place_in_line;
+mod rate_limits;
 mod refunds;
 mod reminders;
 mod shutdown;
