@@ -262,3 +262,74 @@ async fn two_doors_scanning_one_ticket_at_once_let_one_person_in() {
     assert_eq!(created_by.as_deref(), Some("admin"));
     sys.finish().await;
 }
+
+#[tokio::test]
+async fn tokens_secrets_and_passwords_never_reach_the_logs() {
+    let sys = System::start_with(tests::Options {
+        extra_env: vec![("RUST_LOG".to_owned(), "debug".to_owned())],
+        ..tests::Options::default()
+    })
+    .await;
+    let (token, id) = make_token(&sys, "Ada", Role::Admin).await;
+    let res = sys
+        .request(Method::GET, "/v1/operators/tokens")
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let res = sys
+        .admin(Method::POST, "/v1/webhooks")
+        .json(&json!({"url": "http://127.0.0.1:9/hook", "events": ["booking.held"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let secret = res.json::<Value>().await.unwrap()["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // A refused token is not echoed either.
+    let wrong = format!("bko_{}", "B".repeat(43));
+    let res = sys
+        .request(Method::GET, "/v1/operators/tokens")
+        .bearer_auth(&wrong)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    let res = sys
+        .admin(Method::DELETE, &format!("/v1/operators/tokens/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    let show = sys.ga_show(10).await;
+    let booking = sys
+        .book_accepted(
+            &show,
+            json!({"email": "ada@example.com", "name": "Ada", "quantity": 1}),
+        )
+        .await;
+    sys.decided(&booking).await;
+    let passwords: Vec<String> = [&sys.database_url, &sys.amqp_url]
+        .iter()
+        .filter_map(|url| {
+            let url = reqwest::Url::parse(url).ok()?;
+            let password = url.password()?;
+            Some(format!("{}:{password}@", url.username()))
+        })
+        .collect();
+    assert_eq!(passwords.len(), 2, "the test's URLs carry passwords");
+    for label in ["api", "worker-0", "notifier"] {
+        let log = sys.log(label);
+        assert!(log.len() > 1000, "{label} logged at debug level");
+        for secret in [tests::system::ADMIN_TOKEN, &token, &wrong, &secret]
+            .into_iter()
+            .chain(passwords.iter().map(String::as_str))
+        {
+            assert!(!log.contains(secret), "{label}'s log shows {secret}");
+        }
+    }
+    sys.finish().await;
+}
