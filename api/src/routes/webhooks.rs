@@ -242,19 +242,23 @@ pub async fn delete_webhook(
 }
 
 /// The endpoint's recent deliveries (admin), newest first, each with its
-/// attempts: failed ones are listed as `failed`.
+/// attempts: failed ones are listed as `failed`. A deleted endpoint is
+/// gone, with its deliveries (404).
 #[utoipa::path(get, path = "/v1/webhooks/{id}/deliveries", tag = "webhooks",
     security(("admin" = [])),
-    responses((status = 200, body = DeliveryList), (status = 401, body = Problem),
+    responses((status = 200, body = DeliveryList),
         (status = 404, body = Problem)))]
 pub async fn list_deliveries(
     _: Admin,
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
 ) -> Result<axum::Json<DeliveryList>, ApiError> {
-    let known = sqlx::query_scalar!("SELECT 1 AS one FROM webhook_endpoints WHERE id = $1", id)
-        .fetch_optional(&state.db)
-        .await?;
+    let known = sqlx::query_scalar!(
+        "SELECT 1 AS one FROM webhook_endpoints WHERE id = $1 AND deleted_at IS NULL",
+        id
+    )
+    .fetch_optional(&state.db)
+    .await?;
     if known.is_none() {
         return Err(ApiError::NotFound("webhook"));
     }
