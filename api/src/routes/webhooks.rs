@@ -10,7 +10,8 @@ use chrono::{DateTime, Utc};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use shared::webhooks::{DeliveryStatus, WebhookEvent, ROUTING_LOCK, SECRET_PREFIX};
-use utoipa::ToSchema;
+use utoipa::openapi::schema::{Array, ArrayBuilder, Object, ObjectBuilder, SchemaFormat, Type};
+use utoipa::{PartialSchema, ToSchema};
 use uuid::Uuid;
 
 use crate::auth::Admin;
@@ -28,12 +29,32 @@ const RECENT_DELIVERIES: i64 = 100;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewWebhook {
-    /// `http` or `https`; not a loopback or private address unless the
-    /// deployment allows it (`WEBHOOK_ALLOW_PRIVATE_NETWORKS`).
+    #[schema(schema_with = url_schema)]
     pub url: String,
-    /// Event types to receive (at least one, each once).
-    #[schema(value_type = Vec<WebhookEvent>)]
+    #[schema(schema_with = events_schema)]
     pub events: Vec<String>,
+}
+
+fn events_schema() -> Array {
+    ArrayBuilder::new()
+        .items(WebhookEvent::schema())
+        .min_items(Some(1))
+        .unique_items(true)
+        .description(Some("Event types to receive (at least one, each once)."))
+        .build()
+}
+
+fn url_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .format(Some(SchemaFormat::Custom("uri".to_owned())))
+        .max_length(Some(MAX_URL_CHARS))
+        .pattern(Some("^[Hh][Tt][Tt][Pp][Ss]?://"))
+        .description(Some(
+            "`http` or `https`; not a loopback or private address unless the \
+             deployment allows it (`WEBHOOK_ALLOW_PRIVATE_NETWORKS`).",
+        ))
+        .build()
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -94,8 +115,7 @@ pub struct DeliveryList {
 /// signing secret, which is never shown again.
 #[utoipa::path(post, path = "/v1/webhooks", tag = "webhooks", request_body = NewWebhook,
     security(("admin" = [])),
-    responses((status = 201, body = CreatedWebhook), (status = 400, body = Problem),
-        (status = 401, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 201, body = CreatedWebhook), (status = 422, body = Problem)))]
 pub async fn create_webhook(
     _: Admin,
     State(state): State<AppState>,
@@ -190,7 +210,7 @@ fn new_secret() -> String {
 
 /// The registered endpoints (admin), without their secrets.
 #[utoipa::path(get, path = "/v1/webhooks", tag = "webhooks", security(("admin" = [])),
-    responses((status = 200, body = WebhookList), (status = 401, body = Problem)))]
+    responses((status = 200, body = WebhookList)))]
 pub async fn list_webhooks(
     _: Admin,
     State(state): State<AppState>,
@@ -208,7 +228,7 @@ pub async fn list_webhooks(
 /// Delete an endpoint (admin): it gets no further deliveries; those still
 /// pending are cancelled.
 #[utoipa::path(delete, path = "/v1/webhooks/{id}", tag = "webhooks", security(("admin" = [])),
-    responses((status = 204, description = "Deleted"), (status = 401, body = Problem),
+    responses((status = 204, description = "Deleted"),
         (status = 404, body = Problem)))]
 pub async fn delete_webhook(
     _: Admin,
