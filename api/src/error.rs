@@ -60,6 +60,8 @@ pub enum ApiError {
     QueueUnavailable(#[from] PublishError),
     #[error("the database is unavailable, try again shortly")]
     DatabaseUnavailable(#[source] Arc<sqlx::Error>),
+    #[error("the request took too long, try again shortly")]
+    TimedOut,
     /// PostgreSQL refused this request's data (a data exception or a
     /// constraint, SQLSTATE class 22 or 23) that validation let through.
     #[error("the request's data was refused; nothing was recorded")]
@@ -125,7 +127,7 @@ impl ApiError {
                 "input_rejected",
                 "Input rejected",
             ),
-            Self::QueueUnavailable(_) | Self::DatabaseUnavailable(_) => (
+            Self::QueueUnavailable(_) | Self::DatabaseUnavailable(_) | Self::TimedOut => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "temporarily_unavailable",
                 "Temporarily unavailable",
@@ -212,6 +214,7 @@ impl IntoResponse for ApiError {
             Self::Internal(err) => tracing::error!(error = ?err, "request failed"),
             Self::QueueUnavailable(err) => tracing::warn!(error = %err, "answering 503"),
             Self::DatabaseUnavailable(err) => tracing::warn!(error = %err, "answering 503"),
+            Self::TimedOut => tracing::warn!("request timed out, answering 503"),
             Self::InputRejected(err) => tracing::warn!(error = %err, "database refused the input"),
             _ => {}
         }

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod catalog;
 pub mod error;
 pub mod extract;
+pub mod integer;
 pub mod live;
 pub mod openapi;
 pub mod rate_limit;

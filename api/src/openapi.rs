@@ -2,15 +2,21 @@
 
 use axum::http::Method;
 use axum::Router;
-use utoipa::openapi::path::Operation;
+use utoipa::openapi::path::{Operation, ParameterIn};
+use utoipa::openapi::schema::Schema;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
-use utoipa::openapi::{Content, PathItem, Ref, ResponseBuilder};
+use utoipa::openapi::{Content, ContentBuilder, PathItem, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::auth::Access;
+use crate::routes::bookings::NewBooking;
+use crate::routes::shows::NewShow;
 use crate::routes::{self, admin, bookings, events, operators, shows, tickets, webhooks};
 use crate::startup::AppState;
+
+/// The media type of every error answer (see `ApiError`).
+pub const PROBLEM: &str = "application/problem+json";
 
 #[derive(OpenApi)]
 #[openapi(
@@ -25,7 +31,10 @@ use crate::startup::AppState;
         tickets::check_in,
         operators::create_token, operators::list_tokens, operators::revoke_token,
     ),
-    modifiers(&OperatorAuth),
+    // Referred to from schemas built by hand (`uniqueItems`), not derived.
+    components(schemas(shows::NewSection, shows::NewRow)),
+    // The roles first: the problems' 401s follow from their requirements.
+    modifiers(&OperatorAuth, &Problems, &Shapes),
     tags((name = "shows"), (name = "bookings"), (name = "admin"), (name = "webhooks"),
          (name = "tickets"), (name = "operators"))
 )]
@@ -85,7 +94,7 @@ impl Modify for OperatorAuth {
                 let problem = ResponseBuilder::new()
                     .description(description)
                     .content(
-                        "application/problem+json",
+                        PROBLEM,
                         Content::new(Some(Ref::from_schema_name("Problem"))),
                     )
                     .build();
@@ -109,6 +118,88 @@ fn operation<'a>(item: &'a mut PathItem, method: &Method) -> Option<&'a mut Oper
     }
 }
 
+/// What every operation may answer besides its own outcomes, said once:
+/// errors are problem details (`application/problem+json`); `400` for a
+/// path, query or body that does not parse; `503` while the database or
+/// the broker is unavailable (or the request outlasts its time limit).
+/// (`401` and `403` come with each operation's role, see [`OperatorAuth`].)
+struct Problems;
+
+impl Modify for Problems {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ];
+            for operation in operations.into_iter().flatten() {
+                answers_problems(operation);
+            }
+        }
+    }
+}
+
+fn answers_problems(operation: &mut Operation) {
+    let parses_input = operation.request_body.is_some()
+        || operation
+            .parameters
+            .iter()
+            .flatten()
+            .any(|p| matches!(p.parameter_in, ParameterIn::Path | ParameterIn::Query));
+    let responses = &mut operation.responses.responses;
+    for (status, description, applies) in [
+        (
+            "400",
+            "The path, query or body does not parse",
+            parses_input,
+        ),
+        (
+            "503",
+            "Temporarily unavailable; retry after Retry-After",
+            true,
+        ),
+    ] {
+        if applies && !responses.contains_key(status) {
+            let problem = ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build();
+            let response = ResponseBuilder::new()
+                .description(description)
+                .content(PROBLEM, problem);
+            responses.insert(status.to_owned(), response.build().into());
+        }
+    }
+    for (status, response) in responses.iter_mut() {
+        if let (RefOr::T(response), true) = (response, status.as_str() >= "400") {
+            if let Some(json) = response.content.shift_remove("application/json") {
+                response.content.insert(PROBLEM.to_owned(), json);
+            }
+        }
+    }
+}
+
+/// Request bodies whose fields depend on each other take one of a few
+/// shapes (`oneOf` beside the object's own schema), as their types say.
+struct Shapes;
+
+impl Modify for Shapes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        for (name, shapes) in [
+            ("NewShow", NewShow::shapes()),
+            ("NewBooking", NewBooking::shapes()),
+        ] {
+            if let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(name) {
+                let extensions = object.extensions.get_or_insert_with(Default::default);
+                extensions.insert("oneOf".to_owned(), shapes);
+            }
+        }
+    }
+}
+
 pub fn router() -> Router<AppState> {
     Router::new().merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
 }
@@ -116,8 +207,68 @@ pub fn router() -> Router<AppState> {
 #[cfg(test)]
 mod tests {
     use serde_json::json;
+    use shared::domain::MAX_TICKETS_PER_BOOKING;
 
     use super::*;
+    use crate::routes::shows::{Page, MAX_CAPACITY, MAX_PRICE_CENTS, MAX_SEATS_PER_ROW};
+
+    #[test]
+    fn the_documents_limits_are_the_ones_validation_checks() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let shows = "/components/schemas/NewShow/properties";
+        for (pointer, limit) in [
+            (format!("{shows}/capacity/maximum"), json!(MAX_CAPACITY)),
+            (
+                format!("{shows}/price_cents/maximum"),
+                json!(MAX_PRICE_CENTS),
+            ),
+            (
+                "/components/schemas/NewSection/properties/price_cents/maximum".to_owned(),
+                json!(MAX_PRICE_CENTS),
+            ),
+            (
+                "/components/schemas/NewRow/properties/seats/maximum".to_owned(),
+                json!(MAX_SEATS_PER_ROW),
+            ),
+            (
+                "/components/schemas/NewBooking/properties/quantity/maximum".to_owned(),
+                json!(MAX_TICKETS_PER_BOOKING),
+            ),
+            (
+                "/paths/~1v1~1shows/get/parameters/0/schema/maximum".to_owned(),
+                json!(Page::MAX_LIMIT),
+            ),
+        ] {
+            assert_eq!(doc.pointer(&pointer), Some(&limit), "{pointer}");
+        }
+    }
+
+    #[test]
+    fn every_error_is_documented_as_a_problem_and_every_input_may_be_malformed() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                let responses = operation["responses"].as_object().unwrap();
+                let answers = |status: &str| responses.contains_key(status);
+                assert!(answers("503"), "{method} {path}");
+                let takes_input = operation.get("requestBody").is_some()
+                    || operation["parameters"]
+                        .as_array()
+                        .is_some_and(|ps| ps.iter().any(|p| p["in"] != "header"));
+                assert_eq!(answers("400"), takes_input, "{method} {path}");
+                assert_eq!(
+                    answers("401"),
+                    operation.get("security").is_some(),
+                    "{method} {path}"
+                );
+                for (status, response) in responses.iter().filter(|(s, _)| s.as_str() >= "400") {
+                    let content: Vec<&String> =
+                        response["content"].as_object().unwrap().keys().collect();
+                    assert_eq!(content, [PROBLEM], "{method} {path} {status}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn the_document_describes_the_v1_1_fields_and_answers() {

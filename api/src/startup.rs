@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::error_handling::HandleErrorLayer;
 use axum::http::{HeaderName, Request};
 use axum::Router;
 use shared::amqp::Publisher;
@@ -19,8 +20,8 @@ use crate::rate_limit::Limiter;
 use crate::recorder::Recorder;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
+use tower::timeout::TimeoutLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 /// What every handler can reach.
@@ -110,10 +111,11 @@ pub fn app(state: AppState, metrics: PrometheusHandle) -> Router {
                         tracing::info_span!("http", method = %req.method(), uri = %req.uri(), request_id = id)
                     }),
                 )
-                .layer(TimeoutLayer::with_status_code(
-                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                    Duration::from_secs(15),
-                ))
+                // A request past its time is answered like any other error.
+                .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
+                    ApiError::TimedOut
+                }))
+                .layer(TimeoutLayer::new(Duration::from_secs(15)))
                 .layer(PropagateRequestIdLayer::new(request_id)),
         )
 }

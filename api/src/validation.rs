@@ -3,10 +3,39 @@
 //! carries one; so every such text is checked here, before it can reach a
 //! statement (or a command a worker would store), and is refused as a 422
 //! naming its field like any other invalid field.
+//!
+//! The OpenAPI document describes these checks with the schemas built here
+//! from the same limits, so what it promises and what is checked agree.
+
+use utoipa::openapi::schema::{Object, ObjectBuilder, SchemaType, Type};
 
 use crate::error::FieldError;
 
+/// Characters of a show's name and venue, and of a customer's name.
+pub const NAME_CHARS: usize = 200;
+/// Characters of a section's name.
+pub const SECTION_CHARS: usize = 100;
+/// Characters of a row's label.
+pub const ROW_CHARS: usize = 20;
+/// Characters of a payment token.
+pub const TOKEN_CHARS: usize = 255;
+
 const NUL: &str = "must not contain the NUL character (U+0000)";
+
+/// What `str::trim` strips (Unicode `White_Space`), as ranges, for the
+/// document's pattern of a text that is not only whitespace.
+const WHITESPACE: [(char, char); 10] = [
+    ('\t', '\r'),
+    (' ', ' '),
+    ('\u{85}', '\u{85}'),
+    ('\u{a0}', '\u{a0}'),
+    ('\u{1680}', '\u{1680}'),
+    ('\u{2000}', '\u{200a}'),
+    ('\u{2028}', '\u{2029}'),
+    ('\u{202f}', '\u{202f}'),
+    ('\u{205f}', '\u{205f}'),
+    ('\u{3000}', '\u{3000}'),
+];
 
 /// `None` if PostgreSQL can store `value`, else why not, for `field`.
 pub fn storable(field: impl Into<String>, value: &str) -> Option<FieldError> {
@@ -14,6 +43,7 @@ pub fn storable(field: impl Into<String>, value: &str) -> Option<FieldError> {
 }
 
 /// A required text: 1 to `max` characters, not only whitespace, storable.
+/// `value` as given: the document's limits count what the client sends.
 pub fn text(field: impl Into<String>, value: &str, max: usize) -> Option<FieldError> {
     if value.trim().is_empty() || value.chars().count() > max {
         Some(FieldError::new(
@@ -25,9 +55,44 @@ pub fn text(field: impl Into<String>, value: &str, max: usize) -> Option<FieldEr
     }
 }
 
+/// The schema of what [`text`] accepts with at most `MAX` characters.
+pub fn text_schema<const MAX: usize>() -> Object {
+    text_of_type(MAX, Type::String)
+}
+
+/// [`text_schema`] for an optional field: null or absent is not given.
+pub fn optional_text_schema<const MAX: usize>() -> Object {
+    text_of_type(MAX, SchemaType::from_iter([Type::String, Type::Null]))
+}
+
+fn text_of_type(max: usize, schema_type: impl Into<SchemaType>) -> Object {
+    ObjectBuilder::new()
+        .schema_type(schema_type)
+        .min_length(Some(1))
+        .max_length(Some(max))
+        .pattern(Some(text_pattern()))
+        .build()
+}
+
+/// No NUL anywhere, and at least one character that is not whitespace.
+fn text_pattern() -> String {
+    let escape = |c: char| format!("\\u{:04X}", u32::from(c));
+    let blank: String = WHITESPACE
+        .iter()
+        .map(|&(from, to)| {
+            if from == to {
+                escape(from)
+            } else {
+                format!("{}-{}", escape(from), escape(to))
+            }
+        })
+        .collect();
+    format!("^[^\\u0000]*[^\\u0000{blank}][^\\u0000]*$")
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{storable, text};
+    use super::{storable, text, text_pattern, WHITESPACE};
 
     #[test]
     fn text_postgresql_can_store_passes() {
@@ -65,6 +130,20 @@ mod tests {
         assert!(
             text("name", &"é".repeat(200), 200).is_none(),
             "counts characters, not bytes"
+        );
+    }
+
+    #[test]
+    fn the_documents_whitespace_is_what_trim_strips() {
+        for c in (0..=u32::from(char::MAX)).filter_map(char::from_u32) {
+            let listed = WHITESPACE
+                .iter()
+                .any(|&(from, to)| (from..=to).contains(&c));
+            assert_eq!(listed, c.is_whitespace(), "{c:?}");
+        }
+        assert_eq!(
+            text_pattern(),
+            "^[^\\u0000]*[^\\u0000\\u0009-\\u000D\\u0020\\u0085\\u00A0\\u1680\\u2000-\\u200A\\u2028-\\u2029\\u202F\\u205F\\u3000][^\\u0000]*$"
         );
     }
 }

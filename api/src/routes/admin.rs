@@ -9,18 +9,20 @@ use uuid::Uuid;
 
 use crate::error::{ApiError, Problem};
 use crate::extract::{Path, Query};
-use crate::routes::shows::fetch_show;
+use crate::routes::shows::{fetch_show, Page};
 use crate::startup::AppState;
 use crate::validation;
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct BookingSearch {
+    #[param(nullable = false)]
     pub show_id: Option<Uuid>,
     /// Case-insensitive exact match.
+    #[param(nullable = false, pattern = "^[^\\u0000]*$")]
     pub email: Option<String>,
+    #[param(nullable = false)]
     pub status: Option<BookingStatus>,
-    pub limit: Option<i64>,
-    pub offset: Option<i64>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -42,12 +44,14 @@ pub struct BookingList {
 }
 
 /// Search bookings by show, email and status (admin), newest first.
-#[utoipa::path(get, path = "/v1/bookings", tag = "admin", params(BookingSearch),
+#[utoipa::path(get, path = "/v1/bookings", tag = "admin", params(BookingSearch, Page),
     responses((status = 200, body = BookingList), (status = 422, body = Problem)))]
 pub async fn list_bookings(
     State(state): State<AppState>,
     Query(q): Query<BookingSearch>,
+    Query(page): Query<Page>,
 ) -> Result<axum::Json<BookingList>, ApiError> {
+    let (limit, offset) = page.bounds()?;
     if let Some(invalid) = q
         .email
         .as_deref()
@@ -68,8 +72,8 @@ pub async fn list_bookings(
         q.show_id,
         q.email,
         q.status.map(BookingStatus::as_str),
-        q.limit.unwrap_or(100).clamp(1, 1000),
-        q.offset.unwrap_or(0).max(0)
+        limit,
+        offset
     )
     .fetch_all(&state.db)
     .await?;

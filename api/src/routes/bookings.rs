@@ -16,28 +16,41 @@ use shared::domain::{BookingStatus, ShowKind, MAX_TICKETS_PER_BOOKING};
 use shared::lifecycle::{transition, CommandKind, Transition};
 use shared::messages::BookingCommand;
 pub use shared::view::{self, BookedSeat, BookingView, Ticket};
+use utoipa::openapi::schema::{
+    Array, ArrayBuilder, KnownFormat, ObjectBuilder, SchemaFormat, SchemaType, Type,
+};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::auth::Operator;
 use crate::error::{ApiError, FieldError, Problem};
 use crate::extract::{Json, Path};
+use crate::integer;
 use crate::recorder::{self, Recorded};
 use crate::startup::AppState;
-use crate::validation;
+use crate::validation::{self, NAME_CHARS, SECTION_CHARS, TOKEN_CHARS};
 
+/// A booking request: `quantity` (general admission, or seated best
+/// available) or `seat_ids` (seated). Which one a show takes, and whether
+/// the seats and the section are the show's, is checked against the show
+/// (a 422 otherwise).
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewBooking {
+    #[schema(format = Email, max_length = 254)]
     pub email: String,
+    #[schema(schema_with = validation::text_schema::<NAME_CHARS>)]
     pub name: String,
     /// Number of tickets: general admission, or seated best available
-    /// (the worker picks adjacent seats where it can).
+    /// (the worker picks adjacent seats where it can). With `seat_ids`,
+    /// their number.
+    #[serde(default, deserialize_with = "integer::optional")]
     #[schema(minimum = 1, maximum = 10)]
     pub quantity: Option<i32>,
-    /// Seated: the seats wanted (ids from the seat map).
+    #[schema(schema_with = seat_ids_schema)]
     pub seat_ids: Option<Vec<Uuid>>,
     /// Seated best available: only seats in this section (by name).
+    #[schema(schema_with = validation::optional_text_schema::<SECTION_CHARS>)]
     pub section: Option<String>,
     /// With `quantity`: join the waiting list (`waitlisted`) instead of
     /// being rejected `sold_out`.
@@ -45,10 +58,54 @@ pub struct NewBooking {
     pub waitlist: bool,
 }
 
+impl NewBooking {
+    /// The document's account of what [`validate`] takes whatever the
+    /// show: each request has exactly one of these shapes (`oneOf`).
+    pub fn shapes() -> serde_json::Value {
+        serde_json::json!([
+            {
+                "title": "By quantity",
+                "required": ["quantity"],
+                "properties": {
+                    "quantity": {"type": "integer"},
+                    "seat_ids": {"type": "null"}
+                }
+            },
+            {
+                "title": "Named seats",
+                "required": ["seat_ids"],
+                "properties": {
+                    "seat_ids": {"type": "array"},
+                    "section": {"type": "null"},
+                    "waitlist": {"const": false}
+                }
+            }
+        ])
+    }
+}
+
+fn seat_ids_schema() -> Array {
+    let id = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid)));
+    ArrayBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Array, Type::Null]))
+        .items(id)
+        .min_items(Some(1))
+        .max_items(Some(MAX_TICKETS_PER_BOOKING as usize))
+        .unique_items(true)
+        .description(Some(
+            "Seated: the seats wanted (ids from the seat map), each once.",
+        ))
+        .build()
+}
+
+/// `payment_token` for the test gateway: `tok_visa` succeeds,
+/// `tok_chargeDeclined` is declined.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConfirmRequest {
-    /// Test gateway: `tok_visa` succeeds, `tok_chargeDeclined` is declined.
+    #[schema(schema_with = validation::text_schema::<TOKEN_CHARS>)]
     pub payment_token: String,
 }
 
@@ -95,15 +152,12 @@ async fn validate(
     } else if !validate_email(email) {
         errors.push(FieldError::new("email", "must be a valid email address"));
     }
-    errors.extend(validation::text("name", &req.name, 200));
+    errors.extend(validation::text("name", &req.name, NAME_CHARS));
     let limit = format!("must be 1 to {MAX_TICKETS_PER_BOOKING}");
     let validated = match show.kind {
         ShowKind::GeneralAdmission => {
             for (field, given) in [
-                (
-                    "seat_ids",
-                    req.seat_ids.as_ref().is_some_and(|s| !s.is_empty()),
-                ),
+                ("seat_ids", req.seat_ids.is_some()),
                 ("section", req.section.is_some()),
             ] {
                 if given {
@@ -122,11 +176,11 @@ async fn validate(
             })
         }
         ShowKind::Seated if req.seat_ids.is_none() => {
-            let section = req.section.as_deref().map(str::trim);
+            let section = req.section.as_deref();
             if let Some(section) = section {
-                if let Some(invalid) = validation::text("section", section, 100) {
+                if let Some(invalid) = validation::text("section", section, SECTION_CHARS) {
                     errors.push(invalid);
-                } else if !show.sections.contains(section) {
+                } else if !show.sections.contains(section.trim()) {
                     errors.push(FieldError::new("section", "no such section in this show"));
                 }
             }
@@ -139,7 +193,7 @@ async fn validate(
                 quantity: q,
                 seat_ids: Vec::new(),
                 seats: Vec::new(),
-                section: section.map(str::to_owned),
+                section: section.map(|s| s.trim().to_owned()),
                 total_cents: None,
             })
         }
@@ -230,6 +284,8 @@ fn request_hash(show_id: Uuid, req: &NewBooking, v: &Validated) -> Vec<u8> {
     Sha256::digest(canonical.to_string().as_bytes()).to_vec()
 }
 
+/// 1 to 255 visible ASCII characters (what a header value may hold), not
+/// only spaces: the document's pattern for the header says the same.
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     match headers.get("idempotency-key") {
         None => Ok(None),
@@ -261,7 +317,8 @@ fn accepted(view: BookingView) -> Response {
 /// the limit is on, answers carry it in the `RateLimit-Policy` and
 /// `RateLimit` fields of draft-ietf-httpapi-ratelimit-headers-10.
 #[utoipa::path(post, path = "/v1/shows/{id}/bookings", tag = "bookings", request_body = NewBooking,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Same key and body return the same booking")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Same key and body return the same booking",
+        nullable = false, min_length = 1, max_length = 255, pattern = "^[\\t\\x20-\\x7E]*[\\x21-\\x7E][\\t\\x20-\\x7E]*$")),
     responses(
         (status = 202, body = BookingView, description = "Queued; poll the Location", headers(
             ("Location" = String, description = "where to poll the booking"),
@@ -474,18 +531,19 @@ fn admit(status: BookingStatus, command: CommandKind) -> Result<Transition, ApiE
     responses(
         (status = 202, body = BookingView, description = "Confirmation queued; poll the Location"),
         (status = 200, body = BookingView, description = "Already confirmed"),
-        (status = 404, body = Problem), (status = 409, body = Problem), (status = 503, body = Problem)))]
+        (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem),
+        (status = 503, body = Problem)))]
 #[tracing::instrument(skip_all, fields(booking_id = %id))]
 pub async fn confirm_booking(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
     Json(req): Json<ConfirmRequest>,
 ) -> Result<Response, ApiError> {
-    let token = req.payment_token.trim();
     // Not stored here, but carried to the worker and its payment gateway.
-    if let Some(invalid) = validation::text("payment_token", token, 255) {
+    if let Some(invalid) = validation::text("payment_token", &req.payment_token, TOKEN_CHARS) {
         return Err(ApiError::Validation(vec![invalid]));
     }
+    let token = req.payment_token.trim();
     let view = load_booking(&state, id).await?;
     if admit(view.status, CommandKind::Confirm)? == Transition::AlreadyDone {
         return Ok(axum::Json(view).into_response());

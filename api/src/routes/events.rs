@@ -7,6 +7,9 @@ use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
+use utoipa::openapi::extensions::ExtensionsBuilder;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::RefOr;
 use uuid::Uuid;
 
 use crate::error::{ApiError, Problem};
@@ -24,7 +27,7 @@ use crate::startup::AppState;
 /// reconnect to resume (the first event is again the current state).
 #[utoipa::path(get, path = "/v1/bookings/{id}/events", tag = "bookings",
     responses(
-        (status = 200, content_type = "text/event-stream", body = String,
+        (status = 200, content_type = "text/event-stream", body = BookingEvent,
             description = "`event: booking` with `data:` the booking as JSON (see BookingView): at once, then again on each change; ends after a final status"),
         (status = 404, body = Problem)))]
 #[tracing::instrument(skip_all, fields(booking_id = %id))]
@@ -39,6 +42,35 @@ pub async fn booking_events(
     let keep_alive = KeepAlive::new().interval(state.live.keep_alive());
     Ok(Sse::new(events).keep_alive(keep_alive).into_response())
 }
+
+/// One event of the stream as an event-stream parser reads it: the
+/// document's `text/event-stream` schema describes each event.
+pub struct BookingEvent;
+
+impl utoipa::PartialSchema for BookingEvent {
+    fn schema() -> RefOr<Schema> {
+        let name = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(["booking"]));
+        let booking = serde_json::json!({"$ref": "#/components/schemas/BookingView"});
+        let data = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .content_media_type("application/json")
+            .extensions(Some(
+                ExtensionsBuilder::new()
+                    .add("contentSchema", booking)
+                    .build(),
+            ));
+        ObjectBuilder::new()
+            .property("event", name)
+            .required("event")
+            .property("data", data)
+            .required("data")
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for BookingEvent {}
 
 /// Where a stream is.
 enum Next {

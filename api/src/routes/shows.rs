@@ -7,51 +7,125 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use shared::domain::{SeatStatus, ShowKind};
+use utoipa::openapi::schema::{Array, ArrayBuilder, SchemaType, Type};
+use utoipa::openapi::Ref;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::auth::Operator;
 use crate::error::{ApiError, FieldError, Problem};
 use crate::extract::{Json, Path, Query};
+use crate::integer;
 use crate::startup::AppState;
-use crate::validation;
+use crate::validation::{self, NAME_CHARS, ROW_CHARS, SECTION_CHARS};
 
 /// Largest show we accept, so one request cannot ask for a runaway insert.
-const MAX_CAPACITY: i32 = 200_000;
-const MAX_SEATS_PER_ROW: i32 = 1_000;
+pub(crate) const MAX_CAPACITY: i32 = 200_000;
+pub(crate) const MAX_SEATS_PER_ROW: i32 = 1_000;
+/// Highest ticket price: ten tickets, and a sold-out show's revenue, stay
+/// far inside the `i64` totals and sums are kept in.
+pub(crate) const MAX_PRICE_CENTS: i64 = 1_000_000_000;
 
+/// A new show: `capacity` and `price_cents` (general admission) or
+/// `sections` (seated).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewShow {
+    #[schema(schema_with = validation::text_schema::<NAME_CHARS>)]
     pub name: String,
+    #[schema(schema_with = validation::text_schema::<NAME_CHARS>)]
     pub venue: String,
     /// RFC 3339 timestamp.
     pub starts_at: DateTime<Utc>,
     /// General admission: number of tickets on sale.
+    #[serde(default, deserialize_with = "integer::optional")]
+    #[schema(minimum = 1, maximum = 200_000)]
     pub capacity: Option<i32>,
     /// General admission: price of one ticket.
+    #[serde(default, deserialize_with = "integer::optional")]
+    #[schema(minimum = 0, maximum = 1_000_000_000_i64)]
     pub price_cents: Option<i64>,
-    /// Seated: the seat map.
+    #[schema(schema_with = sections_schema)]
     pub sections: Option<Vec<NewSection>>,
     /// Most held + confirmed tickets one customer (by case-insensitive
     /// email) may have for this show; a request past it is rejected with
     /// reason `limit_exceeded`. No limit if absent.
+    #[serde(default, deserialize_with = "integer::optional")]
+    #[schema(minimum = 1, maximum = 2_147_483_647)]
     pub max_tickets_per_customer: Option<i32>,
+}
+
+impl NewShow {
+    /// The document's account of the layouts [`validate`] takes: each
+    /// body has exactly one of these shapes (`oneOf`).
+    pub fn shapes() -> serde_json::Value {
+        serde_json::json!([
+            {
+                "title": "General admission",
+                "required": ["capacity", "price_cents"],
+                "properties": {
+                    "capacity": {"type": "integer"},
+                    "price_cents": {"type": "integer"},
+                    "sections": {"type": "null"}
+                }
+            },
+            {
+                "title": "Seated",
+                "required": ["sections"],
+                "properties": {
+                    "sections": {"type": "array"},
+                    "capacity": {"type": "null"},
+                    "price_cents": {"type": "null"}
+                }
+            }
+        ])
+    }
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewSection {
+    #[schema(schema_with = validation::text_schema::<SECTION_CHARS>)]
     pub name: String,
+    #[serde(deserialize_with = "integer::whole")]
+    #[schema(minimum = 0, maximum = 1_000_000_000_i64)]
     pub price_cents: i64,
+    #[schema(schema_with = rows_schema)]
     pub rows: Vec<NewRow>,
+}
+
+/// `uniqueItems` says that identical sections (rows) are duplicates; that
+/// two sharing only a name (label) are too, only the description can say.
+fn sections_schema() -> Array {
+    ArrayBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Array, Type::Null]))
+        .items(Ref::from_schema_name("NewSection"))
+        .min_items(Some(1))
+        .unique_items(true)
+        .description(Some(format!(
+            "Seated: the seat map, at most {MAX_CAPACITY} seats in all. Section names \
+             (trimmed, ignoring case) must differ."
+        )))
+        .build()
+}
+
+fn rows_schema() -> Array {
+    ArrayBuilder::new()
+        .items(Ref::from_schema_name("NewRow"))
+        .min_items(Some(1))
+        .unique_items(true)
+        .description(Some("Row labels (trimmed) must differ."))
+        .build()
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewRow {
+    #[schema(schema_with = validation::text_schema::<ROW_CHARS>)]
     pub row: String,
     /// Seats in the row, numbered from 1.
+    #[serde(deserialize_with = "integer::whole")]
+    #[schema(minimum = 1, maximum = 1000)]
     pub seats: i32,
 }
 
@@ -93,19 +167,38 @@ pub struct SeatMap {
     pub seats: Vec<SeatMapEntry>,
 }
 
+/// Which page of a list: query parameters of the list operations.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Page {
-    /// At most this many results (default 100, max 1000).
+    /// At most this many results (default 100).
+    #[param(minimum = 1, maximum = 1000, nullable = false)]
     pub limit: Option<i64>,
+    /// Skip this many results first (default 0).
+    #[param(minimum = 0, maximum = 9_223_372_036_854_775_807_i64, nullable = false)]
     pub offset: Option<i64>,
 }
 
 impl Page {
-    pub fn limit(&self) -> i64 {
-        self.limit.unwrap_or(100).clamp(1, 1000)
-    }
-    pub fn offset(&self) -> i64 {
-        self.offset.unwrap_or(0).max(0)
+    pub(crate) const MAX_LIMIT: i64 = 1000;
+
+    /// `(limit, offset)`, or a 422 naming the one out of bounds.
+    pub fn bounds(&self) -> Result<(i64, i64), ApiError> {
+        let limit = self.limit.unwrap_or(100);
+        let offset = self.offset.unwrap_or(0);
+        let mut errors = Vec::new();
+        if !(1..=Self::MAX_LIMIT).contains(&limit) {
+            let message = format!("must be 1 to {}", Self::MAX_LIMIT);
+            errors.push(FieldError::new("limit", message));
+        }
+        if offset < 0 {
+            errors.push(FieldError::new("offset", "must not be negative"));
+        }
+        if errors.is_empty() {
+            Ok((limit, offset))
+        } else {
+            Err(ApiError::Validation(errors))
+        }
     }
 }
 
@@ -117,8 +210,8 @@ enum Layout {
 
 fn validate(show: &mut NewShow) -> Result<Layout, ApiError> {
     let mut errors = Vec::new();
-    errors.extend(validation::text("name", &show.name, 200));
-    errors.extend(validation::text("venue", &show.venue, 200));
+    errors.extend(validation::text("name", &show.name, NAME_CHARS));
+    errors.extend(validation::text("venue", &show.venue, NAME_CHARS));
     if show.max_tickets_per_customer.is_some_and(|max| max < 1) {
         errors.push(FieldError::new(
             "max_tickets_per_customer",
@@ -133,9 +226,7 @@ fn validate(show: &mut NewShow) -> Result<Layout, ApiError> {
                     format!("must be 1 to {MAX_CAPACITY}"),
                 ));
             }
-            if price_cents < 0 {
-                errors.push(FieldError::new("price_cents", "must not be negative"));
-            }
+            errors.extend(price("price_cents", price_cents));
             Some(Layout::General {
                 capacity,
                 price_cents,
@@ -159,6 +250,11 @@ fn validate(show: &mut NewShow) -> Result<Layout, ApiError> {
     }
 }
 
+fn price(field: impl Into<String>, cents: i64) -> Option<FieldError> {
+    (!(0..=MAX_PRICE_CENTS).contains(&cents))
+        .then(|| FieldError::new(field, format!("must be 0 to {MAX_PRICE_CENTS}")))
+}
+
 fn validate_sections(sections: &[NewSection], errors: &mut Vec<FieldError>) {
     if sections.is_empty() {
         errors.push(FieldError::new("sections", "must not be empty"));
@@ -167,20 +263,20 @@ fn validate_sections(sections: &[NewSection], errors: &mut Vec<FieldError>) {
     let mut total: i64 = 0;
     for (i, section) in sections.iter().enumerate() {
         let at = |f: &str| format!("sections[{i}].{f}");
-        if let Some(invalid) = validation::text(at("name"), &section.name, 100) {
+        if let Some(invalid) = validation::text(at("name"), &section.name, SECTION_CHARS) {
             errors.push(invalid);
         } else if !names.insert(section.name.trim().to_lowercase()) {
             errors.push(FieldError::new(at("name"), "duplicate section name"));
         }
-        if section.price_cents < 0 {
-            errors.push(FieldError::new(at("price_cents"), "must not be negative"));
-        }
+        errors.extend(price(at("price_cents"), section.price_cents));
         if section.rows.is_empty() {
             errors.push(FieldError::new(at("rows"), "must not be empty"));
         }
         let mut rows = HashSet::new();
         for (j, row) in section.rows.iter().enumerate() {
-            if let Some(invalid) = validation::text(at(&format!("rows[{j}].row")), &row.row, 20) {
+            if let Some(invalid) =
+                validation::text(at(&format!("rows[{j}].row")), &row.row, ROW_CHARS)
+            {
                 errors.push(invalid);
             } else if !rows.insert(row.row.trim()) {
                 errors.push(FieldError::new(
@@ -307,19 +403,20 @@ pub(crate) async fn fetch_show(state: &AppState, id: Uuid) -> Result<ShowView, A
 
 /// List shows, soonest first.
 #[utoipa::path(get, path = "/v1/shows", tag = "shows", params(Page),
-    responses((status = 200, body = ShowList)))]
+    responses((status = 200, body = ShowList), (status = 422, body = Problem)))]
 pub async fn list_shows(
     State(state): State<AppState>,
     Query(page): Query<Page>,
 ) -> Result<axum::Json<ShowList>, ApiError> {
+    let (limit, offset) = page.bounds()?;
     let shows = sqlx::query_as!(
         ShowView,
         r#"SELECT id, name, venue, starts_at, kind AS "kind: ShowKind", capacity,
                   capacity - held - booked AS "available!", held, booked, price_cents,
                   max_tickets_per_customer
            FROM shows ORDER BY starts_at, id LIMIT $1 OFFSET $2"#,
-        page.limit(),
-        page.offset()
+        limit,
+        offset
     )
     .fetch_all(&state.db)
     .await?;

@@ -12,6 +12,7 @@ use crate::error::{ApiError, Problem};
 use crate::extract::Path;
 use crate::routes::bookings::BookedSeat;
 use crate::startup::AppState;
+use crate::validation;
 
 /// A ticket let in.
 #[derive(Debug, Serialize, ToSchema)]
@@ -42,6 +43,10 @@ pub async fn check_in(
     State(state): State<AppState>,
     Path(code): Path<String>,
 ) -> Result<axum::Json<CheckedIn>, ApiError> {
+    if validation::storable("code", &code).is_some() {
+        // No ticket's code holds a NUL, which PostgreSQL could not compare.
+        return Err(ApiError::NotFound("ticket"));
+    }
     // The row lock orders concurrent scans: the second one re-reads the
     // ticket after the first committed, finds it checked in and matches
     // nothing.

@@ -10,7 +10,8 @@ use chrono::{DateTime, Utc};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use shared::webhooks::{DeliveryStatus, WebhookEvent, ROUTING_LOCK, SECRET_PREFIX};
-use utoipa::ToSchema;
+use utoipa::openapi::schema::{Array, ArrayBuilder, Object, ObjectBuilder, SchemaFormat, Type};
+use utoipa::{PartialSchema, ToSchema};
 use uuid::Uuid;
 
 use crate::error::{ApiError, FieldError, Problem};
@@ -27,12 +28,32 @@ const RECENT_DELIVERIES: i64 = 100;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewWebhook {
-    /// `http` or `https`; not a loopback or private address unless the
-    /// deployment allows it (`WEBHOOK_ALLOW_PRIVATE_NETWORKS`).
+    #[schema(schema_with = url_schema)]
     pub url: String,
-    /// Event types to receive (at least one, each once).
-    #[schema(value_type = Vec<WebhookEvent>)]
+    #[schema(schema_with = events_schema)]
     pub events: Vec<String>,
+}
+
+fn events_schema() -> Array {
+    ArrayBuilder::new()
+        .items(WebhookEvent::schema())
+        .min_items(Some(1))
+        .unique_items(true)
+        .description(Some("Event types to receive (at least one, each once)."))
+        .build()
+}
+
+fn url_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .format(Some(SchemaFormat::Custom("uri".to_owned())))
+        .max_length(Some(MAX_URL_CHARS))
+        .pattern(Some("^[Hh][Tt][Tt][Pp][Ss]?://"))
+        .description(Some(
+            "`http` or `https`; not a loopback or private address unless the \
+             deployment allows it (`WEBHOOK_ALLOW_PRIVATE_NETWORKS`).",
+        ))
+        .build()
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -93,8 +114,7 @@ pub struct DeliveryList {
 /// Register an endpoint for booking events (admin). The answer carries the
 /// signing secret, which is never shown again.
 #[utoipa::path(post, path = "/v1/webhooks", tag = "webhooks", request_body = NewWebhook,
-    responses((status = 201, body = CreatedWebhook), (status = 400, body = Problem),
-        (status = 422, body = Problem)))]
+    responses((status = 201, body = CreatedWebhook), (status = 422, body = Problem)))]
 pub async fn create_webhook(
     State(state): State<AppState>,
     Json(req): Json<NewWebhook>,
@@ -238,7 +258,8 @@ pub async fn delete_webhook(
 }
 
 /// The endpoint's recent deliveries (admin), newest first, each with its
-/// attempts: failed ones are listed as `failed`.
+/// attempts: failed ones are listed as `failed`. A deleted endpoint is
+/// gone, with its deliveries (404).
 #[utoipa::path(get, path = "/v1/webhooks/{id}/deliveries", tag = "webhooks",
     responses((status = 200, body = DeliveryList),
         (status = 404, body = Problem)))]
@@ -246,9 +267,12 @@ pub async fn list_deliveries(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
 ) -> Result<axum::Json<DeliveryList>, ApiError> {
-    let known = sqlx::query_scalar!("SELECT 1 AS one FROM webhook_endpoints WHERE id = $1", id)
-        .fetch_optional(&state.db)
-        .await?;
+    let known = sqlx::query_scalar!(
+        "SELECT 1 AS one FROM webhook_endpoints WHERE id = $1 AND deleted_at IS NULL",
+        id
+    )
+    .fetch_optional(&state.db)
+    .await?;
     if known.is_none() {
         return Err(ApiError::NotFound("webhook"));
     }

@@ -212,8 +212,54 @@ async fn invalid_shows_are_refused_with_the_fields_named() {
     let zero = json!({"name": "", "venue": "V", "starts_at": "2030-01-01T20:00:00Z", "capacity": 0, "price_cents": -1});
     let zero = problem(create(zero).await.unwrap(), 422, "validation_failed").await;
     assert_eq!(zero["errors"].as_array().unwrap().len(), 3);
+    // Totals stay far inside i64: a price past 10^9 cents is refused.
+    let dear = json!({"name": "N", "venue": "V", "starts_at": "2030-01-01T20:00:00Z",
+        "sections": [{"name": "S", "price_cents": 1_000_000_001_i64, "rows": [{"row": "A", "seats": 2}]}]});
+    let dear = problem(create(dear).await.unwrap(), 422, "validation_failed").await;
+    assert_eq!(dear["errors"][0]["field"], "sections[0].price_cents");
     let shows: Value = sys.get_json("/v1/shows").await;
     assert!(shows["shows"].as_array().unwrap().is_empty());
+    // JSON Schema's integers, and so the document's, include 5.0.
+    let whole = json!({"name": "N", "venue": "V", "starts_at": "2030-01-01T20:00:00Z",
+        "capacity": 5.0, "price_cents": 2.5e2});
+    let res = create(whole).await.unwrap();
+    assert_eq!(res.status(), 201);
+    let show: Value = res.json().await.unwrap();
+    assert_eq!(
+        (show["capacity"].as_i64(), show["price_cents"].as_i64()),
+        (Some(5), Some(250))
+    );
+    sys.finish().await;
+}
+
+#[tokio::test]
+async fn pages_out_of_bounds_are_refused_naming_the_parameter() {
+    let sys = TestApp::spawn().await;
+    let list = |query: &str| {
+        sys.admin(Method::GET, &format!("/v1/bookings?{query}"))
+            .send()
+    };
+    for (query, field) in [
+        ("limit=0", "limit"),
+        ("limit=1001", "limit"),
+        ("offset=-1", "offset"),
+    ] {
+        let refused = problem(list(query).await.unwrap(), 422, "validation_failed").await;
+        assert_eq!(refused["errors"][0]["field"], field, "{query}");
+        let shows = sys
+            .request(Method::GET, &format!("/v1/shows?{query}"))
+            .send()
+            .await
+            .unwrap();
+        problem(shows, 422, "validation_failed").await;
+    }
+    problem(
+        list("offset=9223372036854775808").await.unwrap(),
+        400,
+        "bad_parameter",
+    )
+    .await;
+    assert_eq!(list("limit=1000&offset=5").await.unwrap().status(), 200);
     sys.finish().await;
 }
 

@@ -7,6 +7,7 @@ mod booking_flow;
 mod broker;
 mod engine;
 mod faults;
+mod fuzz;
 mod holds;
 mod isolation;
 mod limits;
