@@ -14,6 +14,9 @@ use shared::amqp::PublishError;
 
 use crate::auth::Role;
 
+/// The media type of every error answer.
+pub const PROBLEM: &str = "application/problem+json";
+
 /// A field that failed validation.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct FieldError {
@@ -246,10 +249,7 @@ impl IntoResponse for ApiError {
         };
         let mut response = (status, axum::Json(body)).into_response();
         let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM));
         if status == StatusCode::SERVICE_UNAVAILABLE {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
         }

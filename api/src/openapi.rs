@@ -10,13 +10,11 @@ use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::auth::Access;
+use crate::error::PROBLEM;
 use crate::routes::bookings::NewBooking;
 use crate::routes::shows::NewShow;
 use crate::routes::{self, admin, bookings, events, operators, shows, tickets, webhooks};
 use crate::startup::AppState;
-
-/// The media type of every error answer (see `ApiError`).
-pub const PROBLEM: &str = "application/problem+json";
 
 #[derive(OpenApi)]
 #[openapi(
@@ -172,8 +170,11 @@ fn answers_problems(operation: &mut Operation) {
             responses.insert(status.to_owned(), response.build().into());
         }
     }
-    for (status, response) in responses.iter_mut() {
-        if let (RefOr::T(response), true) = (response, status.as_str() >= "400") {
+    let errors = responses
+        .iter_mut()
+        .filter(|(status, _)| status.as_str() >= "400");
+    for (_, response) in errors {
+        if let RefOr::T(response) = response {
             if let Some(json) = response.content.shift_remove("application/json") {
                 response.content.insert(PROBLEM.to_owned(), json);
             }
@@ -240,6 +241,10 @@ mod tests {
             ),
         ] {
             assert_eq!(doc.pointer(&pointer), Some(&limit), "{pointer}");
+        }
+        for body in ["NewShow", "NewBooking"] {
+            let shapes = &doc["components"]["schemas"][body]["oneOf"];
+            assert_eq!(shapes.as_array().map(Vec::len), Some(2), "{body}");
         }
     }
 

@@ -10,14 +10,15 @@ use std::time::{Duration, Instant};
 use tests::system::ADMIN_TOKEN;
 use tests::System;
 
-/// 50 examples per operation and phase, on 2 workers: about 75 s on a
-/// 2-core machine against debug binaries (one worker took up to twice
-/// as long), inside the two minutes this test may take, and enough for
-/// the coverage phase's boundary values plus a fuzzing sample of each
-/// operation and a dozen stateful scenarios (show → booking → confirm →
-/// cancel, webhook → delete).
+/// 50 examples per operation and phase: 30 to 60 s on a 2-core machine
+/// against debug binaries, inside the two minutes this test may take, and
+/// enough for the coverage phase's boundary values plus a fuzzing sample
+/// of each operation and a dozen stateful scenarios (show → booking →
+/// confirm → cancel, webhook → delete). One worker: with two, Hypothesis'
+/// caches (not thread-safe) now and then crash the run, and it is no
+/// faster here.
 const MAX_EXAMPLES: &str = "50";
-const WORKERS: &str = "2";
+const WORKERS: &str = "1";
 /// A hung run fails the test instead of the suite's time limit.
 const TIME_LIMIT: Duration = Duration::from_secs(300);
 
