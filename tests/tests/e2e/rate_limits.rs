@@ -44,14 +44,19 @@ struct Burst {
 }
 
 impl Burst {
-    /// Whether the accepted requests are the burst plus at most what the
-    /// bucket refilled while they were sent, and the rest were refused.
-    fn held_to(&self, per_second: u32, burst: u32) -> bool {
+    /// Asserts that the accepted requests are the burst plus at most what
+    /// the bucket refilled while they were sent, and the rest were refused.
+    fn assert_held_to(&self, per_second: u32, burst: u32) {
         let refilled = (self.took.as_secs_f64() * f64::from(per_second)).ceil() as usize;
         let accepted = self.accepted.len();
-        accepted >= burst as usize
-            && accepted <= burst as usize + refilled
-            && !self.limited.is_empty()
+        assert!(
+            accepted >= burst as usize
+                && accepted <= burst as usize + refilled
+                && !self.limited.is_empty(),
+            "{accepted} accepted, {} refused in {:?}",
+            self.limited.len(),
+            self.took
+        );
     }
 }
 
@@ -121,13 +126,7 @@ async fn a_client_past_its_limit_gets_429s_and_records_nothing_while_another_cli
         submit(&sys, &neighbour, &show, 3, |_| None),
     );
 
-    assert!(
-        flood.held_to(1, 3),
-        "{} accepted, {} refused in {:?}",
-        flood.accepted.len(),
-        flood.limited.len(),
-        flood.took
-    );
+    flood.assert_held_to(1, 3);
     assert_eq!(calm.accepted.len(), 3, "the other client was limited too");
     for accepted in &flood.accepted {
         assert_eq!(
@@ -173,13 +172,7 @@ async fn behind_a_trusted_proxy_each_forwarded_client_is_limited_on_its_own() {
         })
     })
     .await;
-    assert!(
-        first.held_to(1, 2),
-        "{} accepted, {} refused in {:?}",
-        first.accepted.len(),
-        first.limited.len(),
-        first.took
-    );
+    first.assert_held_to(1, 2);
 
     // Another client through the same proxy, right after: its own bucket.
     let second = submit(&sys, &proxy, &show, 2, |_| Some("192.0.2.55".to_owned())).await;
@@ -194,12 +187,6 @@ async fn an_untrusted_peer_cannot_escape_its_limit_by_forging_x_forwarded_for() 
     let forger = client_from("127.0.0.5");
 
     let forged = submit(&sys, &forger, &show, 6, |i| Some(format!("192.0.2.{i}"))).await;
-    assert!(
-        forged.held_to(1, 2),
-        "{} accepted, {} refused in {:?}",
-        forged.accepted.len(),
-        forged.limited.len(),
-        forged.took
-    );
+    forged.assert_held_to(1, 2);
     sys.finish().await;
 }
