@@ -9,6 +9,8 @@
 #
 # Ports can be overridden: PG_PORT, AMQP_PORT, RABBITMQ_DIST_PORT,
 # RABBITMQ_MGMT_PORT, SMTP_PORT, MAILDEV_WEB_PORT (and the node name: RABBITMQ_NODENAME).
+# RABBITMQ_NODES=3 runs a three-node RabbitMQ cluster instead of one node
+# (RABBITMQ_CLUSTER_AMQP_PORT, default 5681, is its first node's AMQP port).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -25,11 +27,7 @@ MAILDEV_WEB_PORT="${MAILDEV_WEB_PORT:-1080}"
 
 PG_DATA="$LOCAL_DIR/postgres"
 PG_SOCKET_DIR="$LOCAL_DIR/pgsock"
-RMQ_NODENAME="${RABBITMQ_NODENAME:-booking@localhost}"
-RMQ_DIR="$LOCAL_DIR/rabbitmq"
 RMQ_BIN="/usr/lib/rabbitmq/bin"
-# The beam writes this once boot is complete; `rabbitmqctl wait` keys on it.
-RMQ_PID_FILE="$RMQ_DIR/rabbitmq.pid"
 MAILDEV_VERSION="2.2.1"
 MAILDEV_DIR="$LOCAL_DIR/maildev"
 MAILDEV_BIN="$MAILDEV_DIR/node_modules/maildev/bin/maildev"
@@ -299,16 +297,83 @@ _pg_down() {
 }
 
 # --- RabbitMQ --------------------------------------------------------------------
+#
+# One node by default (AMQP_PORT, RABBITMQ_MGMT_PORT, RABBITMQ_DIST_PORT, data
+# in .local/rabbitmq). With RABBITMQ_NODES=N (2..9), a cluster of N nodes
+# instead, booking-1@localhost … booking-N@localhost, on ports of their own
+# (AMQP RABBITMQ_CLUSTER_AMQP_PORT+i-1, management +10000, distribution
+# +20000; 5681…, 15681…, 25681… by default) with data under
+# .local/rabbitmq-cluster/node-i, so that the single node and the cluster
+# never share a node or a port. The functions below act on the node that
+# _rmq_select chose.
 
-# Environment of the private node, shared by the server and rabbitmqctl. HOME
-# is private too: the Erlang cookie lives in $HOME/.erlang.cookie, and the
-# /usr/sbin wrappers would switch to the rabbitmq user and its cookie.
+RMQ_NODES="${RABBITMQ_NODES:-1}"
+_rmq_check_nodes() {
+    [[ $RMQ_NODES =~ ^[1-9]$ ]] || _die "the number of RabbitMQ nodes must be 1 to 9, not $RMQ_NODES"
+}
+_rmq_check_nodes
+RMQ_CLUSTER_AMQP_PORT="${RABBITMQ_CLUSTER_AMQP_PORT:-5681}"
+RMQ_CLUSTER_DIR="$LOCAL_DIR/rabbitmq-cluster"
+
+_rmq_select() { # _rmq_select I: make node I (1-based) the current one
+    local i="$1"
+    if ((RMQ_NODES == 1)); then
+        RMQ_NODENAME="${RABBITMQ_NODENAME:-booking@localhost}"
+        RMQ_DIR="$LOCAL_DIR/rabbitmq"
+        RMQ_PORT="$AMQP_PORT"
+        RMQ_DIST="$RABBITMQ_DIST_PORT"
+        RMQ_MGMT="$RABBITMQ_MGMT_PORT"
+        RMQ_TAG=rabbitmq
+    else
+        RMQ_NODENAME="booking-$i@localhost"
+        RMQ_DIR="$RMQ_CLUSTER_DIR/node-$i"
+        RMQ_PORT=$((RMQ_CLUSTER_AMQP_PORT + i - 1))
+        RMQ_DIST=$((RMQ_PORT + 20000))
+        RMQ_MGMT=$((RMQ_PORT + 10000))
+        RMQ_TAG="rabbitmq-$i"
+    fi
+    # The beam writes this once boot is complete; `rabbitmqctl wait` keys on it.
+    RMQ_PID_FILE="$RMQ_DIR/rabbitmq.pid"
+}
+_rmq_select 1
+
+_rmq_nodes() { seq 1 "$RMQ_NODES"; }
+
+# services_args "$@": takes `--rabbitmq-nodes N` out of a script's arguments
+# (the same as RABBITMQ_NODES=N) and leaves the rest in SERVICES_ARGS.
+SERVICES_ARGS=()
+services_args() {
+    SERVICES_ARGS=()
+    while (($#)); do
+        case "$1" in
+        --rabbitmq-nodes)
+            (($# > 1)) || _die "--rabbitmq-nodes needs a number"
+            RMQ_NODES="$2"
+            shift 2
+            ;;
+        --rabbitmq-nodes=*)
+            RMQ_NODES="${1#*=}"
+            shift
+            ;;
+        *)
+            SERVICES_ARGS+=("$1")
+            shift
+            ;;
+        esac
+    done
+    _rmq_check_nodes
+    _rmq_select 1
+}
+
+# Environment of the current node, shared by the server and rabbitmqctl.
+# HOME is private too: the Erlang cookie lives in $HOME/.erlang.cookie, and
+# the /usr/sbin wrappers would switch to the rabbitmq user and its cookie.
 _rmq_export() {
     export HOME="$RMQ_DIR/home"
     export RABBITMQ_NODENAME="$RMQ_NODENAME"
     export RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
-    export RABBITMQ_NODE_PORT="$AMQP_PORT"
-    export RABBITMQ_DIST_PORT
+    export RABBITMQ_NODE_PORT="$RMQ_PORT"
+    export RABBITMQ_DIST_PORT="$RMQ_DIST"
     export RABBITMQ_MNESIA_BASE="$RMQ_DIR/mnesia"
     export RABBITMQ_LOG_BASE="$RMQ_DIR/log"
     export RABBITMQ_CONFIG_FILE="$RMQ_DIR/rabbitmq.conf"
@@ -320,89 +385,144 @@ _rmq_export() {
     export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
 }
 
-rabbitmqctl_local() { # rabbitmqctl against the private node
+rabbitmqctl_local() { # rabbitmqctl against the current node
     (_rmq_export && exec "$RMQ_BIN/rabbitmqctl" -n "$RMQ_NODENAME" "$@")
 }
 
-# The beam's command line carries `-home <our HOME>`, unique to this checkout.
+# The beam's command line carries `-home <our HOME>`, unique to this node.
 _rmq_running() { _pid_matches "$(_read_pid "$RMQ_PID_FILE" || true)" "-home $RMQ_DIR/home"; }
 
 _rmq_mgmt_ok() {
-    curl -fsS -m 5 -u guest:guest "http://127.0.0.1:$RABBITMQ_MGMT_PORT/api/overview" >/dev/null 2>&1
+    curl -fsS -m 5 -u guest:guest "http://127.0.0.1:$RMQ_MGMT/api/overview" >/dev/null 2>&1
 }
 
 _epmd_running() { ERL_EPMD_ADDRESS=127.0.0.1 epmd -names >/dev/null 2>&1; }
 
-# Sets RMQ_STARTING=1 when it launched a node that _rmq_wait must wait for.
-RMQ_STARTING=0
-RMQ_EPMD_WAS_RUNNING=1
+# A cookie: the one node's own, or one shared by all nodes of the cluster.
+_rmq_cookie() {
+    local cookie="$RMQ_DIR/home/.erlang.cookie" shared="$RMQ_CLUSTER_DIR/.erlang.cookie"
+    [[ -s $cookie ]] && return 0
+    if ((RMQ_NODES > 1)); then
+        if [[ ! -s $shared ]]; then
+            (umask 077 && od -An -N16 -tx1 /dev/urandom | tr -d ' \n' | tr a-f A-F >"$shared")
+        fi
+        cp "$shared" "$cookie"
+    else
+        (umask 077 && od -An -N16 -tx1 /dev/urandom | tr -d ' \n' | tr a-f A-F >"$cookie")
+    fi
+    chmod 400 "$cookie"
+}
+
+# Launches the current node unless it runs already; adds it to
+# RMQ_STARTING, which _rmq_wait then waits for.
+RMQ_STARTING=()
 _rmq_start() {
-    RMQ_STARTING=0
     if _rmq_running; then
         _log "RabbitMQ: reusing the running node $RMQ_NODENAME"
         return 0
     fi
     local names
     names="$(ERL_EPMD_ADDRESS=127.0.0.1 epmd -names 2>/dev/null || true)"
-    if _port_open "$AMQP_PORT" || [[ $names == *"name ${RMQ_NODENAME%@*} at"* ]]; then
+    if _port_open "$RMQ_PORT" || [[ $names == *"name ${RMQ_NODENAME%@*} at"* ]]; then
+        ((RMQ_NODES == 1)) ||
+            _die "AMQP port $RMQ_PORT or node $RMQ_NODENAME is taken by something outside .local (set RABBITMQ_CLUSTER_AMQP_PORT)"
         _rmq_mgmt_ok ||
-            _die "AMQP port $AMQP_PORT or node $RMQ_NODENAME is taken by a broker we cannot reach (set AMQP_PORT)"
-        _log "RabbitMQ: reusing a foreign broker on 127.0.0.1:$AMQP_PORT"
+            _die "AMQP port $RMQ_PORT or node $RMQ_NODENAME is taken by a broker we cannot reach (set AMQP_PORT)"
+        _log "RabbitMQ: reusing a foreign broker on 127.0.0.1:$RMQ_PORT"
         return 0
     fi
     mkdir -p "$RMQ_DIR/home" "$RMQ_DIR/mnesia" "$RMQ_DIR/log"
     rm -f "$RMQ_PID_FILE" # stale after kill -9; `rabbitmqctl wait` would trust it
-    if [[ ! -s $RMQ_DIR/home/.erlang.cookie ]]; then
-        (umask 077 && od -An -N16 -tx1 /dev/urandom | tr -d ' \n' | tr a-f A-F >"$RMQ_DIR/home/.erlang.cookie")
-        chmod 400 "$RMQ_DIR/home/.erlang.cookie"
-    fi
+    _rmq_cookie
     echo '[rabbitmq_management,rabbitmq_consistent_hash_exchange,rabbitmq_shovel,rabbitmq_shovel_management].' \
         >"$RMQ_DIR/enabled_plugins"
-    cat >"$RMQ_DIR/rabbitmq.conf" <<EOF
+    cat >"$RMQ_DIR/rabbitmq.conf" <<CONF
 # Written by scripts/services.sh on every start.
 management.tcp.ip = 127.0.0.1
-management.tcp.port = $RABBITMQ_MGMT_PORT
-EOF
+management.tcp.port = $RMQ_MGMT
+CONF
     # The node starts epmd if none runs; remember that so down can stop it.
     # ("pending" until _rmq_wait learns its pid, in case we fail before that.)
-    RMQ_EPMD_WAS_RUNNING=1
-    if ! _epmd_running; then
-        RMQ_EPMD_WAS_RUNNING=0
+    if [[ ! -s $RUN_DIR/epmd.pid ]] && ! _epmd_running; then
         echo pending >"$RUN_DIR/epmd.pid"
     fi
     # The /usr/sbin wrapper switches user and drops these variables; call the
     # real script.
     (_rmq_export && cd "$RMQ_DIR" &&
-        _spawn "$RUN_DIR/rabbitmq.pid" "$LOG_DIR/rabbitmq.log" "$RMQ_BIN/rabbitmq-server")
-    RMQ_STARTING=1
-    SERVICES_STARTED+=(rabbitmq)
+        _spawn "$RUN_DIR/$RMQ_TAG.pid" "$LOG_DIR/$RMQ_TAG.log" "$RMQ_BIN/rabbitmq-server")
+    RMQ_STARTING+=("$RMQ_NODENAME")
 }
 
 _rmq_wait() {
-    local launcher
-    if ((RMQ_STARTING)); then
-        launcher="$(_read_pid "$RUN_DIR/rabbitmq.pid")"
-        _wait_until 120 "RabbitMQ boot" "$launcher" "$LOG_DIR/rabbitmq.log" test -s "$RMQ_PID_FILE" ||
-            _die "RabbitMQ did not start (logs: ${LOG_DIR#"$ROOT"/}/rabbitmq.log, ${RMQ_DIR#"$ROOT"/}/log)"
+    local launcher starting=0
+    [[ " ${RMQ_STARTING[*]} " == *" $RMQ_NODENAME "* ]] && starting=1
+    if ((starting)); then
+        launcher="$(_read_pid "$RUN_DIR/$RMQ_TAG.pid")"
+        _wait_until 120 "RabbitMQ boot ($RMQ_NODENAME)" "$launcher" "$LOG_DIR/$RMQ_TAG.log" test -s "$RMQ_PID_FILE" ||
+            _die "RabbitMQ did not start (logs: ${LOG_DIR#"$ROOT"/}/$RMQ_TAG.log, ${RMQ_DIR#"$ROOT"/}/log)"
     fi
     if _rmq_running; then
         rabbitmqctl_local wait --timeout 60 "$RMQ_PID_FILE" >/dev/null ||
             _die "rabbitmqctl cannot reach $RMQ_NODENAME (Erlang cookie in ${RMQ_DIR#"$ROOT"/}/home?)"
     fi
-    _wait_until 60 "RabbitMQ management API" "" "$LOG_DIR/rabbitmq.log" _rmq_mgmt_ok ||
-        _die "RabbitMQ management API is not answering on 127.0.0.1:$RABBITMQ_MGMT_PORT"
-    if ((RMQ_STARTING)); then
+    _wait_until 60 "RabbitMQ management API" "" "$LOG_DIR/$RMQ_TAG.log" _rmq_mgmt_ok ||
+        _die "RabbitMQ management API is not answering on 127.0.0.1:$RMQ_MGMT"
+    if ((starting)); then
         # Track the beam itself rather than the launcher script.
-        _read_pid "$RMQ_PID_FILE" >"$RUN_DIR/rabbitmq.pid"
-        if ((!RMQ_EPMD_WAS_RUNNING)); then
+        _read_pid "$RMQ_PID_FILE" >"$RUN_DIR/$RMQ_TAG.pid"
+        if [[ $(_read_pid "$RUN_DIR/epmd.pid" || true) == pending ]]; then
             pgrep -n -x epmd >"$RUN_DIR/epmd.pid" || rm -f "$RUN_DIR/epmd.pid"
         fi
-        _log "RabbitMQ: started $RMQ_NODENAME (pid $(_read_pid "$RMQ_PID_FILE")) on 127.0.0.1:$AMQP_PORT, management on :$RABBITMQ_MGMT_PORT"
-        RMQ_STARTING=0
+        _log "RabbitMQ: started $RMQ_NODENAME (pid $(_read_pid "$RMQ_PID_FILE")) on 127.0.0.1:$RMQ_PORT, management on :$RMQ_MGMT"
     fi
 }
 
-_rmq_down() {
+# Whether the current node runs in one cluster with node 1.
+_rmq_clustered() {
+    local first="booking-1@localhost"
+    rabbitmqctl_local cluster_status --formatter json 2>/dev/null |
+        python3 -c 'import json, sys; sys.exit(sys.argv[1] not in json.load(sys.stdin).get("running_nodes", []))' "$first"
+}
+
+# Joins nodes 2..N to node 1 (once; a node that was clustered before comes
+# back into its cluster by itself), then waits until all N run together.
+_rmq_cluster() {
+    local i log first="booking-1@localhost"
+    for i in $(seq 2 "$RMQ_NODES"); do
+        _rmq_select "$i"
+        _rmq_clustered && continue
+        _log "RabbitMQ: joining $RMQ_NODENAME to $first"
+        log="$LOG_DIR/$RMQ_TAG.log"
+        rabbitmqctl_local stop_app >>"$log" 2>&1
+        rabbitmqctl_local reset >>"$log" 2>&1
+        rabbitmqctl_local join_cluster "$first" >>"$log" 2>&1 ||
+            _die "$RMQ_NODENAME could not join $first (logs: ${log#"$ROOT"/}, ${RMQ_DIR#"$ROOT"/}/log)"
+        rabbitmqctl_local start_app >>"$log" 2>&1
+    done
+    for i in $(_rmq_nodes); do
+        _rmq_select "$i"
+        _wait_until 60 "$RMQ_NODENAME in the cluster" "" "" _rmq_clustered ||
+            _die "$RMQ_NODENAME is not running in the cluster of $first"
+    done
+    _rmq_select 1
+    _log "RabbitMQ: a cluster of $RMQ_NODES nodes runs: $(services_rabbitmq_ui_urls)"
+}
+
+_rmq_up() {
+    local i
+    # The nodes boot in parallel; each waits for its own.
+    for i in $(_rmq_nodes); do _rmq_select "$i" && _rmq_start; done
+}
+
+_rmq_ready() {
+    local i
+    for i in $(_rmq_nodes); do _rmq_select "$i" && _rmq_wait; done
+    RMQ_STARTING=()
+    if ((RMQ_NODES > 1)); then _rmq_cluster; fi
+    _rmq_select 1
+}
+
+_rmq_node_down() {
     local pid
     pid="$(_read_pid "$RMQ_PID_FILE" || true)"
     if _pid_matches "$pid" "-home $RMQ_DIR/home"; then
@@ -415,13 +535,27 @@ _rmq_down() {
     fi
     # Still booting (services_up failed before the node was ready): TERM the
     # launcher's process group; the launcher and the beam both stop on it.
-    pid="$(_read_pid "$RUN_DIR/rabbitmq.pid" || true)"
+    pid="$(_read_pid "$RUN_DIR/$RMQ_TAG.pid" || true)"
     if _pid_matches "$pid" rabbitmq-server; then
-        _log "RabbitMQ: stopping the booting node"
+        _log "RabbitMQ: stopping the booting node $RMQ_NODENAME"
         kill -TERM -- "-$pid" 2>/dev/null || true
         _stop_pid "$pid"
     fi
-    rm -f "$RMQ_PID_FILE" "$RUN_DIR/rabbitmq.pid"
+    rm -f "$RMQ_PID_FILE" "$RUN_DIR/$RMQ_TAG.pid"
+}
+
+_rmq_down() {
+    local i jobs=()
+    # In parallel: a clustered node stops in about 7 s. (Whichever stops
+    # last, a node that comes back first waits for its peers, which
+    # services_up starts together, so the order does not matter here.)
+    for i in $(_rmq_nodes); do
+        (_rmq_select "$i" && _rmq_node_down) &
+        jobs+=($!)
+    done
+    wait "${jobs[@]}"
+    _rmq_select 1
+    local pid
     pid="$(_read_pid "$RUN_DIR/epmd.pid" || true)"
     if { [[ $pid == pending ]] && _epmd_running; } || _pid_matches "$pid" epmd; then
         # epmd -kill refuses while other nodes are still registered.
@@ -429,6 +563,17 @@ _rmq_down() {
             _log "epmd left running (other Erlang nodes use it)"
     fi
     rm -f "$RUN_DIR/epmd.pid"
+}
+
+# Each node's management UI, space separated.
+services_rabbitmq_ui_urls() {
+    local i urls=()
+    for i in $(_rmq_nodes); do
+        _rmq_select "$i"
+        urls+=("http://127.0.0.1:$RMQ_MGMT")
+    done
+    _rmq_select 1
+    echo "${urls[*]}"
 }
 
 # --- maildev ---------------------------------------------------------------------
@@ -477,10 +622,10 @@ services_up() {
     SERVICES_UP_CALLED=1
     mkdir -p "$RUN_DIR" "$LOG_DIR"
     # RabbitMQ boots slowest: launch it first and let the others start meanwhile.
-    _rmq_start
+    _rmq_up
     _pg_up
     _maildev_up
-    _rmq_wait
+    _rmq_ready
     _log "services up in $((SECONDS - start))s${SERVICES_STARTED[*]:+ (started: ${SERVICES_STARTED[*]})}"
 }
 
@@ -512,8 +657,20 @@ services_down() {
 
 services_env() {
     export DATABASE_URL="postgres://booking:booking@127.0.0.1:$PG_PORT/booking"
-    export AMQP_URL="amqp://guest:guest@127.0.0.1:$AMQP_PORT/%2f"
-    export RABBITMQ_MANAGEMENT_URL="http://guest:guest@127.0.0.1:$RABBITMQ_MGMT_PORT"
+    # Every node of a cluster, comma separated: the services fail over.
+    local i urls=()
+    for i in $(_rmq_nodes); do
+        _rmq_select "$i"
+        urls+=("amqp://guest:guest@127.0.0.1:$RMQ_PORT/%2f")
+    done
+    _rmq_select 1
+    AMQP_URL="$(IFS=, && echo "${urls[*]}")"
+    export AMQP_URL
+    export RABBITMQ_MANAGEMENT_URL="http://guest:guest@127.0.0.1:$RMQ_MGMT"
+    # A cluster's queues are replicated to three nodes (or all, if fewer).
+    if ((RMQ_NODES > 1)); then
+        export QUORUM_INITIAL_GROUP_SIZE="${QUORUM_INITIAL_GROUP_SIZE:-$((RMQ_NODES < 3 ? RMQ_NODES : 3))}"
+    fi
     export SMTP_URL="smtp://127.0.0.1:$SMTP_PORT"
     export MAILDEV_URL="http://127.0.0.1:$MAILDEV_WEB_PORT"
     export MAIL_FROM="Booking <tickets@booking.local>"
@@ -528,12 +685,18 @@ services_status() {
         echo "postgres  stopped"
         rc=1
     fi
-    if _rmq_running; then
-        echo "rabbitmq  running  pid $(_read_pid "$RMQ_PID_FILE")  amqp 127.0.0.1:$AMQP_PORT  mgmt :$RABBITMQ_MGMT_PORT"
-    else
-        echo "rabbitmq  stopped"
-        rc=1
-    fi
+    local i
+    for i in $(_rmq_nodes); do
+        _rmq_select "$i"
+        if _rmq_running; then
+            printf '%-9s running  pid %s  amqp 127.0.0.1:%s  mgmt :%s\n' \
+                "$RMQ_TAG" "$(_read_pid "$RMQ_PID_FILE")" "$RMQ_PORT" "$RMQ_MGMT"
+        else
+            printf '%-9s stopped\n' "$RMQ_TAG"
+            rc=1
+        fi
+    done
+    _rmq_select 1
     pid="$(_read_pid "$RUN_DIR/maildev.pid" || true)"
     if _pid_matches "$pid" maildev; then
         echo "maildev   running  pid $pid  smtp 127.0.0.1:$SMTP_PORT  web :$MAILDEV_WEB_PORT"
@@ -547,6 +710,8 @@ services_status() {
 # --- command line ----------------------------------------------------------------
 
 if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
+    services_args "$@"
+    set -- "${SERVICES_ARGS[@]}"
     case "${1:-}" in
     install) services_install ;;
     up) services_up ;;
@@ -557,7 +722,8 @@ if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
     status) services_status ;;
     env)
         services_env
-        for v in DATABASE_URL AMQP_URL RABBITMQ_MANAGEMENT_URL SMTP_URL MAILDEV_URL MAIL_FROM ADMIN_TOKEN; do
+        for v in DATABASE_URL AMQP_URL RABBITMQ_MANAGEMENT_URL SMTP_URL MAILDEV_URL MAIL_FROM ADMIN_TOKEN \
+            ${QUORUM_INITIAL_GROUP_SIZE:+QUORUM_INITIAL_GROUP_SIZE}; do
             printf 'export %s=%q\n' "$v" "${!v}"
         done
         ;;
@@ -571,7 +737,7 @@ if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
         rabbitmqctl_local "$@"
         ;;
     *)
-        echo "usage: $0 install|up|down|status|env|psql [args]|rabbitmqctl [args]" >&2
+        echo "usage: $0 [--rabbitmq-nodes N] install|up|down|status|env|psql [args]|rabbitmqctl [args]" >&2
         exit 2
         ;;
     esac

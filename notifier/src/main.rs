@@ -31,10 +31,7 @@ async fn main() -> anyhow::Result<()> {
     else {
         return Ok(());
     };
-    let topology = Topology {
-        shards: config.shards,
-        delivery_limit: config.delivery_limit,
-    };
+    let topology = Topology::of(&config);
     let publisher = Arc::new(Publisher::new(
         config.amqp_url.expose_secret(),
         &format!("notifier {} publisher", std::process::id()),

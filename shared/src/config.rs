@@ -1,7 +1,7 @@
 //! One typed configuration struct, read from the environment (PRODUCT.md §6).
 
 use std::net::{IpAddr, SocketAddr};
-use std::num::NonZeroU32;
+use std::num::{NonZeroU16, NonZeroU32};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -28,7 +28,11 @@ pub enum ConfigError {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub database_url: SecretString,
+    /// One RabbitMQ node, or the nodes of a cluster, comma separated.
     pub amqp_url: SecretString,
+    /// Replicas of each quorum queue (`QUORUM_INITIAL_GROUP_SIZE`); `None`:
+    /// the broker's default.
+    pub quorum_initial_group_size: Option<NonZeroU16>,
     pub smtp_url: SecretString,
     pub mail_from: String,
     /// The bootstrap admin's bearer token; the api refuses to start
@@ -153,7 +157,9 @@ impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
             database_url: required("DATABASE_URL")?.into(),
-            amqp_url: or("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f").into(),
+            amqp_url: amqp_url()?,
+            quorum_initial_group_size: parsed::<u16>("QUORUM_INITIAL_GROUP_SIZE", "0")
+                .map(NonZeroU16::new)?,
             smtp_url: or("SMTP_URL", "smtp://127.0.0.1:1025").into(),
             mail_from: or("MAIL_FROM", "Booking <tickets@booking.local>"),
             admin_token: std::env::var("ADMIN_TOKEN")
@@ -189,6 +195,20 @@ impl Config {
             rate_limit: rate_limit()?,
             trusted_proxies: parsed("TRUSTED_PROXIES", "")?,
         })
+    }
+}
+
+/// `AMQP_URL`, checked node by node; a bad one is reported without its
+/// value, which holds a password.
+fn amqp_url() -> Result<SecretString, ConfigError> {
+    let urls = or("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f");
+    match urls.parse::<crate::amqp::nodes::Nodes>() {
+        Ok(_) => Ok(urls.into()),
+        Err(err) => Err(ConfigError::Invalid {
+            name: "AMQP_URL",
+            value: "[REDACTED]".to_owned(),
+            reason: err.to_string(),
+        }),
     }
 }
 

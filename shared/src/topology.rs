@@ -19,6 +19,8 @@
 //!                                               (one per api process, its own)
 //! ```
 
+use std::num::NonZeroU16;
+
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
@@ -67,6 +69,9 @@ pub const HEADER_SOURCE_QUEUE: &str = "x-booking-source-queue";
 pub struct Topology {
     pub shards: u16,
     pub delivery_limit: u32,
+    /// Replicas of each quorum queue (`x-quorum-initial-group-size`); `None`
+    /// leaves it to the broker (3, or every node of a smaller cluster).
+    pub quorum_group_size: Option<NonZeroU16>,
 }
 
 impl Topology {
@@ -74,6 +79,7 @@ impl Topology {
         Self {
             shards: config.shards,
             delivery_limit: config.delivery_limit,
+            quorum_group_size: config.quorum_initial_group_size,
         }
     }
 
@@ -128,7 +134,7 @@ impl Topology {
             WEBHOOKS_DEAD_QUEUE,
             WEBHOOK_DELIVERIES_DEAD_QUEUE,
         ] {
-            declare_queue(conn, channel, dead, quorum_args()).await?;
+            declare_queue(conn, channel, dead, self.quorum_args()).await?;
             bind(channel, dead, DEAD_LETTER_EXCHANGE, dead).await?;
         }
 
@@ -167,7 +173,7 @@ impl Topology {
     /// A quorum queue whose messages that crash consumers too often end in
     /// `dead_queue` (via the dead-letter exchange) instead of looping.
     fn work_queue_args(&self, dead_queue: &str) -> FieldTable {
-        let mut args = quorum_args();
+        let mut args = self.quorum_args();
         args.insert(
             "x-delivery-limit".into(),
             AMQPValue::LongLongInt(self.delivery_limit.into()),
@@ -178,10 +184,25 @@ impl Topology {
     }
 }
 
-fn quorum_args() -> FieldTable {
-    let mut args = FieldTable::default();
-    args.insert("x-queue-type".into(), long("quorum"));
-    args
+impl Topology {
+    /// A durable, replicated queue. With a replication factor set (a
+    /// cluster), leaders are also spread over the nodes (`balanced`) rather
+    /// than all put on the node of whichever process declared first, so that
+    /// the shards' work is shared by the cluster. Both are arguments the
+    /// broker compares on every declaration, so they are sent only when
+    /// configured: a deployment that never set them declares as before.
+    fn quorum_args(&self) -> FieldTable {
+        let mut args = FieldTable::default();
+        args.insert("x-queue-type".into(), long("quorum"));
+        if let Some(size) = self.quorum_group_size {
+            args.insert(
+                "x-quorum-initial-group-size".into(),
+                AMQPValue::LongLongInt(size.get().into()),
+            );
+            args.insert("x-queue-leader-locator".into(), long("balanced"));
+        }
+        args
+    }
 }
 
 fn long(value: &str) -> AMQPValue {
@@ -269,6 +290,7 @@ mod tests {
         let t = Topology {
             shards: 12,
             delivery_limit: 5,
+            quorum_group_size: None,
         };
         let names: Vec<_> = t.shard_queues().map(|(_, q)| q).collect();
         assert_eq!(names[0], "booking.requests.shard-00");

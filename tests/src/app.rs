@@ -60,6 +60,7 @@ impl TestApp {
         let topology = Topology {
             shards: options.shards,
             delivery_limit: DELIVERY_LIMIT,
+            quorum_group_size: None,
         };
         let state = AppState::with(db, &sandbox.amqp_url, topology, ADMIN_TOKEN);
         let server = tokio::spawn(async move {

@@ -12,6 +12,7 @@
 //! the binaries built (`cargo build --bins`).
 
 pub mod app;
+pub mod cluster;
 pub mod invariants;
 pub mod load;
 pub mod mailbox;

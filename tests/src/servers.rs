@@ -208,6 +208,8 @@ pub struct PrivateBroker {
     node: String,
     port: u16,
     dist_port: u16,
+    /// Where the management API answers, if the node has it.
+    management_port: Option<u16>,
     /// The `rabbitmq-server` script; the Erlang VM is its child, so the
     /// script reaps the VM when we kill it, and we reap the script.
     server: Option<Child>,
@@ -215,15 +217,37 @@ pub struct PrivateBroker {
 
 impl PrivateBroker {
     pub async fn start() -> Self {
+        Self::start_node(None, false).await
+    }
+
+    /// A node with the Erlang `cookie` (nodes that share one can form a
+    /// cluster) and, if asked, the management API (on [`Self::management_url`],
+    /// with statistics every half second so tests see queue rates quickly).
+    pub(crate) async fn start_node(cookie: Option<&str>, management: bool) -> Self {
         let dir = fresh_dir("rabbitmq");
         for sub in ["home", "mnesia", "log"] {
             std::fs::create_dir(dir.join(sub)).unwrap();
         }
-        std::fs::write(
-            dir.join("enabled_plugins"),
-            "[rabbitmq_consistent_hash_exchange].\n",
-        )
-        .unwrap();
+        let management_port = management.then(restartable_port);
+        let plugins = if management {
+            "[rabbitmq_consistent_hash_exchange,rabbitmq_management].\n"
+        } else {
+            "[rabbitmq_consistent_hash_exchange].\n"
+        };
+        std::fs::write(dir.join("enabled_plugins"), plugins).unwrap();
+        if let Some(port) = management_port {
+            let conf = format!(
+                "management.tcp.ip = 127.0.0.1\nmanagement.tcp.port = {port}\n\
+                 collect_statistics_interval = 500\n"
+            );
+            std::fs::write(dir.join("rabbitmq.conf"), conf).unwrap();
+        }
+        if let Some(cookie) = cookie {
+            let path = dir.join("home").join(".erlang.cookie");
+            std::fs::write(&path, cookie).unwrap();
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o400))
+                .unwrap();
+        }
         let mut broker = Self {
             node: format!(
                 "fault{}@localhost",
@@ -232,6 +256,7 @@ impl PrivateBroker {
             dir,
             port: restartable_port(),
             dist_port: restartable_port(),
+            management_port,
             server: None,
         };
         broker.start_again().await;
@@ -240,6 +265,65 @@ impl PrivateBroker {
 
     pub fn amqp_url(&self) -> String {
         format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+    }
+
+    /// The Erlang node name, as RabbitMQ reports it (`…@localhost`).
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.server.is_some()
+    }
+
+    /// `http://127.0.0.1:<port>` of the management API.
+    pub fn management_url(&self) -> String {
+        let port = self
+            .management_port
+            .expect("this node has no management API");
+        format!("http://127.0.0.1:{port}")
+    }
+
+    /// Stops the node the way an operator does (`rabbitmqctl stop`: clients
+    /// are disconnected, queues hand over leadership) and waits until it
+    /// is gone.
+    pub async fn stop(&mut self) {
+        let mut server = self.server.take().expect("RabbitMQ is not running");
+        run(self.ctl(&["stop"]), "rabbitmqctl stop").await;
+        reap(&mut server, "rabbitmq-server").await;
+    }
+
+    /// Makes this (fresh) node a member of `seed`'s cluster.
+    pub(crate) async fn join(&mut self, seed: &str) {
+        for args in [
+            &["stop_app"][..],
+            &["reset"],
+            &["join_cluster", seed],
+            &["start_app"],
+        ] {
+            run(self.ctl(args), &format!("rabbitmqctl {}", args[0])).await;
+        }
+        let deadline = Instant::now() + TIMEOUT;
+        while !accepts_tcp(self.port).await {
+            assert!(
+                Instant::now() < deadline,
+                "{} not back after joining:\n{}",
+                self.node,
+                self.logs()
+            );
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// `rabbitmqctl` against this node, with its cookie.
+    fn ctl(&self, args: &[&str]) -> Command {
+        let mut ctl = Command::new(Path::new(RABBITMQ_BIN).join("rabbitmqctl"));
+        clear_rabbitmq_env(&mut ctl);
+        ctl.env("HOME", self.dir.join("home"))
+            .env("ERL_EPMD_ADDRESS", "127.0.0.1")
+            .args(["-n", &self.node])
+            .args(args);
+        ctl
     }
 
     /// SIGKILLs the Erlang VM: no clean shutdown, like a power cut for the
@@ -270,13 +354,7 @@ impl PrivateBroker {
         assert!(self.server.is_none(), "RabbitMQ is already running");
         let log = append(&self.dir.join("server.log"));
         let mut server = Command::new(Path::new(RABBITMQ_BIN).join("rabbitmq-server"));
-        // Inherited RABBITMQ_* or ERL_* settings could point at the shared node.
-        for (name, _) in std::env::vars_os() {
-            let name = name.as_bytes();
-            if name.starts_with(b"RABBITMQ_") || name.starts_with(b"ERL_") {
-                server.env_remove(OsStr::from_bytes(name));
-            }
-        }
+        clear_rabbitmq_env(&mut server);
         let file = |name: &str| self.dir.join(name);
         server
             // The Erlang cookie lives in $HOME: a private one per node.
@@ -369,6 +447,16 @@ impl Drop for PrivateBroker {
             reap_blocking(server);
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Inherited RABBITMQ_* or ERL_* settings could point at the shared node.
+fn clear_rabbitmq_env(cmd: &mut Command) {
+    for (name, _) in std::env::vars_os() {
+        let name = name.as_bytes();
+        if name.starts_with(b"RABBITMQ_") || name.starts_with(b"ERL_") {
+            cmd.env_remove(OsStr::from_bytes(name));
+        }
     }
 }
 

@@ -498,11 +498,18 @@ impl Sandbox {
         if let Some(vhost) = &vhost {
             create_vhost(vhost).await;
         }
+        // TEST_AMQP_URL may list the nodes of a cluster: each gets the vhost.
         let amqp_url = options.amqp_url.clone().unwrap_or_else(|| {
-            let mut url =
-                reqwest::Url::parse(&env("TEST_AMQP_URL")).expect("TEST_AMQP_URL is a URL");
-            url.set_path(&format!("/{name}"));
-            url.to_string()
+            env("TEST_AMQP_URL")
+                .split(',')
+                .map(|node| {
+                    let mut url =
+                        reqwest::Url::parse(node.trim()).expect("TEST_AMQP_URL lists AMQP URLs");
+                    url.set_path(&format!("/{name}"));
+                    url.to_string()
+                })
+                .collect::<Vec<_>>()
+                .join(",")
         });
         Self {
             name,

@@ -37,10 +37,7 @@ async fn main() -> anyhow::Result<()> {
     let metrics = shared::telemetry::init("worker");
     let config = Config::from_env()?;
     if let Some(Command::ReplayDeadLetters { queue, limit }) = cli.command {
-        let topology = Topology {
-            shards: config.shards,
-            delivery_limit: config.delivery_limit,
-        };
+        let topology = Topology::of(&config);
         let summary = replay::run(config.amqp_url.expose_secret(), topology, &queue, limit).await?;
         println!(
             "replayed {} message(s) from {queue}; kept {} that cannot be parsed",
@@ -59,10 +56,7 @@ async fn main() -> anyhow::Result<()> {
     else {
         return Ok(());
     };
-    let topology = Topology {
-        shards: config.shards,
-        delivery_limit: config.delivery_limit,
-    };
+    let topology = Topology::of(&config);
     let publisher = Arc::new(Publisher::new(
         config.amqp_url.expose_secret(),
         &format!("worker {} publisher", std::process::id()),

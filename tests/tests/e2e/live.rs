@@ -274,6 +274,7 @@ async fn decide_behind_the_workers_back(sys: &System, show: &str, id: &str) {
         Topology {
             shards: Options::default().shards,
             delivery_limit: 10,
+            quorum_group_size: None,
         },
     );
     let event = json!({"booking": {"id": id, "show_id": show}});

@@ -5,6 +5,7 @@ mod bad_input;
 mod best_available;
 mod booking_flow;
 mod broker;
+mod cluster;
 mod engine;
 mod faults;
 mod fuzz;

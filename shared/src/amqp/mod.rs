@@ -3,7 +3,10 @@
 //! lapin's own recovery has gaps, so every service owns its reconnection:
 //! connections are made here with a timeout and backoff, the topology is
 //! re-declared on every new connection, and a broken publisher channel is
-//! replaced on the next publish.
+//! replaced on the next publish. Every URL here may list the nodes of a
+//! cluster ([`nodes`]); a connection goes to the first of them that answers.
+
+pub mod nodes;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -20,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::messages::{BookingCommand, EventKind};
 use crate::topology::{self, Topology, DEAD_LETTER_EXCHANGE, EVENTS_EXCHANGE, REQUESTS_EXCHANGE};
+use nodes::Nodes;
 
 /// How long a connection attempt may take before it counts as failed; the
 /// API must answer 503 quickly when the broker is gone, never hang.
@@ -43,19 +47,50 @@ pub enum PublishError {
     Unroutable(String),
 }
 
-/// Opens a connection named `name` (shown in the management UI).
-pub async fn connect(url: &str, name: &str) -> lapin::Result<Connection> {
+/// Opens a connection named `name` (shown in the management UI) to one of
+/// the nodes `urls` lists: the one this process prefers, else the next that
+/// answers.
+pub async fn connect(urls: &str, name: &str) -> lapin::Result<Connection> {
+    let nodes: Nodes = urls.parse().map_err(|err: nodes::NodesError| {
+        io_error(std::io::ErrorKind::InvalidInput, err.to_string())
+    })?;
+    let mut failure = None;
+    for (index, url) in nodes.starting_at(nodes::preferred()) {
+        // Move on first: if the caller gives up during this attempt, its
+        // next one starts at the next node.
+        nodes::prefer(index + 1);
+        match connect_node(url, name).await {
+            Ok(conn) => {
+                nodes::prefer(index);
+                if nodes.len() > 1 {
+                    tracing::info!(node = %Nodes::address(url), connection = name, "connected to RabbitMQ");
+                }
+                return Ok(conn);
+            }
+            Err(err) => {
+                if nodes.len() > 1 {
+                    tracing::warn!(node = %Nodes::address(url), error = %err, "RabbitMQ node unreachable, trying the next");
+                }
+                failure = Some(err);
+            }
+        }
+    }
+    Err(failure.expect("a node list is never empty"))
+}
+
+async fn connect_node(url: &str, name: &str) -> lapin::Result<Connection> {
     let props = ConnectionProperties::default().with_connection_name(LongString::from(name));
     match tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(url, props)).await {
         Ok(result) => result,
-        Err(_) => Err(
-            lapin::ErrorKind::IOError(std::sync::Arc::new(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "connecting to RabbitMQ timed out",
-            )))
-            .into(),
-        ),
+        Err(_) => Err(io_error(
+            std::io::ErrorKind::TimedOut,
+            "connecting to RabbitMQ timed out".to_owned(),
+        )),
     }
+}
+
+fn io_error(kind: std::io::ErrorKind, message: String) -> lapin::Error {
+    lapin::ErrorKind::IOError(Arc::new(std::io::Error::new(kind, message))).into()
 }
 
 /// Connects, declares the topology and returns the connection, retrying
