@@ -1,5 +1,6 @@
-//! The `flash-sale` scenario: one show goes on sale and a crowd books it
-//! over HTTP, like real clients. Every request is timed from the client's
+//! The `flash-sale` scenario: one show (or `--shows N`, each request's
+//! show drawn from a Zipf law) goes on sale and a crowd books it over
+//! HTTP, like real clients. Every request is timed from the client's
 //! side (sent, `202` received); its decision time comes from the audit
 //! trail (the row leaving `queued`), converted to the client's clock through
 //! a wall-clock anchor taken at the start (same machine, same clock). Every
@@ -28,7 +29,8 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::monitor::{Monitor, Observed, Roles, BENCH_APPLICATION};
+use crate::monitor::{CpuPerDecided, Monitor, Observed, Roles, BENCH_APPLICATION};
+use crate::shows::{split_capacity, zipf_weights, Evenness, ManyShows, Zipf};
 use crate::stats::{per_second, Latency};
 use crate::streams::{Streams, StreamsReport};
 use crate::waitlist::{self, Waitlist};
@@ -38,7 +40,14 @@ use crate::webhooks::{Webhook, WebhooksReport};
 const MAX_QUANTITY: usize = 4;
 
 pub struct Settings {
+    /// Tickets or seats of the show; with many shows, of all of them.
     pub capacity: u32,
+    /// General-admission shows on sale at once (1: the classic sale).
+    pub shows: usize,
+    /// Exponent of the Zipf law that picks each request's show.
+    pub zipf: f64,
+    /// Booking shard queues of the system.
+    pub shards: u16,
     pub requests: usize,
     /// Closed loop: requests in flight at any time.
     pub concurrency: usize,
@@ -56,7 +65,8 @@ pub struct Settings {
     pub settle_timeout: Duration,
     pub poll_concurrency: usize,
     pub pg_port: u16,
-    pub amqp_port: u16,
+    /// Every AMQP port of the broker (one per node of a cluster).
+    pub amqp_ports: Vec<u16>,
     /// Follow this many accepted bookings over Server-Sent Events.
     pub streams: usize,
     /// Subscribe one webhook endpoint to every event.
@@ -65,9 +75,16 @@ pub struct Settings {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct FlashSale {
+    /// The show on sale; with many shows, the most wanted one.
     pub show_id: String,
+    /// Shows on sale at once.
+    pub shows: usize,
     pub seated: bool,
+    /// Tickets or seats on sale, over all the shows.
     pub capacity: u32,
+    /// `--shows` above 1: the shows' tickets and how they sold.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub many_shows: Option<ManyShows>,
     pub load: String,
     pub sent: usize,
     pub accepted: usize,
@@ -105,6 +122,11 @@ pub struct FlashSale {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub webhooks: Option<WebhooksReport>,
     pub worker_share: Vec<WorkerShare>,
+    /// How evenly the workers shared the decisions and the shards.
+    pub evenness: Evenness,
+    /// CPU seconds per decided booking, by role and in total (from
+    /// `observed.cpu`; `None` if nothing was decided).
+    pub cpu_per_decided: Option<CpuPerDecided>,
     pub observed: Observed,
     /// How PostgreSQL read the `bookings` table over the run: sequential
     /// scans of a table this size are the sign of a bad (e.g. generic,
@@ -128,6 +150,7 @@ impl FlashSale {
             && self.inversions == 0
             && self.invariants.iter().all(|i| i.ok)
             && self.waitlist.as_ref().is_none_or(|w| w.passed_over == 0)
+            && self.evenness.ok()
     }
 }
 
@@ -143,6 +166,10 @@ pub struct WorkerShare {
     pub worker: String,
     pub decisions: i64,
     pub share: f64,
+    /// Shard queues it consumed when the sale was decided (`None`: not a
+    /// worker of this system any more).
+    pub shards: Option<u32>,
+    pub shard_share: Option<f64>,
 }
 
 /// A booking and its decision as the database recorded them.
@@ -155,14 +182,18 @@ struct Decision {
 }
 
 pub async fn run(sys: Arc<System>, settings: &Settings) -> anyhow::Result<FlashSale> {
-    let (show, requests) = if settings.seated {
-        seated_sale(&sys, settings).await?
+    let (shows, capacities, requests) = if settings.seated {
+        let (show, requests) = seated_sale(&sys, settings).await?;
+        (vec![show], vec![settings.capacity], requests)
     } else {
-        let show = sys.ga_show(i32::try_from(settings.capacity)?).await;
-        let requests = ga_requests(&show, settings);
-        (show, requests)
+        let (shows, capacities) = ga_shows(&sys, settings).await?;
+        let requests = ga_requests(&shows, settings);
+        (shows, capacities, requests)
     };
-    let show_id: Uuid = show.parse()?;
+    let show_ids = shows
+        .iter()
+        .map(|show| show.parse())
+        .collect::<Result<Vec<Uuid>, _>>()?;
     // The benchmark's own connections, named so that the statement samples
     // leave them out.
     let options =
@@ -173,7 +204,12 @@ pub async fn run(sys: Arc<System>, settings: &Settings) -> anyhow::Result<FlashS
         .await?;
 
     let answered = Arc::new(AtomicUsize::new(0));
-    let roles = Roles::find(sys.pids(), &sys.name, settings.pg_port, settings.amqp_port);
+    let roles = Roles::find(
+        sys.pids(),
+        &sys.name,
+        settings.pg_port,
+        &settings.amqp_ports,
+    );
     let monitor = Monitor::start(roles, db.clone(), sys.vhost.clone(), answered.clone());
     let webhook = if settings.webhook {
         Some(Webhook::subscribe(&sys).await?)
@@ -208,7 +244,8 @@ pub async fn run(sys: Arc<System>, settings: &Settings) -> anyhow::Result<FlashS
         ),
     };
     let accepted: Vec<&Submitted> = submitted.iter().filter(|s| s.accepted()).collect();
-    settle(&db, show_id, accepted.len(), settings.settle_timeout).await;
+    settle(&db, &show_ids, accepted.len(), settings.settle_timeout).await;
+    let shards_owned = shards_owned(&sys).await;
     // Let the last events reach their streams before closing them.
     let streams = match streams {
         Some(streams) => {
@@ -219,7 +256,7 @@ pub async fn run(sys: Arc<System>, settings: &Settings) -> anyhow::Result<FlashS
     };
     let observed = monitor.finish().await;
 
-    let decisions = decisions(&db, show_id).await?;
+    let decisions = decisions(&db, &show_ids).await?;
     let mut errors: BTreeMap<String, usize> = BTreeMap::new();
     for s in submitted.iter().filter(|s| !s.accepted()) {
         let kind = if s.status == 0 {
@@ -307,7 +344,7 @@ pub async fn run(sys: Arc<System>, settings: &Settings) -> anyhow::Result<FlashS
         let phase = waitlist::Phase {
             sys: &sys,
             db: &db,
-            show: show_id,
+            show: show_ids[0],
             anchor,
             concurrency: settings.concurrency,
             timeout: settings.settle_timeout,
@@ -321,10 +358,26 @@ pub async fn run(sys: Arc<System>, settings: &Settings) -> anyhow::Result<FlashS
         Some(rate) => format!("open loop, {rate:.0} requests/s"),
         None => format!("closed loop, {} in flight", settings.concurrency),
     };
+    let worker_share = worker_share(&sys, &decisions, &shards_owned, settings.shards);
+    let evenness = Evenness::of(
+        &worker_share
+            .iter()
+            .map(|w| w.decisions as f64)
+            .collect::<Vec<_>>(),
+        &worker_share
+            .iter()
+            .filter_map(|w| w.shard_share)
+            .collect::<Vec<_>>(),
+        shows.len() > 1,
+    );
+    let many_shows = (shows.len() > 1)
+        .then(|| many_shows(settings.zipf, &shows, &capacities, &accepted, &decisions));
     let sale = FlashSale {
-        show_id: show,
+        show_id: shows[0].clone(),
+        shows: shows.len(),
         seated: settings.seated,
-        capacity: settings.capacity,
+        capacity: capacities.iter().sum(),
+        many_shows,
         load: mode,
         sent: submitted.len(),
         accepted: accepted.len(),
@@ -346,13 +399,15 @@ pub async fn run(sys: Arc<System>, settings: &Settings) -> anyhow::Result<FlashS
         decided_per_s: per_second(decided, decided_seconds),
         decided_latency: Latency::of_seconds(decided_latency),
         lost,
-        oversold: oversold(&db, show_id).await?,
+        oversold: oversold(&db, &show_ids).await?,
         inversions: inversions(&accepted, &outcome_of, settings.seated),
-        invariants: invariants(&db, show_id, settings.waitlist).await,
+        invariants: invariants(&db, &show_ids, settings.waitlist).await,
         waitlist,
         streams,
         webhooks,
-        worker_share: worker_share(&sys, &decisions),
+        worker_share,
+        evenness,
+        cpu_per_decided: observed.cpu_per_decided(decided),
         observed,
         bookings_table: sqlx::query_as(
             "SELECT seq_scan, seq_tup_read, coalesce(idx_scan, 0) AS idx_scan, autoanalyze_count
@@ -365,19 +420,57 @@ pub async fn run(sys: Arc<System>, settings: &Settings) -> anyhow::Result<FlashS
     Ok(sale)
 }
 
-/// General-admission requests for 1–4 tickets, each from its own email address.
-fn ga_requests(show: &str, settings: &Settings) -> Vec<Request> {
+/// General-admission shows, most wanted first, and their tickets: one show
+/// of `capacity`, or `--shows` sharing `capacity` by their Zipf weights
+/// (so that all are as contended as the whole sale), created a few at a
+/// time.
+async fn ga_shows(sys: &System, settings: &Settings) -> anyhow::Result<(Vec<String>, Vec<u32>)> {
+    if settings.shows <= 1 {
+        let show = sys.ga_show(i32::try_from(settings.capacity)?).await;
+        return Ok((vec![show], vec![settings.capacity]));
+    }
+    let capacities = split_capacity(
+        settings.capacity,
+        &zipf_weights(settings.shows, settings.zipf),
+    );
+    eprintln!("creating {} shows …", settings.shows);
+    let created: Vec<Value> = futures::stream::iter(capacities.iter().enumerate())
+        .map(|(rank, capacity)| {
+            sys.create_show(json!({
+                "name": format!("Bench Show {}", rank + 1), "venue": "The Park",
+                "starts_at": "2030-06-01T19:00:00Z", "capacity": capacity, "price_cents": 2500
+            }))
+        })
+        .buffered(8)
+        .collect()
+        .await;
+    let shows = created
+        .iter()
+        .map(|show| show["id"].as_str().map(str::to_owned).context("show id"))
+        .collect::<anyhow::Result<_>>()?;
+    Ok((shows, capacities))
+}
+
+/// General-admission requests for 1–4 tickets, each from its own email
+/// address; with many shows, each for a show drawn from the Zipf law.
+fn ga_requests(shows: &[String], settings: &Settings) -> Vec<Request> {
     let mut rng = StdRng::seed_from_u64(settings.seed);
     let run = Uuid::new_v4().simple().to_string();
+    let zipf = (shows.len() > 1).then(|| Zipf::new(shows.len(), settings.zipf));
     (0..settings.requests)
         .map(|i| {
             let quantity = rng.random_range(1..=MAX_QUANTITY as i32);
+            // One show draws nothing more: the same requests as ever.
+            let show = match &zipf {
+                Some(zipf) => &shows[zipf.sample(rng.random())],
+                None => &shows[0],
+            };
             let mut body = json!({"email": format!("fs-{}-{i}@bench.test", &run[..8]), "name": "Bench Client", "quantity": quantity});
             if settings.waitlist {
                 body["waitlist"] = json!(true);
             }
             Request {
-                show: show.to_owned(),
+                show: show.clone(),
                 body,
                 quantity,
             }
@@ -543,16 +636,16 @@ async fn open_loop(
     (results, Some(Latency::of_seconds(lags)))
 }
 
-/// Waits until no booking of the show is `queued` any more (or the
+/// Waits until no booking of the shows is `queued` any more (or the
 /// timeout), showing decisions as they happen.
-async fn settle(db: &PgPool, show: Uuid, accepted: usize, timeout: Duration) {
+async fn settle(db: &PgPool, shows: &[Uuid], accepted: usize, timeout: Duration) {
     let bar = progress(accepted, "decide");
     let deadline = Instant::now() + timeout;
     loop {
         let queued: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM bookings WHERE show_id = $1 AND status = 'queued'",
+            "SELECT count(*) FROM bookings WHERE show_id = ANY($1) AND status = 'queued'",
         )
-        .bind(show)
+        .bind(shows)
         .fetch_one(db)
         .await
         .unwrap_or(i64::MAX);
@@ -565,17 +658,17 @@ async fn settle(db: &PgPool, show: Uuid, accepted: usize, timeout: Duration) {
     bar.finish();
 }
 
-/// Every booking of the show with its first decision (the audit row that
+/// Every booking of the shows with its first decision (the audit row that
 /// took it out of `queued`: when and by whom).
-async fn decisions(db: &PgPool, show: Uuid) -> anyhow::Result<HashMap<String, Decision>> {
+async fn decisions(db: &PgPool, shows: &[Uuid]) -> anyhow::Result<HashMap<String, Decision>> {
     let rows: Vec<Decision> = sqlx::query_as(
         "SELECT DISTINCT ON (b.id) b.id, b.status, a.at, a.actor
          FROM bookings b
          LEFT JOIN booking_audit a ON a.booking_id = b.id AND a.from_status = 'queued'
-         WHERE b.show_id = $1
+         WHERE b.show_id = ANY($1)
          ORDER BY b.id, a.id",
     )
-    .bind(show)
+    .bind(shows)
     .fetch_all(db)
     .await?;
     Ok(rows.into_iter().map(|d| (d.id.to_string(), d)).collect())
@@ -634,24 +727,26 @@ async fn poll(sys: &System, id: &str, deadline: Instant) -> Result<(), String> {
     Err(last)
 }
 
-/// Tickets or seats sold beyond what exists: live tickets over capacity,
-/// plus seats that two live bookings both count as theirs.
-async fn oversold(db: &PgPool, show: Uuid) -> anyhow::Result<i64> {
+/// Tickets or seats sold beyond what exists, summed over the shows: live
+/// tickets over each show's capacity, plus seats that two live bookings
+/// both count as theirs.
+async fn oversold(db: &PgPool, shows: &[Uuid]) -> anyhow::Result<i64> {
     let over: i64 = sqlx::query_scalar(
-        "SELECT greatest(0, coalesce(sum(b.quantity), 0) - s.capacity)::bigint
-         FROM shows s LEFT JOIN bookings b ON b.show_id = s.id AND b.status IN ('held', 'confirmed')
-         WHERE s.id = $1 GROUP BY s.capacity",
+        "SELECT coalesce(sum(over), 0)::bigint FROM (
+           SELECT greatest(0, coalesce(sum(b.quantity), 0) - s.capacity) AS over
+           FROM shows s LEFT JOIN bookings b ON b.show_id = s.id AND b.status IN ('held', 'confirmed')
+           WHERE s.id = ANY($1) GROUP BY s.id, s.capacity) t",
     )
-    .bind(show)
+    .bind(shows)
     .fetch_one(db)
     .await?;
     let doubled: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM (
            SELECT bs.seat_id FROM booking_seats bs JOIN bookings b ON b.id = bs.booking_id
-           WHERE b.show_id = $1 AND b.status IN ('held', 'confirmed')
+           WHERE b.show_id = ANY($1) AND b.status IN ('held', 'confirmed')
            GROUP BY bs.seat_id HAVING count(*) > 1) t",
     )
-    .bind(show)
+    .bind(shows)
     .fetch_one(db)
     .await?;
     Ok(over + doubled)
@@ -661,7 +756,7 @@ async fn oversold(db: &PgPool, show: Uuid) -> anyhow::Result<i64> {
 /// answered `202` before B was sent is decided before B (per-show order),
 /// and nothing is released during the sale (holds outlive it), so B may
 /// get seats only if A could have had them too:
-/// - general admission: A and B ask for the same quantity;
+/// - general admission: A and B ask for the same quantity of the same show;
 /// - seated: B's seats include all of A's.
 ///
 /// For each refused A only the earliest answer matters, so this is one
@@ -680,7 +775,7 @@ fn inversions(accepted: &[&Submitted], got_seats: &HashMap<&str, bool>, seated: 
             seats.sort();
             seats
         } else {
-            vec![s.request.quantity.to_string()]
+            vec![format!("{} × {}", s.request.show, s.request.quantity)]
         }
     };
     let outcome = |s: &Submitted| s.id.as_deref().and_then(|id| got_seats.get(id)).copied();
@@ -710,46 +805,135 @@ fn inversions(accepted: &[&Submitted], got_seats: &HashMap<&str, bool>, seated: 
         .count()
 }
 
-/// The harness's invariant checks, as pass or fail with the reason, rather
-/// than a panic that would end the benchmark without its report; with the
-/// waiting list, its own check on top.
-async fn invariants(db: &PgPool, show: Uuid, waitlist: bool) -> Vec<Invariant> {
+/// The harness's invariant checks on every show, as pass or fail with the
+/// reason, rather than a panic that would end the benchmark without its
+/// report; with the waiting list (one show), its own check on top.
+async fn invariants(db: &PgPool, shows: &[Uuid], waitlist: bool) -> Vec<Invariant> {
     let quiet = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
-    let not_oversold = {
-        let db = db.clone();
-        tokio::spawn(async move { harness::invariants::assert_not_oversold(&db, show).await }).await
-    };
-    let decided_once = {
-        let db = db.clone();
-        tokio::spawn(async move { harness::invariants::assert_decided_once(&db, show).await }).await
-    };
+    let outcomes: Vec<[Result<(), String>; 2]> = futures::stream::iter(shows.iter().copied())
+        .map(|show| async move {
+            let not_oversold = {
+                let db = db.clone();
+                tokio::spawn(
+                    async move { harness::invariants::assert_not_oversold(&db, show).await },
+                )
+                .await
+            };
+            let decided_once = {
+                let db = db.clone();
+                tokio::spawn(
+                    async move { harness::invariants::assert_decided_once(&db, show).await },
+                )
+                .await
+            };
+            [failure(not_oversold), failure(decided_once)]
+        })
+        .buffered(4)
+        .collect()
+        .await;
     std::panic::set_hook(quiet);
-    let check = |name, outcome: Result<(), tokio::task::JoinError>| Invariant {
-        name,
-        ok: outcome.is_ok(),
-        detail: outcome.err().map(|err| match err.try_into_panic() {
-            Ok(panic) => panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                .unwrap_or_else(|| "failed".to_owned()),
-            Err(err) => err.to_string(),
-        }),
+    let check = |name, which: usize| {
+        let failed: Vec<&String> = outcomes
+            .iter()
+            .filter_map(|o| o[which].as_ref().err())
+            .collect();
+        Invariant {
+            name,
+            ok: failed.is_empty(),
+            detail: match failed.as_slice() {
+                [] => None,
+                [only] if shows.len() == 1 => Some((*only).clone()),
+                [first, ..] => Some(format!(
+                    "{} of {} shows, e.g. {first}",
+                    failed.len(),
+                    shows.len()
+                )),
+            },
+        }
     };
-    let mut checks = vec![check(
-        "not oversold (counters, bookings, seats agree)",
-        not_oversold,
-    )];
-    checks.push(check("decided once, one event each", decided_once));
+    let mut checks = vec![check("not oversold (counters, bookings, seats agree)", 0)];
+    checks.push(check("decided once, one event each", 1));
     if waitlist {
-        checks.push(waitlist::invariants(db, show).await);
+        checks.push(waitlist::invariants(db, shows[0]).await);
     }
     checks
 }
 
-/// Decisions per worker process, from the audit trail's `worker-<pid>`.
-fn worker_share(sys: &System, decisions: &HashMap<String, Decision>) -> Vec<WorkerShare> {
+/// A check's panic message, if it failed.
+fn failure(outcome: Result<(), tokio::task::JoinError>) -> Result<(), String> {
+    outcome.map_err(|err| match err.try_into_panic() {
+        Ok(panic) => panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+            .unwrap_or_else(|| "failed".to_owned()),
+        Err(err) => err.to_string(),
+    })
+}
+
+/// The shard queues each worker consumes now, by label (0 if it does not
+/// answer).
+async fn shards_owned(sys: &System) -> HashMap<String, u32> {
+    let mut owned = HashMap::new();
+    for label in sys.workers() {
+        let shards = sys
+            .worker_metric(&label, "worker_shards_owned")
+            .await
+            .unwrap_or(0.0);
+        owned.insert(label, shards as u32);
+    }
+    owned
+}
+
+/// How the tickets of many shows sold.
+fn many_shows(
+    zipf_s: f64,
+    shows: &[String],
+    capacities: &[u32],
+    accepted: &[&Submitted],
+    decisions: &HashMap<String, Decision>,
+) -> ManyShows {
+    let mut requested: HashMap<&str, usize> = HashMap::new();
+    let mut sold: HashMap<&str, i64> = HashMap::new();
+    for s in accepted {
+        let show = s.request.show.as_str();
+        *requested.entry(show).or_default() += 1;
+        let held =
+            s.id.as_deref()
+                .and_then(|id| decisions.get(id))
+                .is_some_and(|d| matches!(d.status.as_str(), "held" | "confirmed"));
+        if held {
+            *sold.entry(show).or_default() += i64::from(s.request.quantity);
+        }
+    }
+    ManyShows {
+        zipf_s,
+        capacity_max: capacities.iter().copied().max().unwrap_or(0),
+        capacity_min: capacities.iter().copied().min().unwrap_or(0),
+        top_show_share: requested.get(shows[0].as_str()).copied().unwrap_or(0) as f64
+            / accepted.len().max(1) as f64,
+        shows_requested: requested.len(),
+        sold_out: shows
+            .iter()
+            .zip(capacities)
+            .filter(|(show, &capacity)| {
+                sold.get(show.as_str()).copied().unwrap_or(0) >= i64::from(capacity)
+            })
+            .count(),
+    }
+}
+
+/// Decisions per worker process, from the audit trail's `worker-<pid>`
+/// (of the sale's shows only: the same count as the harness's
+/// `decisions_by_worker`, which counts the whole database), and the shard
+/// queues each consumes.
+fn worker_share(
+    sys: &System,
+    decisions: &HashMap<String, Decision>,
+    shards_owned: &HashMap<String, u32>,
+    shards: u16,
+) -> Vec<WorkerShare> {
     let mut by_actor: BTreeMap<String, i64> = BTreeMap::new();
     for actor in decisions.values().filter_map(|d| d.actor.as_ref()) {
         *by_actor.entry(actor.clone()).or_default() += 1;
@@ -761,6 +945,7 @@ fn worker_share(sys: &System, decisions: &HashMap<String, Decision>) -> Vec<Work
         .filter(|(label, _)| label.starts_with("worker"))
         .map(|(label, pid)| {
             let decisions = by_actor.remove(&format!("worker-{pid}")).unwrap_or(0);
+            let owned = shards_owned.get(&label).copied();
             WorkerShare {
                 worker: format!("{label} (pid {pid})"),
                 decisions,
@@ -769,6 +954,8 @@ fn worker_share(sys: &System, decisions: &HashMap<String, Decision>) -> Vec<Work
                 } else {
                     0.0
                 },
+                shards: owned,
+                shard_share: owned.map(|o| f64::from(o) / f64::from(shards.max(1))),
             }
         })
         .collect();
@@ -777,6 +964,8 @@ fn worker_share(sys: &System, decisions: &HashMap<String, Decision>) -> Vec<Work
         worker: actor,
         decisions,
         share: decisions as f64 / total as f64,
+        shards: None,
+        shard_share: None,
     }));
     shares
 }

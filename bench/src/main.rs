@@ -8,15 +8,17 @@
 //! which provides the servers and the `TEST_*` variables.
 //!
 //! Scenarios: `limits` (the raw rates of RabbitMQ and PostgreSQL for one
-//! booking's work), `flash-sale` (a crowd books one show), `all` (both,
-//! with the sale's figures as ratios to the limits). `--waitlist` adds the
-//! waiting list to the sale: offers of returned tickets, and their order.
+//! booking's work), `flash-sale` (a crowd books one show, or `--shows N`
+//! at once), `all` (both, with the sale's figures as ratios to the
+//! limits). `--waitlist` adds the waiting list to the sale: offers of
+//! returned tickets, and their order.
 
 mod flash_sale;
 mod limits;
 mod machine;
 mod monitor;
 mod report;
+mod shows;
 mod stats;
 mod streams;
 mod waitlist;
@@ -28,6 +30,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use clap::error::ErrorKind;
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
 use harness::{Options, System};
@@ -36,7 +39,7 @@ use harness::{Options, System};
 enum Scenario {
     /// The limits, then the flash sale with ratios to them.
     All,
-    /// A crowd books one show over HTTP.
+    /// A crowd books one show (or --shows N) over HTTP.
     FlashSale,
     /// What RabbitMQ and PostgreSQL allow for one booking's work here.
     Limits,
@@ -47,9 +50,27 @@ enum Scenario {
 struct Args {
     #[arg(long, value_enum, default_value_t = Scenario::All)]
     scenario: Scenario,
-    /// Tickets (general admission) or seats (--seated) of the show on sale.
+    /// Tickets (general admission) or seats (--seated) of the show on sale;
+    /// with --shows, the tickets of all the shows together.
     #[arg(long, default_value_t = 20_000)]
     capacity: u32,
+    /// General-admission shows on sale at the same time. Each request's
+    /// show is drawn from a Zipf law over the shows' ranks (--zipf), and
+    /// --capacity is split between the shows in proportion to the same
+    /// weights (largest remainders, at least 1 ticket each), so that every
+    /// show is as oversubscribed as the whole sale and they sell out
+    /// together. Lost, oversold and inversions are checked per show;
+    /// reports decided/s, CPU per decided booking, and each worker's share
+    /// of the decisions and of the shard queues. With --check, above one
+    /// show, every worker's share of the shards (and of the decisions, from
+    /// 1,000 decided) must be within a third of 1/--workers. Not with
+    /// --seated or --waitlist.
+    #[arg(long, default_value_t = 1)]
+    shows: usize,
+    /// With --shows: the Zipf exponent s (the show of rank k gets a share
+    /// of the requests proportional to 1/k^s; 0 is uniform).
+    #[arg(long, default_value_t = 1.0)]
+    zipf: f64,
     /// Booking requests to send, each for 1–4 tickets from its own email address.
     #[arg(long, default_value_t = 100_000)]
     requests: usize,
@@ -100,15 +121,17 @@ struct Args {
     /// decided throughput with, e.g. for the seated target.
     #[arg(long)]
     baseline: Option<PathBuf>,
-    /// Exit non-zero if anything was lost, oversold or unfair.
+    /// Exit non-zero if anything was lost, oversold or unfair (with
+    /// --shows above 1: or the workers' shares were uneven).
     #[arg(long)]
     check: bool,
     /// Small and quick, correctness only (for CI): capacity 300, 2,000
     /// requests, 64 in flight, 5,000 raw messages, 1 s per PostgreSQL
-    /// measurement, and --check. Flags given explicitly still win.
+    /// measurement, and --check (one show unless --shows). Flags given
+    /// explicitly still win.
     #[arg(long)]
     smoke: bool,
-    /// Seed of the random quantities and seat choices.
+    /// Seed of the random quantities, seat and show choices.
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Limits: messages through RabbitMQ.
@@ -170,6 +193,25 @@ impl Args {
             }
             args.check = true;
         }
+        let invalid = |message: &str| {
+            Self::command()
+                .error(ErrorKind::InvalidValue, message)
+                .exit()
+        };
+        if args.shows == 0 {
+            invalid("--shows must be at least 1");
+        }
+        if !(args.zipf.is_finite() && args.zipf >= 0.0) {
+            invalid("--zipf must be a number ≥ 0");
+        }
+        if args.shows > 1 && (args.seated || args.waitlist) {
+            Self::command()
+                .error(
+                    ErrorKind::ArgumentConflict,
+                    "--shows above 1 is general admission without --waitlist",
+                )
+                .exit();
+        }
         args
     }
 }
@@ -189,7 +231,9 @@ async fn main() -> ExitCode {
     let args = Args::read();
     match run(&args).await {
         Ok(correct) if args.check && !correct => {
-            eprintln!("bench: --check failed: something was lost, oversold or unfair (see above)");
+            eprintln!(
+                "bench: --check failed: something was lost, oversold or unfair, or the workers' shares were uneven (see above)"
+            );
             ExitCode::FAILURE
         }
         Ok(_) => ExitCode::SUCCESS,
@@ -235,7 +279,7 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
         service_env.push((key.clone(), value.clone()));
     }
     let baseline = match &args.baseline {
-        Some(path) => Some(baseline_rate(path)?),
+        Some(path) => Some(report::Baseline::read(path)?),
         None => None,
     };
 
@@ -298,7 +342,11 @@ async fn scenarios(
         None
     } else {
         let broker = limits::broker::Settings {
-            amqp_url: sys.amqp_url.clone(),
+            // One node's round trip: the first URL of a cluster's list.
+            amqp_url: amqp_urls(&sys.amqp_url)
+                .next()
+                .context("no AMQP URL")?
+                .to_owned(),
             messages: args.raw_messages,
             in_flight: args.raw_in_flight,
             prefetch: args.raw_prefetch,
@@ -316,6 +364,9 @@ async fn scenarios(
     } else {
         let settings = flash_sale::Settings {
             capacity: args.capacity,
+            shows: args.shows,
+            zipf: args.zipf,
+            shards: args.shards,
             requests: args.requests,
             concurrency: args.concurrency,
             rate: args.rate,
@@ -327,17 +378,24 @@ async fn scenarios(
             settle_timeout: Duration::from_secs(args.settle_timeout),
             poll_concurrency: args.poll_concurrency,
             pg_port: port(database_url, 5432)?,
-            amqp_port: port(amqp_url, 5672)?,
+            amqp_ports: amqp_urls(amqp_url)
+                .map(|url| port(url, 5672))
+                .collect::<anyhow::Result<_>>()?,
             streams: args.streams,
             webhook: args.webhook,
         };
         eprintln!(
-            "flash sale: {} requests on a {} show of {}{} …",
+            "flash sale: {} requests on {} of {}{} …",
             args.requests,
             if args.seated {
-                "seated"
+                "a seated show".to_owned()
+            } else if args.shows > 1 {
+                format!(
+                    "{} general-admission shows (Zipf s = {}), tickets",
+                    args.shows, args.zipf
+                )
             } else {
-                "general-admission"
+                "a general-admission show".to_owned()
             },
             args.capacity,
             if args.waitlist {
@@ -389,12 +447,23 @@ fn port(url: &str, default: u16) -> anyhow::Result<u16> {
     Ok(url.port().unwrap_or(default))
 }
 
-/// The decided throughput of an earlier run, from its JSON report.
-fn baseline_rate(path: &std::path::Path) -> anyhow::Result<f64> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let json: serde_json::Value = serde_json::from_str(&text)?;
-    json["flash_sale"]["decided_per_s"]
-        .as_f64()
-        .with_context(|| format!("{} has no flash_sale.decided_per_s", path.display()))
+/// The URLs of an AMQP URL that may be a comma-separated list (the nodes
+/// of one RabbitMQ cluster), in order.
+fn amqp_urls(list: &str) -> impl Iterator<Item = &str> {
+    list.split(',').map(str::trim).filter(|url| !url.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_amqp_url_may_be_a_list_of_a_clusters_nodes() {
+        let one = "amqp://guest:guest@127.0.0.1:5672/%2f";
+        assert_eq!(amqp_urls(one).collect::<Vec<_>>(), vec![one]);
+        let list = "amqp://guest:guest@127.0.0.1:5672/%2f, amqp://guest:guest@127.0.0.1:5673/%2f,";
+        let ports: Vec<u16> = amqp_urls(list).map(|u| port(u, 5672).unwrap()).collect();
+        assert_eq!(ports, vec![5672, 5673]);
+        assert_eq!(port("amqp://localhost/%2f", 5672).unwrap(), 5672);
+    }
 }

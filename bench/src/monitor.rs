@@ -19,6 +19,7 @@ pub const OTHER: &str = "other processes";
 const PG_SYSTEM: &str = "postgres (this system)";
 const PG_SERVER: &str = "postgres (server: WAL, checkpoints)";
 const PG_OTHER: &str = "postgres (other databases)";
+/// Every RabbitMQ node listening on one of the AMQP ports on this machine.
 const RABBITMQ: &str = "rabbitmq (whole node)";
 
 /// CPU one role used over the run.
@@ -30,6 +31,26 @@ pub struct CpuUse {
     pub cores: f64,
     /// Share of all the machine's cores over the run.
     pub share: f64,
+}
+
+/// What one decided booking cost in CPU, by role and in total.
+#[derive(Debug, Clone, Serialize)]
+pub struct CpuPerDecided {
+    pub decided: usize,
+    /// CPU seconds per decided booking, by role (the roles of `cpu`).
+    pub by_role: Vec<RoleCost>,
+    /// The system under test: its services, PostgreSQL (this system's
+    /// backends and the server's own processes) and RabbitMQ; not the
+    /// bench client, other databases or the rest of the machine.
+    pub system_s: f64,
+    /// Every busy core of the machine, the bench client included.
+    pub machine_s: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RoleCost {
+    pub role: String,
+    pub cpu_s: f64,
 }
 
 /// One second of the run.
@@ -66,6 +87,35 @@ pub struct Observed {
     pub timeline: Vec<Sample>,
 }
 
+impl Observed {
+    /// CPU seconds per decided booking (`None` when nothing was decided).
+    pub fn cpu_per_decided(&self, decided: usize) -> Option<CpuPerDecided> {
+        if decided == 0 {
+            return None;
+        }
+        let per = |seconds: f64| seconds / decided as f64;
+        let outside = [BENCH, OTHER, PG_OTHER];
+        Some(CpuPerDecided {
+            decided,
+            by_role: self
+                .cpu
+                .iter()
+                .map(|c| RoleCost {
+                    role: c.role.clone(),
+                    cpu_s: per(c.cpu_seconds),
+                })
+                .collect(),
+            system_s: per(self
+                .cpu
+                .iter()
+                .filter(|c| !outside.contains(&c.role.as_str()))
+                .map(|c| c.cpu_seconds)
+                .sum()),
+            machine_s: per(self.cpu.iter().map(|c| c.cpu_seconds).sum()),
+        })
+    }
+}
+
 /// How often a statement was seen running (or waiting) in this system's
 /// database when sampled: a poor man's profile of PostgreSQL by statement.
 #[derive(Debug, Clone, Serialize)]
@@ -89,7 +139,8 @@ pub struct Roles {
     me: u32,
     services: HashMap<u32, String>,
     postmaster: Option<u32>,
-    broker: Option<u32>,
+    /// The RabbitMQ node(s): one per AMQP port listened on here.
+    brokers: Vec<u32>,
     /// This system's database, as PostgreSQL shows it in its backends'
     /// process titles (`postgres: user DATABASE host(port) state`).
     database: String,
@@ -97,13 +148,17 @@ pub struct Roles {
 
 impl Roles {
     /// Finds PostgreSQL and RabbitMQ by the ports they listen on, so that
-    /// other servers on the same machine are not mistaken for them.
+    /// other servers on the same machine are not mistaken for them (every
+    /// port of `amqp_ports`: the nodes of a cluster count as RabbitMQ).
     pub fn find(
         services: Vec<(String, u32)>,
         database: &str,
         pg_port: u16,
-        amqp_port: u16,
+        amqp_ports: &[u16],
     ) -> Self {
+        let mut brokers: Vec<u32> = amqp_ports.iter().filter_map(|&p| listener_pid(p)).collect();
+        brokers.sort_unstable();
+        brokers.dedup();
         Self {
             me: std::process::id(),
             services: services
@@ -111,7 +166,7 @@ impl Roles {
                 .map(|(label, pid)| (pid, label))
                 .collect(),
             postmaster: listener_pid(pg_port),
-            broker: listener_pid(amqp_port),
+            brokers,
             database: format!(" {database} "),
         }
     }
@@ -137,7 +192,7 @@ impl Roles {
             };
             return Some(role.to_owned());
         }
-        if Some(pid) == self.broker || Some(ppid) == self.broker {
+        if self.brokers.contains(&pid) || self.brokers.contains(&ppid) {
             return Some(RABBITMQ.to_owned());
         }
         None
@@ -474,8 +529,40 @@ mod tests {
     }
 
     #[test]
+    fn cpu_per_decided_leaves_the_client_and_the_rest_out_of_the_system() {
+        let cpu = |role: &str, cpu_seconds| CpuUse {
+            role: role.to_owned(),
+            cpu_seconds,
+            cores: 0.0,
+            share: 0.0,
+        };
+        let observed = Observed {
+            seconds: 10.0,
+            cpu: vec![
+                cpu(PG_SYSTEM, 4.0),
+                cpu("worker-0", 2.0),
+                cpu(BENCH, 1.0),
+                cpu(OTHER, 0.5),
+                cpu(PG_OTHER, 0.5),
+            ],
+            max_broker_backlog: None,
+            max_outbox_backlog: 0,
+            max_queued: 0,
+            commits: 0,
+            statements: Vec::new(),
+            timeline: Vec::new(),
+        };
+        assert!(observed.cpu_per_decided(0).is_none());
+        let per = observed.cpu_per_decided(1_000).unwrap();
+        assert!((per.system_s - 0.006).abs() < 1e-12);
+        assert!((per.machine_s - 0.008).abs() < 1e-12);
+        assert_eq!(per.by_role[1].role, "worker-0");
+        assert!((per.by_role[1].cpu_s - 0.002).abs() < 1e-12);
+    }
+
+    #[test]
     fn the_rest_of_the_machine_is_other() {
-        let roles = Roles::find(Vec::new(), "none", 1, 1);
+        let roles = Roles::find(Vec::new(), "none", 1, &[1]);
         let a = Snapshot::take(&roles);
         let b = Snapshot::take(&roles);
         let used = b.since(&a, 100.0);

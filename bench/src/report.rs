@@ -12,6 +12,7 @@ use serde::Serialize;
 use crate::flash_sale::FlashSale;
 use crate::limits::Limits;
 use crate::machine::Machine;
+use crate::shows::EVEN_WITHIN;
 use crate::stats::{ratio, Latency};
 use crate::streams::StreamsReport;
 use crate::waitlist::Waitlist;
@@ -51,6 +52,32 @@ pub struct Ratios {
     pub decided_vs_postgres_batched_bookings: Option<f64>,
     /// Against the `--baseline` run's decided throughput.
     pub decided_vs_baseline: Option<f64>,
+    /// The system's CPU per decided booking against the `--baseline`
+    /// run's (e.g. many shows against one; `None` for an older report).
+    pub cpu_per_decided_vs_baseline: Option<f64>,
+}
+
+/// What a `--baseline` run's JSON report says.
+#[derive(Debug, Clone, Copy)]
+pub struct Baseline {
+    pub decided_per_s: f64,
+    /// The system's CPU seconds per decided booking, if it was reported.
+    pub cpu_per_decided_s: Option<f64>,
+}
+
+impl Baseline {
+    pub fn read(path: &Path) -> anyhow::Result<Self> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let json: serde_json::Value = serde_json::from_str(&text)?;
+        let sale = &json["flash_sale"];
+        Ok(Self {
+            decided_per_s: sale["decided_per_s"]
+                .as_f64()
+                .with_context(|| format!("{} has no flash_sale.decided_per_s", path.display()))?,
+            cpu_per_decided_s: sale["cpu_per_decided"]["system_s"].as_f64(),
+        })
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -68,7 +95,7 @@ impl Report {
         system: SystemConfig,
         limits: Option<Limits>,
         flash_sale: Option<FlashSale>,
-        baseline: Option<f64>,
+        baseline: Option<Baseline>,
         judge_speed: bool,
     ) -> Self {
         let mut ratios = Ratios::default();
@@ -84,7 +111,14 @@ impl Report {
                 ratios.decided_vs_postgres_batched_bookings =
                     ratio(sale.decided_per_s, limits.postgres.batched.bookings_per_s);
             }
-            ratios.decided_vs_baseline = baseline.and_then(|b| ratio(sale.decided_per_s, b));
+            if let Some(b) = baseline {
+                ratios.decided_vs_baseline = ratio(sale.decided_per_s, b.decided_per_s);
+                ratios.cpu_per_decided_vs_baseline = sale
+                    .cpu_per_decided
+                    .as_ref()
+                    .zip(b.cpu_per_decided_s)
+                    .and_then(|(now, then)| ratio(now.system_s, then));
+            }
         }
         let targets = flash_sale
             .as_ref()
@@ -183,17 +217,42 @@ impl Report {
         if let Some(f) = &self.flash_sale {
             heading(
                 &mut out,
-                &format!(
-                    "Flash sale: {} show of {}, {}",
-                    if f.seated {
-                        "seated"
-                    } else {
-                        "general-admission"
-                    },
-                    count(f64::from(f.capacity)),
-                    f.load
-                ),
+                &if f.shows > 1 {
+                    format!(
+                        "Flash sale: {} general-admission shows, {} tickets in all, {}",
+                        count(f.shows as f64),
+                        count(f64::from(f.capacity)),
+                        f.load
+                    )
+                } else {
+                    format!(
+                        "Flash sale: {} show of {}, {}",
+                        if f.seated {
+                            "seated"
+                        } else {
+                            "general-admission"
+                        },
+                        count(f64::from(f.capacity)),
+                        f.load
+                    )
+                },
             );
+            if let Some(m) = &f.many_shows {
+                line(
+                    &mut out,
+                    "shows",
+                    &format!(
+                        "{} (Zipf s = {}): {}–{} tickets each; the top show got {:.1}% of the requests; {} requested, {} sold out",
+                        count(f.shows as f64),
+                        m.zipf_s,
+                        count(f64::from(m.capacity_min)),
+                        count(f64::from(m.capacity_max)),
+                        m.top_show_share * 100.0,
+                        count(m.shows_requested as f64),
+                        count(m.sold_out as f64)
+                    ),
+                );
+            }
             line(
                 &mut out,
                 "submitted",
@@ -289,9 +348,37 @@ impl Report {
             let shares: Vec<String> = f
                 .worker_share
                 .iter()
-                .map(|w| format!("{} {:.0}% ({})", w.worker, w.share * 100.0, w.decisions))
+                .map(|w| {
+                    let shards = w
+                        .shards
+                        .map(|s| format!(", {s} shards"))
+                        .unwrap_or_default();
+                    format!(
+                        "{} {:.0}% ({}{shards})",
+                        w.worker,
+                        w.share * 100.0,
+                        count(w.decisions as f64)
+                    )
+                })
                 .collect();
             line(&mut out, "worker share", &shares.join(", "));
+            let e = &f.evenness;
+            let judged = |judged: bool, within: bool| match (judged, within) {
+                (false, _) => "not judged",
+                (true, true) => "within a third",
+                (true, false) => "NOT within a third",
+            };
+            line(
+                &mut out,
+                "off even (max, of 1/workers)",
+                &format!(
+                    "decisions {} ({}), shards {} ({})",
+                    percent(e.decisions_max_deviation),
+                    judged(e.decisions_judged, e.decisions_within_a_third),
+                    percent(e.shards_max_deviation),
+                    judged(e.shards_judged, e.shards_within_a_third)
+                ),
+            );
             let o = &f.observed;
             line(
                 &mut out,
@@ -348,14 +435,33 @@ impl Report {
                     o.seconds, m.cores
                 ),
             );
+            let per_decided = |role: &str| {
+                f.cpu_per_decided
+                    .as_ref()
+                    .and_then(|p| p.by_role.iter().find(|r| r.role == role))
+                    .map(|r| format!("  {:6.0} µs per decided", r.cpu_s * 1e6))
+                    .unwrap_or_default()
+            };
             for cpu in &o.cpu {
                 line(
                     &mut out,
                     &cpu.role,
                     &format!(
-                        "{:5.2} cores  {:5.1}% of the machine",
+                        "{:5.2} cores  {:5.1}% of the machine{}",
                         cpu.cores,
-                        cpu.share * 100.0
+                        cpu.share * 100.0,
+                        per_decided(&cpu.role)
+                    ),
+                );
+            }
+            if let Some(p) = &f.cpu_per_decided {
+                line(
+                    &mut out,
+                    "CPU per decided booking",
+                    &format!(
+                        "{:.0} µs the system (services, PostgreSQL, RabbitMQ), {:.0} µs the whole machine",
+                        p.system_s * 1e6,
+                        p.machine_s * 1e6
                     ),
                 );
             }
@@ -380,6 +486,10 @@ impl Report {
                 r.decided_vs_postgres_batched_bookings,
             ),
             ("decided / baseline run", r.decided_vs_baseline),
+            (
+                "CPU per decided / baseline run",
+                r.cpu_per_decided_vs_baseline,
+            ),
         ];
         if ratios.iter().any(|(_, v)| v.is_some()) {
             heading(&mut out, "Ratios");
@@ -517,6 +627,21 @@ fn targets(sale: &FlashSale, ratios: &Ratios, judge_speed: bool) -> Vec<Target> 
     if let Some(w) = &sale.waitlist {
         targets.push(exact("waiting-list pass-overs", w.passed_over as f64));
     }
+    let e = &sale.evenness;
+    if e.decisions_judged {
+        targets.push(even(
+            "worker decisions off even",
+            e.decisions_max_deviation,
+            e.decisions_within_a_third,
+        ));
+    }
+    if e.shards_judged {
+        targets.push(even(
+            "worker shards off even",
+            e.shards_max_deviation,
+            e.shards_within_a_third,
+        ));
+    }
     if !judge_speed {
         return targets;
     }
@@ -555,6 +680,16 @@ fn exact(name: &str, measured: f64) -> Target {
     }
 }
 
+/// A largest deviation from even shares, wanted within a third.
+fn even(name: &str, deviation: Option<f64>, within: bool) -> Target {
+    Target {
+        name: name.to_owned(),
+        wanted: format!("≤ {:.0}%", EVEN_WITHIN * 100.0),
+        measured: percent(deviation),
+        met: within,
+    }
+}
+
 fn at_least(name: &str, measured: f64, wanted: f64) -> Target {
     Target {
         name: name.to_owned(),
@@ -586,6 +721,10 @@ fn latency(l: &Latency) -> String {
         "p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms (n = {})",
         l.p50_ms, l.p95_ms, l.p99_ms, l.max_ms, l.count
     )
+}
+
+fn percent(value: Option<f64>) -> String {
+    value.map_or("unknown".to_owned(), |v| format!("{:.1}%", v * 100.0))
 }
 
 /// A rounded count with thousands separators: `16,432`.
