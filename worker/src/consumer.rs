@@ -1,8 +1,9 @@
 //! Consumes the booking-request shard queues this worker owns (see
 //! [`crate::claims`]) and decides their commands in order. Each owned shard
 //! has a task that takes whatever is ready (up to [`MAX_BATCH`] messages),
-//! decides each show's run of requests in one transaction, and acks the
-//! messages only after that transaction committed. A crash at any instant
+//! decides each show's run of requests in order, all shows of the batch in
+//! one transaction (or, if that fails, each show in its own), and acks the
+//! messages only after the transaction committed. A crash at any instant
 //! leaves unacked messages that RabbitMQ redelivers; deciding is idempotent.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -274,12 +275,50 @@ impl<G: PaymentGateway> ShardConsumer<G> {
                 }
             }
         }
+        if per_show.len() > 1 {
+            if let Some(outcomes) = self.decide_together(&per_show).await {
+                for ((_, items), outcomes) in per_show.iter().zip(outcomes) {
+                    self.settle(queue, items, Tried::Done(outcomes)).await?;
+                }
+                return Ok(Flow::Continue);
+            }
+        }
         for (show, items) in &per_show {
             if self.decide_run(queue, *show, items, stop).await? == Flow::Interrupted {
                 return Ok(Flow::Interrupted);
             }
         }
         Ok(Flow::Continue)
+    }
+
+    /// Every show's run of a batch in one transaction, tried once. `None`
+    /// if that failed: then each show is decided on its own, with retries
+    /// and dead-lettering, so that one show's trouble never holds up
+    /// another's decisions.
+    async fn decide_together(
+        &self,
+        per_show: &[(Uuid, Vec<(Delivery, BookingCommand)>)],
+    ) -> Option<Vec<Vec<Outcome>>> {
+        let commands: Vec<(Uuid, Vec<BookingCommand>)> = per_show
+            .iter()
+            .map(|(show, items)| (*show, items.iter().map(|(_, c)| c.clone()).collect()))
+            .collect();
+        let runs: Vec<(Uuid, &[BookingCommand])> = commands
+            .iter()
+            .map(|(show, run)| (*show, run.as_slice()))
+            .collect();
+        let span = tracing::info_span!(
+            "decide",
+            shows = runs.len(),
+            commands = runs.iter().map(|(_, run)| run.len()).sum::<usize>(),
+        );
+        match self.decider.decide_runs(&runs).instrument(span).await {
+            Ok(outcomes) => Some(outcomes),
+            Err(err) => {
+                tracing::warn!(error = %err, "deciding the batch's shows together failed; deciding each on its own");
+                None
+            }
+        }
     }
 
     /// A run of one show's commands: one transaction. If it fails for good,

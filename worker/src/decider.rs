@@ -1,6 +1,7 @@
-//! Runs the decision for a run of one show's commands: charges confirms
-//! (outside any transaction: a gateway call must not hold row locks), then
-//! loads, decides and writes in one transaction ([`crate::writer`]). The
+//! Runs the decision for a run of one show's commands, or for the runs of
+//! several shows together: charges confirms (outside any transaction: a
+//! gateway call must not hold row locks), then loads, decides and writes in
+//! one transaction ([`crate::writer`]). The
 //! refunds a run decides are rows of that transaction; [`crate::refunds`]
 //! makes them.
 
@@ -50,19 +51,36 @@ impl<G: PaymentGateway> Decider<G> {
         show_id: Uuid,
         commands: &[BookingCommand],
     ) -> Result<Vec<Outcome>, DecideError> {
-        let mut run = Vec::with_capacity(commands.len());
-        for command in commands {
-            run.push(self.prepare(command).await?);
+        let mut outcomes = self.decide_runs(&[(show_id, commands)]).await?;
+        Ok(outcomes.pop().expect("one run, one result"))
+    }
+
+    /// Decides several shows' runs, each in its order, in one transaction:
+    /// one commit for them all. With many shows on sale a shard's batch
+    /// holds many short runs, and a commit for each would make the
+    /// database's commit rate the limit. All or nothing, and as safe to
+    /// repeat as [`Self::decide`].
+    pub async fn decide_runs(
+        &self,
+        runs: &[(Uuid, &[BookingCommand])],
+    ) -> Result<Vec<Vec<Outcome>>, DecideError> {
+        let mut prepared = Vec::with_capacity(runs.len());
+        for (_, commands) in runs {
+            let mut run = Vec::with_capacity(commands.len());
+            for command in *commands {
+                run.push(self.prepare(command).await?);
+            }
+            prepared.push(run);
         }
         let rules = Rules {
             now: chrono::Utc::now(),
             hold: self.hold,
         };
-        let mut tx = self.db.begin().await?;
         let actors = writer::Actors {
             worker: &self.actor,
-            cancelled_by: commands
+            cancelled_by: runs
                 .iter()
+                .flat_map(|(_, commands)| commands.iter())
                 .filter_map(|command| match command {
                     BookingCommand::Cancel {
                         booking_id,
@@ -73,16 +91,23 @@ impl<G: PaymentGateway> Decider<G> {
                 })
                 .collect(),
         };
-        let decided = writer::decide_in(&mut tx, show_id, &run, &rules, &actors).await?;
+        let mut tx = self.db.begin().await?;
+        let mut outcomes = Vec::with_capacity(runs.len());
+        for ((show_id, _), run) in runs.iter().zip(&prepared) {
+            let decided = writer::decide_in(&mut tx, *show_id, run, &rules, &actors).await?;
+            outcomes.push(
+                decided
+                    .verdicts
+                    .into_iter()
+                    .map(|verdict| match verdict {
+                        Verdict::Applied(d) => Outcome::Applied(d.event),
+                        Verdict::Skipped(why) => Outcome::Skipped(why),
+                    })
+                    .collect(),
+            );
+        }
         tx.commit().await?;
-        Ok(decided
-            .verdicts
-            .into_iter()
-            .map(|verdict| match verdict {
-                Verdict::Applied(d) => Outcome::Applied(d.event),
-                Verdict::Skipped(why) => Outcome::Skipped(why),
-            })
-            .collect())
+        Ok(outcomes)
     }
 
     /// See [`writer::mark_dead_lettered`].
