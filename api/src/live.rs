@@ -478,7 +478,7 @@ async fn consume(
             None => break Ok(()),
         }
     };
-    let _ = channel.close(200, "stopping".into()).await;
+    shared::amqp::close_channel(&channel, "stopping").await;
     result
 }
 

@@ -20,6 +20,7 @@ use shared::topology::{Topology, NOTIFIER_DEAD_QUEUE, NOTIFIER_QUEUE};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
+use uuid::Uuid;
 
 use crate::email::{EmailKind, Rendered, Templates};
 use crate::mailer::{MailError, Mailer};
@@ -183,6 +184,13 @@ impl Notifier {
 
     /// Sends the email the event calls for unless it was sent before, and
     /// records that it was.
+    ///
+    /// Two copies of one event can be in hand at once, in this notifier or
+    /// in another: an outbox relay republishes an event whose confirm was
+    /// lost, which happens whenever a broker node or a queue leader goes
+    /// away. So the check, the send and the record happen in one
+    /// transaction holding an advisory lock on (booking, kind): the second
+    /// copy waits, then finds the record.
     async fn send_once(
         &self,
         event: &BookingEvent,
@@ -190,29 +198,74 @@ impl Notifier {
         cancel: &CancellationToken,
     ) -> Step<Handled> {
         let b = &event.booking;
-        if until_done(cancel, || self.already_sent(b.id, kind)).await? {
+        let Some(mut claim) = until_done(cancel, || self.claim(b.id, kind)).await? else {
             return Ok(Handled::AlreadySent);
-        }
+        };
         let mail = self
             .templates
             .render(kind, event)
             .map_err(|e| Handled::poison(e, 1))?;
         self.send(b, &mail, cancel).await?;
-        until_done(cancel, || async {
-            sqlx::query!(
-                "INSERT INTO sent_emails (booking_id, kind, event_id, recipient) VALUES ($1, $2, $3, $4)
-                         ON CONFLICT DO NOTHING",
-                b.id,
-                kind.as_str(),
-                event.event_id,
-                b.email
-            )
-            .execute(&self.db)
-            .await
-        })
-        .await?;
+        let recorded = async {
+            self.record_sent(&mut *claim, event, kind).await?;
+            claim.commit().await
+        };
+        if let Err(err) = recorded.await {
+            // The lock went with the connection; the record must not.
+            tracing::warn!(error = %err, "recording the sent email failed, retrying");
+            until_done(cancel, || self.record_sent(&self.db, event, kind)).await?;
+        }
         tracing::info!(to = %b.email, "email sent");
         Ok(Handled::Sent)
+    }
+
+    /// A transaction holding the lock on (booking, kind), or `None` if the
+    /// email was sent before.
+    async fn claim(
+        &self,
+        booking_id: Uuid,
+        kind: EmailKind,
+    ) -> Result<Option<sqlx::Transaction<'static, sqlx::Postgres>>, sqlx::Error> {
+        let mut tx = self.db.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(email_lock_key(booking_id, kind))
+            .execute(&mut *tx)
+            .await?;
+        let sent = sqlx::query_scalar!(
+            "SELECT 1 AS one FROM sent_emails WHERE booking_id = $1 AND kind = $2",
+            booking_id,
+            kind.as_str()
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
+        if sent.is_some() {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        Ok(Some(tx))
+    }
+
+    async fn record_sent<'e, E>(
+        &self,
+        executor: E,
+        event: &BookingEvent,
+        kind: EmailKind,
+    ) -> Result<(), sqlx::Error>
+    where
+        E: sqlx::PgExecutor<'e>,
+    {
+        let b = &event.booking;
+        sqlx::query!(
+            "INSERT INTO sent_emails (booking_id, kind, event_id, recipient) VALUES ($1, $2, $3, $4)
+                         ON CONFLICT DO NOTHING",
+            b.id,
+            kind.as_str(),
+            event.event_id,
+            b.email
+        )
+        .execute(executor)
+        .await
+        .map(drop)
     }
 
     /// Sends over SMTP: retried without limit while the server is away,
@@ -240,21 +293,6 @@ impl Notifier {
                 Err(err) => return Err(Handled::poison(Poison::Mail(err), attempts)),
             }
         }
-    }
-
-    async fn already_sent(
-        &self,
-        booking_id: uuid::Uuid,
-        kind: EmailKind,
-    ) -> Result<bool, sqlx::Error> {
-        let sent = sqlx::query_scalar!(
-            "SELECT 1 AS one FROM sent_emails WHERE booking_id = $1 AND kind = $2",
-            booking_id,
-            kind.as_str()
-        )
-        .fetch_optional(&self.db)
-        .await?;
-        Ok(sent.is_some())
     }
 }
 
@@ -347,7 +385,15 @@ async fn subscribe(
 /// Closed here, not on drop: a channel still closing when the connection
 /// is closed can leave that close unanswered.
 async fn close(channel: lapin::Channel) {
-    let _ = channel.close(200, "stopping".into()).await;
+    amqp::close_channel(&channel, "stopping").await;
+}
+
+/// The advisory lock of one email: the booking's id folded to 64 bits,
+/// mixed with the kind. Two emails that collide only wait for each other.
+fn email_lock_key(booking_id: Uuid, kind: EmailKind) -> i64 {
+    let id = booking_id.as_u128();
+    let folded = (id >> 64) as u64 ^ id as u64;
+    (folded ^ (kind as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)) as i64
 }
 
 /// Retries a database step while the database is unreachable, until it
@@ -393,5 +439,29 @@ mod tests {
         })
         .await;
         assert_eq!(outcome, Err(Interrupted));
+    }
+
+    #[test]
+    fn each_email_of_a_booking_has_its_own_lock() {
+        let booking = Uuid::now_v7();
+        let keys: std::collections::HashSet<i64> = [
+            EmailKind::Confirmation,
+            EmailKind::Cancellation,
+            EmailKind::HoldExpired,
+            EmailKind::Reminder,
+            EmailKind::Offer,
+        ]
+        .into_iter()
+        .map(|kind| email_lock_key(booking, kind))
+        .collect();
+        assert_eq!(keys.len(), 5);
+        assert_eq!(
+            email_lock_key(booking, EmailKind::Offer),
+            email_lock_key(booking, EmailKind::Offer)
+        );
+        assert_ne!(
+            email_lock_key(booking, EmailKind::Offer),
+            email_lock_key(Uuid::now_v7(), EmailKind::Offer)
+        );
     }
 }

@@ -242,8 +242,7 @@ impl<G: PaymentGateway> ShardConsumer<G> {
                 Err(err) => break Err(err),
             }
         };
-        let _ =
-            tokio::time::timeout(STOP_WITHIN, channel.close(200, "shard released".into())).await;
+        amqp::close_channel(&channel, "shard released").await;
         tracing::info!(shard, "stopped consuming shard");
         result
     }

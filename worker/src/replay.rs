@@ -105,6 +105,6 @@ pub async fn run(
         delivery.acker.ack(BasicAckOptions::default()).await?;
         summary.replayed += 1;
     }
-    let _ = conn.close(200, "replay done".into()).await;
+    amqp::close_connection(&conn, "replay done").await;
     Ok(summary)
 }

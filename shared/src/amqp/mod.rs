@@ -32,6 +32,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const RECONNECT_PAUSE: Duration = Duration::from_millis(500);
 /// How long a publish may wait for its confirm.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a polite close may wait for the broker's answer.
+const CLOSE_WITHIN: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
@@ -136,14 +138,27 @@ pub async fn reconnecting<F, Fut, E>(
             Ok(()) => tracing::warn!("subscription ended, reconnecting"),
             Err(err) => tracing::warn!(error = %err, "consuming failed, reconnecting"),
         }
-        // A close the broker never confirms must not hold up reconnecting or
-        // shutdown; the socket goes with the connection either way.
-        let closing = conn.close(200, "reconnecting or stopping".into());
-        let _ = tokio::time::timeout(CONNECT_TIMEOUT, closing).await;
+        close_connection(&conn, "reconnecting or stopping").await;
         if cancel.is_cancelled() {
             return;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Closes a connection politely if it is still open. One whose node went
+/// away is only dropped: waiting for an answer that cannot come would hold
+/// up the failover to another node (and shutdown).
+pub async fn close_connection(conn: &Connection, reason: &str) {
+    if conn.status().connected() {
+        let _ = tokio::time::timeout(CLOSE_WITHIN, conn.close(200, reason.into())).await;
+    }
+}
+
+/// [`close_connection`] for a channel.
+pub async fn close_channel(channel: &Channel, reason: &str) {
+    if channel.status().connected() {
+        let _ = tokio::time::timeout(CLOSE_WITHIN, channel.close(200, reason.into())).await;
     }
 }
 
@@ -209,7 +224,7 @@ impl Publisher {
             if conn.status().connected() && channel.status().connected() {
                 return Ok(channel.clone());
             }
-            let _ = conn.close(200, "replacing broken connection".into()).await;
+            close_connection(conn, "replacing broken connection").await;
         }
         *guard = None;
         // While the broker is down, answer at once instead of every caller
@@ -249,7 +264,7 @@ impl Publisher {
         let mut guard = self.channel.lock().await;
         if matches!(&*guard, Some((_, ch)) if ch.id() == failed.id()) {
             if let Some((conn, _)) = guard.take() {
-                let _ = conn.close(200, "publish failed".into()).await;
+                close_connection(&conn, "publish failed").await;
             }
         }
     }
