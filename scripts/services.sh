@@ -510,8 +510,9 @@ _rmq_cluster() {
 
 _rmq_up() {
     local i
-    # The nodes boot in parallel; each waits for its own.
+    # The nodes boot in parallel; _rmq_ready waits for them.
     for i in $(_rmq_nodes); do _rmq_select "$i" && _rmq_start; done
+    if ((${#RMQ_STARTING[@]})); then SERVICES_STARTED+=(rabbitmq); fi
 }
 
 _rmq_ready() {
