@@ -566,16 +566,20 @@ _rmq_down() {
     rm -f "$RUN_DIR/epmd.pid"
 }
 
-# Each node's management UI, space separated.
-services_rabbitmq_ui_urls() {
-    local i urls=()
+# _rmq_list SEP PREFIX VAR SUFFIX: PREFIX${!VAR}SUFFIX of every node, joined
+# by the one character SEP (e.g. each node's AMQP URL, with VAR=RMQ_PORT).
+_rmq_list() {
+    local sep="$1" prefix="$2" var="$3" suffix="$4" i out=()
     for i in $(_rmq_nodes); do
         _rmq_select "$i"
-        urls+=("http://127.0.0.1:$RMQ_MGMT")
+        out+=("$prefix${!var}$suffix")
     done
     _rmq_select 1
-    echo "${urls[*]}"
+    (IFS="$sep" && echo "${out[*]}")
 }
+
+# Each node's management UI, space separated.
+services_rabbitmq_ui_urls() { _rmq_list ' ' http://127.0.0.1: RMQ_MGMT ''; }
 
 # --- maildev ---------------------------------------------------------------------
 
@@ -659,13 +663,7 @@ services_down() {
 services_env() {
     export DATABASE_URL="postgres://booking:booking@127.0.0.1:$PG_PORT/booking"
     # Every node of a cluster, comma separated: the services fail over.
-    local i urls=()
-    for i in $(_rmq_nodes); do
-        _rmq_select "$i"
-        urls+=("amqp://guest:guest@127.0.0.1:$RMQ_PORT/%2f")
-    done
-    _rmq_select 1
-    AMQP_URL="$(IFS=, && echo "${urls[*]}")"
+    AMQP_URL="$(_rmq_list , amqp://guest:guest@127.0.0.1: RMQ_PORT /%2f)"
     export AMQP_URL
     export RABBITMQ_MANAGEMENT_URL="http://guest:guest@127.0.0.1:$RMQ_MGMT"
     # A cluster's queues are replicated to three nodes (or all, if fewer).
