@@ -131,7 +131,18 @@ impl Notifier {
             |delivery| {
                 let this = self.clone();
                 let cancel = cancel.clone();
-                async move { this.handle(delivery, &cancel).await }
+                // A task of its own, awaited: when the channel dies, the
+                // consuming loop ends and drops the handlers in flight, and
+                // one dropped between sending an email and recording it
+                // would send it again when the message is redelivered.
+                let handling = tokio::spawn(async move { this.handle(delivery, &cancel).await });
+                async move {
+                    match handling.await {
+                        Ok(handled) => handled,
+                        Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+                        Err(_) => Ok(()),
+                    }
+                }
             },
         )
         .await
