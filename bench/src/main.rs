@@ -34,6 +34,7 @@ use clap::error::ErrorKind;
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
 use harness::{Options, System};
+use shared::amqp::nodes::Nodes;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Scenario {
@@ -338,14 +339,17 @@ async fn scenarios(
     database_url: &str,
     amqp_url: &str,
 ) -> anyhow::Result<(Option<limits::Limits>, Option<flash_sale::FlashSale>)> {
+    let nodes: Nodes = amqp_url.parse()?;
     let limits = if args.scenario == Scenario::FlashSale {
         None
     } else {
+        let sandbox_nodes: Nodes = sys.amqp_url.parse()?;
         let broker = limits::broker::Settings {
             // One node's round trip: the first URL of a cluster's list.
-            amqp_url: amqp_urls(&sys.amqp_url)
+            amqp_url: sandbox_nodes
+                .urls()
                 .next()
-                .context("no AMQP URL")?
+                .expect("a node list is never empty")
                 .to_owned(),
             messages: args.raw_messages,
             in_flight: args.raw_in_flight,
@@ -378,7 +382,8 @@ async fn scenarios(
             settle_timeout: Duration::from_secs(args.settle_timeout),
             poll_concurrency: args.poll_concurrency,
             pg_port: port(database_url, 5432)?,
-            amqp_ports: amqp_urls(amqp_url)
+            amqp_ports: nodes
+                .urls()
                 .map(|url| port(url, 5672))
                 .collect::<anyhow::Result<_>>()?,
             streams: args.streams,
@@ -447,22 +452,15 @@ fn port(url: &str, default: u16) -> anyhow::Result<u16> {
     Ok(url.port().unwrap_or(default))
 }
 
-/// The URLs of an AMQP URL that may be a comma-separated list (the nodes
-/// of one RabbitMQ cluster), in order.
-fn amqp_urls(list: &str) -> impl Iterator<Item = &str> {
-    list.split(',').map(str::trim).filter(|url| !url.is_empty())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn an_amqp_url_may_be_a_list_of_a_clusters_nodes() {
-        let one = "amqp://guest:guest@127.0.0.1:5672/%2f";
-        assert_eq!(amqp_urls(one).collect::<Vec<_>>(), vec![one]);
+    fn every_node_of_a_cluster_has_its_port() {
         let list = "amqp://guest:guest@127.0.0.1:5672/%2f, amqp://guest:guest@127.0.0.1:5673/%2f,";
-        let ports: Vec<u16> = amqp_urls(list).map(|u| port(u, 5672).unwrap()).collect();
+        let nodes: Nodes = list.parse().unwrap();
+        let ports: Vec<u16> = nodes.urls().map(|u| port(u, 5672).unwrap()).collect();
         assert_eq!(ports, vec![5672, 5673]);
         assert_eq!(port("amqp://localhost/%2f", 5672).unwrap(), 5672);
     }

@@ -182,9 +182,7 @@ impl Topology {
         args.insert("x-dead-letter-routing-key".into(), long(dead_queue));
         args
     }
-}
 
-impl Topology {
     /// A durable, replicated queue. With a replication factor set (a
     /// cluster), leaders are also spread over the nodes (`balanced`) rather
     /// than all put on the node of whichever process declared first, so that

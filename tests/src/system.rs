@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::{Client, Method, RequestBuilder, Response};
 use serde_json::{json, Value};
+use shared::amqp::nodes::Nodes;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -500,11 +501,13 @@ impl Sandbox {
         }
         // TEST_AMQP_URL may list the nodes of a cluster: each gets the vhost.
         let amqp_url = options.amqp_url.clone().unwrap_or_else(|| {
-            env("TEST_AMQP_URL")
-                .split(',')
+            let nodes: Nodes = env("TEST_AMQP_URL")
+                .parse()
+                .expect("TEST_AMQP_URL lists AMQP URLs");
+            nodes
+                .urls()
                 .map(|node| {
-                    let mut url =
-                        reqwest::Url::parse(node.trim()).expect("TEST_AMQP_URL lists AMQP URLs");
+                    let mut url = reqwest::Url::parse(node).expect("an AMQP URL is a URL");
                     url.set_path(&format!("/{name}"));
                     url.to_string()
                 })

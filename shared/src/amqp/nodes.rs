@@ -60,6 +60,11 @@ impl Nodes {
         self.0.is_empty()
     }
 
+    /// The nodes' URLs, in the order listed.
+    pub fn urls(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(String::as_str)
+    }
+
     /// Every node once, beginning with node `first` (modulo the count) and
     /// wrapping around, with its index.
     pub fn starting_at(&self, first: usize) -> impl Iterator<Item = (usize, &str)> {

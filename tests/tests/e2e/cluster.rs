@@ -125,8 +125,7 @@ async fn losing_the_hot_shards_leader_mid_sale_keeps_every_promise(
         tokio::time::sleep(Duration::from_secs(5)).await;
         cluster.node(leader).start_again().await;
         cluster.wait_healed().await;
-        // Some more of the sale on the healed cluster.
-        sale.wait_decided(sale.decided_now().await + 200).await;
+        sale.wait_more_decided(200).await;
     };
     let results = sale.run_until(chaos).await;
     sale.assert_promises_kept(&results).await;
@@ -148,7 +147,7 @@ async fn a_rolling_restart_mid_sale_keeps_every_promise(
             // back in every queue.
             cluster.wait_healed().await;
         }
-        sale.wait_decided(sale.decided_now().await + 200).await;
+        sale.wait_more_decided(200).await;
     };
     let results = sale.run_until(chaos).await;
     sale.assert_promises_kept(&results).await;
@@ -235,6 +234,11 @@ impl<'a> Sale<'a> {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Some more of the sale, on the healed cluster.
+    async fn wait_more_decided(&self, more: i64) {
+        self.wait_decided(self.decided_now().await + more).await;
     }
 
     /// Sends requests (four in five to the hot show) and pays for held
