@@ -21,6 +21,10 @@ use uuid::Uuid;
 
 /// How long any start, crash or restart may take before the test fails.
 const TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a cluster node may take to boot: one that comes back after a
+/// crash first syncs its tables with its peers, which on a loaded machine
+/// (the rest of the suite beside a sale) has taken longer than [`TIMEOUT`].
+const CLUSTER_BOOT_TIMEOUT: Duration = Duration::from_secs(180);
 const POLL: Duration = Duration::from_millis(50);
 const RABBITMQ_BIN: &str = "/usr/lib/rabbitmq/bin";
 
@@ -210,6 +214,8 @@ pub struct PrivateBroker {
     dist_port: u16,
     /// Where the management API answers, if the node has it.
     management_port: Option<u16>,
+    /// How long a start may take.
+    boot_timeout: Duration,
     /// The `rabbitmq-server` script; the Erlang VM is its child, so the
     /// script reaps the VM when we kill it, and we reap the script.
     server: Option<Child>,
@@ -257,6 +263,11 @@ impl PrivateBroker {
             port: restartable_port(),
             dist_port: restartable_port(),
             management_port,
+            boot_timeout: if cookie.is_some() {
+                CLUSTER_BOOT_TIMEOUT
+            } else {
+                TIMEOUT
+            },
             server: None,
         };
         broker.start_again().await;
@@ -303,7 +314,7 @@ impl PrivateBroker {
         ] {
             run(self.ctl(args), &format!("rabbitmqctl {}", args[0])).await;
         }
-        let deadline = Instant::now() + TIMEOUT;
+        let deadline = Instant::now() + self.boot_timeout;
         while !accepts_tcp(self.port).await {
             assert!(
                 Instant::now() < deadline,
@@ -384,7 +395,7 @@ impl PrivateBroker {
             .insert(server.spawn().expect("cannot start rabbitmq-server"));
         // Client listeners start last, after plugins and queue recovery, so
         // an open AMQP port means the node has booted.
-        let deadline = Instant::now() + TIMEOUT;
+        let deadline = Instant::now() + self.boot_timeout;
         loop {
             if let Some(status) = server.try_wait().unwrap() {
                 panic!(
@@ -397,7 +408,8 @@ impl PrivateBroker {
             }
             assert!(
                 Instant::now() < deadline,
-                "RabbitMQ not ready within {TIMEOUT:?}:\n{}",
+                "RabbitMQ not ready within {:?}:\n{}",
+                self.boot_timeout,
                 self.logs()
             );
             tokio::time::sleep(POLL).await;
