@@ -55,6 +55,7 @@ async fn main() -> anyhow::Result<()> {
         topology,
         prefetch: 512,
         wake: wake.clone(),
+        pace: webhooks::pace::Pace::new(&config.webhooks),
     });
     let sweeper = Arc::new(webhooks::delivery::Sweeper::new(
         bookkeeping(&db, config.db_pool_size),

@@ -138,6 +138,11 @@ pub struct WebhookSettings {
     /// How long after its first attempt a delivery is retried before it
     /// fails and is dead-lettered.
     pub retry_for: Duration,
+    /// Booking requests waiting in the shard queues from which on the
+    /// notifier paces webhooks to let the sale go first; 0: never.
+    pub sale_backlog: u32,
+    /// Webhook events a notifier fans out per second while it paces them.
+    pub sale_rate: u64,
 }
 
 /// [`Config::sse_keep_alive`] unless `SSE_KEEP_ALIVE_SECONDS` says otherwise.
@@ -187,6 +192,8 @@ impl Config {
                 timeout: Duration::from_secs(parsed("WEBHOOK_TIMEOUT_SECONDS", "10")?),
                 backoff_max: Duration::from_secs(parsed("WEBHOOK_BACKOFF_MAX_SECONDS", "300")?),
                 retry_for: Duration::from_secs(parsed("WEBHOOK_RETRY_FOR_SECONDS", "3900")?),
+                sale_backlog: parsed("WEBHOOK_SALE_BACKLOG", "1000")?,
+                sale_rate: positive("WEBHOOK_SALE_RATE", "200")?,
             },
             sse_keep_alive: Duration::from_secs(positive(
                 "SSE_KEEP_ALIVE_SECONDS",

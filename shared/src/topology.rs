@@ -227,17 +227,24 @@ async fn declare_queue(
             // The broker closed the channel over the mismatch: carry on with
             // a new one, and make sure the queue is really there.
             *channel = conn.create_channel().await?;
-            let passive = QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            };
-            channel
-                .queue_declare(ShortString::from(name), passive, FieldTable::default())
-                .await
-                .map(drop)
+            waiting(channel, name).await.map(drop)
         }
         Err(err) => Err(err),
     }
+}
+
+/// How many messages `queue` holds ready for a consumer (those delivered
+/// and not yet acked are not counted). A queue that does not exist is an
+/// error, and closes `channel`.
+pub async fn waiting(channel: &Channel, queue: &str) -> lapin::Result<u32> {
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    channel
+        .queue_declare(ShortString::from(queue), passive, FieldTable::default())
+        .await
+        .map(|q| q.message_count())
 }
 
 fn is_precondition_failed(err: &lapin::Error) -> bool {

@@ -5,7 +5,7 @@
 //! Replays are idempotent: workers and the notifier skip what is done.
 
 use anyhow::Context;
-use lapin::options::{BasicAckOptions, BasicGetOptions, BasicNackOptions, QueueDeclareOptions};
+use lapin::options::{BasicAckOptions, BasicGetOptions, BasicNackOptions};
 use lapin::types::FieldTable;
 use shared::amqp::{self, header, Outgoing, Publisher};
 use shared::messages::{BookingCommand, BookingEvent};
@@ -48,14 +48,7 @@ pub async fn run(
     let publisher = Publisher::new(amqp_url, "replay-dead-letters publisher", topology);
     // Only what is there now: kept messages go back to the queue and must
     // not be fetched again in this run.
-    let passive = QueueDeclareOptions {
-        passive: true,
-        ..Default::default()
-    };
-    let waiting = channel
-        .queue_declare(queue.into(), passive, FieldTable::default())
-        .await?
-        .message_count();
+    let waiting = shared::topology::waiting(&channel, queue).await?;
     let mut summary = Summary::default();
     for _ in 0..waiting.min(limit) {
         let Some(message) = channel

@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use uuid::Uuid;
 
+use super::pace::Pace;
 use crate::consumer::{consume_batches, until_done, ConsumeError};
 
 /// Events fanned out together at most.
@@ -40,6 +41,8 @@ pub struct Fanout {
     /// Told when new deliveries are due, so the sweeper need not wait for
     /// its next pass.
     pub wake: Arc<Notify>,
+    /// Slows the fan-out down while a sale's requests wait.
+    pub pace: Pace,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +78,7 @@ impl Fanout {
         tokio::select! {
             done = consuming => done,
             failed = self.keep_bound(&conn, &cancel) => failed,
+            failed = self.pace.watch(&conn, &self.topology, &cancel) => failed.map_err(Into::into),
         }
     }
 
@@ -144,6 +148,11 @@ impl Fanout {
             }
         }
         if !events.is_empty() {
+            tokio::select! {
+                () = self.pace.admit(events.len()) => {}
+                // Unacked, the batch is delivered again.
+                () = cancel.cancelled() => return Ok(ControlFlow::Break(())),
+            }
             let span = tracing::info_span!("webhook_fanout", events = events.len());
             let fanned = until_done(cancel, || self.fan_out(&events))
                 .instrument(span)

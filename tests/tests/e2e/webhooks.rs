@@ -557,3 +557,64 @@ async fn events_reach_the_webhook_queue_only_while_an_endpoint_is_live() {
     }
     sys.finish().await;
 }
+
+/// While booking requests wait to be decided, the fan-out lets the sale go
+/// first: events trickle out at `WEBHOOK_SALE_RATE`, and once the backlog
+/// is gone every one of them arrives.
+#[tokio::test]
+async fn webhooks_trickle_while_a_sale_backlog_waits_then_all_arrive() {
+    // One request in a worker's hands: the rest wait in the shard queue.
+    let sys = System::start_with(env(&[
+        ("PREFETCH", "1"),
+        ("WEBHOOK_SALE_BACKLOG", "0"),
+        ("WEBHOOK_SALE_RATE", "1"),
+    ]))
+    .await;
+    let receiver = Receiver::start(Mode::Ok).await;
+    subscribe(&sys, &receiver, &["booking.held"]).await;
+    let vhost = sys.vhost.as_deref().unwrap();
+    let show = sys.ga_show(100).await;
+    sys.pause("worker-0");
+    let mut backlog = Vec::new();
+    for _ in 0..6 {
+        backlog.push(book(&sys, &show, 1, false).await);
+    }
+    // The notifier reads the backlog twice a second.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    // Events go on arriving meanwhile (here straight into the queue, as
+    // other shows' decisions would).
+    let booking = sys.booking(&backlog[0]).await;
+    for _ in 0..20 {
+        let event = json!({
+            "event_id": uuid::Uuid::now_v7(), "kind": "held", "occurred_at": chrono::Utc::now(),
+            "booking": {"id": backlog[0], "show_id": show, "show_name": "Open Air", "venue": "The Park",
+                        "starts_at": "2030-06-01T19:00:00Z", "email": booking["email"], "name": "Ada",
+                        "status": "held", "reason": null, "quantity": 1, "seats": [],
+                        "total_cents": 2500, "hold_expires_at": null, "tickets": []}
+        });
+        publish(vhost, "webhooks.events", event.to_string()).await;
+    }
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let early = receiver.received().len();
+    assert!(
+        early <= 8,
+        "1 event a second while requests wait, yet {early} of 20 arrived within 4 s"
+    );
+
+    // The backlog is decided: the 20 events and the 6 holds all arrive.
+    sys.resume("worker-0");
+    let received = receiver
+        .wait_until("every event", Duration::from_secs(30), |r| {
+            r.iter()
+                .map(|r| r.webhook_id.as_str())
+                .collect::<HashSet<_>>()
+                .len()
+                >= 26
+        })
+        .await;
+    let holds: HashSet<&str> = received.iter().map(Received::booking_id).collect();
+    assert!(backlog.iter().all(|id| holds.contains(id.as_str())));
+    assert!(received.iter().all(|r| r.verified));
+    sys.finish().await;
+}
