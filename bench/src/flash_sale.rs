@@ -257,6 +257,23 @@ pub async fn run(sys: Arc<System>, settings: &Settings) -> anyhow::Result<FlashS
     let observed = monitor.finish().await;
 
     let decisions = decisions(&db, &show_ids).await?;
+    // Before the checks below, whose 100,000 polls would compete with the
+    // deliveries still under way: one event per decision.
+    let webhooks = match webhook {
+        Some(webhook) => {
+            let events = decisions
+                .values()
+                .filter(|d| {
+                    matches!(
+                        d.status.as_str(),
+                        "held" | "confirmed" | "rejected" | "waitlisted"
+                    )
+                })
+                .count();
+            Some(webhook.finish(events, settings.settle_timeout).await)
+        }
+        None => None,
+    };
     let mut errors: BTreeMap<String, usize> = BTreeMap::new();
     for s in submitted.iter().filter(|s| !s.accepted()) {
         let kind = if s.status == 0 {
@@ -327,10 +344,6 @@ pub async fn run(sys: Arc<System>, settings: &Settings) -> anyhow::Result<FlashS
     }
     let decided = held + rejected + waitlisted;
     let decided_seconds = (last_decision - first_sent).max(0.0);
-    let webhooks = match webhook {
-        Some(webhook) => Some(webhook.finish(decided, settings.settle_timeout).await),
-        None => None,
-    };
 
     // After the sale's figures, which come from `decisions` as the sale
     // left them; oversell and the invariants below are checked after it.
