@@ -193,7 +193,7 @@ impl Config {
                 backoff_max: Duration::from_secs(parsed("WEBHOOK_BACKOFF_MAX_SECONDS", "300")?),
                 retry_for: Duration::from_secs(parsed("WEBHOOK_RETRY_FOR_SECONDS", "3900")?),
                 sale_backlog: parsed("WEBHOOK_SALE_BACKLOG", "1000")?,
-                sale_rate: positive("WEBHOOK_SALE_RATE", "200")?,
+                sale_rate: positive("WEBHOOK_SALE_RATE", "50")?,
             },
             sse_keep_alive: Duration::from_secs(positive(
                 "SSE_KEEP_ALIVE_SECONDS",
