@@ -464,6 +464,17 @@ async fn publish(vhost: &str, queue: &str, payload: String) {
     assert_eq!(published["routed"], true);
 }
 
+/// A `held` booking event as the outbox relay publishes it.
+fn held_event(event_id: uuid::Uuid, booking: &str, show: &str, email: &Value) -> Value {
+    json!({
+        "event_id": event_id, "kind": "held", "occurred_at": chrono::Utc::now(),
+        "booking": {"id": booking, "show_id": show, "show_name": "Open Air", "venue": "The Park",
+                    "starts_at": "2030-06-01T19:00:00Z", "email": email, "name": "Ada",
+                    "status": "held", "reason": null, "quantity": 1, "seats": [],
+                    "total_cents": 2500, "hold_expires_at": null, "tickets": []}
+    })
+}
+
 #[tokio::test]
 async fn a_dead_lettered_webhook_event_is_replayed_to_its_endpoints() {
     let sys = System::start().await;
@@ -486,13 +497,7 @@ async fn a_dead_lettered_webhook_event_is_replayed_to_its_endpoints() {
     // out when replayed; what cannot be parsed stays.
     let booking = sys.booking(&id).await;
     let event_id = uuid::Uuid::now_v7();
-    let event = json!({
-        "event_id": event_id, "kind": "held", "occurred_at": chrono::Utc::now(),
-        "booking": {"id": id, "show_id": show, "show_name": "Open Air", "venue": "The Park",
-                    "starts_at": "2030-06-01T19:00:00Z", "email": booking["email"], "name": "Ada",
-                    "status": "held", "reason": null, "quantity": 1, "seats": [],
-                    "total_cents": 2500, "hold_expires_at": null, "tickets": []}
-    });
+    let event = held_event(event_id, &id, &show, &booking["email"]);
     publish(vhost, "webhooks.events.dead", event.to_string()).await;
     let out = sys
         .worker_command(&["replay-dead-letters", "--queue", "webhooks.events.dead"])
@@ -596,13 +601,7 @@ async fn webhooks_trickle_while_a_sale_backlog_waits_then_all_arrive() {
     // other shows' decisions would).
     let booking = sys.booking(&id).await;
     for _ in 0..20 {
-        let event = json!({
-            "event_id": uuid::Uuid::now_v7(), "kind": "held", "occurred_at": chrono::Utc::now(),
-            "booking": {"id": id, "show_id": show, "show_name": "Open Air", "venue": "The Park",
-                        "starts_at": "2030-06-01T19:00:00Z", "email": booking["email"], "name": "Ada",
-                        "status": "held", "reason": null, "quantity": 1, "seats": [],
-                        "total_cents": 2500, "hold_expires_at": null, "tickets": []}
-        });
+        let event = held_event(uuid::Uuid::now_v7(), &id, &show, &booking["email"]);
         publish(vhost, "webhooks.events", event.to_string()).await;
     }
     tokio::time::sleep(Duration::from_secs(4)).await;
