@@ -53,7 +53,7 @@ async fn main() -> anyhow::Result<()> {
         dead_letters: publisher.clone(),
         amqp_url: config.amqp_url.expose_secret().to_owned(),
         topology,
-        prefetch: 512,
+        prefetch: 32,
         wake: wake.clone(),
         pace: webhooks::pace::Pace::new(&config.webhooks),
     });

@@ -97,6 +97,19 @@ pub struct BookingSnapshot {
     pub refund_cents: Option<i64>,
 }
 
+/// Reads the booking events in a message for the webhook fan-out: a JSON
+/// array of them (one message per outbox relay batch, see
+/// [`crate::topology::WEBHOOK_BATCH_KEY`]), or a single event, as
+/// `booking.events` carries them and as `webhooks.events` held them before
+/// the relay batched them.
+pub fn decode_events(data: &[u8]) -> serde_json::Result<Vec<BookingEvent>> {
+    if data.trim_ascii_start().first() == Some(&b'[') {
+        serde_json::from_slice(data)
+    } else {
+        serde_json::from_slice(data).map(|event| vec![event])
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SeatLabel {
     pub section: String,
@@ -108,6 +121,44 @@ pub struct SeatLabel {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn event(kind: EventKind) -> BookingEvent {
+        let id = Uuid::now_v7();
+        BookingEvent {
+            event_id: Uuid::now_v7(),
+            kind,
+            occurred_at: Utc::now(),
+            booking: BookingSnapshot {
+                id,
+                show_id: id,
+                show_name: "Show".into(),
+                venue: "Hall".into(),
+                starts_at: Utc::now(),
+                email: "a@example.com".into(),
+                name: "A".into(),
+                status: BookingStatus::Held,
+                reason: None,
+                quantity: 1,
+                seats: vec![],
+                total_cents: Some(100),
+                hold_expires_at: None,
+                tickets: vec![],
+                refund_cents: None,
+            },
+        }
+    }
+
+    #[test]
+    fn a_batch_of_events_and_a_single_event_both_decode() {
+        let batch = vec![event(EventKind::Held), event(EventKind::Rejected)];
+        let array = serde_json::to_vec(&batch).unwrap();
+        assert_eq!(decode_events(&array).unwrap(), batch);
+        let one = serde_json::to_vec(&batch[0]).unwrap();
+        assert_eq!(decode_events(&one).unwrap(), batch[..1]);
+        assert_eq!(decode_events(b" []").unwrap(), vec![]);
+        assert!(decode_events(b"[{\"kind\": 1}]").is_err());
+        assert!(decode_events(b"not json").is_err());
+    }
 
     #[test]
     fn commands_are_tagged_json_that_round_trips() {

@@ -14,9 +14,11 @@
 //!                                         └─▶ webhooks.deliveries.dead
 //! worker (outbox relay) ──▶ booking.events (topic, booking.<kind>)
 //!                                         ├─▶ notifier.emails ──▶ notifier
-//!                                         ├─▶ webhooks.events ──▶ notifier
 //!                                         └─▶ booking.events.live.api-<pid>
 //!                                               (one per api process, its own)
+//!                          booking.events (webhooks.batch: a relay batch's
+//!                                          webhook events in one message)
+//!                                         └─▶ webhooks.events ──▶ notifier
 //! ```
 
 use std::num::NonZeroU16;
@@ -36,6 +38,10 @@ pub const NOTIFIER_QUEUE: &str = "notifier.emails";
 pub const NOTIFIER_DEAD_QUEUE: &str = "notifier.emails.dead";
 /// Booking events the notifier fans out to webhook deliveries.
 pub const WEBHOOKS_QUEUE: &str = "webhooks.events";
+/// The routing key on `booking.events` of the messages that carry, each, the
+/// webhook events of one outbox relay batch: during a sale RabbitMQ then
+/// queues one message per batch for webhooks instead of one per event.
+pub const WEBHOOK_BATCH_KEY: &str = "webhooks.batch";
 pub const WEBHOOKS_DEAD_QUEUE: &str = "webhooks.events.dead";
 /// Deliveries that failed for good, one message each, for operators.
 pub const WEBHOOK_DELIVERIES_DEAD_QUEUE: &str = "webhooks.deliveries.dead";
@@ -165,7 +171,12 @@ impl Topology {
             self.work_queue_args(WEBHOOKS_DEAD_QUEUE),
         )
         .await?;
-        // Bound only while some endpoint is live (see `bind_webhook_events`).
+        // Bound only while some endpoint is live (see `bind_webhook_events`),
+        // and no longer to each event's own key: a queue declared before the
+        // relay batched webhook events would otherwise get every one twice.
+        for key in WebhookEvent::routing_keys() {
+            unbind(channel, WEBHOOKS_QUEUE, EVENTS_EXCHANGE, &key).await?;
+        }
         let _ = channel.close(200, "topology declared".into()).await;
         Ok(())
     }
@@ -254,24 +265,26 @@ fn is_precondition_failed(err: &lapin::Error) -> bool {
 
 /// Routes webhook events to `webhooks.events`, or (`on == false`) stops
 /// routing them. The queue is bound only while some endpoint is live, so
-/// that a deployment without webhooks pays nothing for them: no message per
-/// event in a quorum queue, no fan-out. Idempotent both ways.
+/// that a deployment without webhooks pays nothing for them: the relay's
+/// batches go nowhere, and there is no fan-out. Idempotent both ways.
 pub async fn bind_webhook_events(channel: &Channel, on: bool) -> lapin::Result<()> {
-    for key in WebhookEvent::routing_keys() {
-        if on {
-            bind(channel, WEBHOOKS_QUEUE, EVENTS_EXCHANGE, &key).await?;
-        } else {
-            channel
-                .queue_unbind(
-                    WEBHOOKS_QUEUE.into(),
-                    EVENTS_EXCHANGE.into(),
-                    key.as_str().into(),
-                    FieldTable::default(),
-                )
-                .await?;
-        }
+    if on {
+        bind(channel, WEBHOOKS_QUEUE, EVENTS_EXCHANGE, WEBHOOK_BATCH_KEY).await
+    } else {
+        unbind(channel, WEBHOOKS_QUEUE, EVENTS_EXCHANGE, WEBHOOK_BATCH_KEY).await
     }
-    Ok(())
+}
+
+/// Removes a binding; one that does not exist is fine.
+async fn unbind(channel: &Channel, queue: &str, exchange: &str, key: &str) -> lapin::Result<()> {
+    channel
+        .queue_unbind(
+            queue.into(),
+            exchange.into(),
+            key.into(),
+            FieldTable::default(),
+        )
+        .await
 }
 
 async fn bind(channel: &Channel, queue: &str, exchange: &str, key: &str) -> lapin::Result<()> {

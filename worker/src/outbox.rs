@@ -5,15 +5,19 @@
 //! `FOR UPDATE SKIP LOCKED` lets every worker run a relay without two of
 //! them taking the same rows. A crash between the confirm and the mark
 //! publishes a row twice; consumers deduplicate (by event id, or because
-//! deciding a command again changes nothing).
+//! deciding a command again changes nothing). Each batch's events that
+//! have a webhook type also go out together, as one message for the
+//! webhook fan-out, so that webhooks cost RabbitMQ a message per batch
+//! rather than per event.
 
 use std::time::Duration;
 
-use futures::future::join_all;
+use futures::future::{join, join_all};
 use shared::amqp::Publisher;
 use shared::lifecycle::EventKind;
 use shared::messages::{BookingCommand, BookingEvent};
 use shared::sweep::SweepError;
+use shared::webhooks::WebhookEvent;
 use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -127,15 +131,27 @@ async fn relay_batch(db: &PgPool, publisher: &Publisher) -> Result<usize, SweepE
     if rows.is_empty() {
         return Ok(0);
     }
+    let outgoing: Vec<_> = rows
+        .iter()
+        .map(|row| parse(&row.topic, &row.kind, &row.payload))
+        .collect();
+    let webhooks = webhook_batch(
+        rows.iter()
+            .zip(&outgoing)
+            .filter_map(|(row, out)| match out {
+                Ok(Outgoing::Event(kind)) => Some((*kind, &row.payload)),
+                _ => None,
+            }),
+    );
     // All publishes go out on the shared channel at once; each awaits only
     // its own confirm, so the batch costs about one round trip.
-    let publishes = rows.iter().map(|row| async move {
-        match parse(&row.topic, &row.kind, &row.payload) {
-            Ok(Outgoing::Command(command)) => publisher.send_command(&command).await,
+    let publishes = rows.iter().zip(&outgoing).map(|(row, out)| async move {
+        match out {
+            Ok(Outgoing::Command(command)) => publisher.send_command(command).await,
             Ok(Outgoing::Event(kind)) => {
                 let payload = serde_json::to_vec(&row.payload).expect("json re-serializes");
                 publisher
-                    .send_event(row.id, row.booking_id, kind, &payload)
+                    .send_event(row.id, row.booking_id, *kind, &payload)
                     .await
             }
             // Only this crate writes the outbox, so this is a bug or a
@@ -147,9 +163,17 @@ async fn relay_batch(db: &PgPool, publisher: &Publisher) -> Result<usize, SweepE
             }
         }
     });
-    for result in join_all(publishes).await {
+    let webhooks = async {
+        match &webhooks {
+            Some(batch) => publisher.send_webhook_batch(batch).await,
+            None => Ok(()),
+        }
+    };
+    let (published, webhooks) = join(join_all(publishes), webhooks).await;
+    for result in published {
         result?;
     }
+    webhooks?;
     let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
     sqlx::query!(
         "UPDATE outbox SET published_at = now() WHERE id = ANY($1)",
@@ -160,6 +184,18 @@ async fn relay_batch(db: &PgPool, publisher: &Publisher) -> Result<usize, SweepE
     tx.commit().await?;
     metrics::counter!("worker_outbox_published_total").increment(ids.len() as u64);
     Ok(ids.len())
+}
+
+/// The events of a relay batch that have a webhook type, as one JSON array
+/// for `webhooks.events`; `None` if there are none.
+fn webhook_batch<'a>(
+    events: impl Iterator<Item = (EventKind, &'a serde_json::Value)>,
+) -> Option<Vec<u8>> {
+    let wanted: Vec<&serde_json::Value> = events
+        .filter(|(kind, _)| WebhookEvent::for_event(*kind).is_some())
+        .map(|(_, payload)| payload)
+        .collect();
+    (!wanted.is_empty()).then(|| serde_json::to_vec(&wanted).expect("json re-serializes"))
 }
 
 enum Outgoing {
@@ -176,5 +212,36 @@ fn parse(topic: &str, kind: &str, payload: &serde_json::Value) -> Result<Outgoin
             .parse()
             .map(Outgoing::Event)
             .map_err(|e: shared::names::UnknownName| e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_webhook_batch_holds_only_events_that_have_a_webhook_type() {
+        let (held, reminder, rejected) = (json!({"n": 1}), json!({"n": 2}), json!({"n": 3}));
+        let batch = webhook_batch(
+            [
+                (EventKind::Held, &held),
+                (EventKind::Reminder, &reminder),
+                (EventKind::Rejected, &rejected),
+            ]
+            .into_iter(),
+        )
+        .unwrap();
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&batch).unwrap(),
+            json!([{"n": 1}, {"n": 3}])
+        );
+    }
+
+    #[test]
+    fn a_relay_batch_without_webhook_events_sends_no_webhook_message() {
+        let reminder = json!({});
+        assert!(webhook_batch([(EventKind::Reminder, &reminder)].into_iter()).is_none());
+        assert!(webhook_batch(std::iter::empty()).is_none());
     }
 }

@@ -1,8 +1,10 @@
 //! Consumes `webhooks.events` a batch at a time: each booking event becomes
-//! one delivery row per live endpoint subscribed to its type. A batch costs
-//! three statements however large (which types are wanted, the wanted
-//! bookings' views, the delivery rows) and one ack, sent only after the
-//! rows committed. A redelivered event inserts nothing new (`UNIQUE
+//! one delivery row per live endpoint subscribed to its type. A message is
+//! one outbox relay batch's events (or, as queued before the relay batched
+//! them, a single event). Every [`EVENTS_AT_ONCE`] events cost three
+//! statements (which types are wanted, the wanted bookings' views, the
+//! delivery rows), and the messages one ack, sent only after the rows
+//! committed. A redelivered event inserts nothing new (`UNIQUE
 //! (endpoint_id, event_id)`), so a crash at any instant loses no event and
 //! doubles none. A booking is read only when some endpoint wants its event.
 
@@ -14,7 +16,7 @@ use lapin::message::Delivery;
 use lapin::options::BasicAckOptions;
 use lapin::Connection;
 use shared::amqp::{self, Publisher};
-use shared::messages::BookingEvent;
+use shared::messages::{decode_events, BookingEvent};
 use shared::topology::{Topology, WEBHOOKS_DEAD_QUEUE, WEBHOOKS_QUEUE};
 use shared::view::BookingView;
 use shared::webhooks::{WebhookEvent, ROUTING_LOCK};
@@ -27,16 +29,19 @@ use uuid::Uuid;
 use super::pace::Pace;
 use crate::consumer::{consume_batches, until_done, ConsumeError};
 
-/// Events fanned out together at most.
-const BATCH: usize = 256;
+/// Events fanned out together at most: one statement's delivery rows, and
+/// what the pace admits at once.
+const EVENTS_AT_ONCE: usize = 256;
+/// Messages handled together at most; each holds up to a relay batch.
+const MESSAGES_AT_ONCE: usize = 16;
 
 pub struct Fanout {
     pub db: PgPool,
     pub dead_letters: Arc<Publisher>,
     pub amqp_url: String,
     pub topology: Topology,
-    /// Unacked events in hand at most: a batch being fanned out and the next
-    /// one gathering.
+    /// Unacked messages in hand at most: a batch being fanned out and the
+    /// next one gathering.
     pub prefetch: u16,
     /// Told when new deliveries are due, so the sweeper need not wait for
     /// its next pass.
@@ -71,7 +76,7 @@ impl Fanout {
             &conn,
             WEBHOOKS_QUEUE,
             self.prefetch,
-            BATCH,
+            MESSAGES_AT_ONCE,
             cancel.clone(),
             |batch| self.handle(batch, &cancel),
         );
@@ -123,23 +128,21 @@ impl Fanout {
         let Some(last) = batch.last().map(|d| d.acker.clone()) else {
             return Ok(ControlFlow::Continue(()));
         };
-        let mut events = Vec::with_capacity(batch.len());
+        let mut events = Vec::new();
         for delivery in &batch {
-            match serde_json::from_slice::<BookingEvent>(&delivery.data) {
-                Ok(event) => {
-                    if let Some(kind) = WebhookEvent::for_event(event.kind) {
-                        events.push((event, kind));
-                    }
-                }
+            match decode_events(&delivery.data) {
+                Ok(decoded) => events.extend(decoded.into_iter().filter_map(|event| {
+                    WebhookEvent::for_event(event.kind).map(|kind| (event, kind))
+                })),
                 Err(err) => {
-                    tracing::error!(error = %err, "dead-lettering unparseable event");
+                    tracing::error!(error = %err, "dead-lettering unparseable events");
                     let attempts = 1 + amqp::previous_deliveries(delivery);
                     self.dead_letters
                         .dead_letter(
                             delivery,
                             WEBHOOKS_QUEUE,
                             WEBHOOKS_DEAD_QUEUE,
-                            &format!("unparseable event: {err}"),
+                            &format!("unparseable events: {err}"),
                             attempts,
                         )
                         .await
@@ -147,14 +150,16 @@ impl Fanout {
                 }
             }
         }
-        if !events.is_empty() {
+        // A redelivery after a break fans out again what went before it,
+        // which adds nothing (see the module doc).
+        for chunk in events.chunks(EVENTS_AT_ONCE) {
             tokio::select! {
-                () = self.pace.admit(events.len()) => {}
+                () = self.pace.admit(chunk.len()) => {}
                 // Unacked, the batch is delivered again.
                 () = cancel.cancelled() => return Ok(ControlFlow::Break(())),
             }
-            let span = tracing::info_span!("webhook_fanout", events = events.len());
-            let fanned = until_done(cancel, || self.fan_out(&events))
+            let span = tracing::info_span!("webhook_fanout", events = chunk.len());
+            let fanned = until_done(cancel, || self.fan_out(chunk))
                 .instrument(span)
                 .await;
             match fanned {

@@ -368,6 +368,21 @@ impl Publisher {
         })
         .await
     }
+
+    /// Publishes a JSON array of booking events for the webhook fan-out
+    /// (see [`topology::WEBHOOK_BATCH_KEY`]). Unroutable is fine:
+    /// while no endpoint is live nothing is bound to it.
+    pub async fn send_webhook_batch(&self, payload: &[u8]) -> Result<(), PublishError> {
+        self.publish(Outgoing {
+            exchange: EVENTS_EXCHANGE,
+            routing_key: topology::WEBHOOK_BATCH_KEY,
+            payload,
+            message_id: uuid::Uuid::now_v7().to_string(),
+            headers: FieldTable::default(),
+            mandatory: false,
+        })
+        .await
+    }
 }
 
 impl Publisher {
