@@ -97,12 +97,29 @@ pub struct BookingSnapshot {
     pub refund_cents: Option<i64>,
 }
 
-/// Reads the booking events in a message for the webhook fan-out: a JSON
-/// array of them (one message per outbox relay batch, see
+/// What the webhook fan-out needs of an event: which booking, and what
+/// happened when. It reads the booking itself from the database, and only
+/// if some endpoint wants the event, so the relay does not send the
+/// snapshot twice. A whole [`BookingEvent`] reads as one too.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventRef {
+    pub event_id: Uuid,
+    pub kind: EventKind,
+    pub occurred_at: DateTime<Utc>,
+    pub booking: BookingRef,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BookingRef {
+    pub id: Uuid,
+    pub show_id: Uuid,
+}
+
+/// Reads the events in a message for the webhook fan-out: a JSON array of
+/// them (one message per outbox relay batch, see
 /// [`crate::topology::WEBHOOK_BATCH_KEY`]), or a single event, as
-/// `booking.events` carries them and as `webhooks.events` held them before
-/// the relay batched them.
-pub fn decode_events(data: &[u8]) -> serde_json::Result<Vec<BookingEvent>> {
+/// `webhooks.events` held them before the relay batched them.
+pub fn decode_events(data: &[u8]) -> serde_json::Result<Vec<EventRef>> {
     if data.trim_ascii_start().first() == Some(&b'[') {
         serde_json::from_slice(data)
     } else {
@@ -148,13 +165,26 @@ mod tests {
         }
     }
 
+    fn reference(event: &BookingEvent) -> EventRef {
+        EventRef {
+            event_id: event.event_id,
+            kind: event.kind,
+            occurred_at: event.occurred_at,
+            booking: BookingRef {
+                id: event.booking.id,
+                show_id: event.booking.show_id,
+            },
+        }
+    }
+
     #[test]
-    fn a_batch_of_events_and_a_single_event_both_decode() {
-        let batch = vec![event(EventKind::Held), event(EventKind::Rejected)];
-        let array = serde_json::to_vec(&batch).unwrap();
-        assert_eq!(decode_events(&array).unwrap(), batch);
-        let one = serde_json::to_vec(&batch[0]).unwrap();
-        assert_eq!(decode_events(&one).unwrap(), batch[..1]);
+    fn a_batch_of_event_refs_and_a_whole_single_event_both_decode() {
+        let events = [event(EventKind::Held), event(EventKind::Rejected)];
+        let refs: Vec<EventRef> = events.iter().map(reference).collect();
+        let array = serde_json::to_vec(&refs).unwrap();
+        assert_eq!(decode_events(&array).unwrap(), refs);
+        let one = serde_json::to_vec(&events[0]).unwrap();
+        assert_eq!(decode_events(&one).unwrap(), refs[..1]);
         assert_eq!(decode_events(b" []").unwrap(), vec![]);
         assert!(decode_events(b"[{\"kind\": 1}]").is_err());
         assert!(decode_events(b"not json").is_err());

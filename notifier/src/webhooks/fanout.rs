@@ -16,7 +16,7 @@ use lapin::message::Delivery;
 use lapin::options::BasicAckOptions;
 use lapin::Connection;
 use shared::amqp::{self, Publisher};
-use shared::messages::{decode_events, BookingEvent};
+use shared::messages::{decode_events, EventRef};
 use shared::topology::{Topology, WEBHOOKS_DEAD_QUEUE, WEBHOOKS_QUEUE};
 use shared::view::BookingView;
 use shared::webhooks::{WebhookEvent, ROUTING_LOCK};
@@ -198,14 +198,14 @@ impl Fanout {
     /// Writes the events' deliveries; returns how many are new. One
     /// statement at a time, each on its own connection: a transaction held
     /// while the bookings are loaded would need two connections per batch.
-    async fn fan_out(&self, events: &[(BookingEvent, WebhookEvent)]) -> Result<u64, sqlx::Error> {
+    async fn fan_out(&self, events: &[(EventRef, WebhookEvent)]) -> Result<u64, sqlx::Error> {
         let wanted = sqlx::query_scalar!(
             r#"SELECT DISTINCT unnest(events) AS "event_type!" FROM webhook_endpoints
                WHERE deleted_at IS NULL"#
         )
         .fetch_all(&self.db)
         .await?;
-        let events: Vec<&(BookingEvent, WebhookEvent)> = events
+        let events: Vec<&(EventRef, WebhookEvent)> = events
             .iter()
             .filter(|(_, kind)| wanted.iter().any(|w| w == kind.as_str()))
             .collect();
