@@ -11,6 +11,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::join_all;
 use futures::{FutureExt, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
@@ -61,6 +62,8 @@ pub enum ConsumeError {
     Claims(#[from] sqlx::Error),
     #[error("the broker ended the subscription")]
     SubscriptionEnded,
+    #[error("the connection to RabbitMQ was lost")]
+    ConnectionLost,
     #[error("a shard consumer stopped by itself")]
     ShardStopped,
     #[error("a shard consumer panicked: {0}")]
@@ -156,6 +159,9 @@ impl<G: PaymentGateway> ShardConsumer<G> {
             if let Some(err) = reap(&mut running).await {
                 break Err(err);
             }
+            if !conn.status().connected() {
+                break Err(ConsumeError::ConnectionLost);
+            }
             let owned: BTreeSet<u16> = running.keys().copied().collect();
             match claims.rebalance(&owned).await {
                 Ok(plan) => {
@@ -177,10 +183,21 @@ impl<G: PaymentGateway> ShardConsumer<G> {
             metrics::gauge!("worker_shards_owned").set(running.len() as f64);
         };
         // Every shard's token is a child of `cancel`, so on shutdown all of
-        // them stop taking batches at once; this only waits for them.
-        for (_, shard_task) in running {
-            let _ = shard_task.stop().await;
-        }
+        // them stop taking batches at once; this only waits for them. A lost
+        // connection leaves them nothing to finish: the broker has put their
+        // unacked messages back already, and waiting on a dead channel can
+        // hang in lapin, which would hold the failover up for `STOP_WITHIN`.
+        let lost = !conn.status().connected();
+        join_all(running.into_values().map(|shard_task| async move {
+            if lost {
+                // Gone before the claims are given back with the session.
+                shard_task.task.abort();
+                let _ = shard_task.task.await;
+            } else {
+                let _ = shard_task.stop().await;
+            }
+        }))
+        .await;
         metrics::gauge!("worker_shards_owned").set(0.0);
         result
     }
