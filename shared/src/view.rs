@@ -88,16 +88,16 @@ pub async fn load_many(db: &PgPool, ids: &[Uuid]) -> Result<Vec<Loaded>, sqlx::E
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    // The head of a line is the first entry of a partial index; the
+    // The head of a line is the first entry of a partial index, read once
+    // per show, not per booking: in a sale that entry sits behind the
+    // index entries of the bookings decided since the last vacuum, so a
+    // batch of streams' bookings would walk them once each. The
     // waiting-list count reads only the waiting ahead of the booking;
     // tickets are valid only while the booking is confirmed.
     let rows = sqlx::query!(
-        r#"SELECT id, show_id, status AS "status: BookingStatus", reason AS "reason: Reason", email, name, quantity,
-                  total_cents, hold_expires_at, waitlist, refunded_cents, created_at, updated_at, accepted_seq,
-                  CASE WHEN status = 'queued' AND dead_lettered_at IS NULL THEN
-                      (SELECT min(h.accepted_seq) FROM bookings h
-                       WHERE h.show_id = b.show_id AND h.status = 'queued' AND h.dead_lettered_at IS NULL)
-                  END AS head,
+        r#"SELECT b.id, b.show_id, b.status AS "status: BookingStatus", b.reason AS "reason: Reason", b.email, b.name,
+                  b.quantity, b.total_cents, b.hold_expires_at, b.waitlist, b.refunded_cents, b.created_at,
+                  b.updated_at, b.accepted_seq, lines.head,
                   CASE WHEN status = 'waitlisted' THEN
                       (SELECT count(*) FROM bookings w
                        WHERE w.show_id = b.show_id AND w.status = 'waitlisted'
@@ -115,7 +115,15 @@ pub async fn load_many(db: &PgPool, ids: &[Uuid]) -> Result<Vec<Loaded>, sqlx::E
                       (SELECT json_agg(json_build_object('code', t.code, 'seat_id', t.seat_id) ORDER BY t.code)
                        FROM tickets t WHERE t.booking_id = b.id)
                   END AS "tickets: Json<Vec<Ticket>>"
-           FROM bookings b WHERE id = ANY($1)"#,
+           FROM bookings b
+           LEFT JOIN (SELECT q.show_id,
+                             (SELECT min(h.accepted_seq) FROM bookings h
+                              WHERE h.show_id = q.show_id AND h.status = 'queued'
+                                AND h.dead_lettered_at IS NULL) AS head
+                      FROM (SELECT DISTINCT show_id FROM bookings
+                            WHERE id = ANY($1) AND status = 'queued' AND dead_lettered_at IS NULL) q) lines
+             ON lines.show_id = b.show_id AND b.status = 'queued' AND b.dead_lettered_at IS NULL
+           WHERE b.id = ANY($1)"#,
         ids
     )
     .fetch_all(db)
