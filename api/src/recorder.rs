@@ -130,7 +130,12 @@ async fn run(db: PgPool, mut incoming: mpsc::Receiver<Pending>) {
 }
 
 /// Up to [`MAX_BATCH`] waiting rows, oldest first, of shows not `busy`.
+/// Called on every arrival: while all waiting rows belong to busy shows (a
+/// one-show sale between two commits) it only looks, moving nothing.
 fn take_batch(waiting: &mut VecDeque<Pending>, busy: &HashSet<Uuid>) -> Vec<Pending> {
+    if waiting.iter().all(|(row, _)| busy.contains(&row.show_id)) {
+        return Vec::new();
+    }
     let mut batch = Vec::new();
     let mut kept = VecDeque::with_capacity(waiting.len());
     while let Some(item) = waiting.pop_front() {
@@ -289,4 +294,69 @@ async fn insert(db: &PgPool, rows: &[NewBooking]) -> Result<HashMap<Uuid, Record
             (r.id, Recorded::Created { at, position })
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(show_id: Uuid) -> Pending {
+        let row = NewBooking {
+            id: Uuid::new_v4(),
+            show_id,
+            email: "fan@example.com".to_owned(),
+            name: "Fan".to_owned(),
+            quantity: 1,
+            total_cents: Some(100),
+            seat_ids: Vec::new(),
+            section: None,
+            waitlist: false,
+            key: None,
+        };
+        (row, oneshot::channel().0)
+    }
+
+    fn ids(rows: impl IntoIterator<Item = Uuid>) -> Vec<Uuid> {
+        rows.into_iter().collect()
+    }
+
+    #[test]
+    fn rows_of_busy_shows_wait_in_their_order_and_the_others_go_oldest_first() {
+        let (busy_show, free_show) = (Uuid::new_v4(), Uuid::new_v4());
+        let mut waiting: VecDeque<Pending> = [busy_show, free_show, busy_show, free_show]
+            .into_iter()
+            .map(pending)
+            .collect();
+        let before = ids(waiting.iter().map(|(row, _)| row.id));
+        let busy = HashSet::from([busy_show]);
+
+        let batch = take_batch(&mut waiting, &busy);
+
+        assert_eq!(
+            ids(batch.iter().map(|(row, _)| row.id)),
+            [before[1], before[3]]
+        );
+        assert_eq!(
+            ids(waiting.iter().map(|(row, _)| row.id)),
+            [before[0], before[2]]
+        );
+        assert!(take_batch(&mut waiting, &busy).is_empty());
+        assert_eq!(
+            ids(waiting.iter().map(|(row, _)| row.id)),
+            [before[0], before[2]]
+        );
+    }
+
+    #[test]
+    fn a_batch_takes_at_most_max_batch_rows() {
+        let show = Uuid::new_v4();
+        let mut waiting: VecDeque<Pending> = (0..MAX_BATCH + 3).map(|_| pending(show)).collect();
+        let first = waiting[0].0.id;
+
+        let batch = take_batch(&mut waiting, &HashSet::new());
+
+        assert_eq!(batch.len(), MAX_BATCH);
+        assert_eq!(batch[0].0.id, first);
+        assert_eq!(waiting.len(), 3);
+    }
 }
