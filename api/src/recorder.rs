@@ -316,8 +316,8 @@ mod tests {
         (row, oneshot::channel().0)
     }
 
-    fn ids(rows: impl IntoIterator<Item = Uuid>) -> Vec<Uuid> {
-        rows.into_iter().collect()
+    fn ids<'a>(rows: impl IntoIterator<Item = &'a Pending>) -> Vec<Uuid> {
+        rows.into_iter().map(|(row, _)| row.id).collect()
     }
 
     #[test]
@@ -327,24 +327,15 @@ mod tests {
             .into_iter()
             .map(pending)
             .collect();
-        let before = ids(waiting.iter().map(|(row, _)| row.id));
+        let before = ids(&waiting);
         let busy = HashSet::from([busy_show]);
 
         let batch = take_batch(&mut waiting, &busy);
 
-        assert_eq!(
-            ids(batch.iter().map(|(row, _)| row.id)),
-            [before[1], before[3]]
-        );
-        assert_eq!(
-            ids(waiting.iter().map(|(row, _)| row.id)),
-            [before[0], before[2]]
-        );
+        assert_eq!(ids(&batch), [before[1], before[3]]);
+        assert_eq!(ids(&waiting), [before[0], before[2]]);
         assert!(take_batch(&mut waiting, &busy).is_empty());
-        assert_eq!(
-            ids(waiting.iter().map(|(row, _)| row.id)),
-            [before[0], before[2]]
-        );
+        assert_eq!(ids(&waiting), [before[0], before[2]]);
     }
 
     #[test]
