@@ -29,7 +29,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::monitor::{CpuPerDecided, Monitor, Observed, Roles, BENCH_APPLICATION};
+use crate::monitor::{CpuPerDecided, Monitor, Observed, Phases, Roles, BENCH_APPLICATION};
 use crate::shows::{split_capacity, zipf_weights, Evenness, ManyShows, Zipf};
 use crate::stats::{per_second, Latency};
 use crate::streams::{Streams, StreamsReport};
@@ -127,6 +127,9 @@ pub struct FlashSale {
     /// CPU seconds per decided booking, by role and in total (from
     /// `observed.cpu`; `None` if nothing was decided).
     pub cpu_per_decided: Option<CpuPerDecided>,
+    /// The sale's phases (from `observed.timeline`; `None` if nothing was
+    /// answered).
+    pub phases: Option<Phases>,
     pub observed: Observed,
     /// How PostgreSQL read the `bookings` table over the run: sequential
     /// scans of a table this size are the sign of a bad (e.g. generic,
@@ -421,6 +424,7 @@ pub async fn run(sys: Arc<System>, settings: &Settings) -> anyhow::Result<FlashS
         worker_share,
         evenness,
         cpu_per_decided: observed.cpu_per_decided(decided),
+        phases: Phases::of(&observed.timeline),
         observed,
         bookings_table: sqlx::query_as(
             "SELECT seq_scan, seq_tup_read, coalesce(idx_scan, 0) AS idx_scan, autoanalyze_count

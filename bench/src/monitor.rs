@@ -87,6 +87,106 @@ pub struct Observed {
     pub timeline: Vec<Sample>,
 }
 
+/// The sale in its phases, from the one-second timeline. They show where
+/// a change of speed sits: streams opening slow the first seconds, what
+/// the API and the clients carry slows the rest of the submitting, and
+/// the drain is the workers' alone.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Phases {
+    /// Requests answered in the first five seconds.
+    pub answered_first_5s: f64,
+    /// From the start to the last second in which a request was answered.
+    pub submitting: Phase,
+    /// From then until nothing is queued.
+    pub draining: Phase,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Phase {
+    pub seconds: f64,
+    pub answered_per_s: f64,
+    /// Answered and no longer queued.
+    pub decided_per_s: f64,
+}
+
+impl Phases {
+    /// `None` for a timeline with no answer in it.
+    pub fn of(timeline: &[Sample]) -> Option<Self> {
+        let start = Point::default();
+        let points: Vec<Point> = timeline.iter().map(Point::of).collect();
+        let last_answer = points
+            .iter()
+            .enumerate()
+            .filter(|(i, p)| p.answered > if *i == 0 { 0.0 } else { points[i - 1].answered })
+            .map(|(i, _)| i)
+            .next_back()?;
+        let submitted = points[last_answer];
+        let drained = points[last_answer..]
+            .iter()
+            .find(|p| p.queued == 0.0)
+            .or(points.last())
+            .copied()
+            .unwrap_or(submitted);
+        Some(Self {
+            answered_first_5s: start.answered_at(5.0, &points),
+            submitting: Phase::between(start, submitted),
+            draining: Phase::between(submitted, drained),
+        })
+    }
+}
+
+impl Phase {
+    fn between(from: Point, to: Point) -> Self {
+        let seconds = to.t - from.t;
+        let rate = |delta: f64| if seconds > 0.0 { delta / seconds } else { 0.0 };
+        Self {
+            seconds,
+            answered_per_s: rate(to.answered - from.answered),
+            decided_per_s: rate(to.decided() - from.decided()),
+        }
+    }
+}
+
+/// A sample as numbers to interpolate.
+#[derive(Debug, Clone, Copy, Default)]
+struct Point {
+    t: f64,
+    answered: f64,
+    queued: f64,
+}
+
+impl Point {
+    fn of(sample: &Sample) -> Self {
+        Self {
+            t: sample.t_s,
+            answered: sample.answered as f64,
+            queued: sample.queued as f64,
+        }
+    }
+
+    fn decided(&self) -> f64 {
+        (self.answered - self.queued).max(0.0)
+    }
+
+    /// Requests answered by time `t`, interpolated between the samples
+    /// around it (starting from `self`).
+    fn answered_at(self, t: f64, points: &[Point]) -> f64 {
+        let mut before = self;
+        for &p in points {
+            if p.t >= t {
+                let span = p.t - before.t;
+                return if span > 0.0 {
+                    before.answered + (p.answered - before.answered) * (t - before.t) / span
+                } else {
+                    p.answered
+                };
+            }
+            before = p;
+        }
+        before.answered
+    }
+}
+
 impl Observed {
     /// CPU seconds per decided booking (`None` when nothing was decided).
     pub fn cpu_per_decided(&self, decided: usize) -> Option<CpuPerDecided> {
@@ -558,6 +658,56 @@ mod tests {
         assert!((per.machine_s - 0.008).abs() < 1e-12);
         assert_eq!(per.by_role[1].role, "worker-0");
         assert!((per.by_role[1].cpu_s - 0.002).abs() < 1e-12);
+    }
+
+    fn sample(t_s: f64, answered: usize, queued: i64) -> Sample {
+        Sample {
+            t_s,
+            answered,
+            queued,
+            broker_backlog: None,
+            outbox_backlog: 0,
+            commits: 0,
+            cores: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn phases_split_the_sale_at_its_last_answer_and_its_empty_queue() {
+        let timeline = [
+            sample(1.0, 1_000, 500),
+            sample(2.0, 2_000, 1_000),
+            sample(4.0, 4_000, 2_000),
+            sample(6.0, 6_000, 3_000),
+            sample(8.0, 8_000, 4_000),
+            sample(9.0, 8_000, 2_000),
+            sample(10.0, 8_000, 0),
+            sample(11.0, 8_000, 0),
+        ];
+        let phases = Phases::of(&timeline).unwrap();
+        assert_eq!(phases.answered_first_5s, 5_000.0);
+        assert_eq!(
+            phases.submitting,
+            Phase {
+                seconds: 8.0,
+                answered_per_s: 1_000.0,
+                decided_per_s: 500.0
+            }
+        );
+        assert_eq!(
+            phases.draining,
+            Phase {
+                seconds: 2.0,
+                answered_per_s: 0.0,
+                decided_per_s: 2_000.0
+            }
+        );
+    }
+
+    #[test]
+    fn a_sale_without_answers_has_no_phases() {
+        assert_eq!(Phases::of(&[]), None);
+        assert_eq!(Phases::of(&[sample(1.0, 0, 0), sample(2.0, 0, 0)]), None);
     }
 
     #[test]

@@ -295,6 +295,21 @@ impl Report {
                 "submit → decided latency",
                 &latency(&f.decided_latency),
             );
+            if let Some(p) = &f.phases {
+                line(
+                    &mut out,
+                    "phases",
+                    &format!(
+                        "{} answered in the first 5 s; submitting {:.1} s: {}/s answered, {}/s decided; draining {:.1} s: {}/s decided",
+                        count(p.answered_first_5s),
+                        p.submitting.seconds,
+                        count(p.submitting.answered_per_s),
+                        count(p.submitting.decided_per_s),
+                        p.draining.seconds,
+                        count(p.draining.decided_per_s)
+                    ),
+                );
+            }
             if let Some(w) = &f.waitlist {
                 waitlist(&mut out, w);
             }
