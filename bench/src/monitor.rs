@@ -114,23 +114,19 @@ impl Phases {
     pub fn of(timeline: &[Sample]) -> Option<Self> {
         let start = Point::default();
         let points: Vec<Point> = timeline.iter().map(Point::of).collect();
-        let last_answer = points
-            .iter()
-            .enumerate()
-            .filter(|(i, p)| p.answered > if *i == 0 { 0.0 } else { points[i - 1].answered })
-            .map(|(i, _)| i)
-            .next_back()?;
+        let before = |i: usize| if i == 0 { start } else { points[i - 1] };
+        let last_answer = (0..points.len())
+            .rev()
+            .find(|&i| points[i].answered > before(i).answered)?;
         let submitted = points[last_answer];
         let drained = points[last_answer..]
             .iter()
             .find(|p| p.queued == 0.0)
-            .or(points.last())
-            .copied()
-            .unwrap_or(submitted);
+            .unwrap_or(&points[points.len() - 1]);
         Some(Self {
-            answered_first_5s: start.answered_at(5.0, &points),
+            answered_first_5s: answered_by(5.0, start, &points),
             submitting: Phase::between(start, submitted),
-            draining: Phase::between(submitted, drained),
+            draining: Phase::between(submitted, *drained),
         })
     }
 }
@@ -167,24 +163,24 @@ impl Point {
     fn decided(&self) -> f64 {
         (self.answered - self.queued).max(0.0)
     }
+}
 
-    /// Requests answered by time `t`, interpolated between the samples
-    /// around it (starting from `self`).
-    fn answered_at(self, t: f64, points: &[Point]) -> f64 {
-        let mut before = self;
-        for &p in points {
-            if p.t >= t {
-                let span = p.t - before.t;
-                return if span > 0.0 {
-                    before.answered + (p.answered - before.answered) * (t - before.t) / span
-                } else {
-                    p.answered
-                };
-            }
-            before = p;
+/// Requests answered by time `t`, interpolated between the points around
+/// it (`start`, then `points`).
+fn answered_by(t: f64, start: Point, points: &[Point]) -> f64 {
+    let mut before = start;
+    for &p in points {
+        if p.t >= t {
+            let span = p.t - before.t;
+            return if span > 0.0 {
+                before.answered + (p.answered - before.answered) * (t - before.t) / span
+            } else {
+                p.answered
+            };
         }
-        before.answered
+        before = p;
     }
+    before.answered
 }
 
 impl Observed {
