@@ -112,20 +112,21 @@ pub struct Phase {
 impl Phases {
     /// `None` for a timeline with no answer in it.
     pub fn of(timeline: &[Sample]) -> Option<Self> {
-        let start = Point::default();
-        let points: Vec<Point> = timeline.iter().map(Point::of).collect();
-        let before = |i: usize| if i == 0 { start } else { points[i - 1] };
-        let last_answer = (0..points.len())
+        // The sale starts from nothing answered at 0 s.
+        let points: Vec<Point> = std::iter::once(Point::default())
+            .chain(timeline.iter().map(Point::of))
+            .collect();
+        let last_answer = (1..points.len())
             .rev()
-            .find(|&i| points[i].answered > before(i).answered)?;
+            .find(|&i| points[i].answered > points[i - 1].answered)?;
         let submitted = points[last_answer];
         let drained = points[last_answer..]
             .iter()
             .find(|p| p.queued == 0.0)
             .unwrap_or(&points[points.len() - 1]);
         Some(Self {
-            answered_first_5s: answered_by(5.0, start, &points),
-            submitting: Phase::between(start, submitted),
+            answered_first_5s: answered_by(5.0, &points),
+            submitting: Phase::between(points[0], submitted),
             draining: Phase::between(submitted, *drained),
         })
     }
@@ -166,9 +167,9 @@ impl Point {
 }
 
 /// Requests answered by time `t`, interpolated between the points around
-/// it (`start`, then `points`).
-fn answered_by(t: f64, start: Point, points: &[Point]) -> f64 {
-    let mut before = start;
+/// it.
+fn answered_by(t: f64, points: &[Point]) -> f64 {
+    let mut before = points[0];
     for &p in points {
         if p.t >= t {
             let span = p.t - before.t;
