@@ -219,7 +219,10 @@ pub async fn run(sys: Arc<System>, settings: &Settings) -> anyhow::Result<FlashS
     } else {
         None
     };
-    let streams = (settings.streams > 0).then(|| Streams::start(sys.clone(), settings.streams));
+    let streams = match settings.streams {
+        0 => None,
+        wanted => Some(Streams::start(sys.clone(), wanted)?),
+    };
     let anchor = (Instant::now(), Utc::now());
     let (submitted, schedule_lag) = match settings.rate {
         Some(rate) => {

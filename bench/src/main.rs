@@ -13,6 +13,7 @@
 //! limits). `--waitlist` adds the waiting list to the sale: offers of
 //! returned tickets, and their order.
 
+mod event_stream;
 mod flash_sale;
 mod limits;
 mod machine;

@@ -13,12 +13,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use harness::sse::EventStream;
 use harness::System;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::task::JoinSet;
 
+use crate::event_stream::{Endpoint, EventStream};
 use crate::stats::{per_second, Latency};
 
 /// Polling clients running while the streams are open: a sample of the
@@ -55,6 +55,8 @@ pub struct StreamsReport {
 /// The streams and pollers of one sale.
 pub struct Streams {
     sys: Arc<System>,
+    api: Endpoint,
+    /// The pollers' client.
     client: reqwest::Client,
     wanted: usize,
     started: AtomicUsize,
@@ -73,11 +75,11 @@ pub struct Streams {
 
 impl Streams {
     /// Starts the pollers; streams open as bookings are accepted.
-    pub fn start(sys: Arc<System>, wanted: usize) -> Arc<Self> {
-        let client = harness::sse::client();
+    pub fn start(sys: Arc<System>, wanted: usize) -> anyhow::Result<Arc<Self>> {
         let streams = Arc::new(Self {
+            api: Endpoint::of(&sys.base_url)?,
             sys,
-            client,
+            client: reqwest::Client::new(),
             wanted,
             started: AtomicUsize::new(0),
             open: AtomicUsize::new(0),
@@ -95,7 +97,7 @@ impl Streams {
             let s = streams.clone();
             streams.spawn(async move { s.poll_loop().await });
         }
-        streams
+        Ok(streams)
     }
 
     fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
@@ -117,8 +119,7 @@ impl Streams {
     }
 
     async fn follow(&self, id: &str) {
-        let url = format!("{}/v1/bookings/{id}/events", self.sys.base_url);
-        let Ok(mut stream) = EventStream::open(&self.client, &url).await else {
+        let Ok(mut stream) = EventStream::open(&self.api, id).await else {
             self.failed.fetch_add(1, Ordering::Relaxed);
             return;
         };
@@ -127,20 +128,20 @@ impl Streams {
         self.peak_open.fetch_max(open, Ordering::Relaxed);
         let mut decided = false;
         let mut first = true;
-        while let Some(event) = stream.next().await {
-            let booking = event.json();
+        while let Ok(Some(event)) = stream.next().await {
+            let Ok(booking) = serde_json::from_str::<Seen>(&event.data) else {
+                break;
+            };
             let at_open = std::mem::take(&mut first);
-            if decided || booking["status"] == "queued" {
+            if decided || booking.status == "queued" {
                 continue;
             }
             decided = true;
             if at_open {
                 self.decided_at_open.fetch_add(1, Ordering::Relaxed);
-            } else if let Some(at) = booking["updated_at"]
-                .as_str()
-                .and_then(|t| t.parse::<DateTime<Utc>>().ok())
-            {
-                let delay = (Utc::now() - at).num_microseconds().unwrap_or(0) as f64 / 1e6;
+            } else {
+                let delay = Utc::now() - booking.updated_at;
+                let delay = delay.num_microseconds().unwrap_or(0) as f64 / 1e6;
                 self.delays.lock().expect("not poisoned").push(delay);
             }
         }
@@ -205,6 +206,13 @@ impl Streams {
             api_peak_rss_mib,
         }
     }
+}
+
+/// What the bench reads of a streamed booking.
+#[derive(Deserialize)]
+struct Seen<'a> {
+    status: &'a str,
+    updated_at: DateTime<Utc>,
 }
 
 /// A process's peak resident set (`VmHWM` in /proc), MiB.

@@ -1,6 +1,7 @@
 //! A small Server-Sent Events reader for `GET /v1/bookings/{id}/events`,
 //! for the tests and the benchmark: reads the response body chunk by chunk
 //! and splits it into events (`text/event-stream`, lines ending in `\n`).
+//! The [`Decoder`] alone serves clients that read the bytes themselves.
 
 use std::time::Duration;
 
@@ -27,6 +28,13 @@ impl SseEvent {
 /// An open event stream.
 pub struct EventStream {
     response: Response,
+    decoder: Decoder,
+}
+
+/// Splits the bytes of an event stream into events, whatever the pieces
+/// they arrive in.
+#[derive(Debug, Default)]
+pub struct Decoder {
     buffer: Vec<u8>,
     /// Comment lines (`:` keep-alives) seen so far.
     pub comments: usize,
@@ -61,22 +69,23 @@ impl EventStream {
         }
         Ok(Self {
             response,
-            buffer: Vec::new(),
-            comments: 0,
+            decoder: Decoder::default(),
         })
+    }
+
+    /// Comment lines (`:` keep-alives) seen so far.
+    pub fn comments(&self) -> usize {
+        self.decoder.comments
     }
 
     /// The next event, or `None` once the server has ended the stream.
     pub async fn next(&mut self) -> Option<SseEvent> {
         loop {
-            while let Some(end) = self.buffer.windows(2).position(|w| w == b"\n\n") {
-                let block: Vec<u8> = self.buffer.drain(..end + 2).collect();
-                if let Some(event) = self.parse(&block[..end]) {
-                    return Some(event);
-                }
+            if let Some(event) = self.decoder.next_event() {
+                return Some(event);
             }
             match self.response.chunk().await {
-                Ok(Some(chunk)) => self.buffer.extend_from_slice(&chunk),
+                Ok(Some(chunk)) => self.decoder.push(&chunk),
                 Ok(None) => return None,
                 Err(e) => panic!("reading the event stream: {e}"),
             }
@@ -88,6 +97,24 @@ impl EventStream {
         tokio::time::timeout(limit, self.next())
             .await
             .unwrap_or_else(|_| panic!("no event and no end of stream within {limit:?}"))
+    }
+}
+
+impl Decoder {
+    /// Takes in the next bytes of the stream.
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buffer.extend_from_slice(bytes);
+    }
+
+    /// The next whole event in what was pushed so far.
+    pub fn next_event(&mut self) -> Option<SseEvent> {
+        while let Some(end) = self.buffer.windows(2).position(|w| w == b"\n\n") {
+            let block: Vec<u8> = self.buffer.drain(..end + 2).collect();
+            if let Some(event) = self.parse(&block[..end]) {
+                return Some(event);
+            }
+        }
+        None
     }
 
     /// One block of lines: an event, or `None` if it held only comments.

@@ -74,7 +74,7 @@ async fn a_stream_sees_queued_held_confirmed_in_order_and_then_closes() {
     // Nothing changes while the worker is stopped: only keep-alive comments.
     let idle = tokio::time::timeout(Duration::from_millis(2500), stream.next()).await;
     assert!(idle.is_err(), "an event while nothing changed: {idle:?}");
-    assert!(stream.comments >= 1, "no keep-alive within 2.5 s");
+    assert!(stream.comments() >= 1, "no keep-alive within 2.5 s");
 
     sys.resume("worker-0");
     let held = stream.next_within(Duration::from_secs(20)).await.unwrap();
