@@ -39,7 +39,7 @@ use lapin::Connection;
 use serde::Deserialize;
 use shared::domain::BookingStatus;
 use shared::topology::{self, Topology, EVENTS_EXCHANGE};
-use shared::view::{self, BookingView, Loaded};
+use shared::view::{self, BookingView, Lines, Loaded};
 use sqlx::PgPool;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -406,6 +406,7 @@ pub fn spawn(state: &AppState, amqp_url: &str, topology: Topology, cancel: &Canc
     tokio::spawn(flush(
         state.live.clone(),
         state.db.clone(),
+        state.lines.clone(),
         cancel.child_token(),
     ));
 }
@@ -485,7 +486,7 @@ async fn consume(
 /// Every [`FLUSH_EVERY`]: loads the due bookings and places the queued
 /// ones of moved lines, and sends each changed view to its streams. What
 /// cannot be read now stays due, and is tried again after [`RETRY_AFTER`].
-async fn flush(hub: Arc<Hub>, db: PgPool, cancel: CancellationToken) {
+async fn flush(hub: Arc<Hub>, db: PgPool, lines: Arc<Lines>, cancel: CancellationToken) {
     let mut tick = tokio::time::interval(FLUSH_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -496,7 +497,7 @@ async fn flush(hub: Arc<Hub>, db: PgPool, cancel: CancellationToken) {
         let due = hub.take_due();
         if !due.is_empty() {
             let ids: Vec<Uuid> = due.iter().map(|(id, _)| *id).collect();
-            match view::load_many(&db, &ids).await {
+            match view::load_many(&db, &lines, &ids).await {
                 Ok(loaded) => hub.loaded(due, loaded),
                 Err(err) => {
                     tracing::warn!(error = %err, bookings = ids.len(), "cannot load watched bookings; trying again");
@@ -507,7 +508,7 @@ async fn flush(hub: Arc<Hub>, db: PgPool, cancel: CancellationToken) {
         }
         let shows = hub.take_moved_lines(Instant::now());
         if !shows.is_empty() {
-            match view::line_heads(&db, &shows).await {
+            match view::line_heads(&db, &lines, &shows).await {
                 Ok(heads) => hub.placed(&heads),
                 Err(err) => {
                     tracing::warn!(error = %err, shows = shows.len(), "cannot read the heads of lines; trying again");

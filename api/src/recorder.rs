@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use shared::view::{self, BookingView};
+use shared::view::{self, BookingView, Lines};
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
@@ -60,9 +60,9 @@ pub struct Recorder {
 
 impl Recorder {
     /// Starts the batching task on the current runtime.
-    pub fn start(db: PgPool) -> Self {
+    pub fn start(db: PgPool, lines: Arc<Lines>) -> Self {
         let (queue, incoming) = mpsc::channel(MAX_BATCH * WRITERS * 4);
-        tokio::spawn(run(db, incoming));
+        tokio::spawn(run(db, lines, incoming));
         Self { queue }
     }
 
@@ -88,7 +88,7 @@ type Pending = (NewBooking, Reply);
 /// first one's commit anyway; held back here instead, its rows join one
 /// bigger batch that starts the moment the show is free. Other shows'
 /// batches still commit side by side.
-async fn run(db: PgPool, mut incoming: mpsc::Receiver<Pending>) {
+async fn run(db: PgPool, lines: Arc<Lines>, mut incoming: mpsc::Receiver<Pending>) {
     let (done, mut finished) = mpsc::unbounded_channel::<Vec<Uuid>>();
     let mut waiting: VecDeque<Pending> = VecDeque::new();
     let mut busy: HashSet<Uuid> = HashSet::new();
@@ -103,9 +103,9 @@ async fn run(db: PgPool, mut incoming: mpsc::Receiver<Pending>) {
             let shows: Vec<Uuid> = batch.iter().map(|(row, _)| row.show_id).collect();
             busy.extend(&shows);
             writing += 1;
-            let (db, done) = (db.clone(), done.clone());
+            let (db, lines, done) = (db.clone(), lines.clone(), done.clone());
             tokio::spawn(async move {
-                write(&db, batch).await;
+                write(&db, &lines, batch).await;
                 let _ = done.send(shows);
             });
         }
@@ -149,11 +149,11 @@ fn take_batch(waiting: &mut VecDeque<Pending>, busy: &HashSet<Uuid>) -> Vec<Pend
     batch
 }
 
-async fn write(db: &PgPool, batch: Vec<(NewBooking, Reply)>) {
+async fn write(db: &PgPool, lines: &Lines, batch: Vec<(NewBooking, Reply)>) {
     let (rows, replies): (Vec<NewBooking>, Vec<Reply>) = batch.into_iter().unzip();
     metrics::histogram!("api_record_batch_size").record(rows.len() as f64);
     let mut outcomes = Vec::with_capacity(rows.len());
-    isolate(db, &rows, &mut outcomes).await;
+    isolate(db, lines, &rows, &mut outcomes).await;
     for (outcome, reply) in outcomes.into_iter().zip(replies) {
         let _ = reply.send(outcome);
     }
@@ -165,8 +165,8 @@ async fn write(db: &PgPool, batch: Vec<(NewBooking, Reply)>) {
 /// own, down to the row that fails alone (k bad rows in n cost about
 /// 2·k·log2(n) more statements). An outage is not the rows' fault, and
 /// splitting would only hammer a database that is away: every row gets it.
-async fn isolate(db: &PgPool, rows: &[NewBooking], outcomes: &mut Vec<Outcome>) {
-    let err = match insert(db, rows).await {
+async fn isolate(db: &PgPool, lines: &Lines, rows: &[NewBooking], outcomes: &mut Vec<Outcome>) {
+    let err = match insert(db, lines, rows).await {
         Ok(created) => {
             outcomes.extend(rows.iter().map(|row| {
                 Ok(created
@@ -185,14 +185,18 @@ async fn isolate(db: &PgPool, rows: &[NewBooking], outcomes: &mut Vec<Outcome>) 
     metrics::counter!("api_record_batch_splits_total").increment(1);
     tracing::debug!(rows = rows.len(), error = %err, "a batch failed; writing its halves apart");
     let (left, right) = rows.split_at(rows.len() / 2);
-    Box::pin(isolate(db, left, outcomes)).await;
-    Box::pin(isolate(db, right, outcomes)).await;
+    Box::pin(isolate(db, lines, left, outcomes)).await;
+    Box::pin(isolate(db, lines, right, outcomes)).await;
 }
 
 /// One statement: claim the keys, insert the bookings whose key was claimed
 /// (or that have none), their seats and their first audit rows. Then, once
 /// committed, where each stands in its show's line.
-async fn insert(db: &PgPool, rows: &[NewBooking]) -> Result<HashMap<Uuid, Recorded>, sqlx::Error> {
+async fn insert(
+    db: &PgPool,
+    lines: &Lines,
+    rows: &[NewBooking],
+) -> Result<HashMap<Uuid, Recorded>, sqlx::Error> {
     let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
     let shows: Vec<Uuid> = rows.iter().map(|r| r.show_id).collect();
     let emails: Vec<&str> = rows.iter().map(|r| r.email.as_str()).collect();
@@ -274,7 +278,7 @@ async fn insert(db: &PgPool, rows: &[NewBooking]) -> Result<HashMap<Uuid, Record
     let mut shows: Vec<Uuid> = created.iter().map(|r| r.show_id).collect();
     shows.sort_unstable();
     shows.dedup();
-    let heads = match view::line_heads(db, &shows).await {
+    let heads = match view::line_heads(db, lines, &shows).await {
         Ok(heads) => heads,
         Err(err) => {
             // Committed already: the answer goes without a place rather

@@ -10,6 +10,7 @@ use shared::amqp::Publisher;
 use shared::config::ExposeSecret;
 use shared::telemetry::PrometheusHandle;
 use shared::topology::Topology;
+use shared::view::Lines;
 use shared::Config;
 
 use crate::auth::Operators;
@@ -38,6 +39,9 @@ pub struct AppState {
     /// Cancelled when the process starts draining: `/readyz` answers 503
     /// and event streams end.
     pub draining: CancellationToken,
+    /// Where this process has seen its shows' lines start, for every
+    /// read of a place in line (polls, streams, the `202`).
+    pub lines: Arc<Lines>,
     /// Open event streams and what they watch.
     pub live: Arc<Hub>,
     /// The per-client limit on booking submissions; `None` when off.
@@ -70,9 +74,11 @@ impl AppState {
     /// whole [`Config`] (in-process tests); no rate limit.
     pub fn with(db: PgPool, amqp_url: &str, topology: Topology, admin_token: &str) -> Self {
         let name = format!("api {}", std::process::id());
+        let lines = Arc::new(Lines::default());
         Self {
             catalog: Arc::default(),
-            recorder: Recorder::start(db.clone()),
+            recorder: Recorder::start(db.clone(), lines.clone()),
+            lines,
             db,
             publisher: Arc::new(Publisher::new(amqp_url, &name, topology)),
             operators: Arc::new(Operators::new(admin_token)),

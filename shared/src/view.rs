@@ -3,6 +3,7 @@
 //! the three can never disagree.
 
 use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -77,23 +78,93 @@ impl BookingView {
     }
 }
 
+/// Where this process has seen its shows' lines start, so that the next
+/// read of a line's head starts there instead of at the line's first
+/// index entry.
+///
+/// A line's head never moves back: a booking leaves the line for good
+/// (`queued` has no way back, and a dead-lettered request is decided when
+/// it is replayed), and one that joins takes a number above every number
+/// visible before it. So a head read once is a floor for every later read
+/// of that show, by any process. Reading from the floor matters in a sale:
+/// the index keeps an entry for every booking decided since the table's
+/// last vacuum, all of them in front of the head, and a read from the start
+/// would step over tens of thousands of them on every poll.
+#[derive(Debug, Default)]
+pub struct Lines {
+    floors: Mutex<Floors>,
+}
+
+/// Recently read shows' floors; the coldest goes when there are too many.
+#[derive(Debug, Default)]
+struct Floors {
+    by_show: HashMap<Uuid, Floor>,
+    reads: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Floor {
+    head: i64,
+    read: u64,
+}
+
+impl Lines {
+    /// Shows whose floors are kept: the busy ones of the moment. A show
+    /// without one is read from its line's start, once.
+    const KEPT: usize = 64;
+
+    /// The floors of every show kept, as two parallel arrays for SQL.
+    fn floors(&self) -> (Vec<Uuid>, Vec<i64>) {
+        let floors = self.floors.lock().unwrap_or_else(PoisonError::into_inner);
+        floors
+            .by_show
+            .iter()
+            .map(|(show, f)| (*show, f.head))
+            .unzip()
+    }
+
+    /// Heads just read: each raises its show's floor.
+    fn read(&self, heads: impl IntoIterator<Item = (Uuid, i64)>) {
+        let mut floors = self.floors.lock().unwrap_or_else(PoisonError::into_inner);
+        for (show, head) in heads {
+            floors.reads += 1;
+            let read = floors.reads;
+            let floor = floors.by_show.entry(show).or_insert(Floor { head, read });
+            floor.head = floor.head.max(head);
+            floor.read = read;
+        }
+        while floors.by_show.len() > Self::KEPT {
+            let coldest = floors.by_show.iter().min_by_key(|(_, f)| f.read);
+            let Some((&show, _)) = coldest else { break };
+            floors.by_show.remove(&show);
+        }
+    }
+}
+
 /// Loads one booking, or `None` if there is no such booking.
-pub async fn load(db: &PgPool, id: Uuid) -> Result<Option<BookingView>, sqlx::Error> {
-    Ok(load_many(db, &[id]).await?.pop().map(|l| l.view))
+pub async fn load(
+    db: &PgPool,
+    lines: &Lines,
+    id: Uuid,
+) -> Result<Option<BookingView>, sqlx::Error> {
+    Ok(load_many(db, lines, &[id]).await?.pop().map(|l| l.view))
 }
 
 /// Loads the bookings `ids` names (unknown ones are left out), in one
 /// statement whatever their number: a poll is one round trip.
-pub async fn load_many(db: &PgPool, ids: &[Uuid]) -> Result<Vec<Loaded>, sqlx::Error> {
+pub async fn load_many(
+    db: &PgPool,
+    lines: &Lines,
+    ids: &[Uuid],
+) -> Result<Vec<Loaded>, sqlx::Error> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    // The head of a line is the first entry of a partial index, read once
-    // per show, not per booking: in a sale that entry sits behind the
-    // index entries of the bookings decided since the last vacuum, so a
-    // batch of streams' bookings would walk them once each. The
-    // waiting-list count reads only the waiting ahead of the booking;
-    // tickets are valid only while the booking is confirmed.
+    // The head of a line is the first entry of a partial index at or past
+    // the show's floor (see [`Lines`]), read once per show, not per
+    // booking. The waiting-list count reads only the waiting ahead of the
+    // booking; tickets are valid only while the booking is confirmed.
+    let (floor_shows, floors) = lines.floors();
     let rows = sqlx::query!(
         r#"SELECT b.id, b.show_id, b.status AS "status: BookingStatus", b.reason AS "reason: Reason", b.email, b.name,
                   b.quantity, b.total_cents, b.hold_expires_at, b.waitlist, b.refunded_cents, b.created_at,
@@ -119,15 +190,21 @@ pub async fn load_many(db: &PgPool, ids: &[Uuid]) -> Result<Vec<Loaded>, sqlx::E
            LEFT JOIN (SELECT q.show_id,
                              (SELECT min(h.accepted_seq) FROM bookings h
                               WHERE h.show_id = q.show_id AND h.status = 'queued'
-                                AND h.dead_lettered_at IS NULL) AS head
+                                AND h.dead_lettered_at IS NULL
+                                AND h.accepted_seq >= coalesce(f.floor_seq, 0)) AS head
                       FROM (SELECT DISTINCT show_id FROM bookings
-                            WHERE id = ANY($1) AND status = 'queued' AND dead_lettered_at IS NULL) q) lines
+                            WHERE id = ANY($1) AND status = 'queued' AND dead_lettered_at IS NULL) q
+                      LEFT JOIN unnest($2::uuid[], $3::bigint[]) AS f(show_id, floor_seq)
+                        ON f.show_id = q.show_id) lines
              ON lines.show_id = b.show_id AND b.status = 'queued' AND b.dead_lettered_at IS NULL
            WHERE b.id = ANY($1)"#,
-        ids
+        ids,
+        &floor_shows,
+        &floors
     )
     .fetch_all(db)
     .await?;
+    lines.read(rows.iter().filter_map(|b| Some((b.show_id, b.head?))));
     Ok(rows
         .into_iter()
         .map(|b| Loaded {
@@ -160,16 +237,60 @@ pub async fn load_many(db: &PgPool, ids: &[Uuid]) -> Result<Vec<Loaded>, sqlx::E
 
 /// The head of each of `shows`' lines: the smallest number still queued
 /// (shows with nobody queued are left out).
-pub async fn line_heads(db: &PgPool, shows: &[Uuid]) -> Result<HashMap<Uuid, i64>, sqlx::Error> {
+pub async fn line_heads(
+    db: &PgPool,
+    lines: &Lines,
+    shows: &[Uuid],
+) -> Result<HashMap<Uuid, i64>, sqlx::Error> {
+    let (floor_shows, floors) = lines.floors();
     let rows = sqlx::query!(
         r#"SELECT s.id AS "show_id!", h.head AS "head!"
-           FROM unnest($1::uuid[]) AS s(id),
+           FROM unnest($1::uuid[]) AS s(id)
+                LEFT JOIN unnest($2::uuid[], $3::bigint[]) AS f(show_id, floor_seq) ON f.show_id = s.id,
                 LATERAL (SELECT min(accepted_seq) AS head FROM bookings
-                         WHERE show_id = s.id AND status = 'queued' AND dead_lettered_at IS NULL) h
+                         WHERE show_id = s.id AND status = 'queued' AND dead_lettered_at IS NULL
+                           AND accepted_seq >= coalesce(f.floor_seq, 0)) h
            WHERE h.head IS NOT NULL"#,
-        shows
+        shows,
+        &floor_shows,
+        &floors
     )
     .fetch_all(db)
     .await?;
-    Ok(rows.into_iter().map(|r| (r.show_id, r.head)).collect())
+    let heads: HashMap<Uuid, i64> = rows.into_iter().map(|r| (r.show_id, r.head)).collect();
+    lines.read(heads.iter().map(|(show, head)| (*show, *head)));
+    Ok(heads)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shows_floor_only_rises() {
+        let (lines, show) = (Lines::default(), Uuid::new_v4());
+        lines.read([(show, 10)]);
+        // A read that started earlier and finished later.
+        lines.read([(show, 7)]);
+        assert_eq!(lines.floors(), (vec![show], vec![10]));
+        lines.read([(show, 12)]);
+        assert_eq!(lines.floors(), (vec![show], vec![12]));
+    }
+
+    #[test]
+    fn only_the_most_recently_read_shows_keep_their_floors() {
+        let lines = Lines::default();
+        let shows: Vec<Uuid> = (0..Lines::KEPT + 10).map(|_| Uuid::new_v4()).collect();
+        for show in &shows {
+            lines.read([(*show, 1)]);
+        }
+        // The first show is read again, so it is no longer the coldest.
+        lines.read([(shows[0], 2)]);
+        lines.read([(Uuid::new_v4(), 1)]);
+        let (kept, _) = lines.floors();
+        assert_eq!(kept.len(), Lines::KEPT);
+        assert!(kept.contains(&shows[0]));
+        assert!(!kept.contains(&shows[11]));
+        assert!(kept.contains(&shows[Lines::KEPT + 9]));
+    }
 }

@@ -463,7 +463,7 @@ async fn withdraw(state: &AppState, id: Uuid) {
 }
 
 pub(crate) async fn load_booking(state: &AppState, id: Uuid) -> Result<BookingView, ApiError> {
-    view::load(&state.db, id)
+    view::load(&state.db, &state.lines, id)
         .await?
         .ok_or(ApiError::NotFound("booking"))
 }

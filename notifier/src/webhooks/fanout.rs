@@ -18,7 +18,7 @@ use lapin::Connection;
 use shared::amqp::{self, Publisher};
 use shared::messages::{decode_events, EventRef};
 use shared::topology::{Topology, WEBHOOKS_DEAD_QUEUE, WEBHOOKS_QUEUE};
-use shared::view::BookingView;
+use shared::view::{BookingView, Lines};
 use shared::webhooks::{WebhookEvent, ROUTING_LOCK};
 use sqlx::PgPool;
 use tokio::sync::Notify;
@@ -37,6 +37,8 @@ const MESSAGES_AT_ONCE: usize = 16;
 
 pub struct Fanout {
     pub db: PgPool,
+    /// Where the bookings' lines start, for the places in the payloads.
+    pub lines: Lines,
     pub dead_letters: Arc<Publisher>,
     pub amqp_url: String,
     pub topology: Topology,
@@ -213,11 +215,12 @@ impl Fanout {
             return Ok(0);
         }
         let ids: Vec<Uuid> = events.iter().map(|(e, _)| e.booking.id).collect();
-        let views: HashMap<Uuid, BookingView> = shared::view::load_many(&self.db, &ids)
-            .await?
-            .into_iter()
-            .map(|loaded| (loaded.view.id, loaded.view))
-            .collect();
+        let views: HashMap<Uuid, BookingView> =
+            shared::view::load_many(&self.db, &self.lines, &ids)
+                .await?
+                .into_iter()
+                .map(|loaded| (loaded.view.id, loaded.view))
+                .collect();
         let mut rows = Rows::default();
         for (event, kind) in events {
             let b = &event.booking;
