@@ -160,15 +160,26 @@ pub async fn load_many(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    // The head of a line is the first entry of a partial index at or past
-    // the show's floor (see [`Lines`]), read once per show, not per
-    // booking. The waiting-list count reads only the waiting ahead of the
-    // booking; tickets are valid only while the booking is confirmed.
+    // The head of a queued booking's line is the first entry of a partial
+    // index at or past the show's floor (see [`Lines`]). It is read per
+    // queued booking, beside the booking's own key lookup: a separate scan
+    // for the batch's shows was planned, on a young table, as a walk of
+    // that whole index. The waiting-list count reads only the waiting
+    // ahead of the booking; tickets are valid only while the booking is
+    // confirmed.
     let (floor_shows, floors) = lines.floors();
     let rows = sqlx::query!(
         r#"SELECT b.id, b.show_id, b.status AS "status: BookingStatus", b.reason AS "reason: Reason", b.email, b.name,
                   b.quantity, b.total_cents, b.hold_expires_at, b.waitlist, b.refunded_cents, b.created_at,
-                  b.updated_at, b.accepted_seq, lines.head,
+                  b.updated_at, b.accepted_seq,
+                  CASE WHEN status = 'queued' AND dead_lettered_at IS NULL THEN
+                      (SELECT min(h.accepted_seq) FROM bookings h
+                       WHERE h.show_id = b.show_id AND h.status = 'queued'
+                         AND h.dead_lettered_at IS NULL
+                         AND h.accepted_seq >= coalesce(
+                             (SELECT f.floor_seq FROM unnest($2::uuid[], $3::bigint[]) AS f(show_id, floor_seq)
+                              WHERE f.show_id = b.show_id), 0))
+                  END AS head,
                   CASE WHEN status = 'waitlisted' THEN
                       (SELECT count(*) FROM bookings w
                        WHERE w.show_id = b.show_id AND w.status = 'waitlisted'
@@ -187,16 +198,6 @@ pub async fn load_many(
                        FROM tickets t WHERE t.booking_id = b.id)
                   END AS "tickets: Json<Vec<Ticket>>"
            FROM bookings b
-           LEFT JOIN (SELECT q.show_id,
-                             (SELECT min(h.accepted_seq) FROM bookings h
-                              WHERE h.show_id = q.show_id AND h.status = 'queued'
-                                AND h.dead_lettered_at IS NULL
-                                AND h.accepted_seq >= coalesce(f.floor_seq, 0)) AS head
-                      FROM (SELECT DISTINCT show_id FROM bookings
-                            WHERE id = ANY($1) AND status = 'queued' AND dead_lettered_at IS NULL) q
-                      LEFT JOIN unnest($2::uuid[], $3::bigint[]) AS f(show_id, floor_seq)
-                        ON f.show_id = q.show_id) lines
-             ON lines.show_id = b.show_id AND b.status = 'queued' AND b.dead_lettered_at IS NULL
            WHERE b.id = ANY($1)"#,
         ids,
         &floor_shows,
