@@ -7,10 +7,10 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
 use shared::domain::ShowKind;
+use shared::store::bookings::BookedSeat;
+use shared::store::{seats, shows};
 use sqlx::PgPool;
 use uuid::Uuid;
-
-use crate::routes::bookings::BookedSeat;
 
 /// Shows kept at most; beyond that the cache starts over (cheap, and
 /// bounded memory however many shows exist).
@@ -47,29 +47,16 @@ impl Catalog {
         if let Some(info) = self.cached(id) {
             return Ok(Some(info));
         }
-        let Some(show) = sqlx::query!(
-            r#"SELECT kind AS "kind: ShowKind", price_cents FROM shows WHERE id = $1"#,
-            id
-        )
-        .fetch_optional(db)
-        .await?
-        else {
+        let Some(show) = shows::terms(db, id).await? else {
             return Ok(None);
         };
         let seats: HashMap<Uuid, (usize, BookedSeat)> = if show.kind == ShowKind::Seated {
-            sqlx::query_as!(
-                BookedSeat,
-                r#"SELECT s.id, sec.name AS section, s.row_label AS row, s.number, s.price_cents
-                   FROM seats s JOIN sections sec ON sec.id = s.section_id
-                   WHERE s.show_id = $1 ORDER BY sec.position, length(s.row_label), s.row_label, s.number"#,
-                id
-            )
-            .fetch_all(db)
-            .await?
-            .into_iter()
-            .enumerate()
-            .map(|(place, seat)| (seat.id, (place, seat)))
-            .collect()
+            seats::of_show(db, id)
+                .await?
+                .into_iter()
+                .enumerate()
+                .map(|(place, seat)| (seat.id, (place, seat)))
+                .collect()
         } else {
             HashMap::new()
         };

@@ -3,6 +3,7 @@
 //! and only then answers `202 Accepted`.
 
 pub mod auth;
+pub mod bookings;
 pub mod catalog;
 pub mod error;
 pub mod extract;

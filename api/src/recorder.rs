@@ -10,7 +10,9 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use shared::view::{self, BookingView, Lines};
+use shared::store::bookings::{record, view, BookingView, Lines};
+
+use crate::bookings::BookingRequest;
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
@@ -20,19 +22,10 @@ const MAX_BATCH: usize = 256;
 /// Batches being written at once (each on its own connection).
 const WRITERS: usize = 4;
 
-/// A booking to record as `queued`.
+/// A booking to record as `queued`, with its idempotency key and request
+/// hash if the client sent a key.
 pub struct NewBooking {
-    pub id: Uuid,
-    pub show_id: Uuid,
-    pub email: String,
-    pub name: String,
-    pub quantity: i32,
-    pub total_cents: Option<i64>,
-    pub seat_ids: Vec<Uuid>,
-    /// Best available: only in this section.
-    pub section: Option<String>,
-    pub waitlist: bool,
-    /// Idempotency key and request hash, if the client sent a key.
+    pub request: BookingRequest,
     pub key: Option<(String, Vec<u8>)>,
 }
 
@@ -68,9 +61,14 @@ impl Recorder {
 
     /// Records one booking. An error is this booking's own (the rest of its
     /// batch is written without it) unless it is an outage, which all share.
-    pub async fn record(&self, booking: NewBooking) -> Outcome {
+    pub async fn record(&self, request: BookingRequest, key: Option<(String, Vec<u8>)>) -> Outcome {
         let (reply, answer) = oneshot::channel();
-        if self.queue.send((booking, reply)).await.is_err() {
+        if self
+            .queue
+            .send((NewBooking { request, key }, reply))
+            .await
+            .is_err()
+        {
             return Err(Arc::new(sqlx::Error::PoolClosed));
         }
         answer
@@ -100,7 +98,7 @@ async fn run(db: PgPool, lines: Arc<Lines>, mut incoming: mpsc::Receiver<Pending
             if batch.is_empty() {
                 break;
             }
-            let shows: Vec<Uuid> = batch.iter().map(|(row, _)| row.show_id).collect();
+            let shows: Vec<Uuid> = batch.iter().map(|(row, _)| row.request.show_id.0).collect();
             busy.extend(&shows);
             writing += 1;
             let (db, lines, done) = (db.clone(), lines.clone(), done.clone());
@@ -133,13 +131,16 @@ async fn run(db: PgPool, lines: Arc<Lines>, mut incoming: mpsc::Receiver<Pending
 /// Called on every arrival: while all waiting rows belong to busy shows (a
 /// one-show sale between two commits) it only looks, moving nothing.
 fn take_batch(waiting: &mut VecDeque<Pending>, busy: &HashSet<Uuid>) -> Vec<Pending> {
-    if waiting.iter().all(|(row, _)| busy.contains(&row.show_id)) {
+    if waiting
+        .iter()
+        .all(|(row, _)| busy.contains(&row.request.show_id.0))
+    {
         return Vec::new();
     }
     let mut batch = Vec::new();
     let mut kept = VecDeque::with_capacity(waiting.len());
     while let Some(item) = waiting.pop_front() {
-        if batch.len() < MAX_BATCH && !busy.contains(&item.0.show_id) {
+        if batch.len() < MAX_BATCH && !busy.contains(&item.0.request.show_id.0) {
             batch.push(item);
         } else {
             kept.push_back(item);
@@ -170,7 +171,7 @@ async fn isolate(db: &PgPool, lines: &Lines, rows: &[NewBooking], outcomes: &mut
         Ok(created) => {
             outcomes.extend(rows.iter().map(|row| {
                 Ok(created
-                    .get(&row.id)
+                    .get(&row.request.id.0)
                     .map_or(Recorded::KeyTaken, |created| created.clone()))
             }));
             return;
@@ -189,93 +190,33 @@ async fn isolate(db: &PgPool, lines: &Lines, rows: &[NewBooking], outcomes: &mut
     Box::pin(isolate(db, lines, right, outcomes)).await;
 }
 
-/// One statement: claim the keys, insert the bookings whose key was claimed
-/// (or that have none), their seats and their first audit rows. Then, once
-/// committed, where each stands in its show's line.
+/// Records `rows` in one statement (see [`record::record`]); then, once
+/// committed, reads where each stands in its show's line.
 async fn insert(
     db: &PgPool,
     lines: &Lines,
     rows: &[NewBooking],
 ) -> Result<HashMap<Uuid, Recorded>, sqlx::Error> {
-    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
-    let shows: Vec<Uuid> = rows.iter().map(|r| r.show_id).collect();
-    let emails: Vec<&str> = rows.iter().map(|r| r.email.as_str()).collect();
-    let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
-    let quantities: Vec<i32> = rows.iter().map(|r| r.quantity).collect();
-    let totals: Vec<Option<i64>> = rows.iter().map(|r| r.total_cents).collect();
-    let sections: Vec<Option<&str>> = rows.iter().map(|r| r.section.as_deref()).collect();
-    let waitlists: Vec<bool> = rows.iter().map(|r| r.waitlist).collect();
-    let keys: Vec<Option<&str>> = rows
+    let new: Vec<record::NewRow> = rows
         .iter()
-        .map(|r| r.key.as_ref().map(|(k, _)| k.as_str()))
+        .map(|NewBooking { request: r, key }| record::NewRow {
+            id: r.id.0,
+            show_id: r.show_id.0,
+            email: r.email.as_str(),
+            name: &r.name,
+            quantity: r.wanted.quantity(),
+            total_cents: r.total.map(|c| c.0),
+            seat_ids: r.wanted.seats(),
+            section: r.wanted.section(),
+            waitlist: r.waitlist,
+            key: key.as_ref().map(|(k, h)| (k.as_str(), h.as_slice())),
+        })
         .collect();
-    let hashes: Vec<Option<&[u8]>> = rows
-        .iter()
-        .map(|r| r.key.as_ref().map(|(_, h)| h.as_slice()))
-        .collect();
-    let (seat_owners, seat_ids): (Vec<Uuid>, Vec<Uuid>) = rows
-        .iter()
-        .flat_map(|r| r.seat_ids.iter().map(|seat| (r.id, *seat)))
-        .unzip();
-    // Each show's new rows take the next numbers of its line, in batch
-    // order; the tails are locked in show order so that two batches never
-    // wait for each other's locks in a cycle.
-    let created = sqlx::query!(
-        r#"WITH input AS (
-               SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::int[],
-                                    $6::bigint[], $7::text[], $8::bytea[], $11::text[], $12::bool[])
-                   WITH ORDINALITY AS t(id, show_id, email, name, quantity, total, key, hash, section, waitlist, ord)
-           ), claimed AS (
-               INSERT INTO idempotency_keys (key, request_hash, booking_id)
-               SELECT key, hash, id FROM input WHERE key IS NOT NULL
-               ON CONFLICT (key) DO NOTHING
-               RETURNING booking_id
-           ), fresh AS (
-               SELECT input.*,
-                      row_number() OVER (PARTITION BY show_id ORDER BY ord) AS n,
-                      count(*) OVER (PARTITION BY show_id) AS per_show
-               FROM input
-               WHERE key IS NULL OR id IN (SELECT booking_id FROM claimed)
-           ), tails AS (
-               INSERT INTO show_queue_tails (show_id, tail)
-               SELECT show_id, count(*) FROM fresh GROUP BY show_id ORDER BY show_id
-               ON CONFLICT (show_id) DO UPDATE SET tail = show_queue_tails.tail + EXCLUDED.tail
-               RETURNING show_id, tail
-           ), booking AS (
-               INSERT INTO bookings (id, show_id, email, name, quantity, total_cents, section, waitlist,
-                                     accepted_seq)
-               SELECT id, fresh.show_id, email, name, quantity, total, section, waitlist,
-                      tails.tail - per_show + n
-               FROM fresh JOIN tails ON tails.show_id = fresh.show_id
-               RETURNING id, show_id, created_at, accepted_seq
-           ), seats AS (
-               INSERT INTO booking_seats (booking_id, seat_id, show_id)
-               SELECT booking.id, s.seat, booking.show_id
-               FROM booking JOIN unnest($9::uuid[], $10::uuid[]) AS s(owner, seat) ON s.owner = booking.id
-           ), audit AS (
-               INSERT INTO booking_audit (booking_id, show_id, from_status, to_status, actor)
-               SELECT id, show_id, NULL, 'queued', 'api' FROM booking
-           )
-           SELECT id AS "id!", show_id AS "show_id!", created_at AS "created_at!", accepted_seq FROM booking"#,
-        &ids,
-        &shows,
-        &emails as &[&str],
-        &names as &[&str],
-        &quantities,
-        &totals as &[Option<i64>],
-        &keys as &[Option<&str>],
-        &hashes as &[Option<&[u8]>],
-        &seat_owners,
-        &seat_ids,
-        &sections as &[Option<&str>],
-        &waitlists
-    )
-    .fetch_all(db)
-    .await?;
+    let created = record::record(db, &new).await?;
     // Read after the commit: the statement's own snapshot may miss a
     // batch that took numbers before it (and committed while it waited for
     // the tail), and would under-state.
-    let mut shows: Vec<Uuid> = created.iter().map(|r| r.show_id).collect();
+    let mut shows: Vec<Uuid> = created.values().map(|c| c.show_id).collect();
     shows.sort_unstable();
     shows.dedup();
     let heads = match view::line_heads(db, lines, &shows).await {
@@ -289,39 +230,39 @@ async fn insert(
     };
     Ok(created
         .into_iter()
-        .map(|r| {
-            let position = r
+        .map(|(id, c)| {
+            let position = c
                 .accepted_seq
-                .zip(heads.get(&r.show_id))
+                .zip(heads.get(&c.show_id))
                 .map(|(seq, head)| BookingView::place(seq, *head));
-            let at = r.created_at;
-            (r.id, Recorded::Created { at, position })
+            let at = c.created_at;
+            (id, Recorded::Created { at, position })
         })
         .collect())
 }
 
 #[cfg(test)]
 mod tests {
+    use shared::domain::{BookingId, Cents, CustomerEmail, ShowId, Wanted};
+
     use super::*;
 
     fn pending(show_id: Uuid) -> Pending {
-        let row = NewBooking {
-            id: Uuid::new_v4(),
-            show_id,
-            email: "fan@example.com".to_owned(),
+        let request = BookingRequest {
+            id: BookingId::random(),
+            show_id: ShowId(show_id),
+            email: CustomerEmail::parse("fan@example.com").unwrap(),
             name: "Fan".to_owned(),
-            quantity: 1,
-            total_cents: Some(100),
-            seat_ids: Vec::new(),
-            section: None,
+            wanted: Wanted::Quantity(1),
             waitlist: false,
-            key: None,
+            total: Some(Cents(100)),
+            seats: Vec::new(),
         };
-        (row, oneshot::channel().0)
+        (NewBooking { request, key: None }, oneshot::channel().0)
     }
 
-    fn ids<'a>(rows: impl IntoIterator<Item = &'a Pending>) -> Vec<Uuid> {
-        rows.into_iter().map(|(row, _)| row.id).collect()
+    fn ids<'a>(rows: impl IntoIterator<Item = &'a Pending>) -> Vec<BookingId> {
+        rows.into_iter().map(|(row, _)| row.request.id).collect()
     }
 
     #[test]
@@ -346,12 +287,12 @@ mod tests {
     fn a_batch_takes_at_most_max_batch_rows() {
         let show = Uuid::new_v4();
         let mut waiting: VecDeque<Pending> = (0..MAX_BATCH + 3).map(|_| pending(show)).collect();
-        let first = waiting[0].0.id;
+        let first = waiting[0].0.request.id;
 
         let batch = take_batch(&mut waiting, &HashSet::new());
 
         assert_eq!(batch.len(), MAX_BATCH);
-        assert_eq!(batch[0].0.id, first);
+        assert_eq!(batch[0].0.request.id, first);
         assert_eq!(waiting.len(), 3);
     }
 }

@@ -8,9 +8,9 @@ use axum::http::{HeaderName, Request};
 use axum::Router;
 use shared::amqp::Publisher;
 use shared::config::ExposeSecret;
+use shared::store::bookings::Lines;
 use shared::telemetry::PrometheusHandle;
 use shared::topology::Topology;
-use shared::view::Lines;
 use shared::Config;
 
 use crate::auth::Operators;

@@ -50,7 +50,7 @@ async fn main() -> anyhow::Result<()> {
     let wake = Arc::new(Notify::new());
     let fanout = Arc::new(webhooks::fanout::Fanout {
         db: db.clone(),
-        lines: shared::view::Lines::default(),
+        lines: shared::store::bookings::Lines::default(),
         dead_letters: publisher.clone(),
         amqp_url: config.amqp_url.expose_secret().to_owned(),
         topology,

@@ -1,4 +1,4 @@
-//! One typed configuration struct, read from the environment (PRODUCT.md §6).
+//! One typed configuration struct, read from the environment (docs/CONFIGURATION.md, docs/API.md#runtime-contract).
 
 use std::net::{IpAddr, SocketAddr};
 use std::num::{NonZeroU16, NonZeroU32};

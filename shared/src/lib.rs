@@ -12,10 +12,10 @@ pub mod names;
 pub mod ops;
 pub mod retry;
 pub mod shutdown;
+pub mod store;
 pub mod sweep;
 pub mod telemetry;
 pub mod topology;
-pub mod view;
 pub mod webhooks;
 
 pub use config::Config;

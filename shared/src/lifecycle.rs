@@ -8,7 +8,7 @@
 use crate::names::named_enum;
 
 named_enum! {
-    /// Where a booking is in its lifecycle (PRODUCT.md §4).
+    /// Where a booking is in its lifecycle (docs/API.md#booking-lifecycle).
     pub enum BookingStatus {
         Queued = "queued",
         /// Sold out when decided, waiting for returned tickets in join order.
@@ -234,7 +234,7 @@ mod tests {
     #[test]
     fn every_move_leads_to_a_status_the_lifecycle_allows() {
         use BookingStatus::*;
-        // PRODUCT.md §4, as (from, to) pairs.
+        // docs/API.md#booking-lifecycle, as (from, to) pairs.
         let allowed = [
             (Queued, Held),
             (Queued, Rejected),

@@ -72,6 +72,15 @@ macro_rules! named_enum {
             }
         }
 
+        impl ::sqlx::postgres::PgHasArrayType for $ty {
+            fn array_type_info() -> ::sqlx::postgres::PgTypeInfo {
+                <&str as ::sqlx::postgres::PgHasArrayType>::array_type_info()
+            }
+            fn array_compatible(ty: &::sqlx::postgres::PgTypeInfo) -> bool {
+                <&str as ::sqlx::postgres::PgHasArrayType>::array_compatible(ty)
+            }
+        }
+
         impl<'q> ::sqlx::Encode<'q, ::sqlx::Postgres> for $ty {
             fn encode_by_ref(
                 &self,

@@ -25,8 +25,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use uuid::Uuid;
 
+use crate::apply::{Applier, Outcome};
 use crate::claims::Claims;
-use crate::decider::{Decider, Outcome};
 use crate::error::DecideError;
 use crate::payment::PaymentGateway;
 
@@ -47,7 +47,7 @@ pub struct Settings {
 
 pub struct ShardConsumer<G> {
     settings: Settings,
-    decider: Arc<Decider<G>>,
+    applier: Arc<Applier<G>>,
     dead_letters: Arc<Publisher>,
 }
 
@@ -117,12 +117,12 @@ impl Running {
 impl<G: PaymentGateway> ShardConsumer<G> {
     pub fn new(
         settings: Settings,
-        decider: Arc<Decider<G>>,
+        applier: Arc<Applier<G>>,
         dead_letters: Arc<Publisher>,
     ) -> Arc<Self> {
         Arc::new(Self {
             settings,
-            decider,
+            applier,
             dead_letters,
         })
     }
@@ -328,7 +328,7 @@ impl<G: PaymentGateway> ShardConsumer<G> {
             shows = runs.len(),
             commands = runs.iter().map(|(_, run)| run.len()).sum::<usize>(),
         );
-        match self.decider.decide_runs(&runs).instrument(span).await {
+        match self.applier.apply_runs(&runs).instrument(span).await {
             Ok(outcomes) => Some(outcomes),
             Err(err) => {
                 tracing::warn!(error = %err, "deciding the batch's shows together failed; deciding each on its own");
@@ -377,7 +377,7 @@ impl<G: PaymentGateway> ShardConsumer<G> {
             ),
             many => tracing::info_span!("decide", show_id = %show, commands = many.len()),
         };
-        self.retrying(stop, || self.decider.decide(show, &commands))
+        self.retrying(stop, || self.applier.apply(show, &commands))
             .instrument(span)
             .await
     }
@@ -417,7 +417,7 @@ impl<G: PaymentGateway> ShardConsumer<G> {
         tracing::error!(booking_id = %command.booking_id(), error, attempts, "giving up, dead-lettering");
         let attempts = attempts + amqp::previous_deliveries(delivery);
         self.dead_letter(queue, delivery, error, attempts).await?;
-        if let Err(err) = self.decider.mark_dead_lettered(command.booking_id()).await {
+        if let Err(err) = self.applier.mark_dead_lettered(command.booking_id()).await {
             tracing::error!(error = %err, "could not mark the booking as dead-lettered");
         }
         delivery.acker.ack(BasicAckOptions::default()).await?;

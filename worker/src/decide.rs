@@ -2,8 +2,8 @@
 //! order they were accepted, what happens to each booking. No database, no
 //! broker, no clock, no randomness: the same state and run always give the
 //! same decisions, which is what makes the rules testable on their own
-//! (unit and property tests below). [`crate::writer`] loads the state and
-//! persists what this decides; the schema's constraints and version checks
+//! (unit and property tests below). [`crate::load`] reads the state and
+//! [`crate::persist`] writes what this decides; the schema's constraints and version checks
 //! would still refuse an oversell if these rules were wrong.
 
 use std::collections::{BTreeMap, HashMap};
@@ -86,7 +86,7 @@ pub struct State {
     /// has a limit.
     pub customer_tickets: HashMap<String, i32>,
     /// Waitlisted bookings by join order: the head of each (section, size)
-    /// queue, as much as the run could reach (see the writer).
+    /// queue, as much as the run could reach (see [`crate::load`]).
     pub waitlist: BTreeMap<i64, Uuid>,
     /// Queues of which only the head was read, with the last place read:
     /// anyone with a later place is behind unread bookings and cannot be

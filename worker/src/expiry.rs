@@ -10,6 +10,8 @@
 use std::time::Duration;
 
 use shared::messages::BookingCommand;
+use shared::store::bookings::sweeps;
+use shared::store::shows;
 use shared::sweep::SweepError;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -19,7 +21,7 @@ use crate::outbox;
 
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// A hold still held this long after its expiry was requested is asked again.
-const ASK_AGAIN_AFTER_SECONDS: f64 = 60.0;
+const ASK_AGAIN_AFTER: Duration = Duration::from_secs(60);
 
 pub async fn run(db: PgPool, cancel: CancellationToken) {
     shared::sweep::every("expiry", SWEEP_EVERY, cancel, || sweep(&db)).await;
@@ -30,63 +32,23 @@ pub async fn run(db: PgPool, cancel: CancellationToken) {
 /// and records the commands, in one transaction.
 async fn sweep(db: &PgPool) -> Result<usize, SweepError> {
     let mut tx = db.begin().await?;
-    let mut due: Vec<(Uuid, Uuid)> = sqlx::query!(
-        "SELECT id, show_id FROM bookings
-         WHERE status = 'held' AND hold_expires_at <= now()
-           AND (expiry_requested_at IS NULL
-                OR expiry_requested_at < now() - make_interval(secs => $1))
-         ORDER BY hold_expires_at LIMIT 1000
-         FOR UPDATE SKIP LOCKED",
-        ASK_AGAIN_AFTER_SECONDS
-    )
-    .fetch_all(&mut *tx)
-    .await?
-    .into_iter()
-    .map(|d| (d.id, d.show_id))
-    .collect();
+    let mut due = sweeps::lock_expired_holds(&mut tx, ASK_AGAIN_AFTER).await?;
     // Shows first: almost always none has started with people waiting, and
     // then the (possibly long) waiting lists of shows on sale are not read.
-    let started: Vec<Uuid> = sqlx::query_scalar!(
-        "SELECT id FROM shows s
-         WHERE starts_at <= now() AND waitlist_tail > 0
-           AND (SELECT true FROM bookings b
-                WHERE b.show_id = s.id AND b.status = 'waitlisted' LIMIT 1)"
-    )
-    .fetch_all(&mut *tx)
-    .await?;
+    let started = shows::started_with_waitlist(&mut tx).await?;
     if !started.is_empty() {
-        due.extend(
-            sqlx::query!(
-                "SELECT id, show_id FROM bookings
-                 WHERE status = 'waitlisted' AND show_id = ANY($2)
-                   AND (expiry_requested_at IS NULL
-                        OR expiry_requested_at < now() - make_interval(secs => $1))
-                 LIMIT 1000
-                 FOR UPDATE SKIP LOCKED",
-                ASK_AGAIN_AFTER_SECONDS,
-                &started
-            )
-            .fetch_all(&mut *tx)
-            .await?
-            .into_iter()
-            .map(|d| (d.id, d.show_id)),
-        );
+        due.extend(sweeps::lock_waitlisted(&mut tx, &started, ASK_AGAIN_AFTER).await?);
     }
     if due.is_empty() {
         return Ok(0);
     }
-    let ids: Vec<Uuid> = due.iter().map(|(id, _)| *id).collect();
-    sqlx::query!(
-        "UPDATE bookings SET expiry_requested_at = now() WHERE id = ANY($1)",
-        &ids
-    )
-    .execute(&mut *tx)
-    .await?;
+    let ids: Vec<Uuid> = due.iter().map(|d| d.id).collect();
+    sweeps::mark_expiry_requested(&mut tx, &ids).await?;
     let commands: Vec<BookingCommand> = due
         .iter()
-        .map(|&(booking_id, show_id)| BookingCommand::Expire {
-            booking_id,
-            show_id,
+        .map(|d| BookingCommand::Expire {
+            booking_id: d.id,
+            show_id: d.show_id,
         })
         .collect();
     outbox::insert_commands(&mut tx, &commands).await?;

@@ -3,17 +3,18 @@
 //! API crash left unpublished. A library (so the benchmark runs the real statements) with
 //! a thin `main`.
 
+pub mod apply;
 pub mod claims;
 pub mod consumer;
 pub mod decide;
-pub mod decider;
 pub mod error;
 pub mod expiry;
+pub mod load;
 pub mod outbox;
 pub mod payment;
+pub mod persist;
 pub mod refunds;
 pub mod reminders;
 pub mod replay;
 pub mod requeue;
 pub mod seating;
-pub mod writer;

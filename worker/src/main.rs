@@ -7,7 +7,7 @@ use shared::config::ExposeSecret;
 use shared::topology::Topology;
 use shared::Config;
 use tokio_util::task::TaskTracker;
-use worker::{consumer, decider, expiry, outbox, payment, refunds, reminders, replay, requeue};
+use worker::{apply, consumer, expiry, outbox, payment, refunds, reminders, replay, requeue};
 
 /// The booking worker. Without a subcommand it runs the worker.
 #[derive(clap::Parser)]
@@ -64,7 +64,7 @@ async fn main() -> anyhow::Result<()> {
     ));
     let actor = format!("worker-{}", std::process::id());
     let gateway = payment::TestGateway::new(db.clone(), config.test_gateway);
-    let decider = Arc::new(decider::Decider::new(
+    let applier = Arc::new(apply::Applier::new(
         db.clone(),
         gateway.clone(),
         config.hold_duration,
@@ -78,7 +78,7 @@ async fn main() -> anyhow::Result<()> {
             prefetch: config.prefetch,
             max_attempts: config.max_attempts,
         },
-        decider.clone(),
+        applier.clone(),
         publisher.clone(),
     );
 

@@ -17,6 +17,7 @@ use serde::Deserialize;
 use shared::amqp::Publisher;
 use shared::lifecycle::EventKind;
 use shared::messages::{BookingCommand, BookingEvent, EventRef};
+use shared::store::outbox::{self, NewRow, Topic};
 use shared::sweep::SweepError;
 use shared::webhooks::WebhookEvent;
 use sqlx::{PgConnection, PgPool};
@@ -26,23 +27,19 @@ use uuid::Uuid;
 const BATCH: i64 = 200;
 const IDLE_POLL: Duration = Duration::from_millis(50);
 
-/// The `topic` of an outbox row: where the relay publishes it.
-const EVENT: &str = "event";
-const COMMAND: &str = "command";
-
 /// Records events in the caller's transaction.
 pub async fn insert_events(
     conn: &mut PgConnection,
     events: &[BookingEvent],
 ) -> Result<(), sqlx::Error> {
-    let rows = events.iter().map(|e| Row {
+    let rows = events.iter().map(|e| NewRow {
         id: e.event_id,
         show_id: e.booking.show_id,
         booking_id: e.booking.id,
         kind: e.kind.as_str(),
         payload: serde_json::to_value(e).expect("events serialize"),
     });
-    insert(conn, EVENT, rows).await
+    outbox::insert(conn, Topic::Event, rows).await
 }
 
 /// Records commands for the shard queues in the caller's transaction.
@@ -50,55 +47,14 @@ pub async fn insert_commands(
     conn: &mut PgConnection,
     commands: &[BookingCommand],
 ) -> Result<(), sqlx::Error> {
-    let rows = commands.iter().map(|c| Row {
+    let rows = commands.iter().map(|c| NewRow {
         id: Uuid::now_v7(),
         show_id: c.show_id(),
         booking_id: c.booking_id(),
         kind: c.kind().as_str(),
         payload: serde_json::to_value(c).expect("commands serialize"),
     });
-    insert(conn, COMMAND, rows).await
-}
-
-struct Row {
-    id: Uuid,
-    show_id: Uuid,
-    booking_id: Uuid,
-    kind: &'static str,
-    payload: serde_json::Value,
-}
-
-async fn insert(
-    conn: &mut PgConnection,
-    topic: &str,
-    rows: impl Iterator<Item = Row>,
-) -> Result<(), sqlx::Error> {
-    let (mut ids, mut shows, mut bookings, mut kinds, mut payloads) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for row in rows {
-        ids.push(row.id);
-        shows.push(row.show_id);
-        bookings.push(row.booking_id);
-        kinds.push(row.kind);
-        payloads.push(row.payload);
-    }
-    if ids.is_empty() {
-        return Ok(());
-    }
-    sqlx::query!(
-        "INSERT INTO outbox (id, show_id, booking_id, kind, payload, topic)
-         SELECT t.*, $6 FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::jsonb[])
-              AS t(id, show_id, booking_id, kind, payload)",
-        &ids,
-        &shows,
-        &bookings,
-        &kinds as &[&str],
-        &payloads,
-        topic
-    )
-    .execute(conn)
-    .await?;
-    Ok(())
+    outbox::insert(conn, Topic::Command, rows).await
 }
 
 /// Relays until `cancel` fires.
@@ -122,19 +78,13 @@ pub async fn run(db: PgPool, publisher: &Publisher, cancel: CancellationToken) {
 /// Publishes up to one batch; returns how many rows went out.
 async fn relay_batch(db: &PgPool, publisher: &Publisher) -> Result<usize, SweepError> {
     let mut tx = db.begin().await?;
-    let rows = sqlx::query!(
-        r#"SELECT id, booking_id, topic, kind, payload FROM outbox
-           WHERE published_at IS NULL ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED"#,
-        BATCH
-    )
-    .fetch_all(&mut *tx)
-    .await?;
+    let rows = outbox::lock_unpublished(&mut tx, BATCH).await?;
     if rows.is_empty() {
         return Ok(0);
     }
     let outgoing: Vec<_> = rows
         .iter()
-        .map(|row| parse(&row.topic, &row.kind, &row.payload))
+        .map(|row| parse(row.topic, &row.kind, &row.payload))
         .collect();
     let webhooks = webhook_batch(
         rows.iter()
@@ -176,12 +126,7 @@ async fn relay_batch(db: &PgPool, publisher: &Publisher) -> Result<usize, SweepE
     }
     webhooks?;
     let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
-    sqlx::query!(
-        "UPDATE outbox SET published_at = now() WHERE id = ANY($1)",
-        &ids
-    )
-    .execute(&mut *tx)
-    .await?;
+    outbox::mark_published(&mut tx, &ids).await?;
     tx.commit().await?;
     metrics::counter!("worker_outbox_published_total").increment(ids.len() as u64);
     Ok(ids.len())
@@ -212,12 +157,12 @@ enum Outgoing {
     Command(BookingCommand),
 }
 
-fn parse(topic: &str, kind: &str, payload: &serde_json::Value) -> Result<Outgoing, String> {
+fn parse(topic: Topic, kind: &str, payload: &serde_json::Value) -> Result<Outgoing, String> {
     match topic {
-        COMMAND => serde_json::from_value(payload.clone())
+        Topic::Command => serde_json::from_value(payload.clone())
             .map(Outgoing::Command)
             .map_err(|e| e.to_string()),
-        _ => kind
+        Topic::Event => kind
             .parse()
             .map(Outgoing::Event)
             .map_err(|e: shared::names::UnknownName| e.to_string()),

@@ -85,13 +85,11 @@ impl PaymentGateway for TestGateway {
         if self.settings.refunds_down {
             return Err(GatewayError("test gateway: refunds are down".into()));
         }
-        sqlx::query!(
-            "INSERT INTO test_gateway_refunds (reference, amount_cents) VALUES ($1, $2)
-             ON CONFLICT (reference) DO UPDATE SET asks = test_gateway_refunds.asks + 1",
-            refund.reference,
-            refund.amount_cents
+        shared::store::refunds::test_gateway_refund(
+            &self.ledger,
+            &refund.reference,
+            refund.amount_cents,
         )
-        .execute(&self.ledger)
         .await
         .map_err(|e| GatewayError(format!("test gateway ledger: {e}")))?;
         // Slow after the fact, like a gateway whose answer is lost: a crash

@@ -1,5 +1,5 @@
 //! The refund sweeper: makes the refunds deciding transactions recorded
-//! ([`crate::writer`]), so a crash at any instant after a cancel was
+//! ([`crate::persist`]), so a crash at any instant after a cancel was
 //! accepted still ends in exactly one refund. Each pass claims due rows by
 //! pushing their next attempt past the call's timeout (a lease: a sweeper
 //! that dies mid-call leaves the row to the next pass, of any worker), asks
@@ -11,6 +11,7 @@
 use std::time::Duration;
 
 use futures::StreamExt;
+use shared::store::refunds;
 use shared::sweep::SweepError;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -41,21 +42,8 @@ pub async fn sweep<G: PaymentGateway>(
     timeout: Duration,
 ) -> Result<usize, SweepError> {
     // The lease outlasts the call, so nobody else asks while it runs.
-    let lease = (timeout + Duration::from_secs(5)).as_secs_f64();
-    let due = sqlx::query!(
-        "WITH due AS (
-             SELECT reference FROM refunds
-             WHERE refunded_at IS NULL AND next_attempt_at <= now()
-             ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
-         UPDATE refunds r SET attempts = r.attempts + 1,
-                              next_attempt_at = now() + make_interval(secs => $2)
-         FROM due WHERE r.reference = due.reference
-         RETURNING r.reference, r.booking_id, r.amount_cents, r.attempts",
-        BATCH,
-        lease
-    )
-    .fetch_all(db)
-    .await?;
+    let lease = timeout + Duration::from_secs(5);
+    let due = refunds::lease_due(db, BATCH, lease).await?;
     let count = due.len();
     let outcomes: Vec<Result<(), sqlx::Error>> = futures::stream::iter(due)
         .map(|row| {
@@ -84,43 +72,24 @@ async fn attempt<G: PaymentGateway>(
         tracing::info_span!("refund", booking_id = %refund.booking, reference = refund.reference);
     async {
         let answer = match tokio::time::timeout(timeout, gateway.refund(&refund)).await {
-        Ok(answer) => answer.map_err(|e| e.to_string()),
-        Err(_) => Err(format!("no answer within {timeout:?}")),
-    };
-    match answer {
-        Ok(()) => {
-            // Once: a second pass that got the same answer changes nothing.
-            sqlx::query!(
-                "WITH done AS (
-                     UPDATE refunds SET refunded_at = now(), last_error = NULL
-                     WHERE reference = $1 AND refunded_at IS NULL
-                     RETURNING booking_id, amount_cents)
-                 UPDATE bookings b SET refunded_cents = coalesce(b.refunded_cents, 0) + done.amount_cents,
-                                       version = b.version + 1, updated_at = now()
-                 FROM done WHERE b.id = done.booking_id",
-                refund.reference
-            )
-            .execute(db)
-            .await?;
-            metrics::counter!("worker_refunds_total", "outcome" => "refunded").increment(1);
-            tracing::info!(amount_cents = refund.amount_cents, attempts, "refunded");
+            Ok(answer) => answer.map_err(|e| e.to_string()),
+            Err(_) => Err(format!("no answer within {timeout:?}")),
+        };
+        match answer {
+            Ok(()) => {
+                // Once: a second pass that got the same answer changes nothing.
+                refunds::mark_refunded(db, &refund.reference).await?;
+                metrics::counter!("worker_refunds_total", "outcome" => "refunded").increment(1);
+                tracing::info!(amount_cents = refund.amount_cents, attempts, "refunded");
+            }
+            Err(error) => {
+                let wait = retry_delay(attempts);
+                refunds::record_failure(db, &refund.reference, &error, wait).await?;
+                metrics::counter!("worker_refunds_total", "outcome" => "failed").increment(1);
+                tracing::warn!(%error, attempts, retry_in = ?wait, "refund failed, will retry");
+            }
         }
-        Err(error) => {
-            let wait = retry_delay(attempts);
-            sqlx::query!(
-                "UPDATE refunds SET last_error = $2, next_attempt_at = now() + make_interval(secs => $3)
-                 WHERE reference = $1 AND refunded_at IS NULL",
-                refund.reference,
-                error,
-                wait.as_secs_f64()
-            )
-            .execute(db)
-            .await?;
-            metrics::counter!("worker_refunds_total", "outcome" => "failed").increment(1);
-            tracing::warn!(%error, attempts, retry_in = ?wait, "refund failed, will retry");
-        }
-    }
-    Ok(())
+        Ok(())
     }
     .instrument(span)
     .await

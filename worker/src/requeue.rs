@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use shared::amqp::Publisher;
 use shared::messages::BookingCommand;
+use shared::store::bookings::sweeps;
 use shared::sweep::SweepError;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -29,15 +30,7 @@ async fn sweep(
     publisher: &Publisher,
     older_than: Duration,
 ) -> Result<usize, SweepError> {
-    let stale = sqlx::query!(
-        "SELECT id, show_id FROM bookings
-         WHERE status = 'queued' AND dead_lettered_at IS NULL
-           AND created_at < now() - make_interval(secs => $1)
-         ORDER BY created_at LIMIT 1000",
-        older_than.as_secs_f64()
-    )
-    .fetch_all(db)
-    .await?;
+    let stale = sweeps::stale_in_line(db, older_than).await?;
     for row in &stale {
         let command = BookingCommand::Request {
             booking_id: row.id,

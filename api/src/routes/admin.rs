@@ -1,9 +1,12 @@
 //! Admin views: search bookings, sales and revenue per show.
 
 use axum::extract::State;
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use shared::domain::{BookingStatus, Reason};
+use shared::domain::BookingStatus;
+use shared::store::bookings::admin;
+pub use shared::store::bookings::admin::{BookingSummary, StatusCount};
+pub use shared::store::refunds::RefundCounts;
+use shared::store::{refunds, tickets};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -23,19 +26,6 @@ pub struct BookingSearch {
     pub email: Option<String>,
     #[param(nullable = false)]
     pub status: Option<BookingStatus>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct BookingSummary {
-    pub id: Uuid,
-    pub show_id: Uuid,
-    pub status: BookingStatus,
-    pub reason: Option<Reason>,
-    pub email: String,
-    pub name: String,
-    pub quantity: i32,
-    pub total_cents: Option<i64>,
-    pub created_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -59,32 +49,13 @@ pub async fn list_bookings(
     {
         return Err(ApiError::Validation(vec![invalid]));
     }
-    let bookings = sqlx::query_as!(
-        BookingSummary,
-        r#"SELECT id, show_id, status AS "status: BookingStatus", reason AS "reason: Reason",
-                  email, name, quantity, total_cents, created_at
-           FROM bookings
-           WHERE ($1::uuid IS NULL OR show_id = $1)
-             AND ($2::text IS NULL OR lower(email) = lower($2))
-             AND ($3::text IS NULL OR status = $3)
-           ORDER BY created_at DESC, id
-           LIMIT $4 OFFSET $5"#,
-        q.show_id,
-        q.email,
-        q.status.map(BookingStatus::as_str),
-        limit,
-        offset
-    )
-    .fetch_all(&state.db)
-    .await?;
+    let search = admin::Search {
+        show_id: q.show_id,
+        email: q.email.as_deref(),
+        status: q.status,
+    };
+    let bookings = admin::search(&state.db, &search, limit, offset).await?;
     Ok(axum::Json(BookingList { bookings }))
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct StatusCount {
-    pub status: BookingStatus,
-    pub bookings: i64,
-    pub tickets: i64,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -104,16 +75,6 @@ pub struct Sales {
     pub by_status: Vec<StatusCount>,
 }
 
-/// Refunds of the show's bookings: made, and still to be made (the gateway
-/// has not said yes yet; the worker keeps asking).
-#[derive(Debug, Serialize, ToSchema)]
-pub struct RefundCounts {
-    pub completed: i64,
-    pub refunded_cents: i64,
-    pub pending: i64,
-    pub pending_cents: i64,
-}
-
 /// Sales and revenue of one show (admin).
 #[utoipa::path(get, path = "/v1/shows/{id}/sales", tag = "admin",
     responses((status = 200, body = Sales), (status = 404, body = Problem)))]
@@ -122,43 +83,10 @@ pub async fn show_sales(
     Path(id): Path<Uuid>,
 ) -> Result<axum::Json<Sales>, ApiError> {
     let show = fetch_show(&state, id).await?;
-    let by_status = sqlx::query_as!(
-        StatusCount,
-        r#"SELECT status AS "status: BookingStatus", count(*) AS "bookings!",
-                  coalesce(sum(quantity), 0)::bigint AS "tickets!"
-           FROM bookings WHERE show_id = $1 GROUP BY status ORDER BY status"#,
-        id
-    )
-    .fetch_all(&state.db)
-    .await?;
-    let revenue_cents = sqlx::query_scalar!(
-        r#"SELECT coalesce(sum(total_cents), 0)::bigint AS "revenue!"
-           FROM bookings WHERE show_id = $1 AND status = 'confirmed'"#,
-        id
-    )
-    .fetch_one(&state.db)
-    .await?;
-    let refunds = sqlx::query_as!(
-        RefundCounts,
-        r#"SELECT count(*) FILTER (WHERE r.refunded_at IS NOT NULL) AS "completed!",
-                  coalesce(sum(r.amount_cents) FILTER (WHERE r.refunded_at IS NOT NULL), 0)::bigint
-                      AS "refunded_cents!",
-                  count(*) FILTER (WHERE r.refunded_at IS NULL) AS "pending!",
-                  coalesce(sum(r.amount_cents) FILTER (WHERE r.refunded_at IS NULL), 0)::bigint
-                      AS "pending_cents!"
-           FROM refunds r JOIN bookings b ON b.id = r.booking_id
-           WHERE b.show_id = $1"#,
-        id
-    )
-    .fetch_one(&state.db)
-    .await?;
-    let checked_in = sqlx::query_scalar!(
-        r#"SELECT count(*) AS "checked_in!" FROM tickets
-           WHERE show_id = $1 AND checked_in_at IS NOT NULL"#,
-        id
-    )
-    .fetch_one(&state.db)
-    .await?;
+    let by_status = admin::count_by_status(&state.db, id).await?;
+    let revenue_cents = admin::revenue_cents(&state.db, id).await?;
+    let refunds = refunds::counts(&state.db, id).await?;
+    let checked_in = tickets::checked_in(&state.db, id).await?;
     let waitlisted = by_status
         .iter()
         .find(|c| c.status == BookingStatus::Waitlisted)

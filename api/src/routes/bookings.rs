@@ -1,104 +1,30 @@
 //! Bookings: submit (202 + poll), read, confirm, cancel.
 //!
-//! The API records the booking as `queued` (so a poll and an idempotent
-//! retry can answer at once), publishes the command with a publisher confirm,
-//! and only then answers 202. If the publish fails the row is removed again
-//! and the client gets 503 with `Retry-After`: nothing half-done remains.
-
-use std::collections::HashSet;
+//! The HTTP side of bookings; what a submission does is the bookings
+//! service's ([`crate::bookings`]): record as `queued` (so a poll and an
+//! idempotent retry can answer at once), publish the command with a
+//! publisher confirm, and only then answer 202. If the publish fails the
+//! client gets 503 with `Retry-After`, and nothing half-done remains.
 
 use axum::extract::{Extension, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use shared::domain::{BookingStatus, ShowKind, MAX_TICKETS_PER_BOOKING};
+use shared::domain::BookingStatus;
 use shared::lifecycle::{transition, CommandKind, Transition};
 use shared::messages::BookingCommand;
-pub use shared::view::{self, BookedSeat, BookingView, Ticket};
-use utoipa::openapi::schema::{
-    Array, ArrayBuilder, KnownFormat, ObjectBuilder, SchemaFormat, SchemaType, Type,
-};
+pub use shared::store::bookings::{BookedSeat, BookingView, Ticket};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::auth::Operator;
-use crate::error::{ApiError, FieldError, Problem};
+use crate::bookings;
+pub use crate::bookings::NewBooking;
+use crate::error::{ApiError, Problem};
 use crate::extract::{Json, Path};
-use crate::integer;
-use crate::recorder::{self, Recorded};
 use crate::startup::AppState;
-use crate::validation::{self, NAME_CHARS, SECTION_CHARS, TOKEN_CHARS};
-
-/// A booking request: `quantity` (general admission, or seated best
-/// available) or `seat_ids` (seated). Which one a show takes, and whether
-/// the seats and the section are the show's, is checked against the show
-/// (a 422 otherwise).
-#[derive(Debug, Deserialize, Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NewBooking {
-    #[schema(format = Email, max_length = 254)]
-    pub email: String,
-    #[schema(schema_with = validation::text_schema::<NAME_CHARS>)]
-    pub name: String,
-    /// Number of tickets: general admission, or seated best available
-    /// (the worker picks adjacent seats where it can). With `seat_ids`,
-    /// their number.
-    #[serde(default, deserialize_with = "integer::optional")]
-    #[schema(minimum = 1, maximum = 10)]
-    pub quantity: Option<i32>,
-    #[schema(schema_with = seat_ids_schema)]
-    pub seat_ids: Option<Vec<Uuid>>,
-    /// Seated best available: only seats in this section (by name).
-    #[schema(schema_with = validation::optional_text_schema::<SECTION_CHARS>)]
-    pub section: Option<String>,
-    /// With `quantity`: join the waiting list (`waitlisted`) instead of
-    /// being rejected `sold_out`.
-    #[serde(default)]
-    pub waitlist: bool,
-}
-
-impl NewBooking {
-    /// The document's account of what [`validate`] takes whatever the
-    /// show: each request has exactly one of these shapes (`oneOf`).
-    pub fn shapes() -> serde_json::Value {
-        serde_json::json!([
-            {
-                "title": "By quantity",
-                "required": ["quantity"],
-                "properties": {
-                    "quantity": {"type": "integer"},
-                    "seat_ids": {"type": "null"}
-                }
-            },
-            {
-                "title": "Named seats",
-                "required": ["seat_ids"],
-                "properties": {
-                    "seat_ids": {"type": "array"},
-                    "section": {"type": "null"},
-                    "waitlist": {"const": false}
-                }
-            }
-        ])
-    }
-}
-
-fn seat_ids_schema() -> Array {
-    let id = ObjectBuilder::new()
-        .schema_type(Type::String)
-        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid)));
-    ArrayBuilder::new()
-        .schema_type(SchemaType::from_iter([Type::Array, Type::Null]))
-        .items(id)
-        .min_items(Some(1))
-        .max_items(Some(MAX_TICKETS_PER_BOOKING as usize))
-        .unique_items(true)
-        .description(Some(
-            "Seated: the seats wanted (ids from the seat map), each once.",
-        ))
-        .build()
-}
+use crate::validation::{self, TOKEN_CHARS};
 
 /// `payment_token` for the test gateway: `tok_visa` succeeds,
 /// `tok_chargeDeclined` is declined.
@@ -107,181 +33,6 @@ fn seat_ids_schema() -> Array {
 pub struct ConfirmRequest {
     #[schema(schema_with = validation::text_schema::<TOKEN_CHARS>)]
     pub payment_token: String,
-}
-
-/// A booking request that passed validation against its show.
-struct Validated {
-    quantity: i32,
-    seat_ids: Vec<Uuid>,
-    seats: Vec<BookedSeat>,
-    /// Best available: only in this section.
-    section: Option<String>,
-    /// None until the worker has picked a best-available request's seats.
-    total_cents: Option<i64>,
-}
-
-fn validate_email(email: &str) -> bool {
-    let Some((local, domain)) = email.split_once('@') else {
-        return false;
-    };
-    email.len() <= 254
-        && !local.is_empty()
-        && local.len() <= 64
-        && domain.contains('.')
-        && !domain.starts_with('.')
-        && !domain.ends_with('.')
-        && !domain.contains('@')
-        && email.chars().all(|c| c.is_ascii_graphic() || !c.is_ascii())
-}
-
-async fn validate(
-    state: &AppState,
-    show_id: Uuid,
-    req: &NewBooking,
-) -> Result<Validated, ApiError> {
-    let show = state
-        .catalog
-        .get(&state.db, show_id)
-        .await?
-        .ok_or(ApiError::NotFound("show"))?;
-
-    let mut errors = Vec::new();
-    let email = req.email.trim();
-    if let Some(unstorable) = validation::storable("email", email) {
-        errors.push(unstorable);
-    } else if !validate_email(email) {
-        errors.push(FieldError::new("email", "must be a valid email address"));
-    }
-    errors.extend(validation::text("name", &req.name, NAME_CHARS));
-    let limit = format!("must be 1 to {MAX_TICKETS_PER_BOOKING}");
-    let validated = match show.kind {
-        ShowKind::GeneralAdmission => {
-            for (field, given) in [
-                ("seat_ids", req.seat_ids.is_some()),
-                ("section", req.section.is_some()),
-            ] {
-                if given {
-                    errors.push(FieldError::new(
-                        field,
-                        "this show is general admission: give quantity",
-                    ));
-                }
-            }
-            quantity(req, &mut errors, "is required for general admission").map(|q| Validated {
-                quantity: q,
-                seat_ids: Vec::new(),
-                seats: Vec::new(),
-                section: None,
-                total_cents: Some(i64::from(q) * show.price_cents.unwrap_or(0)),
-            })
-        }
-        ShowKind::Seated if req.seat_ids.is_none() => {
-            let section = req.section.as_deref();
-            if let Some(section) = section {
-                if let Some(invalid) = validation::text("section", section, SECTION_CHARS) {
-                    errors.push(invalid);
-                } else if !show.sections.contains(section.trim()) {
-                    errors.push(FieldError::new("section", "no such section in this show"));
-                }
-            }
-            quantity(
-                req,
-                &mut errors,
-                "give seat_ids, or quantity for the best available",
-            )
-            .map(|q| Validated {
-                quantity: q,
-                seat_ids: Vec::new(),
-                seats: Vec::new(),
-                section: section.map(|s| s.trim().to_owned()),
-                total_cents: None,
-            })
-        }
-        ShowKind::Seated => {
-            if req.waitlist {
-                errors.push(FieldError::new(
-                    "waitlist",
-                    "only a request by quantity can wait; named seats cannot",
-                ));
-            }
-            if req.section.is_some() {
-                errors.push(FieldError::new(
-                    "section",
-                    "goes with quantity (best available), not seat_ids",
-                ));
-            }
-            let seat_ids = req.seat_ids.clone().unwrap_or_default();
-            let distinct: HashSet<_> = seat_ids.iter().collect();
-            if seat_ids.is_empty() || seat_ids.len() > MAX_TICKETS_PER_BOOKING as usize {
-                errors.push(FieldError::new("seat_ids", limit));
-            } else if distinct.len() != seat_ids.len() {
-                errors.push(FieldError::new("seat_ids", "must not repeat a seat"));
-            }
-            if req.quantity.is_some_and(|q| q as usize != seat_ids.len()) {
-                errors.push(FieldError::new(
-                    "quantity",
-                    "must equal the number of seat_ids when given",
-                ));
-            }
-            let mut found: Vec<&(usize, BookedSeat)> = distinct
-                .iter()
-                .filter_map(|id| show.seats.get(*id))
-                .collect();
-            found.sort_by_key(|(place, _)| *place);
-            let seats: Vec<BookedSeat> = found.into_iter().map(|(_, seat)| seat.clone()).collect();
-            if !seat_ids.is_empty() && seats.len() != distinct.len() {
-                errors.push(FieldError::new(
-                    "seat_ids",
-                    "some seats do not belong to this show",
-                ));
-            }
-            Some(Validated {
-                quantity: seat_ids.len() as i32,
-                total_cents: Some(seats.iter().map(|s| s.price_cents).sum()),
-                seat_ids,
-                seats,
-                section: None,
-            })
-        }
-    };
-    match validated {
-        Some(v) if errors.is_empty() => Ok(v),
-        _ => Err(ApiError::Validation(errors)),
-    }
-}
-
-/// The requested quantity, if present and within bounds.
-fn quantity(req: &NewBooking, errors: &mut Vec<FieldError>, missing: &str) -> Option<i32> {
-    match req.quantity {
-        Some(q) if (1..=MAX_TICKETS_PER_BOOKING).contains(&q) => Some(q),
-        Some(_) => {
-            errors.push(FieldError::new(
-                "quantity",
-                format!("must be 1 to {MAX_TICKETS_PER_BOOKING}"),
-            ));
-            None
-        }
-        None => {
-            errors.push(FieldError::new("quantity", missing));
-            None
-        }
-    }
-}
-
-/// What makes two requests "the same" for an Idempotency-Key.
-fn request_hash(show_id: Uuid, req: &NewBooking, v: &Validated) -> Vec<u8> {
-    let mut seats = v.seat_ids.clone();
-    seats.sort();
-    let canonical = serde_json::json!({
-        "show_id": show_id,
-        "email": req.email.trim(),
-        "name": req.name.trim(),
-        "quantity": v.quantity,
-        "seat_ids": seats,
-        "section": v.section,
-        "waitlist": req.waitlist,
-    });
-    Sha256::digest(canonical.to_string().as_bytes()).to_vec()
 }
 
 /// 1 to 255 visible ASCII characters (what a header value may hold), not
@@ -338,134 +89,9 @@ pub async fn create_booking(
     Json(req): Json<NewBooking>,
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(&headers)?;
-    let v = validate(&state, show_id, &req).await?;
-    let id = Uuid::new_v4();
-    tracing::Span::current().record("booking_id", tracing::field::display(id));
-
-    let key = key.map(|key| {
-        let hash = request_hash(show_id, &req, &v);
-        (key, hash)
-    });
-    let recorded = state
-        .recorder
-        .record(recorder::NewBooking {
-            id,
-            show_id,
-            email: req.email.trim().to_owned(),
-            name: req.name.trim().to_owned(),
-            quantity: v.quantity,
-            total_cents: v.total_cents,
-            seat_ids: v.seat_ids.clone(),
-            section: v.section.clone(),
-            waitlist: req.waitlist,
-            key: key.clone(),
-        })
-        .await?;
-    let (created_at, position) = match recorded {
-        Recorded::Created { at, position } => (at, position),
-        Recorded::KeyTaken => {
-            let (key, hash) = key.expect("only a key can be taken");
-            return replay(&state, &key, &hash).await;
-        }
-    };
-
-    let command = BookingCommand::Request {
-        booking_id: id,
-        show_id,
-    };
-    if let Err(err) = state.publisher.send_command(&command).await {
-        withdraw(&state, id).await;
-        return Err(err.into());
-    }
-    metrics::counter!("api_bookings_accepted_total").increment(1);
-    // Answered from what was just written: no read on the hot path.
-    Ok(accepted(BookingView {
-        id,
-        show_id,
-        status: BookingStatus::Queued,
-        reason: None,
-        email: req.email.trim().to_owned(),
-        name: req.name.trim().to_owned(),
-        quantity: v.quantity,
-        seats: v.seats,
-        total_cents: v.total_cents,
-        hold_expires_at: None,
-        position,
-        waitlist: req.waitlist,
-        waitlist_position: None,
-        refunded_cents: None,
-        tickets: Vec::new(),
-        created_at,
-        updated_at: created_at,
-    }))
-}
-
-/// The same Idempotency-Key again: the same body gets the original booking,
-/// a different body is refused.
-async fn replay(state: &AppState, key: &str, hash: &[u8]) -> Result<Response, ApiError> {
-    let original = sqlx::query!(
-        "SELECT request_hash, booking_id FROM idempotency_keys WHERE key = $1",
-        key
-    )
-    .fetch_one(&state.db)
-    .await?;
-    if original.request_hash != hash {
-        return Err(ApiError::IdempotencyKeyReused);
-    }
-    let view = load_booking(state, original.booking_id).await?;
-    if view.status == BookingStatus::Queued {
-        // The first attempt may have died between its commit and its
-        // publish; publishing again is safe because workers deduplicate.
-        state
-            .publisher
-            .send_command(&BookingCommand::Request {
-                booking_id: view.id,
-                show_id: view.show_id,
-            })
-            .await?;
-    }
-    Ok(accepted(view))
-}
-
-/// Removes a booking whose request never reached the queue, unless a worker
-/// already decided it (a confirm can time out after the broker took it).
-async fn withdraw(state: &AppState, id: Uuid) {
-    let result = async {
-        let mut tx = state.db.begin().await?;
-        let still_queued = sqlx::query_scalar!(
-            "SELECT 1 AS one FROM bookings WHERE id = $1 AND status = 'queued' FOR UPDATE",
-            id
-        )
-        .fetch_optional(&mut *tx)
-        .await?
-        .is_some();
-        if still_queued {
-            sqlx::query!("DELETE FROM idempotency_keys WHERE booking_id = $1", id)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query!("DELETE FROM booking_seats WHERE booking_id = $1", id)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query!("DELETE FROM booking_audit WHERE booking_id = $1", id)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query!("DELETE FROM bookings WHERE id = $1", id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await
-    }
-    .await;
-    if let Err(err) = result {
-        // The worker's requeue sweep will publish it later instead.
-        tracing::warn!(booking_id = %id, error = %err, "could not withdraw unpublished booking");
-    }
-}
-
-pub(crate) async fn load_booking(state: &AppState, id: Uuid) -> Result<BookingView, ApiError> {
-    view::load(&state.db, &state.lines, id)
-        .await?
-        .ok_or(ApiError::NotFound("booking"))
+    bookings::submit(&state, show_id, key, &req)
+        .await
+        .map(accepted)
 }
 
 /// Poll a booking. The answer carries an `ETag`, a digest of the body; a
@@ -482,7 +108,7 @@ pub async fn get_booking(
     Path(id): Path<Uuid>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let view = load_booking(&state, id).await?;
+    let view = bookings::load(&state, id).await?;
     let body = serde_json::to_vec(&view).expect("booking views serialize");
     let tag = etag(&body);
     let unchanged = headers
@@ -544,7 +170,7 @@ pub async fn confirm_booking(
         return Err(ApiError::Validation(vec![invalid]));
     }
     let token = req.payment_token.trim();
-    let view = load_booking(&state, id).await?;
+    let view = bookings::load(&state, id).await?;
     if admit(view.status, CommandKind::Confirm)? == Transition::AlreadyDone {
         return Ok(axum::Json(view).into_response());
     }
@@ -569,7 +195,7 @@ pub async fn cancel_booking(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
 ) -> Result<Response, ApiError> {
-    let view = load_booking(&state, id).await?;
+    let view = bookings::load(&state, id).await?;
     if admit(view.status, CommandKind::Cancel)? == Transition::AlreadyDone {
         return Ok(axum::Json(view).into_response());
     }
@@ -584,7 +210,7 @@ pub async fn cancel_booking(
 
 #[cfg(test)]
 mod tests {
-    use super::{etag, none_match_hits, validate_email};
+    use super::{etag, none_match_hits};
 
     #[test]
     fn if_none_match_hits_the_same_tag_weak_or_strong_in_a_list_or_a_star() {
@@ -596,23 +222,5 @@ mod tests {
         assert!(none_match_hits("*", &tag));
         assert!(!none_match_hits(&etag(b"[]"), &tag));
         assert!(!none_match_hits("", &tag));
-    }
-
-    #[test]
-    fn plausible_emails_pass_and_broken_ones_fail() {
-        assert!(validate_email("ada@example.com"));
-        assert!(validate_email("a.b+tag@sub.example.org"));
-        for bad in [
-            "",
-            "ada",
-            "ada@",
-            "@example.com",
-            "ada@example",
-            "a b@example.com",
-            "a@b@c.com",
-            "ada@.com",
-        ] {
-            assert!(!validate_email(bad), "{bad:?} should be rejected");
-        }
     }
 }

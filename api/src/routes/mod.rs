@@ -1,4 +1,4 @@
-//! The v1 HTTP API (PRODUCT.md §5, §5a).
+//! The v1 HTTP API (docs/API.md).
 
 pub mod admin;
 pub mod bookings;

@@ -6,7 +6,10 @@ use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use shared::domain::{SeatStatus, ShowKind};
+use shared::domain::ShowKind;
+pub use shared::store::seats::SeatMapEntry;
+pub use shared::store::shows::ShowView;
+use shared::store::{seats, shows};
 use utoipa::openapi::schema::{Array, ArrayBuilder, SchemaType, Type};
 use utoipa::openapi::Ref;
 use utoipa::{IntoParams, ToSchema};
@@ -130,35 +133,8 @@ pub struct NewRow {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ShowView {
-    pub id: Uuid,
-    pub name: String,
-    pub venue: String,
-    pub starts_at: DateTime<Utc>,
-    pub kind: ShowKind,
-    pub capacity: i32,
-    /// Seats or tickets still on sale right now.
-    pub available: i32,
-    pub held: i32,
-    pub booked: i32,
-    /// General admission ticket price; seated shows price per section.
-    pub price_cents: Option<i64>,
-    pub max_tickets_per_customer: Option<i32>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
 pub struct ShowList {
     pub shows: Vec<ShowView>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct SeatMapEntry {
-    pub id: Uuid,
-    pub section: String,
-    pub row: String,
-    pub number: i32,
-    pub price_cents: i64,
-    pub status: SeatStatus,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -312,71 +288,44 @@ pub async fn create_show(
     let layout = validate(&mut new)?;
     let id = Uuid::new_v4();
     let mut tx = state.db.begin().await?;
+    let mut show = shows::NewShow {
+        id,
+        name: new.name.trim(),
+        venue: new.venue.trim(),
+        starts_at: new.starts_at,
+        kind: ShowKind::GeneralAdmission,
+        capacity: 0,
+        price_cents: None,
+        max_tickets_per_customer: new.max_tickets_per_customer,
+        created_by: &by.name,
+    };
     match layout {
         Layout::General {
             capacity,
             price_cents,
         } => {
-            sqlx::query!(
-                "INSERT INTO shows (id, name, venue, starts_at, kind, capacity, price_cents,
-                                    max_tickets_per_customer, created_by)
-                 VALUES ($1, $2, $3, $4, 'general_admission', $5, $6, $7, $8)",
-                id,
-                new.name.trim(),
-                new.venue.trim(),
-                new.starts_at,
-                capacity,
-                price_cents,
-                new.max_tickets_per_customer,
-                &*by.name
-            )
-            .execute(&mut *tx)
-            .await?;
+            show.capacity = capacity;
+            show.price_cents = Some(price_cents);
+            shows::create(&mut tx, &show).await?;
         }
         Layout::Seated(sections) => {
-            let capacity: i32 = sections.iter().flat_map(|s| &s.rows).map(|r| r.seats).sum();
-            sqlx::query!(
-                "INSERT INTO shows (id, name, venue, starts_at, kind, capacity, max_tickets_per_customer,
-                                    created_by)
-                 VALUES ($1, $2, $3, $4, 'seated', $5, $6, $7)",
-                id,
-                new.name.trim(),
-                new.venue.trim(),
-                new.starts_at,
-                capacity,
-                new.max_tickets_per_customer,
-                &*by.name
-            )
-            .execute(&mut *tx)
-            .await?;
+            show.kind = ShowKind::Seated;
+            show.capacity = sections.iter().flat_map(|s| &s.rows).map(|r| r.seats).sum();
+            shows::create(&mut tx, &show).await?;
             for (position, section) in sections.iter().enumerate() {
-                let section_id = Uuid::new_v4();
-                sqlx::query!(
-                    "INSERT INTO sections (id, show_id, name, price_cents, position) VALUES ($1, $2, $3, $4, $5)",
-                    section_id,
-                    id,
-                    section.name.trim(),
-                    section.price_cents,
-                    position as i32
-                )
-                .execute(&mut *tx)
-                .await?;
-                let (rows, numbers): (Vec<String>, Vec<i32>) = section
+                let rows: Vec<(String, i32)> = section
                     .rows
                     .iter()
-                    .flat_map(|r| (1..=r.seats).map(|n| (r.row.trim().to_owned(), n)))
-                    .unzip();
-                sqlx::query!(
-                    "INSERT INTO seats (id, show_id, section_id, row_label, number, price_cents)
-                     SELECT gen_random_uuid(), $1, $2, r, n, $3
-                     FROM unnest($4::text[], $5::int[]) AS t(r, n)",
+                    .map(|r| (r.row.trim().to_owned(), r.seats))
+                    .collect();
+                seats::create_section(
+                    &mut tx,
                     id,
-                    section_id,
+                    position as i32,
+                    section.name.trim(),
                     section.price_cents,
                     &rows,
-                    &numbers
                 )
-                .execute(&mut *tx)
                 .await?;
             }
         }
@@ -388,17 +337,9 @@ pub async fn create_show(
 }
 
 pub(crate) async fn fetch_show(state: &AppState, id: Uuid) -> Result<ShowView, ApiError> {
-    sqlx::query_as!(
-        ShowView,
-        r#"SELECT id, name, venue, starts_at, kind AS "kind: ShowKind", capacity,
-                  capacity - held - booked AS "available!", held, booked, price_cents,
-                  max_tickets_per_customer
-           FROM shows WHERE id = $1"#,
-        id
-    )
-    .fetch_optional(&state.db)
-    .await?
-    .ok_or(ApiError::NotFound("show"))
+    shows::view(&state.db, id)
+        .await?
+        .ok_or(ApiError::NotFound("show"))
 }
 
 /// List shows, soonest first.
@@ -409,17 +350,7 @@ pub async fn list_shows(
     Query(page): Query<Page>,
 ) -> Result<axum::Json<ShowList>, ApiError> {
     let (limit, offset) = page.bounds()?;
-    let shows = sqlx::query_as!(
-        ShowView,
-        r#"SELECT id, name, venue, starts_at, kind AS "kind: ShowKind", capacity,
-                  capacity - held - booked AS "available!", held, booked, price_cents,
-                  max_tickets_per_customer
-           FROM shows ORDER BY starts_at, id LIMIT $1 OFFSET $2"#,
-        limit,
-        offset
-    )
-    .fetch_all(&state.db)
-    .await?;
+    let shows = shows::list(&state.db, limit, offset).await?;
     Ok(axum::Json(ShowList { shows }))
 }
 
@@ -441,16 +372,6 @@ pub async fn seat_map(
     Path(id): Path<Uuid>,
 ) -> Result<axum::Json<SeatMap>, ApiError> {
     fetch_show(&state, id).await?;
-    let seats = sqlx::query_as!(
-        SeatMapEntry,
-        r#"SELECT s.id, sec.name AS section, s.row_label AS row, s.number, s.price_cents,
-                  s.status AS "status: SeatStatus"
-           FROM seats s JOIN sections sec ON sec.id = s.section_id
-           WHERE s.show_id = $1
-           ORDER BY sec.position, length(s.row_label), s.row_label, s.number"#,
-        id
-    )
-    .fetch_all(&state.db)
-    .await?;
+    let seats = seats::map(&state.db, id).await?;
     Ok(axum::Json(SeatMap { show_id: id, seats }))
 }

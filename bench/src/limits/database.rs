@@ -7,7 +7,7 @@
 //! requeue sweep would republish its queued bookings). Each client decides
 //! general-admission bookings of a show of its own, so clients never
 //! conflict: this is the ceiling, not a contention test. It runs the worker's
-//! own load, decide and write (`worker::writer::decide_in`) for a
+//! own load, decide and write (`worker::apply::apply_run`) for a
 //! general-admission show: read the show and the bookings, version-checked
 //! update of the show's counters and of the bookings, audit rows, outbox
 //! events; one commit.
@@ -23,7 +23,6 @@ use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
 use worker::decide::{Command, Rules, Verdict};
 use worker::error::DecideError;
-use worker::writer;
 
 use crate::stats::per_second;
 
@@ -186,7 +185,7 @@ async fn client(
     Ok((commits, decided, conflicts, Instant::now()))
 }
 
-/// One deciding transaction, the worker's own (`worker::writer`): every
+/// One deciding transaction, the worker's own (`worker::apply`): every
 /// booking of the run is held. Returns `false` (rolled back) if a version
 /// check failed.
 async fn decide(conn: &mut PgConnection, show_id: Uuid, ids: &[Uuid]) -> anyhow::Result<bool> {
@@ -196,12 +195,12 @@ async fn decide(conn: &mut PgConnection, show_id: Uuid, ids: &[Uuid]) -> anyhow:
         hold: chrono::Duration::minutes(5),
     };
     let mut tx = conn.begin().await?;
-    let decided = match writer::decide_in(
+    let decided = match worker::apply::apply_run(
         &mut tx,
         show_id,
         &commands,
         &rules,
-        &writer::Actors::worker(ACTOR),
+        &worker::persist::Actors::worker(ACTOR),
     )
     .await
     {

@@ -17,8 +17,8 @@ use lapin::options::BasicAckOptions;
 use lapin::Connection;
 use shared::amqp::{self, Publisher};
 use shared::messages::{decode_events, EventRef};
+use shared::store::bookings::{view, BookingView, Lines};
 use shared::topology::{Topology, WEBHOOKS_DEAD_QUEUE, WEBHOOKS_QUEUE};
-use shared::view::{BookingView, Lines};
 use shared::webhooks::{WebhookEvent, ROUTING_LOCK};
 use sqlx::PgPool;
 use tokio::sync::Notify;
@@ -215,12 +215,11 @@ impl Fanout {
             return Ok(0);
         }
         let ids: Vec<Uuid> = events.iter().map(|(e, _)| e.booking.id).collect();
-        let views: HashMap<Uuid, BookingView> =
-            shared::view::load_many(&self.db, &self.lines, &ids)
-                .await?
-                .into_iter()
-                .map(|loaded| (loaded.view.id, loaded.view))
-                .collect();
+        let views: HashMap<Uuid, BookingView> = view::load_many(&self.db, &self.lines, &ids)
+            .await?
+            .into_iter()
+            .map(|loaded| (loaded.view.id, loaded.view))
+            .collect();
         let mut rows = Rows::default();
         for (event, kind) in events {
             let b = &event.booking;

@@ -8,6 +8,7 @@ use axum::response::IntoResponse;
 use futures::future::join_all;
 use reqwest::Method;
 use serde_json::{json, Value};
+use shared::domain::{BookingId, Cents, CustomerEmail, ShowId, Wanted};
 use sqlx::PgPool;
 use tests::invariants::wait_all_decided;
 use tests::mailbox::unique_address;
@@ -182,21 +183,24 @@ async fn a_row_postgresql_refuses_fails_alone_in_its_group_commit() {
     let recorder = api::recorder::Recorder::start(db.clone(), Default::default());
     let bad = |i: usize| i % 10 == 3;
     let rows: Vec<_> = (0..50)
-        .map(|i| api::recorder::NewBooking {
-            id: Uuid::new_v4(),
-            show_id: show,
-            email: unique_address("recorder"),
+        .map(|i| api::bookings::BookingRequest {
+            id: BookingId::random(),
+            show_id: ShowId(show),
+            email: CustomerEmail::parse(&unique_address("recorder")).unwrap(),
             name: if bad(i) { "Nul\0Name" } else { "Valid" }.to_owned(),
-            quantity: 1,
-            total_cents: Some(2500),
-            seat_ids: Vec::new(),
-            section: None,
+            wanted: Wanted::Quantity(1),
             waitlist: false,
-            key: Some((format!("recorder-{i}"), vec![1])),
+            total: Some(Cents(2500)),
+            seats: Vec::new(),
         })
         .collect();
-    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
-    let outcomes = join_all(rows.into_iter().map(|row| recorder.record(row))).await;
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id.0).collect();
+    let outcomes = join_all(
+        rows.into_iter()
+            .enumerate()
+            .map(|(i, row)| recorder.record(row, Some((format!("recorder-{i}"), vec![1])))),
+    )
+    .await;
 
     let mut created = HashSet::new();
     for (i, outcome) in outcomes.into_iter().enumerate() {

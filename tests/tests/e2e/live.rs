@@ -1,6 +1,6 @@
 //! `GET /v1/bookings/{id}/events`: a booking's changes pushed as
 //! Server-Sent Events by the API's hub, which follows the broker's booking
-//! events (PRODUCT.md §5a "Push instead of busy polling").
+//! events (docs/API.md#push-instead-of-busy-polling).
 
 use std::time::{Duration, Instant};
 

@@ -1,5 +1,5 @@
-//! Operators (PRODUCT.md §5a "Operators and roles", "Tickets at the
-//! door"): tokens with roles guard every operator route as the router
+//! Operators (docs/API.md#operators-and-roles and
+//! #tickets-at-the-door): tokens with roles guard every operator route as the router
 //! declares it, revocation reaches every API process, each ticket lets one
 //! person in, and the audit trail names the operator who acted.
 

@@ -1,4 +1,4 @@
-//! Place in line (PRODUCT.md §5a): a queued booking tells its customer how
+//! Place in line (docs/API.md#place-in-line): a queued booking tells its customer how
 //! many of the show's undecided requests are up to and including theirs.
 
 use std::collections::HashMap;

@@ -1,5 +1,5 @@
-//! The per-client rate limit on booking submissions (PRODUCT.md §5a
-//! "Limits"). Clients are told apart by their source address: each binds
+//! The per-client rate limit on booking submissions (docs/API.md#limits).
+//! Clients are told apart by their source address: each binds
 //! one of its own in 127.0.0.0/8, which Linux routes to the loopback the
 //! api listens on.
 

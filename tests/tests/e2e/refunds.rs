@@ -1,5 +1,5 @@
 //! Refunds: cancelling a paid booking pays it back exactly once, whatever
-//! dies or fails on the way (PRODUCT.md §5a). The worker's refund sweeper
+//! dies or fails on the way (docs/API.md#refunds). The worker's refund sweeper
 //! is what calls the gateway, so killing the worker covers both "the
 //! process that decides the cancel" and "the process that calls the
 //! gateway"; the test gateway's ledger counts the refunds it made.

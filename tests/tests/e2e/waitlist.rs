@@ -12,7 +12,7 @@ use tests::mailbox::{messages_to, unique_address, wait_for_messages};
 use tests::{Options, System};
 use uuid::Uuid;
 
-/// What the waiting list should do, by the rules of PRODUCT.md §5a: in
+/// What the waiting list should do, by the rules of docs/API.md#waiting-list: in
 /// join order, each booking that fits what is free is offered it.
 struct Line {
     waiting: Vec<(usize, i64)>,

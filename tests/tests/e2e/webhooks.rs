@@ -1,4 +1,4 @@
-//! Signed webhooks (PRODUCT.md §5a): every booking event reaches every
+//! Signed webhooks (docs/API.md#webhooks): every booking event reaches every
 //! subscribed endpoint at least once, signed, whatever the endpoint or the
 //! notifier does meanwhile; a slow endpoint delays nobody else; an endpoint
 //! that never answers 2xx ends with failed, dead-lettered deliveries.

@@ -459,7 +459,7 @@ fn a_waitlisted_booking_can_be_cancelled_and_the_rest_expire_when_the_show_start
 #[test]
 fn nobody_behind_the_part_of_a_queue_that_was_read_is_offered_anything() {
     let mut state = sold_out_with_waiting(2, &[1, 1]);
-    // As if the writer had read only booking 2 of the queue of ones, and a
+    // As if the loader had read only booking 2 of the queue of ones, and a
     // limit then passed it over: booking 3 is behind unread bookings.
     state.show.max_per_customer = Some(2);
     state

@@ -3,7 +3,6 @@
 //! the three can never disagree.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -12,6 +11,7 @@ use sqlx::PgPool;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::Lines;
 use crate::domain::{BookingStatus, Reason};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -78,69 +78,6 @@ impl BookingView {
     }
 }
 
-/// Where this process has seen its shows' lines start, so that the next
-/// read of a line's head starts there instead of at the line's first
-/// index entry.
-///
-/// A line's head never moves back: a booking leaves the line for good
-/// (`queued` has no way back, and a dead-lettered request is decided when
-/// it is replayed), and one that joins takes a number above every number
-/// visible before it. So a head read once is a floor for every later read
-/// of that show, by any process. Reading from the floor matters in a sale:
-/// the index keeps an entry for every booking decided since the table's
-/// last vacuum, all of them in front of the head, and a read from the start
-/// would step over tens of thousands of them on every poll.
-#[derive(Debug, Default)]
-pub struct Lines {
-    floors: Mutex<Floors>,
-}
-
-/// Recently read shows' floors; the coldest goes when there are too many.
-#[derive(Debug, Default)]
-struct Floors {
-    by_show: HashMap<Uuid, Floor>,
-    reads: u64,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Floor {
-    head: i64,
-    read: u64,
-}
-
-impl Lines {
-    /// Shows whose floors are kept: the busy ones of the moment. A show
-    /// without one is read from its line's start, once.
-    const KEPT: usize = 64;
-
-    /// The floors of every show kept, as two parallel arrays for SQL.
-    fn floors(&self) -> (Vec<Uuid>, Vec<i64>) {
-        let floors = self.floors.lock().unwrap_or_else(PoisonError::into_inner);
-        floors
-            .by_show
-            .iter()
-            .map(|(show, f)| (*show, f.head))
-            .unzip()
-    }
-
-    /// Heads just read: each raises its show's floor.
-    fn read(&self, heads: impl IntoIterator<Item = (Uuid, i64)>) {
-        let mut floors = self.floors.lock().unwrap_or_else(PoisonError::into_inner);
-        for (show, head) in heads {
-            floors.reads += 1;
-            let read = floors.reads;
-            let floor = floors.by_show.entry(show).or_insert(Floor { head, read });
-            floor.head = floor.head.max(head);
-            floor.read = read;
-        }
-        while floors.by_show.len() > Self::KEPT {
-            let coldest = floors.by_show.iter().min_by_key(|(_, f)| f.read);
-            let Some((&show, _)) = coldest else { break };
-            floors.by_show.remove(&show);
-        }
-    }
-}
-
 /// Loads one booking, or `None` if there is no such booking.
 pub async fn load(
     db: &PgPool,
@@ -172,28 +109,26 @@ pub async fn load_many(
         r#"SELECT b.id, b.show_id, b.status AS "status: BookingStatus", b.reason AS "reason: Reason", b.email, b.name,
                   b.quantity, b.total_cents, b.hold_expires_at, b.waitlist, b.refunded_cents, b.created_at,
                   b.updated_at, b.accepted_seq,
-                  CASE WHEN status = 'queued' AND dead_lettered_at IS NULL THEN
+                  CASE WHEN booking_in_line(b.status, b.dead_lettered_at) THEN
                       (SELECT min(h.accepted_seq) FROM bookings h
-                       WHERE h.show_id = b.show_id AND h.status = 'queued'
-                         AND h.dead_lettered_at IS NULL
+                       WHERE h.show_id = b.show_id AND booking_in_line(h.status, h.dead_lettered_at)
                          AND h.accepted_seq >= coalesce(
                              (SELECT f.floor_seq FROM unnest($2::uuid[], $3::bigint[]) AS f(show_id, floor_seq)
                               WHERE f.show_id = b.show_id), 0))
                   END AS head,
-                  CASE WHEN status = 'waitlisted' THEN
+                  CASE WHEN booking_waiting_for_offer(b.status) THEN
                       (SELECT count(*) FROM bookings w
-                       WHERE w.show_id = b.show_id AND w.status = 'waitlisted'
+                       WHERE w.show_id = b.show_id AND booking_waiting_for_offer(w.status)
                          AND w.waitlist_seq <= b.waitlist_seq)
                   END AS waitlist_position,
                   (SELECT coalesce(json_agg(json_build_object(
-                              'id', s.id, 'section', sec.name, 'row', s.row_label,
+                              'id', s.id, 'section', s.section, 'row', s.row,
                               'number', s.number, 'price_cents', s.price_cents)
-                          ORDER BY sec.position, length(s.row_label), s.row_label, s.number), '[]')
+                          ORDER BY s.seat_order), '[]')
                    FROM booking_seats bs
-                   JOIN seats s ON s.id = bs.seat_id
-                   JOIN sections sec ON sec.id = s.section_id
+                   JOIN seat_places s ON s.id = bs.seat_id
                    WHERE bs.booking_id = b.id) AS "seats!: Json<Vec<BookedSeat>>",
-                  CASE WHEN status = 'confirmed' THEN
+                  CASE WHEN booking_confirmed(b.status) THEN
                       (SELECT json_agg(json_build_object('code', t.code, 'seat_id', t.seat_id) ORDER BY t.code)
                        FROM tickets t WHERE t.booking_id = b.id)
                   END AS "tickets: Json<Vec<Ticket>>"
@@ -249,7 +184,7 @@ pub async fn line_heads(
            FROM unnest($1::uuid[]) AS s(id)
                 LEFT JOIN unnest($2::uuid[], $3::bigint[]) AS f(show_id, floor_seq) ON f.show_id = s.id,
                 LATERAL (SELECT min(accepted_seq) AS head FROM bookings
-                         WHERE show_id = s.id AND status = 'queued' AND dead_lettered_at IS NULL
+                         WHERE show_id = s.id AND booking_in_line(status, dead_lettered_at)
                            AND accepted_seq >= coalesce(f.floor_seq, 0)) h
            WHERE h.head IS NOT NULL"#,
         shows,
@@ -261,37 +196,4 @@ pub async fn line_heads(
     let heads: HashMap<Uuid, i64> = rows.into_iter().map(|r| (r.show_id, r.head)).collect();
     lines.read(heads.iter().map(|(show, head)| (*show, *head)));
     Ok(heads)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_shows_floor_only_rises() {
-        let (lines, show) = (Lines::default(), Uuid::new_v4());
-        lines.read([(show, 10)]);
-        // A read that started earlier and finished later.
-        lines.read([(show, 7)]);
-        assert_eq!(lines.floors(), (vec![show], vec![10]));
-        lines.read([(show, 12)]);
-        assert_eq!(lines.floors(), (vec![show], vec![12]));
-    }
-
-    #[test]
-    fn only_the_most_recently_read_shows_keep_their_floors() {
-        let lines = Lines::default();
-        let shows: Vec<Uuid> = (0..Lines::KEPT + 10).map(|_| Uuid::new_v4()).collect();
-        for show in &shows {
-            lines.read([(*show, 1)]);
-        }
-        // The first show is read again, so it is no longer the coldest.
-        lines.read([(shows[0], 2)]);
-        lines.read([(Uuid::new_v4(), 1)]);
-        let (kept, _) = lines.floors();
-        assert_eq!(kept.len(), Lines::KEPT);
-        assert!(kept.contains(&shows[0]));
-        assert!(!kept.contains(&shows[11]));
-        assert!(kept.contains(&shows[Lines::KEPT + 9]));
-    }
 }

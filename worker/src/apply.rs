@@ -1,19 +1,21 @@
-//! Runs the decision for a run of one show's commands, or for the runs of
-//! several shows together: charges confirms (outside any transaction: a
-//! gateway call must not hold row locks), then loads, decides and writes in
-//! one transaction ([`crate::writer`]). The
-//! refunds a run decides are rows of that transaction; [`crate::refunds`]
-//! makes them.
+//! Applies a run of one show's commands, or the runs of several shows
+//! together, to the database: charges confirms (outside any transaction: a
+//! gateway call must not hold row locks), then in one transaction loads
+//! ([`crate::load`]), decides ([`crate::decide`]) and persists
+//! ([`crate::persist`]) each run. The refunds a run decides are rows of
+//! that transaction; [`crate::refunds`] makes them.
 
 use shared::lifecycle::{transition, CommandKind, EventKind, Transition};
 use shared::messages::BookingCommand;
-use sqlx::PgPool;
+use shared::store::bookings::deciding as bookings;
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::decide::{Command, Rules, Skip, Verdict};
+use crate::decide::{self, Command, Decided, Decision, Rules, Skip, Verdict};
 use crate::error::DecideError;
+use crate::load::Loaded;
 use crate::payment::{Charge, PaymentGateway};
-use crate::writer;
+use crate::persist::{self, Actors};
 
 /// What a command did, for the consumer's metrics and logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,7 +26,7 @@ pub enum Outcome {
     Skipped(Skip),
 }
 
-pub struct Decider<G> {
+pub struct Applier<G> {
     db: PgPool,
     gateway: G,
     hold: chrono::Duration,
@@ -32,7 +34,7 @@ pub struct Decider<G> {
     actor: String,
 }
 
-impl<G: PaymentGateway> Decider<G> {
+impl<G: PaymentGateway> Applier<G> {
     pub fn new(db: PgPool, gateway: G, hold: std::time::Duration, actor: String) -> Self {
         let hold = chrono::Duration::from_std(hold).expect("hold duration fits");
         Self {
@@ -46,12 +48,12 @@ impl<G: PaymentGateway> Decider<G> {
     /// Decides `commands` (all for `show_id`, in the order accepted) in one
     /// transaction. Safe to call again with the same commands: a redelivery
     /// finds its bookings moved on and is skipped.
-    pub async fn decide(
+    pub async fn apply(
         &self,
         show_id: Uuid,
         commands: &[BookingCommand],
     ) -> Result<Vec<Outcome>, DecideError> {
-        let mut outcomes = self.decide_runs(&[(show_id, commands)]).await?;
+        let mut outcomes = self.apply_runs(&[(show_id, commands)]).await?;
         Ok(outcomes.pop().expect("one run, one result"))
     }
 
@@ -59,8 +61,8 @@ impl<G: PaymentGateway> Decider<G> {
     /// one commit for them all. With many shows on sale a shard's batch
     /// holds many short runs, and a commit for each would make the
     /// database's commit rate the limit. All or nothing, and as safe to
-    /// repeat as [`Self::decide`].
-    pub async fn decide_runs(
+    /// repeat as [`Self::apply`].
+    pub async fn apply_runs(
         &self,
         runs: &[(Uuid, &[BookingCommand])],
     ) -> Result<Vec<Vec<Outcome>>, DecideError> {
@@ -76,7 +78,7 @@ impl<G: PaymentGateway> Decider<G> {
             now: chrono::Utc::now(),
             hold: self.hold,
         };
-        let actors = writer::Actors {
+        let actors = Actors {
             worker: &self.actor,
             cancelled_by: runs
                 .iter()
@@ -94,7 +96,7 @@ impl<G: PaymentGateway> Decider<G> {
         let mut tx = self.db.begin().await?;
         let mut outcomes = Vec::with_capacity(runs.len());
         for ((show_id, _), run) in runs.iter().zip(&prepared) {
-            let decided = writer::decide_in(&mut tx, *show_id, run, &rules, &actors).await?;
+            let decided = apply_run(&mut tx, *show_id, run, &rules, &actors).await?;
             outcomes.push(
                 decided
                     .verdicts
@@ -110,9 +112,9 @@ impl<G: PaymentGateway> Decider<G> {
         Ok(outcomes)
     }
 
-    /// See [`writer::mark_dead_lettered`].
+    /// See [`bookings::mark_dead_lettered`].
     pub async fn mark_dead_lettered(&self, booking_id: Uuid) -> Result<(), sqlx::Error> {
-        writer::mark_dead_lettered(&self.db, booking_id).await
+        bookings::mark_dead_lettered(&self.db, booking_id).await
     }
 
     /// The core's view of a command; a confirm of a booking that can be
@@ -135,15 +137,7 @@ impl<G: PaymentGateway> Decider<G> {
     }
 
     async fn charge(&self, booking_id: Uuid, token: &str) -> Result<Option<Charge>, DecideError> {
-        let Some(booking) = sqlx::query!(
-            r#"SELECT status AS "status: shared::domain::BookingStatus", total_cents,
-                      hold_expires_at <= now() AS "due?"
-               FROM bookings WHERE id = $1"#,
-            booking_id
-        )
-        .fetch_optional(&self.db)
-        .await?
-        else {
+        let Some(booking) = bookings::to_charge(&self.db, booking_id).await? else {
             return Ok(None);
         };
         let chargeable = transition(booking.status, CommandKind::Confirm) == Ok(Transition::Charge)
@@ -157,4 +151,34 @@ impl<G: PaymentGateway> Decider<G> {
             .await?;
         Ok(Some(charge))
     }
+}
+
+/// Loads the state of `show_id` and of the bookings `commands` name,
+/// decides the run and persists the decisions, all in `conn`'s
+/// transaction. The caller commits (or rolls back on an error).
+pub async fn apply_run(
+    conn: &mut PgConnection,
+    show_id: Uuid,
+    commands: &[Command],
+    rules: &Rules,
+    actors: &Actors<'_>,
+) -> Result<Decided, DecideError> {
+    let loaded = Loaded::read(conn, show_id, commands).await?;
+    let mut state = loaded.state.clone();
+    let order = decide::line_order(&state, commands);
+    let in_line: Vec<Command> = order.iter().map(|&i| commands[i].clone()).collect();
+    let mut decided = decide::decide(&mut state, &in_line, rules);
+    let decisions: Vec<&Decision> = decided.decisions().collect();
+    if !decisions.is_empty() {
+        persist::persist(conn, &loaded, &state, &decisions, &decided.refunds, actors).await?;
+    }
+    // Even a skipped command can leave a charge to pay back.
+    persist::persist_refunds(conn, &decided.refunds).await?;
+    // Written in the order decided; answered in the order given.
+    let mut verdicts: Vec<Option<Verdict>> = (0..commands.len()).map(|_| None).collect();
+    for (&i, verdict) in order.iter().zip(decided.verdicts.drain(..)) {
+        verdicts[i] = Some(verdict);
+    }
+    decided.verdicts = verdicts.into_iter().flatten().collect();
+    Ok(decided)
 }
