@@ -12,6 +12,7 @@ pub mod names;
 pub mod ops;
 pub mod retry;
 pub mod shutdown;
+pub mod store;
 pub mod sweep;
 pub mod telemetry;
 pub mod topology;

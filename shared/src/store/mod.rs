@@ -1,0 +1,6 @@
+//! The stores: each is the only place whose SQL reads or writes its tables,
+//! so a table's statements, and the indexes they rely on, are read together.
+//!
+//! - [`operators`] → `operator_tokens`
+
+pub mod operators;
