@@ -2,5 +2,7 @@
 //! so a table's statements, and the indexes they rely on, are read together.
 //!
 //! - [`operators`] → `operator_tokens`
+//! - [`webhooks`] → `webhook_endpoints`, `webhook_deliveries`, `webhook_attempts`
 
 pub mod operators;
+pub mod webhooks;
