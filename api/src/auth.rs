@@ -24,11 +24,10 @@ use axum::response::Response;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use rand::RngCore;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use shared::store::operators;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
-use utoipa::ToSchema;
 
 use crate::error::ApiError;
 use crate::startup::AppState;
@@ -42,43 +41,8 @@ pub const RELOAD_EVERY: Duration = Duration::from_secs(2);
 /// The audit trail's name for whoever presents `ADMIN_TOKEN`.
 pub const BOOTSTRAP_ADMIN: &str = "admin";
 
-/// What an operator may do; each role may do all that the ones before it may.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Serialize,
-    Deserialize,
-    ToSchema,
-    sqlx::Type,
-)]
-#[serde(rename_all = "snake_case")]
-#[sqlx(type_name = "text", rename_all = "snake_case")]
-pub enum Role {
-    /// Lists and searches bookings, reads sales.
-    Viewer,
-    /// Also checks tickets in and cancels any booking.
-    BoxOffice,
-    /// Everything: shows, operator tokens, webhooks.
-    Admin,
-}
-
-impl Role {
-    pub const ALL: [Role; 3] = [Role::Viewer, Role::BoxOffice, Role::Admin];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Viewer => "viewer",
-            Role::BoxOffice => "box_office",
-            Role::Admin => "admin",
-        }
-    }
-}
+/// Roles are stored with the tokens, so their type is the store's.
+pub use shared::store::operators::Role;
 
 /// Who made a request, as the route's guard found them.
 #[derive(Debug, Clone)]
@@ -153,14 +117,9 @@ impl Operators {
             return Ok(Some(known));
         }
         // Perhaps made through another process since the last reload.
-        let found = sqlx::query!(
-            r#"SELECT name, role AS "role: Role" FROM operator_tokens
-               WHERE token_hash = $1 AND revoked_at IS NULL"#,
-            &presented[..]
-        )
-        .fetch_optional(db)
-        .await?
-        .ok_or(ApiError::Unauthorized)?;
+        let found = operators::holder(db, &presented)
+            .await?
+            .ok_or(ApiError::Unauthorized)?;
         let operator = Operator {
             name: found.name.into(),
             role: found.role,
@@ -180,19 +139,14 @@ impl Operators {
 
     /// Replaces what this process accepts with the live tokens.
     pub async fn reload(&self, db: &PgPool) -> Result<(), sqlx::Error> {
-        let rows = sqlx::query!(
-            r#"SELECT token_hash, name, role AS "role: Role" FROM operator_tokens
-               WHERE revoked_at IS NULL"#
-        )
-        .fetch_all(db)
-        .await?;
-        let live = rows
+        let live = operators::live(db)
+            .await?
             .into_iter()
-            .filter_map(|r| {
-                let digest: Digest32 = r.token_hash.try_into().ok()?;
+            .filter_map(|t| {
+                let digest: Digest32 = t.token_hash.try_into().ok()?;
                 let operator = Operator {
-                    name: r.name.into(),
-                    role: r.role,
+                    name: t.holder.name.into(),
+                    role: t.holder.role,
                 };
                 Some((digest, operator))
             })

@@ -36,8 +36,7 @@ pub fn db_and_broker_ready(db: sqlx::PgPool, publisher: Arc<Publisher>) -> Readi
     Arc::new(move || {
         let (db, publisher) = (db.clone(), publisher.clone());
         Box::pin(async move {
-            sqlx::query("SELECT 1")
-                .execute(&db)
+            crate::store::health::ping(&db)
                 .await
                 .map_err(|e| format!("database: {e}"))?;
             publisher

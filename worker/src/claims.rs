@@ -7,20 +7,16 @@
 //! advisory lock, and aims at its fair share, `ceil(shards / live workers)`.
 //! Live workers are the sessions named [`APPLICATION_NAME`] in
 //! `pg_stat_activity`: a worker that dies loses its session at once, which
-//! frees its locks, and the others claim its shards on their next pass.
+//! frees its locks, and the others claim its shards on their next pass (the
+//! SQL of both is in [`shared::store::claims`]).
 //! Single active consumer stays on as the safety net during hand-over.
 
 use std::collections::BTreeSet;
 use std::str::FromStr;
 
+use shared::store::claims::{self, APPLICATION_NAME};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, PgConnection};
-
-/// Names each worker's claim session; counting them counts live workers.
-pub const APPLICATION_NAME: &str = "booking-worker-claims";
-/// First key of the advisory locks (the second is the shard number), so they
-/// cannot collide with other users of advisory locks in the database.
-const LOCK_SPACE: i32 = 0x626b_7368; // "bksh"
 
 /// Shards each of `live` workers should own.
 pub fn fair_share(shards: u16, live: i64) -> usize {
@@ -119,13 +115,7 @@ impl Claims {
         let Some(conn) = self.conn.as_mut() else {
             return;
         };
-        let unlocked = sqlx::query_scalar!(
-            "SELECT pg_advisory_unlock($1, $2)",
-            LOCK_SPACE,
-            i32::from(shard)
-        )
-        .fetch_one(conn)
-        .await;
+        let unlocked = claims::release(conn, shard).await;
         if let Err(err) = unlocked {
             tracing::warn!(shard, error = %err, "releasing shard failed; dropping the claim session");
             self.conn = None;
@@ -134,27 +124,11 @@ impl Claims {
     }
 
     async fn try_lock(&mut self, shard: u16) -> Result<bool, sqlx::Error> {
-        let conn = self.conn.as_mut().expect("connected");
-        let locked = sqlx::query_scalar!(
-            "SELECT pg_try_advisory_lock($1, $2)",
-            LOCK_SPACE,
-            i32::from(shard)
-        )
-        .fetch_one(conn)
-        .await?;
-        Ok(locked.unwrap_or(false))
+        claims::try_claim(self.conn.as_mut().expect("connected"), shard).await
     }
 
     async fn live_workers(&mut self) -> Result<i64, sqlx::Error> {
-        let conn = self.conn.as_mut().expect("connected");
-        let live = sqlx::query_scalar!(
-            r#"SELECT count(*) AS "live!" FROM pg_stat_activity
-               WHERE application_name = $1 AND datname = current_database()"#,
-            APPLICATION_NAME
-        )
-        .fetch_one(conn)
-        .await?;
-        Ok(live)
+        claims::live_workers(self.conn.as_mut().expect("connected")).await
     }
 }
 

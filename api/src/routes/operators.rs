@@ -5,6 +5,7 @@ use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use shared::store::operators::{self, Token};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -39,6 +40,19 @@ pub struct TokenView {
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
+impl From<Token> for TokenView {
+    fn from(t: Token) -> Self {
+        Self {
+            id: t.id,
+            name: t.name,
+            role: t.role,
+            created_by: t.created_by,
+            created_at: t.created_at,
+            revoked_at: t.revoked_at,
+        }
+    }
+}
+
 /// A new token with its secret: shown this once, stored only as a hash.
 // No `Debug`: it holds a secret.
 #[derive(Serialize, ToSchema)]
@@ -68,19 +82,9 @@ pub async fn create_token(
         return Err(ApiError::Validation(vec![invalid]));
     }
     let issued = Operators::issue();
-    let view = sqlx::query_as!(
-        TokenView,
-        r#"INSERT INTO operator_tokens (id, name, role, token_hash, created_by)
-           VALUES ($1, $2, $3, $4, $5)
-           RETURNING id, name, role AS "role: Role", created_by, created_at, revoked_at"#,
-        Uuid::new_v4(),
-        name,
-        new.role as Role,
-        issued.digest,
-        &*by.name
-    )
-    .fetch_one(&state.db)
-    .await?;
+    let view: TokenView = operators::create(&state.db, name, new.role, &issued.digest, &by.name)
+        .await?
+        .into();
     tracing::info!(token_id = %view.id, role = new.role.as_str(), by = &*by.name, "operator token made");
     Ok((
         StatusCode::CREATED,
@@ -96,13 +100,11 @@ pub async fn create_token(
 #[utoipa::path(get, path = "/v1/operators/tokens", tag = "operators",
     responses((status = 200, body = TokenList)))]
 pub async fn list_tokens(State(state): State<AppState>) -> Result<axum::Json<TokenList>, ApiError> {
-    let tokens = sqlx::query_as!(
-        TokenView,
-        r#"SELECT id, name, role AS "role: Role", created_by, created_at, revoked_at
-           FROM operator_tokens ORDER BY created_at DESC, id"#
-    )
-    .fetch_all(&state.db)
-    .await?;
+    let tokens = operators::list(&state.db)
+        .await?
+        .into_iter()
+        .map(TokenView::from)
+        .collect();
     Ok(axum::Json(TokenList { tokens }))
 }
 
@@ -115,16 +117,7 @@ pub async fn revoke_token(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {
-    let revoked = sqlx::query_scalar!(
-        "UPDATE operator_tokens
-         SET revoked_at = coalesce(revoked_at, now()), revoked_by = coalesce(revoked_by, $2)
-         WHERE id = $1 RETURNING id",
-        id,
-        &*by.name
-    )
-    .fetch_optional(&state.db)
-    .await?;
-    if revoked.is_none() {
+    if !operators::revoke(&state.db, id, &by.name).await? {
         return Err(ApiError::NotFound("operator token"));
     }
     state.operators.reload(&state.db).await?;

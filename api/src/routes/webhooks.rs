@@ -9,7 +9,8 @@ use base64::Engine;
 use chrono::{DateTime, Utc};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
-use shared::webhooks::{DeliveryStatus, WebhookEvent, ROUTING_LOCK, SECRET_PREFIX};
+use shared::store::webhooks as store;
+use shared::webhooks::{DeliveryStatus, WebhookEvent, SECRET_PREFIX};
 use utoipa::openapi::schema::{Array, ArrayBuilder, Object, ObjectBuilder, SchemaFormat, Type};
 use utoipa::{PartialSchema, ToSchema};
 use uuid::Uuid;
@@ -133,23 +134,11 @@ pub async fn create_webhook(
     }
     let id = Uuid::now_v7();
     let secret = new_secret();
-    let names: Vec<&str> = events.iter().map(|e| e.as_str()).collect();
     // Under the routing lock: the endpoint and the binding that routes its
     // events appear together for the notifiers' check (see ROUTING_LOCK).
     let mut tx = state.db.begin().await?;
-    sqlx::query!("SELECT pg_advisory_xact_lock($1)", ROUTING_LOCK)
-        .execute(&mut *tx)
-        .await?;
-    let created_at = sqlx::query_scalar!(
-        "INSERT INTO webhook_endpoints (id, url, events, secret) VALUES ($1, $2, $3, $4)
-         RETURNING created_at",
-        id,
-        req.url,
-        &names as &[&str],
-        secret
-    )
-    .fetch_one(&mut *tx)
-    .await?;
+    store::lock_routing(&mut tx).await?;
+    let created_at = store::create_endpoint(&mut *tx, id, &req.url, &events, &secret).await?;
     // Events are routed to the webhook queue only while an endpoint is
     // live. Should binding fail now, the notifiers bind within a second.
     if let Err(err) = state.publisher.bind_webhook_events().await {
@@ -212,13 +201,16 @@ fn new_secret() -> String {
 pub async fn list_webhooks(
     State(state): State<AppState>,
 ) -> Result<axum::Json<WebhookList>, ApiError> {
-    let webhooks = sqlx::query_as!(
-        Webhook,
-        r#"SELECT id, url, events AS "events: Vec<WebhookEvent>", created_at
-           FROM webhook_endpoints WHERE deleted_at IS NULL ORDER BY created_at, id"#
-    )
-    .fetch_all(&state.db)
-    .await?;
+    let webhooks = store::list_endpoints(&state.db)
+        .await?
+        .into_iter()
+        .map(|e| Webhook {
+            id: e.id,
+            url: e.url,
+            events: e.events,
+            created_at: e.created_at,
+        })
+        .collect();
     Ok(axum::Json(WebhookList { webhooks }))
 }
 
@@ -231,28 +223,9 @@ pub async fn delete_webhook(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {
-    // Fan-out inserts under a share lock on the endpoint row, so once this
-    // commits no new delivery can appear for it.
-    let mut tx = state.db.begin().await?;
-    let deleted = sqlx::query_scalar!(
-        "UPDATE webhook_endpoints SET deleted_at = coalesce(deleted_at, now())
-         WHERE id = $1 RETURNING id",
-        id
-    )
-    .fetch_optional(&mut *tx)
-    .await?;
-    if deleted.is_none() {
+    let Some(cancelled) = store::delete_endpoint(&state.db, id).await? else {
         return Err(ApiError::NotFound("webhook"));
-    }
-    let cancelled = sqlx::query!(
-        "UPDATE webhook_deliveries SET status = 'cancelled'
-         WHERE endpoint_id = $1 AND status = 'pending'",
-        id
-    )
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    tx.commit().await?;
+    };
     tracing::info!(webhook_id = %id, cancelled, "webhook endpoint deleted");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -267,35 +240,13 @@ pub async fn list_deliveries(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
 ) -> Result<axum::Json<DeliveryList>, ApiError> {
-    let known = sqlx::query_scalar!(
-        "SELECT 1 AS one FROM webhook_endpoints WHERE id = $1 AND deleted_at IS NULL",
-        id
-    )
-    .fetch_optional(&state.db)
-    .await?;
-    if known.is_none() {
+    if !store::endpoint_is_live(&state.db, id).await? {
         return Err(ApiError::NotFound("webhook"));
     }
-    let rows = sqlx::query!(
-        r#"SELECT id, event_id, event_type AS "event_type: WebhookEvent",
-                  status AS "status: DeliveryStatus", booking_id, created_at, delivered_at
-           FROM webhook_deliveries WHERE endpoint_id = $1
-           ORDER BY created_at DESC, id DESC LIMIT $2"#,
-        id,
-        RECENT_DELIVERIES
-    )
-    .fetch_all(&state.db)
-    .await?;
+    let rows = store::recent_deliveries(&state.db, id, RECENT_DELIVERIES).await?;
     let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
     let mut attempts: HashMap<Uuid, Vec<Attempt>> = HashMap::new();
-    let made = sqlx::query!(
-        "SELECT delivery_id, attempt, status_code, error, at FROM webhook_attempts
-         WHERE delivery_id = ANY($1) ORDER BY delivery_id, attempt DESC",
-        &ids
-    )
-    .fetch_all(&state.db)
-    .await?;
-    for a in made {
+    for a in store::attempts_of(&state.db, &ids).await? {
         attempts.entry(a.delivery_id).or_default().push(Attempt {
             attempt: a.attempt,
             status_code: a.status_code,

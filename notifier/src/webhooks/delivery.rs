@@ -20,6 +20,7 @@ use lapin::types::{AMQPValue, FieldTable};
 use reqwest::dns::{Name, Resolve, Resolving};
 use shared::amqp::{self, Outgoing, Publisher};
 use shared::config::WebhookSettings;
+use shared::store::webhooks::{self as store, Due, FailedAttempt};
 use shared::sweep::SweepError;
 use shared::topology::{
     DEAD_LETTER_EXCHANGE, HEADER_ATTEMPTS, HEADER_DEATH_REASON, WEBHOOK_DELIVERIES_DEAD_QUEUE,
@@ -57,20 +58,6 @@ pub struct Sweeper {
     /// POSTs in flight, by endpoint.
     in_flight: Mutex<HashMap<Uuid, usize>>,
     tasks: TaskTracker,
-}
-
-/// A leased delivery and where it goes.
-struct Due {
-    id: Uuid,
-    endpoint_id: Uuid,
-    event_id: Uuid,
-    event_type: String,
-    booking_id: Uuid,
-    show_id: Uuid,
-    payload: serde_json::Value,
-    attempts: i32,
-    url: String,
-    secret: String,
 }
 
 /// A 2xx to record, and the slot it frees once recorded.
@@ -171,32 +158,15 @@ impl Sweeper {
                 .unzip()
         };
         // The lease outlasts the call, so nobody else POSTs while it runs.
-        let lease = (self.settings.timeout + Duration::from_secs(5)).as_secs_f64();
-        let due = sqlx::query_as!(
-            Due,
-            "WITH due AS (
-                 SELECT d.id, e.url, e.secret
-                 FROM webhook_endpoints e
-                 CROSS JOIN LATERAL (
-                     SELECT id FROM webhook_deliveries
-                     WHERE endpoint_id = e.id AND status = 'pending' AND next_attempt_at <= now()
-                     ORDER BY next_attempt_at
-                     LIMIT coalesce((SELECT b.free FROM unnest($1::uuid[], $2::bigint[]) AS b(id, free)
-                                     WHERE b.id = e.id), $3)
-                     FOR UPDATE SKIP LOCKED) d
-                 WHERE e.deleted_at IS NULL
-                 LIMIT $4)
-             UPDATE webhook_deliveries w SET next_attempt_at = now() + make_interval(secs => $5)
-             FROM due WHERE w.id = due.id
-             RETURNING w.id, w.endpoint_id, w.event_id, w.event_type, w.booking_id, w.show_id,
-                       w.payload, w.attempts, due.url, due.secret",
+        let lease = self.settings.timeout + Duration::from_secs(5);
+        let due = store::lease_due(
+            &self.db,
             &busy,
             &left,
             PER_ENDPOINT as i64,
             free as i64,
-            lease
+            lease,
         )
-        .fetch_all(&self.db)
         .await?;
         let mut started = 0;
         let mut unstarted = Vec::new();
@@ -305,14 +275,7 @@ impl Sweeper {
     /// Makes leased deliveries that were not (or not fully) attempted due
     /// again at once, for this or another notifier.
     async fn hand_back(&self, ids: &[Uuid]) -> Result<(), sqlx::Error> {
-        sqlx::query!(
-            "UPDATE webhook_deliveries SET next_attempt_at = now()
-             WHERE id = ANY($1) AND status = 'pending'",
-            ids
-        )
-        .execute(&self.db)
-        .await
-        .map(drop)
+        store::hand_back(&self.db, ids).await
     }
 
     /// POSTs the delivery, signed; any 2xx is success.
@@ -357,27 +320,7 @@ impl Sweeper {
         let ids: Vec<Uuid> = delivered.iter().map(|d| d.id).collect();
         let codes: Vec<Option<i32>> = delivered.iter().map(|d| d.status_code).collect();
         let started: Vec<DateTime<Utc>> = delivered.iter().map(|d| d.started).collect();
-        sqlx::query!(
-            "WITH a AS (
-                 SELECT * FROM unnest($1::uuid[], $2::int4[], $3::timestamptz[])
-                     AS a(id, status_code, started)),
-             d AS (
-                 UPDATE webhook_deliveries w
-                 SET status = 'delivered', delivered_at = now(), attempts = w.attempts + 1,
-                     first_attempt_at = coalesce(w.first_attempt_at, a.started),
-                     last_status_code = a.status_code, last_error = NULL
-                 FROM a WHERE w.id = a.id AND w.status = 'pending'
-                 RETURNING w.id, w.attempts, a.status_code, a.started)
-             INSERT INTO webhook_attempts (delivery_id, attempt, status_code, at)
-             SELECT id, attempts, status_code, started FROM d
-             ON CONFLICT DO NOTHING",
-            &ids,
-            &codes as &[Option<i32>],
-            &started
-        )
-        .execute(&self.db)
-        .await
-        .map(drop)
+        store::record_delivered(&self.db, &ids, &codes, &started).await
     }
 
     /// Records a failed attempt: the next one after the backoff, or, once
@@ -392,41 +335,21 @@ impl Sweeper {
     ) -> Result<(), SweepError> {
         let attempt = row.attempts + 1;
         let wait = shared::retry::backoff(attempt, FIRST_RETRY, self.settings.backoff_max);
-        let mut tx = self.db.begin().await?;
-        let updated = sqlx::query_scalar!(
-            r#"UPDATE webhook_deliveries
-               SET attempts = $2, last_status_code = $3, last_error = $4,
-                   first_attempt_at = coalesce(first_attempt_at, $5),
-                   next_attempt_at = now() + make_interval(secs => $6),
-                   status = CASE WHEN now() >= coalesce(first_attempt_at, $5) + make_interval(secs => $7)
-                                 THEN 'failed' ELSE 'pending' END
-               WHERE id = $1 AND status = 'pending'
-               RETURNING status AS "status: DeliveryStatus""#,
-            row.id,
+        let failed = FailedAttempt {
+            delivery_id: row.id,
             attempt,
-            answer.status_code,
-            answer.error,
-            started,
-            wait.as_secs_f64(),
-            self.settings.retry_for.as_secs_f64()
-        )
-        .fetch_optional(&mut *tx)
-        .await?;
+            status_code: answer.status_code,
+            error: answer.error.as_deref(),
+            at: started,
+        };
+        let mut tx = self.db.begin().await?;
+        let updated =
+            store::record_failure(&mut *tx, &failed, wait, self.settings.retry_for).await?;
         let Some(status) = updated else {
             // Cancelled (its endpoint was deleted) while it was in flight.
             return Ok(());
         };
-        sqlx::query!(
-            "INSERT INTO webhook_attempts (delivery_id, attempt, status_code, error, at)
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-            row.id,
-            attempt,
-            answer.status_code,
-            answer.error,
-            started
-        )
-        .execute(&mut *tx)
-        .await?;
+        store::record_attempt(&mut *tx, &failed).await?;
         let error = answer.error.as_deref().unwrap_or_default();
         if status == DeliveryStatus::Failed {
             self.dead_letter(row, attempt, answer).await?;

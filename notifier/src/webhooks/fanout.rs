@@ -18,8 +18,9 @@ use lapin::Connection;
 use shared::amqp::{self, Publisher};
 use shared::messages::{decode_events, EventRef};
 use shared::store::bookings::{view, BookingView, Lines};
+use shared::store::webhooks::{self as store, NewDeliveries};
 use shared::topology::{Topology, WEBHOOKS_DEAD_QUEUE, WEBHOOKS_QUEUE};
-use shared::webhooks::{WebhookEvent, ROUTING_LOCK};
+use shared::webhooks::WebhookEvent;
 use sqlx::PgPool;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -181,17 +182,11 @@ impl Fanout {
     }
 
     /// Binds `webhooks.events` if some endpoint is live, else unbinds it,
-    /// under the routing lock (see [`ROUTING_LOCK`]).
+    /// under the routing lock (see [`shared::webhooks::ROUTING_LOCK`]).
     async fn route(&self, channel: &lapin::Channel) -> Result<(), RouteError> {
         let mut tx = self.db.begin().await?;
-        sqlx::query!("SELECT pg_advisory_xact_lock($1)", ROUTING_LOCK)
-            .execute(&mut *tx)
-            .await?;
-        let live = sqlx::query_scalar!(
-            r#"SELECT EXISTS (SELECT 1 FROM webhook_endpoints WHERE deleted_at IS NULL) AS "live!""#
-        )
-        .fetch_one(&mut *tx)
-        .await?;
+        store::lock_routing(&mut tx).await?;
+        let live = store::any_endpoint_live(&mut *tx).await?;
         shared::topology::bind_webhook_events(channel, live).await?;
         tx.commit().await?;
         Ok(())
@@ -201,12 +196,7 @@ impl Fanout {
     /// statement at a time, each on its own connection: a transaction held
     /// while the bookings are loaded would need two connections per batch.
     async fn fan_out(&self, events: &[(EventRef, WebhookEvent)]) -> Result<u64, sqlx::Error> {
-        let wanted = sqlx::query_scalar!(
-            r#"SELECT DISTINCT unnest(events) AS "event_type!" FROM webhook_endpoints
-               WHERE deleted_at IS NULL"#
-        )
-        .fetch_all(&self.db)
-        .await?;
+        let wanted = store::wanted_event_types(&self.db).await?;
         let events: Vec<&(EventRef, WebhookEvent)> = events
             .iter()
             .filter(|(_, kind)| wanted.iter().any(|w| w == kind.as_str()))
@@ -220,54 +210,22 @@ impl Fanout {
             .into_iter()
             .map(|loaded| (loaded.view.id, loaded.view))
             .collect();
-        let mut rows = Rows::default();
+        let mut rows = NewDeliveries::default();
         for (event, kind) in events {
             let b = &event.booking;
-            rows.event_ids.push(event.event_id);
-            rows.types.push(kind.as_str());
-            rows.booking_ids.push(b.id);
-            rows.show_ids.push(b.show_id);
-            rows.payloads.push(serde_json::json!({
+            let payload = serde_json::json!({
                 "type": kind,
                 "timestamp": event.occurred_at,
                 // The booking as `GET /v1/bookings/{id}` shows it (events are
                 // only written for bookings that stay).
                 "data": views.get(&b.id),
-            }));
+            });
+            rows.push(event.event_id, *kind, b.id, b.show_id, payload);
         }
-        // Share locks: an endpoint being deleted (which cancels its pending
-        // deliveries) waits for this statement, or this sees it deleted.
-        let created = sqlx::query!(
-            "INSERT INTO webhook_deliveries
-                 (id, endpoint_id, event_id, event_type, booking_id, show_id, payload)
-             SELECT gen_random_uuid(), e.id, v.event_id, v.event_type, v.booking_id, v.show_id, v.payload
-             FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::uuid[], $5::jsonb[])
-                  AS v(event_id, event_type, booking_id, show_id, payload)
-             JOIN webhook_endpoints e ON e.deleted_at IS NULL AND e.events @> ARRAY[v.event_type]
-             FOR SHARE OF e
-             ON CONFLICT (endpoint_id, event_id) DO NOTHING",
-            &rows.event_ids,
-            &rows.types as &[&str],
-            &rows.booking_ids,
-            &rows.show_ids,
-            &rows.payloads
-        )
-        .execute(&self.db)
-        .await?
-        .rows_affected();
+        let created = store::queue_deliveries(&self.db, &rows).await?;
         if created > 0 {
             tracing::info!(created, "webhook deliveries queued");
         }
         Ok(created)
     }
-}
-
-/// A batch's delivery rows, column by column.
-#[derive(Default)]
-struct Rows<'a> {
-    event_ids: Vec<Uuid>,
-    types: Vec<&'a str>,
-    booking_ids: Vec<Uuid>,
-    show_ids: Vec<Uuid>,
-    payloads: Vec<serde_json::Value>,
 }

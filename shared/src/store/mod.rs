@@ -15,11 +15,19 @@
 //! | [`tickets`] | `tickets` |
 //! | [`refunds`] | `refunds`, `test_gateway_refunds` |
 //! | [`reminders`] | `reminders` |
+//! | [`operators`] | `operator_tokens` |
+//! | [`webhooks`] | `webhook_endpoints`, `webhook_deliveries`, `webhook_attempts` |
+//! | [`claims`] | no table: the workers' shard advisory locks and their sessions in `pg_stat_activity` |
+//! | [`health`] | no table: the readiness ping |
 
 pub mod bookings;
+pub mod claims;
+pub mod health;
+pub mod operators;
 pub mod outbox;
 pub mod refunds;
 pub mod reminders;
 pub mod seats;
 pub mod shows;
 pub mod tickets;
+pub mod webhooks;
