@@ -1,4 +1,4 @@
-//! Webhooks (PRODUCT.md §5a): the event types endpoints subscribe to, the
+//! Webhooks (docs/API.md#webhooks): the event types endpoints subscribe to, the
 //! states of a delivery, and which destinations may be called. The API
 //! checks a URL when an endpoint is registered and the notifier again
 //! before every POST, since what a name resolves to can change.

@@ -1,4 +1,4 @@
-//! Signed webhooks (PRODUCT.md §5a): booking events fanned out to one
+//! Signed webhooks (docs/API.md#webhooks): booking events fanned out to one
 //! delivery row per subscribed endpoint ([`fanout`]), POSTed and retried by
 //! the delivery sweeper ([`delivery`]), signed per Standard Webhooks
 //! ([`signing`]); while a sale's requests wait, the fan-out slows down
