@@ -26,8 +26,8 @@ use base64::Engine;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use shared::service::Tasks;
 use sqlx::PgPool;
-use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
@@ -201,9 +201,9 @@ impl Operators {
         Ok(())
     }
 
-    /// Reloads every [`RELOAD_EVERY`] until `cancel` fires.
-    pub fn spawn_reloading(self: Arc<Self>, db: PgPool, cancel: CancellationToken) {
-        tokio::spawn(async move {
+    /// Reloads every [`RELOAD_EVERY`], on `tasks`, until shutdown.
+    pub fn spawn_reloading(self: Arc<Self>, db: PgPool, tasks: &Tasks) {
+        tasks.spawn(|cancel| async move {
             loop {
                 if let Err(err) = self.reload(&db).await {
                     // Revoked tokens stay accepted while this lasts: say so.

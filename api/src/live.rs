@@ -38,6 +38,7 @@ use lapin::types::FieldTable;
 use lapin::Connection;
 use serde::Deserialize;
 use shared::domain::BookingStatus;
+use shared::service::Tasks;
 use shared::topology::{self, Topology, EVENTS_EXCHANGE};
 use shared::view::{self, BookingView, Lines, Loaded};
 use sqlx::PgPool;
@@ -391,24 +392,19 @@ impl Drop for Subscription {
     }
 }
 
-/// Starts the hub's consumer and flusher; both stop when `cancel` fires.
-pub fn spawn(state: &AppState, amqp_url: &str, topology: Topology, cancel: &CancellationToken) {
+/// Starts the hub's consumer and flusher on `tasks`; both stop at shutdown.
+pub fn spawn(state: &AppState, amqp_url: &str, topology: Topology, tasks: &Tasks) {
     let hub = state.live.clone();
     let url = amqp_url.to_owned();
-    let consuming = cancel.child_token();
-    tokio::spawn(async move {
+    tasks.spawn(|consuming| async move {
         let name = format!("api {} live", std::process::id());
         shared::amqp::reconnecting(&url, &name, &topology, &consuming, |conn| {
             consume(hub.clone(), conn, consuming.clone())
         })
         .await;
     });
-    tokio::spawn(flush(
-        state.live.clone(),
-        state.db.clone(),
-        state.lines.clone(),
-        cancel.child_token(),
-    ));
+    let (hub, db, lines) = (state.live.clone(), state.db.clone(), state.lines.clone());
+    tasks.spawn(|cancel| flush(hub, db, lines, cancel));
 }
 
 /// What the hub reads of an event: which booking it concerns.

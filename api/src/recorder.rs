@@ -10,6 +10,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use shared::service::Tasks;
 use shared::view::{self, BookingView, Lines};
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
@@ -59,10 +60,12 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    /// Starts the batching task on the current runtime.
-    pub fn start(db: PgPool, lines: Arc<Lines>) -> Self {
+    /// Starts the batching task on `tasks`. It ends once the last
+    /// `Recorder` is dropped and what it holds is written, not at the
+    /// signal: requests still being served record their bookings.
+    pub fn start(db: PgPool, lines: Arc<Lines>, tasks: &Tasks) -> Self {
         let (queue, incoming) = mpsc::channel(MAX_BATCH * WRITERS * 4);
-        tokio::spawn(run(db, lines, incoming));
+        tasks.spawn_until_done(run(db, lines, incoming));
         Self { queue }
     }
 
