@@ -13,6 +13,7 @@ pub mod ops;
 pub mod retry;
 pub mod service;
 pub mod shutdown;
+pub mod store;
 pub mod sweep;
 pub mod telemetry;
 pub mod topology;
