@@ -112,6 +112,7 @@ impl Notifier {
             name: NOTIFIER_QUEUE,
             prefetch: self.concurrency,
             tag: &tag,
+            no_ack: false,
         };
         consume::concurrently(&conn, queue, cancel.clone(), |delivery| {
             let (this, cancel) = (self.clone(), cancel.clone());

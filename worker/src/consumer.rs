@@ -206,6 +206,7 @@ impl<G: PaymentGateway> ShardConsumer<G> {
             name: &name,
             prefetch: self.settings.prefetch,
             tag: &tag,
+            no_ack: false,
         };
         let settler = Settler {
             dead_letters: &self.dead_letters,

@@ -80,6 +80,7 @@ impl Fanout {
             name: WEBHOOKS_QUEUE,
             prefetch: self.prefetch,
             tag: &tag,
+            no_ack: false,
         };
         let consuming = consume::batches(&conn, queue, MESSAGES_AT_ONCE, &cancel, |batch| {
             self.handle(batch, &cancel)

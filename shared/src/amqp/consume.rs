@@ -4,7 +4,8 @@
 //! handler says what became of each message ([`Settle`]) and
 //! [`Settler::settle`] acks it, dead-letters it or leaves it for
 //! redelivery, only after the handler's work was taken over downstream
-//! (committed, sent). Two ways to take messages: [`batches`] (what is
+//! (committed, sent); or, for a consumer that needs no acks, takes them
+//! as they come. Two ways to take messages: [`batches`] (what is
 //! ready, up to N, handled together) and [`concurrently`] (each on its
 //! own, a bounded number at once).
 
@@ -27,6 +28,10 @@ pub struct Queue<'a> {
     pub prefetch: u16,
     /// The consumer's tag, shown in the management UI.
     pub tag: &'a str,
+    /// No acks: the broker forgets a message once sent. Only for a
+    /// consumer that loses nothing by a lost message (its state is read
+    /// from the database anyway); `prefetch` does not apply.
+    pub no_ack: bool,
 }
 
 /// Why consuming stopped; the subscription is then made again on a new
@@ -190,14 +195,20 @@ async fn subscribe(
     queue: &Queue<'_>,
 ) -> Result<(Channel, lapin::Consumer), ConsumeError> {
     let channel = conn.create_channel().await?;
-    channel
-        .basic_qos(queue.prefetch, BasicQosOptions::default())
-        .await?;
+    if !queue.no_ack {
+        channel
+            .basic_qos(queue.prefetch, BasicQosOptions::default())
+            .await?;
+    }
+    let options = BasicConsumeOptions {
+        no_ack: queue.no_ack,
+        ..Default::default()
+    };
     let consumer = channel
         .basic_consume(
             queue.name.into(),
             queue.tag.into(),
-            BasicConsumeOptions::default(),
+            options,
             FieldTable::default(),
         )
         .await?;
