@@ -25,9 +25,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
+use shared::service::Tasks;
 use shared::store::operators;
 use sqlx::PgPool;
-use tokio_util::sync::CancellationToken;
 
 use crate::error::ApiError;
 use crate::startup::AppState;
@@ -155,9 +155,9 @@ impl Operators {
         Ok(())
     }
 
-    /// Reloads every [`RELOAD_EVERY`] until `cancel` fires.
-    pub fn spawn_reloading(self: Arc<Self>, db: PgPool, cancel: CancellationToken) {
-        tokio::spawn(async move {
+    /// Reloads every [`RELOAD_EVERY`], on `tasks`, until shutdown.
+    pub fn spawn_reloading(self: Arc<Self>, db: PgPool, tasks: &Tasks) {
+        tasks.spawn(|cancel| async move {
             loop {
                 if let Err(err) = self.reload(&db).await {
                     // Revoked tokens stay accepted while this lasts: say so.

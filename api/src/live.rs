@@ -29,15 +29,17 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
+use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
-use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::options::{QueueBindOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::Connection;
 use serde::Deserialize;
+use shared::amqp::consume::{self, ConsumeError, Queue};
 use shared::domain::BookingStatus;
+use shared::service::Tasks;
 use shared::store::bookings::view::{self, BookingView, Loaded};
 use shared::store::bookings::Lines;
 use shared::topology::{self, Topology, EVENTS_EXCHANGE};
@@ -56,6 +58,8 @@ const LINE_EVERY: Duration = Duration::from_secs(1);
 /// Place-in-line updates a process pushes per second at most, over all its
 /// queued streams.
 const PLACES_PER_SECOND: f64 = 2000.0;
+/// Events taken from the queue together at most.
+const EVENTS_AT_ONCE: usize = 256;
 /// After the database failed the hub, the pause before it asks again.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
@@ -392,24 +396,19 @@ impl Drop for Subscription {
     }
 }
 
-/// Starts the hub's consumer and flusher; both stop when `cancel` fires.
-pub fn spawn(state: &AppState, amqp_url: &str, topology: Topology, cancel: &CancellationToken) {
+/// Starts the hub's consumer and flusher on `tasks`; both stop at shutdown.
+pub fn spawn(state: &AppState, amqp_url: &str, topology: Topology, tasks: &Tasks) {
     let hub = state.live.clone();
     let url = amqp_url.to_owned();
-    let consuming = cancel.child_token();
-    tokio::spawn(async move {
+    tasks.spawn(|consuming| async move {
         let name = format!("api {} live", std::process::id());
         shared::amqp::reconnecting(&url, &name, &topology, &consuming, |conn| {
             consume(hub.clone(), conn, consuming.clone())
         })
         .await;
     });
-    tokio::spawn(flush(
-        state.live.clone(),
-        state.db.clone(),
-        state.lines.clone(),
-        cancel.child_token(),
-    ));
+    let (hub, db, lines) = (state.live.clone(), state.db.clone(), state.lines.clone());
+    tasks.spawn(|cancel| flush(hub, db, lines, cancel));
 }
 
 /// What the hub reads of an event: which booking it concerns.
@@ -426,62 +425,60 @@ struct TouchedBooking {
 
 /// One subscription to the events, on one connection: declares and binds
 /// this process's queue (gone with the connection, so a reconnect makes it
-/// anew), reloads everything watched, then marks bookings due as their
-/// events arrive. No acks: the state is read from the database anyway.
+/// anew), reloads everything watched (an event from now on waits in the
+/// queue, so none is missed), then marks bookings due as their events
+/// arrive, a batch at a time. No acks: the state is read from the database
+/// anyway.
 async fn consume(
     hub: Arc<Hub>,
     conn: Arc<Connection>,
     cancel: CancellationToken,
-) -> Result<(), lapin::Error> {
-    let channel = conn.create_channel().await?;
+) -> Result<(), ConsumeError> {
     let queue = topology::live_queue(std::process::id());
+    bind_private(&conn, &queue).await?;
+    tracing::info!(queue, "watching booking events");
+    hub.refresh_all();
+    let events = Queue {
+        name: &queue,
+        prefetch: 0,
+        tag: &queue,
+        no_ack: true,
+    };
+    consume::batches(&conn, events, EVENTS_AT_ONCE, &cancel, |batch| {
+        for delivery in batch {
+            match serde_json::from_slice::<Touched>(&delivery.data) {
+                Ok(Touched { booking: b }) => hub.touched(b.id, b.show_id),
+                Err(err) => tracing::warn!(error = %err, "unreadable booking event ignored"),
+            }
+        }
+        std::future::ready(Ok::<_, ConsumeError>(ControlFlow::Continue(())))
+    })
+    .await
+}
+
+/// Declares `queue`, exclusive to this connection and deleted with it, and
+/// binds every booking event to it.
+async fn bind_private(conn: &Connection, queue: &str) -> Result<(), lapin::Error> {
+    let channel = conn.create_channel().await?;
     let private = QueueDeclareOptions {
         exclusive: true,
         auto_delete: true,
         ..Default::default()
     };
     channel
-        .queue_declare(queue.as_str().into(), private, FieldTable::default())
+        .queue_declare(queue.into(), private, FieldTable::default())
         .await?;
     channel
         .queue_bind(
-            queue.as_str().into(),
+            queue.into(),
             EVENTS_EXCHANGE.into(),
             topology::ALL_BOOKING_EVENTS.into(),
             QueueBindOptions::default(),
             FieldTable::default(),
         )
         .await?;
-    let no_ack = BasicConsumeOptions {
-        no_ack: true,
-        ..Default::default()
-    };
-    let mut consumer = channel
-        .basic_consume(
-            queue.as_str().into(),
-            queue.as_str().into(),
-            no_ack,
-            FieldTable::default(),
-        )
-        .await?;
-    tracing::info!(queue, "watching booking events");
-    hub.refresh_all();
-    let result = loop {
-        let delivery = tokio::select! {
-            () = cancel.cancelled() => break Ok(()),
-            next = consumer.next() => next,
-        };
-        match delivery {
-            Some(Ok(delivery)) => match serde_json::from_slice::<Touched>(&delivery.data) {
-                Ok(Touched { booking: b }) => hub.touched(b.id, b.show_id),
-                Err(err) => tracing::warn!(error = %err, "unreadable booking event ignored"),
-            },
-            Some(Err(err)) => break Err(err),
-            None => break Ok(()),
-        }
-    };
-    shared::amqp::close_channel(&channel, "stopping").await;
-    result
+    shared::amqp::close_channel(&channel, "declared").await;
+    Ok(())
 }
 
 /// Every [`FLUSH_EVERY`]: loads the due bookings and places the queued

@@ -1,8 +1,6 @@
-use std::future::IntoFuture;
-
 use anyhow::Context;
 use shared::config::ExposeSecret;
-use shared::Config;
+use shared::service::Service;
 
 /// Thousands of open event streams, each holding hyper's buffers, leave
 /// glibc's heap fragmented, and every other request then pays for it in
@@ -16,30 +14,28 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let metrics = shared::telemetry::init("api");
-    let config = Config::from_env()?;
-    let shutdown = shared::shutdown::on_signal();
-    let Some(db) = shared::db::connect_and_migrate(
-        config.database_url.expose_secret(),
-        config.db_pool_size,
-        shared::db::Plans::Default,
-        &shutdown,
-    )
-    .await?
-    else {
-        return Ok(());
-    };
+    shared::service::run("api", shared::db::Plans::Default, serve).await
+}
+
+async fn serve(service: Service) -> anyhow::Result<()> {
+    let Service {
+        config,
+        metrics,
+        db,
+        tasks,
+        ..
+    } = service;
     let state = api::startup::AppState {
-        draining: shutdown.child_token(),
-        ..api::startup::AppState::new(&config, db)?
+        draining: tasks.child_token(),
+        ..api::startup::AppState::new(&config, db, &tasks)?
     };
     let topology = shared::topology::Topology::of(&config);
-    api::live::spawn(&state, config.amqp_url.expose_secret(), topology, &shutdown);
+    api::live::spawn(&state, config.amqp_url.expose_secret(), topology, &tasks);
     state
         .operators
         .clone()
-        .spawn_reloading(state.db.clone(), shutdown.child_token());
-    api::rate_limit::spawn_pruning(&state, &shutdown);
+        .spawn_reloading(state.db.clone(), &tasks);
+    api::rate_limit::spawn_pruning(&state, &tasks);
     if let Err(err) = state.publisher.ensure_connected().await {
         // Not fatal: the API answers 503 for bookings until the broker is back.
         tracing::warn!(error = %err, "RabbitMQ not reachable yet");
@@ -55,10 +51,10 @@ async fn main() -> anyhow::Result<()> {
     let app = api::startup::app(state, metrics)
         .into_make_service_with_connect_info::<std::net::SocketAddr>();
     // On the signal: stop accepting, finish the requests in flight (their
-    // publishes included), then exit.
-    let server =
-        axum::serve(listener, app).with_graceful_shutdown(shutdown.child_token().cancelled_owned());
-    shared::shutdown::drain(&shutdown, config.shutdown_grace, server.into_future()).await?;
-    tracing::info!("api stopped");
+    // publishes included), then return; the recorder ends once the last
+    // request let go of it.
+    axum::serve(listener, app)
+        .with_graceful_shutdown(tasks.child_token().cancelled_owned())
+        .await?;
     Ok(())
 }

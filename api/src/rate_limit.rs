@@ -18,7 +18,7 @@ use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
 use shared::config::{RateLimitSettings, TrustedProxies};
-use tokio_util::sync::CancellationToken;
+use shared::service::Tasks;
 
 use crate::error::ApiError;
 use crate::startup::AppState;
@@ -123,14 +123,13 @@ pub async fn check(State(limiter): State<Arc<Limiter>>, request: Request, next: 
 }
 
 /// Forgets the clients whose bucket is full again, once per refill time
-/// (at least a second), until `shutdown`: the limiter then holds only the
-/// clients seen in about the last two refill times.
-pub fn spawn_pruning(state: &AppState, shutdown: &CancellationToken) {
+/// (at least a second), on `tasks` until shutdown: the limiter then holds
+/// only the clients seen in about the last two refill times.
+pub fn spawn_pruning(state: &AppState, tasks: &Tasks) {
     let Some(limiter) = state.rate_limit.clone() else {
         return;
     };
-    let shutdown = shutdown.child_token();
-    tokio::spawn(async move {
+    tasks.spawn(|shutdown| async move {
         let mut every = tokio::time::interval(limiter.refill.max(Duration::from_secs(1)));
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

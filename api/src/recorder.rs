@@ -10,12 +10,13 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use shared::service::Tasks;
 use shared::store::bookings::{record, view, BookingView, Lines};
-
-use crate::bookings::BookingRequest;
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
+
+use crate::bookings::BookingRequest;
 
 /// Rows written together at most.
 const MAX_BATCH: usize = 256;
@@ -52,10 +53,12 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    /// Starts the batching task on the current runtime.
-    pub fn start(db: PgPool, lines: Arc<Lines>) -> Self {
+    /// Starts the batching task on `tasks`. It ends once the last
+    /// `Recorder` is dropped and what it holds is written, not at the
+    /// signal: requests still being served record their bookings.
+    pub fn start(db: PgPool, lines: Arc<Lines>, tasks: &Tasks) -> Self {
         let (queue, incoming) = mpsc::channel(MAX_BATCH * WRITERS * 4);
-        tokio::spawn(run(db, lines, incoming));
+        tasks.spawn_until_done(run(db, lines, incoming));
         Self { queue }
     }
 

@@ -8,6 +8,7 @@ use axum::http::{HeaderName, Request};
 use axum::Router;
 use shared::amqp::Publisher;
 use shared::config::ExposeSecret;
+use shared::service::Tasks;
 use shared::store::bookings::Lines;
 use shared::telemetry::PrometheusHandle;
 use shared::topology::Topology;
@@ -49,7 +50,9 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(config: &Config, db: PgPool) -> anyhow::Result<Self> {
+    /// The state the api serves with; its background work (the recorder)
+    /// runs on `tasks`.
+    pub fn new(config: &Config, db: PgPool, tasks: &Tasks) -> anyhow::Result<Self> {
         let admin_token = config
             .admin_token
             .as_ref()
@@ -61,23 +64,35 @@ impl AppState {
             rate_limit: config
                 .rate_limit
                 .map(|limit| Arc::new(Limiter::new(limit, config.trusted_proxies.clone()))),
-            ..Self::with(
+            ..Self::on(
                 db,
                 config.amqp_url.expose_secret(),
                 Topology::of(config),
                 admin_token,
+                tasks,
             )
         })
     }
 
     /// The state from the few settings it needs, for callers without a
-    /// whole [`Config`] (in-process tests); no rate limit.
+    /// whole [`Config`] (in-process tests, which drain nothing); no rate
+    /// limit.
     pub fn with(db: PgPool, amqp_url: &str, topology: Topology, admin_token: &str) -> Self {
+        Self::on(db, amqp_url, topology, admin_token, &Tasks::default())
+    }
+
+    fn on(
+        db: PgPool,
+        amqp_url: &str,
+        topology: Topology,
+        admin_token: &str,
+        tasks: &Tasks,
+    ) -> Self {
         let name = format!("api {}", std::process::id());
         let lines = Arc::new(Lines::default());
         Self {
             catalog: Arc::default(),
-            recorder: Recorder::start(db.clone(), lines.clone()),
+            recorder: Recorder::start(db.clone(), lines.clone(), tasks),
             lines,
             db,
             publisher: Arc::new(Publisher::new(amqp_url, &name, topology)),

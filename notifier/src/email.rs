@@ -2,53 +2,18 @@
 //! HTML, from the templates in `notifier/templates`).
 
 use minijinja::{context, Environment};
-use shared::messages::{BookingEvent, BookingSnapshot, EventKind};
+use shared::messages::{BookingEvent, BookingSnapshot};
 
-/// An email the notifier sends; also the key under which it is recorded as
-/// sent, so each booking gets each kind at most once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EmailKind {
-    Confirmation,
-    Cancellation,
-    HoldExpired,
-    Reminder,
-    /// Returned tickets are held for a waitlisted booking.
-    Offer,
-}
+pub use shared::store::emails::EmailKind;
 
-impl EmailKind {
-    pub fn for_event(kind: EventKind) -> Option<Self> {
-        match kind {
-            EventKind::Confirmed => Some(Self::Confirmation),
-            EventKind::Cancelled => Some(Self::Cancellation),
-            EventKind::Expired => Some(Self::HoldExpired),
-            EventKind::Reminder => Some(Self::Reminder),
-            EventKind::Offered => Some(Self::Offer),
-            EventKind::Held
-            | EventKind::Rejected
-            | EventKind::Waitlisted
-            | EventKind::PaymentDeclined => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Confirmation => "confirmation",
-            Self::Cancellation => "cancellation",
-            Self::HoldExpired => "hold_expired",
-            Self::Reminder => "reminder",
-            Self::Offer => "offer",
-        }
-    }
-
-    fn subject(self, b: &BookingSnapshot) -> String {
-        match self {
-            Self::Confirmation => format!("Your tickets for {}", b.show_name),
-            Self::Cancellation => format!("Booking cancelled: {}", b.show_name),
-            Self::HoldExpired => format!("Your hold for {} has expired", b.show_name),
-            Self::Reminder => format!("Reminder: {} is coming up", b.show_name),
-            Self::Offer => format!("A place opened up for {}", b.show_name),
-        }
+/// The subject line of an email of `kind` about booking `b`.
+fn subject(kind: EmailKind, b: &BookingSnapshot) -> String {
+    match kind {
+        EmailKind::Confirmation => format!("Your tickets for {}", b.show_name),
+        EmailKind::Cancellation => format!("Booking cancelled: {}", b.show_name),
+        EmailKind::HoldExpired => format!("Your hold for {} has expired", b.show_name),
+        EmailKind::Reminder => format!("Reminder: {} is coming up", b.show_name),
+        EmailKind::Offer => format!("A place opened up for {}", b.show_name),
     }
 }
 
@@ -113,7 +78,7 @@ impl Templates {
         event: &BookingEvent,
     ) -> Result<Rendered, minijinja::Error> {
         let b = &event.booking;
-        let subject = kind.subject(b);
+        let subject = subject(kind, b);
         let ctx = context! {
             b => b,
             subject => &subject,
@@ -148,7 +113,7 @@ mod tests {
     use super::*;
     use chrono::Utc;
     use shared::domain::BookingStatus;
-    use shared::messages::SeatLabel;
+    use shared::messages::{EventKind, SeatLabel};
     use uuid::Uuid;
 
     fn event(seats: Vec<SeatLabel>) -> BookingEvent {

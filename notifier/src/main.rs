@@ -8,35 +8,21 @@ mod webhooks;
 
 use std::sync::Arc;
 
-use shared::amqp::Publisher;
 use shared::config::ExposeSecret;
-use shared::topology::Topology;
-use shared::Config;
+use shared::db::Plans;
+use shared::service::Service;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use tokio::sync::Notify;
-use tokio_util::task::TaskTracker;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let metrics = shared::telemetry::init("notifier");
-    let config = Config::from_env()?;
-    let shutdown = shared::shutdown::on_signal();
-    let Some(db) = shared::db::connect_and_migrate(
-        config.database_url.expose_secret(),
-        config.db_pool_size,
-        shared::db::Plans::Default,
-        &shutdown,
-    )
-    .await?
-    else {
-        return Ok(());
-    };
-    let topology = Topology::of(&config);
-    let publisher = Arc::new(Publisher::new(
-        config.amqp_url.expose_secret(),
-        &format!("notifier {} publisher", std::process::id()),
-        topology,
-    ));
+    shared::service::run("notifier", Plans::Default, work).await
+}
+
+async fn work(service: Service) -> anyhow::Result<()> {
+    let (config, db, tasks) = (&service.config, &service.db, &service.tasks);
+    let topology = service.topology();
+    let publisher = service.publisher();
     let notifier = Arc::new(consumer::Notifier {
         db: db.clone(),
         mailer: mailer::Mailer::new(config.smtp_url.expose_secret(), &config.mail_from)?,
@@ -59,27 +45,16 @@ async fn main() -> anyhow::Result<()> {
         pace: webhooks::pace::Pace::new(&config.webhooks),
     });
     let sweeper = Arc::new(webhooks::delivery::Sweeper::new(
-        bookkeeping(&db, config.db_pool_size),
+        bookkeeping(db, config.db_pool_size),
         config.webhooks,
         publisher.clone(),
         wake,
     )?);
 
-    shared::ops::spawn_untracked(
-        config.metrics_addr,
-        metrics,
-        db.clone(),
-        publisher.clone(),
-        &shutdown,
-    );
-    let tasks = TaskTracker::new();
-    tasks.spawn(notifier.run(shutdown.child_token()));
-    tasks.spawn(fanout.run(shutdown.child_token()));
-    tasks.spawn(sweeper.run(shutdown.child_token()));
-    tasks.close();
-    shared::shutdown::drain(&shutdown, config.shutdown_grace, tasks.wait()).await;
-    db.close().await;
-    tracing::info!("notifier stopped");
+    service.serve_ops(publisher);
+    tasks.spawn(|cancel| notifier.run(cancel));
+    tasks.spawn(|cancel| fanout.run(cancel));
+    tasks.spawn(|cancel| sweeper.run(cancel));
     Ok(())
 }
 

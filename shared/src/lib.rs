@@ -11,6 +11,7 @@ pub mod messages;
 pub mod names;
 pub mod ops;
 pub mod retry;
+pub mod service;
 pub mod shutdown;
 pub mod store;
 pub mod sweep;

@@ -7,18 +7,17 @@
 //! leaves unacked messages that RabbitMQ redelivers; deciding is idempotent.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::future::Future;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::join_all;
-use futures::{FutureExt, StreamExt};
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
-use lapin::types::FieldTable;
 use lapin::Connection;
-use shared::amqp::{self, PublishError, Publisher};
+use shared::amqp::consume::{self, Queue, Settle, Settler};
+use shared::amqp::{self, Publisher};
 use shared::messages::BookingCommand;
+use shared::retry::{Failure, Retry, Tried};
 use shared::topology::{self, Topology};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -54,14 +53,10 @@ pub struct ShardConsumer<G> {
 /// Why consuming stopped (the session reconnects after any of these).
 #[derive(Debug, thiserror::Error)]
 pub enum ConsumeError {
-    #[error("RabbitMQ: {0}")]
-    Broker(#[from] lapin::Error),
-    #[error("dead-lettering failed: {0}")]
-    DeadLetter(#[from] PublishError),
+    #[error(transparent)]
+    Consume(#[from] consume::ConsumeError),
     #[error("shard claims: {0}")]
     Claims(#[from] sqlx::Error),
-    #[error("the broker ended the subscription")]
-    SubscriptionEnded,
     #[error("the connection to RabbitMQ was lost")]
     ConnectionLost,
     #[error("a shard consumer stopped by itself")]
@@ -70,25 +65,10 @@ pub enum ConsumeError {
     ShardPanicked(String),
 }
 
-/// Whether to take the next batch after a unit of work.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Flow {
-    Continue,
-    /// Shutdown or hand-over while a dependency was down: what is left of
-    /// the batch stays unacked and is redelivered.
-    Interrupted,
-}
-
-/// How retrying a unit of work ended.
-enum Tried<T> {
-    Done(T),
-    /// Failed on every bounded attempt.
-    GaveUp {
-        error: String,
-        attempts: u32,
-    },
-    Interrupted,
-}
+/// How trying to decide a run of commands ended. `Interrupted`: shutdown
+/// or hand-over while a dependency was down; what is left of the batch
+/// stays unacked and is redelivered.
+type Decided = Tried<Vec<Outcome>, DecideError>;
 
 /// A shard being consumed.
 struct Running {
@@ -220,46 +200,24 @@ impl<G: PaymentGateway> ShardConsumer<G> {
         shard: u16,
         stop: CancellationToken,
     ) -> Result<(), ConsumeError> {
-        let queue = Topology::shard_queue(shard);
-        let channel = conn.create_channel().await?;
-        channel
-            .basic_qos(self.settings.prefetch, BasicQosOptions::default())
-            .await?;
+        let name = Topology::shard_queue(shard);
         let tag = format!("worker-{}-shard-{shard:02}", std::process::id());
-        let mut consumer = channel
-            .basic_consume(
-                queue.as_str().into(),
-                tag.as_str().into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-        tracing::info!(shard, "consuming shard");
-        let result = loop {
-            let first = tokio::select! {
-                biased;
-                () = stop.cancelled() => break Ok(()),
-                next = consumer.next() => next,
-            };
-            let mut batch = match first {
-                Some(Ok(delivery)) => vec![delivery],
-                Some(Err(err)) => break Err(err.into()),
-                None => break Err(ConsumeError::SubscriptionEnded),
-            };
-            // Take what is already here without waiting for more.
-            while batch.len() < MAX_BATCH {
-                match consumer.next().now_or_never() {
-                    Some(Some(Ok(delivery))) => batch.push(delivery),
-                    _ => break,
-                }
-            }
-            match self.handle_batch(&queue, batch, &stop).await {
-                Ok(Flow::Continue) => {}
-                Ok(Flow::Interrupted) => break Ok(()),
-                Err(err) => break Err(err),
-            }
+        let queue = Queue {
+            name: &name,
+            prefetch: self.settings.prefetch,
+            tag: &tag,
+            no_ack: false,
         };
-        amqp::close_channel(&channel, "shard released").await;
+        let settler = Settler {
+            dead_letters: &self.dead_letters,
+            queue: &name,
+            dead_queue: topology::REQUESTS_DEAD_QUEUE,
+        };
+        tracing::info!(shard, "consuming shard");
+        let result = consume::batches(&conn, queue, MAX_BATCH, &stop, |batch| {
+            self.handle_batch(&settler, batch, &stop)
+        })
+        .await;
         tracing::info!(shard, "stopped consuming shard");
         result
     }
@@ -267,10 +225,10 @@ impl<G: PaymentGateway> ShardConsumer<G> {
     /// Decides a batch: each show's commands, in order, as one run.
     async fn handle_batch(
         &self,
-        queue: &str,
+        settler: &Settler<'_>,
         batch: Vec<Delivery>,
         stop: &CancellationToken,
-    ) -> Result<Flow, ConsumeError> {
+    ) -> Result<ControlFlow<()>, ConsumeError> {
         let mut per_show: Vec<(Uuid, Vec<(Delivery, BookingCommand)>)> = Vec::new();
         for delivery in batch {
             match serde_json::from_slice::<BookingCommand>(&delivery.data) {
@@ -284,27 +242,33 @@ impl<G: PaymentGateway> ShardConsumer<G> {
                 Err(err) => {
                     metrics::counter!("worker_messages_total", "outcome" => "unparseable")
                         .increment(1);
-                    tracing::error!(error = %err, queue, "unparseable message, dead-lettering");
-                    self.dead_letter(queue, &delivery, &format!("unparseable: {err}"), 1)
-                        .await?;
-                    delivery.acker.ack(BasicAckOptions::default()).await?;
+                    tracing::error!(error = %err, queue = settler.queue, "unparseable message, dead-lettering");
+                    let settle = Settle::DeadLetter {
+                        reason: format!("unparseable: {err}"),
+                        attempts: 1,
+                    };
+                    settler.settle(&delivery, settle).await?;
                 }
             }
         }
         if per_show.len() > 1 {
             if let Some(outcomes) = self.decide_together(&per_show).await {
                 for ((_, items), outcomes) in per_show.iter().zip(outcomes) {
-                    self.settle(queue, items, Tried::Done(outcomes)).await?;
+                    acked(settler, items, outcomes).await?;
                 }
-                return Ok(Flow::Continue);
+                return Ok(ControlFlow::Continue(()));
             }
         }
         for (show, items) in &per_show {
-            if self.decide_run(queue, *show, items, stop).await? == Flow::Interrupted {
-                return Ok(Flow::Interrupted);
+            if self
+                .decide_run(settler, *show, items, stop)
+                .await?
+                .is_break()
+            {
+                return Ok(ControlFlow::Break(()));
             }
         }
-        Ok(Flow::Continue)
+        Ok(ControlFlow::Continue(()))
     }
 
     /// Every show's run of a batch in one transaction, tried once. `None`
@@ -342,31 +306,34 @@ impl<G: PaymentGateway> ShardConsumer<G> {
     /// the others down with it.
     async fn decide_run(
         &self,
-        queue: &str,
+        settler: &Settler<'_>,
         show: Uuid,
         items: &[(Delivery, BookingCommand)],
         stop: &CancellationToken,
-    ) -> Result<Flow, ConsumeError> {
+    ) -> Result<ControlFlow<()>, ConsumeError> {
         match self.try_decide(show, items, stop).await {
             Tried::GaveUp { .. } if items.len() > 1 => {
                 for one in items.chunks(1) {
                     let tried = self.try_decide(show, one, stop).await;
-                    if self.settle(queue, one, tried).await? == Flow::Interrupted {
-                        return Ok(Flow::Interrupted);
+                    if self.settle(settler, one, tried).await?.is_break() {
+                        return Ok(ControlFlow::Break(()));
                     }
                 }
-                Ok(Flow::Continue)
+                Ok(ControlFlow::Continue(()))
             }
-            tried => self.settle(queue, items, tried).await,
+            tried => self.settle(settler, items, tried).await,
         }
     }
 
+    /// Decides with exponential backoff and jitter: without limit while a
+    /// dependency is down (the message is fine and must not be
+    /// dead-lettered for it), up to `max_attempts` for anything else.
     async fn try_decide(
         &self,
         show: Uuid,
         items: &[(Delivery, BookingCommand)],
         stop: &CancellationToken,
-    ) -> Tried<Vec<Outcome>> {
+    ) -> Decided {
         let commands: Vec<BookingCommand> = items.iter().map(|(_, c)| c.clone()).collect();
         let span = match commands.as_slice() {
             [one] => tracing::info_span!(
@@ -377,7 +344,23 @@ impl<G: PaymentGateway> ShardConsumer<G> {
             ),
             many => tracing::info_span!("decide", show_id = %show, commands = many.len()),
         };
-        self.retrying(stop, || self.applier.apply(show, &commands))
+        let retry = Retry {
+            what: "decision",
+            first: Duration::from_millis(20),
+            max_attempts: self.settings.max_attempts,
+            cancel: stop,
+        };
+        let failure = |err: &DecideError| {
+            if matches!(err, DecideError::Conflict(_)) {
+                metrics::counter!("worker_version_conflicts_total").increment(1);
+            }
+            match err.is_outage() {
+                true => Failure::Outage,
+                false => Failure::Counted,
+            }
+        };
+        retry
+            .run(|| self.applier.apply(show, &commands), failure)
             .instrument(span)
             .await
     }
@@ -385,95 +368,43 @@ impl<G: PaymentGateway> ShardConsumer<G> {
     /// Acks what was decided, or dead-letters the one command that failed.
     async fn settle(
         &self,
-        queue: &str,
+        settler: &Settler<'_>,
         items: &[(Delivery, BookingCommand)],
-        tried: Tried<Vec<Outcome>>,
-    ) -> Result<Flow, ConsumeError> {
+        tried: Decided,
+    ) -> Result<ControlFlow<()>, ConsumeError> {
         match tried {
             Tried::Done(outcomes) => {
-                for ((delivery, command), outcome) in items.iter().zip(outcomes) {
-                    record(command, outcome);
-                    delivery.acker.ack(BasicAckOptions::default()).await?;
-                }
-                Ok(Flow::Continue)
+                acked(settler, items, outcomes).await?;
+                Ok(ControlFlow::Continue(()))
             }
             Tried::GaveUp { error, attempts } => {
-                self.give_up(queue, &items[0], &error, attempts).await?;
-                Ok(Flow::Continue)
+                self.give_up(settler, &items[0], &error.to_string(), attempts)
+                    .await?;
+                Ok(ControlFlow::Continue(()))
             }
-            Tried::Interrupted => Ok(Flow::Interrupted),
+            Tried::Interrupted => Ok(ControlFlow::Break(())),
         }
     }
 
-    /// Dead-letters a message that failed every attempt, then acks it.
+    /// Dead-letters a message that failed every attempt, marks its booking,
+    /// then acks it.
     async fn give_up(
         &self,
-        queue: &str,
+        settler: &Settler<'_>,
         (delivery, command): &(Delivery, BookingCommand),
         error: &str,
         attempts: u32,
     ) -> Result<(), ConsumeError> {
         metrics::counter!("worker_messages_total", "outcome" => "dead_lettered").increment(1);
         tracing::error!(booking_id = %command.booking_id(), error, attempts, "giving up, dead-lettering");
-        let attempts = attempts + amqp::previous_deliveries(delivery);
-        self.dead_letter(queue, delivery, error, attempts).await?;
+        settler
+            .dead_letter(delivery, error, attempts)
+            .await
+            .map_err(consume::ConsumeError::from)?;
         if let Err(err) = self.applier.mark_dead_lettered(command.booking_id()).await {
             tracing::error!(error = %err, "could not mark the booking as dead-lettered");
         }
-        delivery.acker.ack(BasicAckOptions::default()).await?;
-        Ok(())
-    }
-
-    /// Runs `op` with exponential backoff and jitter: without limit while a
-    /// dependency is down (the message is fine and must not be dead-lettered
-    /// for it), up to `max_attempts` for anything else.
-    async fn retrying<T, F, Fut>(&self, stop: &CancellationToken, mut op: F) -> Tried<T>
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, DecideError>>,
-    {
-        let mut delays = shared::retry::delays(Duration::from_millis(20));
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            let err = match op().await {
-                Ok(value) => return Tried::Done(value),
-                Err(err) => err,
-            };
-            if matches!(err, DecideError::Conflict(_)) {
-                metrics::counter!("worker_version_conflicts_total").increment(1);
-            }
-            if !err.is_outage() && attempts >= self.settings.max_attempts {
-                return Tried::GaveUp {
-                    error: err.to_string(),
-                    attempts,
-                };
-            }
-            let wait = delays.next().unwrap_or(Duration::from_secs(5));
-            tracing::warn!(error = %err, attempts, ?wait, "decision failed, retrying");
-            tokio::select! {
-                () = tokio::time::sleep(wait) => {}
-                () = stop.cancelled() => return Tried::Interrupted,
-            }
-        }
-    }
-
-    async fn dead_letter(
-        &self,
-        queue: &str,
-        delivery: &Delivery,
-        reason: &str,
-        attempts: u32,
-    ) -> Result<(), ConsumeError> {
-        self.dead_letters
-            .dead_letter(
-                delivery,
-                queue,
-                topology::REQUESTS_DEAD_QUEUE,
-                reason,
-                attempts,
-            )
-            .await?;
+        settler.ack(delivery).await?;
         Ok(())
     }
 }
@@ -498,6 +429,19 @@ async fn reap(running: &mut BTreeMap<u16, Running>) -> Option<ConsumeError> {
         failure.get_or_insert(err);
     }
     failure
+}
+
+/// Acks what was decided, counting each outcome.
+async fn acked(
+    settler: &Settler<'_>,
+    items: &[(Delivery, BookingCommand)],
+    outcomes: Vec<Outcome>,
+) -> Result<(), ConsumeError> {
+    for ((delivery, command), outcome) in items.iter().zip(outcomes) {
+        record(command, outcome);
+        settler.ack(delivery).await?;
+    }
+    Ok(())
 }
 
 fn record(command: &BookingCommand, outcome: Outcome) {

@@ -2,11 +2,10 @@
 
 use std::sync::Arc;
 
-use shared::amqp::Publisher;
 use shared::config::ExposeSecret;
+use shared::db::Plans;
+use shared::service::{Service, Starting};
 use shared::topology::Topology;
-use shared::Config;
-use tokio_util::task::TaskTracker;
 use worker::{apply, consumer, expiry, outbox, payment, refunds, reminders, replay, requeue};
 
 /// The booking worker. Without a subcommand it runs the worker.
@@ -34,10 +33,10 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = <Cli as clap::Parser>::parse();
-    let metrics = shared::telemetry::init("worker");
-    let config = Config::from_env()?;
+    let starting = Starting::new("worker")?;
     if let Some(Command::ReplayDeadLetters { queue, limit }) = cli.command {
-        let topology = Topology::of(&config);
+        let config = &starting.config;
+        let topology = Topology::of(config);
         let summary = replay::run(config.amqp_url.expose_secret(), topology, &queue, limit).await?;
         println!(
             "replayed {} message(s) from {queue}; kept {} that cannot be parsed",
@@ -45,23 +44,12 @@ async fn main() -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    let shutdown = shared::shutdown::on_signal();
-    let Some(db) = shared::db::connect_and_migrate(
-        config.database_url.expose_secret(),
-        config.db_pool_size,
-        shared::db::Plans::PerExecution,
-        &shutdown,
-    )
-    .await?
-    else {
-        return Ok(());
-    };
-    let topology = Topology::of(&config);
-    let publisher = Arc::new(Publisher::new(
-        config.amqp_url.expose_secret(),
-        &format!("worker {} publisher", std::process::id()),
-        topology,
-    ));
+    starting.run(Plans::PerExecution, work).await
+}
+
+async fn work(service: Service) -> anyhow::Result<()> {
+    let (config, db, tasks) = (&service.config, &service.db, &service.tasks);
+    let publisher = service.publisher();
     let actor = format!("worker-{}", std::process::id());
     let gateway = payment::TestGateway::new(db.clone(), config.test_gateway);
     let applier = Arc::new(apply::Applier::new(
@@ -74,7 +62,7 @@ async fn main() -> anyhow::Result<()> {
         consumer::Settings {
             amqp_url: config.amqp_url.expose_secret().to_owned(),
             database_url: config.database_url.expose_secret().to_owned(),
-            topology,
+            topology: service.topology(),
             prefetch: config.prefetch,
             max_attempts: config.max_attempts,
         },
@@ -82,39 +70,18 @@ async fn main() -> anyhow::Result<()> {
         publisher.clone(),
     );
 
-    shared::ops::spawn_untracked(
-        config.metrics_addr,
-        metrics,
-        db.clone(),
-        publisher.clone(),
-        &shutdown,
-    );
-    let tasks = TaskTracker::new();
-    tasks.spawn(consumer.run(shutdown.child_token()));
+    service.serve_ops(publisher.clone());
+    tasks.spawn(|cancel| consumer.run(cancel));
     tasks.spawn({
-        let (db, publisher, cancel) = (db.clone(), publisher.clone(), shutdown.child_token());
-        async move { outbox::run(db, &publisher, cancel).await }
+        let (db, publisher) = (db.clone(), publisher.clone());
+        move |cancel| async move { outbox::run(db, &publisher, cancel).await }
     });
-    tasks.spawn(expiry::run(db.clone(), shutdown.child_token()));
-    tasks.spawn(refunds::run(
-        db.clone(),
-        gateway,
-        config.refund_timeout,
-        shutdown.child_token(),
-    ));
-    tasks.spawn(reminders::run(
-        db.clone(),
-        config.reminder_lead,
-        shutdown.child_token(),
-    ));
+    tasks.spawn(|cancel| expiry::run(db.clone(), cancel));
+    tasks.spawn(|cancel| refunds::run(db.clone(), gateway, config.refund_timeout, cancel));
+    tasks.spawn(|cancel| reminders::run(db.clone(), config.reminder_lead, cancel));
     tasks.spawn({
-        let (db, publisher, cancel) = (db.clone(), publisher, shutdown.child_token());
-        let older_than = config.requeue_after;
-        async move { requeue::run(db, &publisher, older_than, cancel).await }
+        let (db, older_than) = (db.clone(), config.requeue_after);
+        move |cancel| async move { requeue::run(db, &publisher, older_than, cancel).await }
     });
-    tasks.close();
-    shared::shutdown::drain(&shutdown, config.shutdown_grace, tasks.wait()).await;
-    db.close().await;
-    tracing::info!("worker stopped");
     Ok(())
 }

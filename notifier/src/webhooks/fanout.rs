@@ -15,8 +15,10 @@ use std::sync::Arc;
 use lapin::message::Delivery;
 use lapin::options::BasicAckOptions;
 use lapin::Connection;
+use shared::amqp::consume::{self, ConsumeError, Queue, Settler};
 use shared::amqp::{self, Publisher};
 use shared::messages::{decode_events, EventRef};
+use shared::retry::until_done;
 use shared::store::bookings::{view, BookingView, Lines};
 use shared::store::webhooks::{self as store, NewDeliveries};
 use shared::topology::{Topology, WEBHOOKS_DEAD_QUEUE, WEBHOOKS_QUEUE};
@@ -28,7 +30,6 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use super::pace::Pace;
-use crate::consumer::{consume_batches, until_done, ConsumeError};
 
 /// Events fanned out together at most: one statement's delivery rows, and
 /// what the pace admits at once.
@@ -75,14 +76,16 @@ impl Fanout {
         conn: Arc<Connection>,
         cancel: CancellationToken,
     ) -> Result<(), ConsumeError> {
-        let consuming = consume_batches(
-            &conn,
-            WEBHOOKS_QUEUE,
-            self.prefetch,
-            MESSAGES_AT_ONCE,
-            cancel.clone(),
-            |batch| self.handle(batch, &cancel),
-        );
+        let tag = format!("{WEBHOOKS_QUEUE}-{}", std::process::id());
+        let queue = Queue {
+            name: WEBHOOKS_QUEUE,
+            prefetch: self.prefetch,
+            tag: &tag,
+            no_ack: false,
+        };
+        let consuming = consume::batches(&conn, queue, MESSAGES_AT_ONCE, &cancel, |batch| {
+            self.handle(batch, &cancel)
+        });
         tokio::select! {
             done = consuming => done,
             failed = self.keep_bound(&conn, &cancel) => failed,
@@ -131,6 +134,11 @@ impl Fanout {
         let Some(last) = batch.last().map(|d| d.acker.clone()) else {
             return Ok(ControlFlow::Continue(()));
         };
+        let settler = Settler {
+            dead_letters: &self.dead_letters,
+            queue: WEBHOOKS_QUEUE,
+            dead_queue: WEBHOOKS_DEAD_QUEUE,
+        };
         let mut events = Vec::new();
         for delivery in &batch {
             match decode_events(&delivery.data) {
@@ -139,17 +147,10 @@ impl Fanout {
                 })),
                 Err(err) => {
                     tracing::error!(error = %err, "dead-lettering unparseable events");
-                    let attempts = 1 + amqp::previous_deliveries(delivery);
-                    self.dead_letters
-                        .dead_letter(
-                            delivery,
-                            WEBHOOKS_QUEUE,
-                            WEBHOOKS_DEAD_QUEUE,
-                            &format!("unparseable events: {err}"),
-                            attempts,
-                        )
-                        .await
-                        .map_err(ConsumeError::DeadLetter)?;
+                    // Acked with the batch below.
+                    settler
+                        .dead_letter(delivery, &format!("unparseable events: {err}"), 1)
+                        .await?;
                 }
             }
         }
@@ -176,7 +177,7 @@ impl Fanout {
             }
         }
         // Every earlier message of the channel is settled (see
-        // `consume_batches`), so one ack covers the batch.
+        // `consume::batches`), so one ack covers the batch.
         last.ack(BasicAckOptions { multiple: true }).await?;
         Ok(ControlFlow::Continue(()))
     }

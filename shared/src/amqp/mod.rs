@@ -6,6 +6,7 @@
 //! replaced on the next publish. Every URL here may list the nodes of a
 //! cluster ([`nodes`]); a connection goes to the first of them that answers.
 
+pub mod consume;
 pub mod nodes;
 
 use std::future::Future;

@@ -15,6 +15,7 @@
 //! | [`tickets`] | `tickets` |
 //! | [`refunds`] | `refunds`, `test_gateway_refunds` |
 //! | [`reminders`] | `reminders` |
+//! | [`emails`] | `sent_emails` |
 //! | [`operators`] | `operator_tokens` |
 //! | [`webhooks`] | `webhook_endpoints`, `webhook_deliveries`, `webhook_attempts` |
 //! | [`claims`] | no table: the workers' shard advisory locks and their sessions in `pg_stat_activity` |
@@ -22,6 +23,7 @@
 
 pub mod bookings;
 pub mod claims;
+pub mod emails;
 pub mod health;
 pub mod operators;
 pub mod outbox;

@@ -180,7 +180,8 @@ async fn a_row_postgresql_refuses_fails_alone_in_its_group_commit() {
     let app = TestApp::spawn().await;
     let show: Uuid = app.ga_show(100).await.parse().unwrap();
     let db = app.db().await;
-    let recorder = api::recorder::Recorder::start(db.clone(), Default::default());
+    let recorder =
+        api::recorder::Recorder::start(db.clone(), Default::default(), &Default::default());
     let bad = |i: usize| i % 10 == 3;
     let rows: Vec<_> = (0..50)
         .map(|i| api::bookings::BookingRequest {
