@@ -30,7 +30,6 @@ use shared::store::operators;
 use sqlx::PgPool;
 
 use crate::error::ApiError;
-use crate::startup::AppState;
 
 /// How every operator token begins, so a leaked one is recognised (by
 /// secret scanners, in logs) for what it is.
@@ -203,11 +202,19 @@ impl Access {
     }
 }
 
+/// What [`guard`] needs of the state: the tokens, and the database to
+/// look an unknown one up in.
+#[derive(Clone)]
+pub struct Gate {
+    pub operators: Arc<Operators>,
+    pub db: PgPool,
+}
+
 /// The guard in front of a route that declared a role: 401 without or
 /// with an unknown token, 403 without the role; the [`Operator`] is left
 /// in the request's extensions for the handler.
 pub async fn guard(
-    State(state): State<AppState>,
+    State(gate): State<Gate>,
     access: Access,
     mut req: Request,
     next: Next,
@@ -215,7 +222,7 @@ pub async fn guard(
     let Some(needed) = access.role() else {
         return Ok(next.run(req).await);
     };
-    match state.operators.identify(&state.db, req.headers()).await? {
+    match gate.operators.identify(&gate.db, req.headers()).await? {
         Some(operator) if operator.role >= needed => {
             req.extensions_mut().insert(operator);
         }

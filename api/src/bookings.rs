@@ -1,5 +1,5 @@
 //! The bookings service: a request is validated against its show into a
-//! [`BookingRequest`], recorded (group commit, [`crate::recorder`]),
+//! [`BookingRequest`] (with the seats it names, for the answer), recorded (group commit, [`crate::recorder`]),
 //! published with a confirm, and withdrawn again if the publish fails.
 //! The routes only translate HTTP to and from these calls.
 
@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use shared::domain::{
-    BookingId, BookingStatus, Cents, CustomerEmail, ShowId, ShowKind, Wanted,
+    BookingId, BookingRequest, BookingStatus, Cents, CustomerEmail, ShowId, ShowKind, Wanted,
     MAX_TICKETS_PER_BOOKING,
 };
 use shared::messages::BookingCommand;
@@ -22,7 +22,7 @@ use uuid::Uuid;
 use crate::error::{ApiError, FieldError};
 use crate::integer;
 use crate::recorder::Recorded;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::validation::{self, NAME_CHARS, SECTION_CHARS};
 
 /// A booking request: `quantity` (general admission, or seated best
@@ -95,23 +95,6 @@ fn seat_ids_schema() -> Array {
         .build()
 }
 
-/// A booking request that passed validation against its show: what the
-/// recorder writes and the worker decides.
-#[derive(Debug, Clone)]
-pub struct BookingRequest {
-    pub id: BookingId,
-    pub show_id: ShowId,
-    pub email: CustomerEmail,
-    pub name: String,
-    pub wanted: Wanted,
-    /// Join the waiting list rather than be refused when sold out.
-    pub waitlist: bool,
-    /// Unknown until the worker has picked a best-available request's seats.
-    pub total: Option<Cents>,
-    /// The named seats, in seat order, as the answer lists them.
-    pub seats: Vec<BookedSeat>,
-}
-
 /// What a request asks for, once checked against its show.
 struct Asked {
     wanted: Wanted,
@@ -129,7 +112,7 @@ pub async fn submit(
     key: Option<String>,
     body: &NewBooking,
 ) -> Result<BookingView, ApiError> {
-    let request = validate(state, ShowId(show_id), body).await?;
+    let (request, seats) = validate(state, ShowId(show_id), body).await?;
     tracing::Span::current().record("booking_id", tracing::field::display(request.id));
     let key = key.map(|key| {
         let hash = request_hash(&request);
@@ -161,7 +144,7 @@ pub async fn submit(
         email: request.email.as_str().to_owned(),
         quantity: request.wanted.quantity(),
         name: request.name,
-        seats: request.seats,
+        seats,
         total_cents: request.total.map(|c| c.0),
         hold_expires_at: None,
         position,
@@ -185,7 +168,7 @@ async fn validate(
     state: &AppState,
     show_id: ShowId,
     req: &NewBooking,
-) -> Result<BookingRequest, ApiError> {
+) -> Result<(BookingRequest, Vec<BookedSeat>), ApiError> {
     let show = state
         .catalog
         .get(&state.db, show_id.0)
@@ -290,16 +273,18 @@ async fn validate(
         }
     };
     match (validated, email) {
-        (Some(asked), Some(email)) if errors.is_empty() => Ok(BookingRequest {
-            id: BookingId::random(),
-            show_id,
-            email,
-            name: req.name.trim().to_owned(),
-            wanted: asked.wanted,
-            waitlist: req.waitlist,
-            total: asked.total,
-            seats: asked.seats,
-        }),
+        (Some(asked), Some(email)) if errors.is_empty() => Ok((
+            BookingRequest {
+                id: BookingId::random(),
+                show_id,
+                email,
+                name: req.name.trim().to_owned(),
+                wanted: asked.wanted,
+                waitlist: req.waitlist,
+                total: asked.total,
+            },
+            asked.seats,
+        )),
         _ => Err(ApiError::Validation(errors)),
     }
 }

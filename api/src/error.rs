@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 
 use shared::amqp::PublishError;
 
-use crate::auth::Role;
+use shared::store::operators::Role;
 
 /// The media type of every error answer.
 pub const PROBLEM: &str = "application/problem+json";

@@ -14,4 +14,5 @@ pub mod rate_limit;
 pub mod recorder;
 pub mod routes;
 pub mod startup;
+pub mod state;
 pub mod validation;

@@ -49,7 +49,6 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::error::ApiError;
-use crate::startup::AppState;
 
 /// How often the hub loads the bookings events have touched.
 const FLUSH_EVERY: Duration = Duration::from_millis(50);
@@ -397,17 +396,23 @@ impl Drop for Subscription {
 }
 
 /// Starts the hub's consumer and flusher on `tasks`; both stop at shutdown.
-pub fn spawn(state: &AppState, amqp_url: &str, topology: Topology, tasks: &Tasks) {
-    let hub = state.live.clone();
+pub fn spawn(
+    hub: Arc<Hub>,
+    db: PgPool,
+    lines: Arc<Lines>,
+    amqp_url: &str,
+    topology: Topology,
+    tasks: &Tasks,
+) {
     let url = amqp_url.to_owned();
+    let consumer_hub = hub.clone();
     tasks.spawn(|consuming| async move {
         let name = format!("api {} live", std::process::id());
         shared::amqp::reconnecting(&url, &name, &topology, &consuming, |conn| {
-            consume(hub.clone(), conn, consuming.clone())
+            consume(consumer_hub.clone(), conn, consuming.clone())
         })
         .await;
     });
-    let (hub, db, lines) = (state.live.clone(), state.db.clone(), state.lines.clone());
     tasks.spawn(|cancel| flush(hub, db, lines, cancel));
 }
 

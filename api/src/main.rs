@@ -1,4 +1,5 @@
 use anyhow::Context;
+use api::state::AppState;
 use shared::config::ExposeSecret;
 use shared::service::Service;
 
@@ -25,17 +26,26 @@ async fn serve(service: Service) -> anyhow::Result<()> {
         tasks,
         ..
     } = service;
-    let state = api::startup::AppState {
+    let state = AppState {
         draining: tasks.child_token(),
-        ..api::startup::AppState::new(&config, db, &tasks)?
+        ..AppState::new(&config, db, &tasks)?
     };
     let topology = shared::topology::Topology::of(&config);
-    api::live::spawn(&state, config.amqp_url.expose_secret(), topology, &tasks);
+    api::live::spawn(
+        state.live.clone(),
+        state.db.clone(),
+        state.lines.clone(),
+        config.amqp_url.expose_secret(),
+        topology,
+        &tasks,
+    );
     state
         .operators
         .clone()
         .spawn_reloading(state.db.clone(), &tasks);
-    api::rate_limit::spawn_pruning(&state, &tasks);
+    if let Some(limiter) = state.rate_limit.clone() {
+        api::rate_limit::spawn_pruning(limiter, &tasks);
+    }
     if let Err(err) = state.publisher.ensure_connected().await {
         // Not fatal: the API answers 503 for bookings until the broker is back.
         tracing::warn!(error = %err, "RabbitMQ not reachable yet");

@@ -14,7 +14,7 @@ use crate::error::PROBLEM;
 use crate::routes::bookings::NewBooking;
 use crate::routes::shows::NewShow;
 use crate::routes::{self, admin, bookings, events, operators, shows, tickets, webhooks};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(OpenApi)]
 #[openapi(

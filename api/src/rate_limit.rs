@@ -21,7 +21,6 @@ use shared::config::{RateLimitSettings, TrustedProxies};
 use shared::service::Tasks;
 
 use crate::error::ApiError;
-use crate::startup::AppState;
 
 static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 static RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
@@ -125,10 +124,7 @@ pub async fn check(State(limiter): State<Arc<Limiter>>, request: Request, next: 
 /// Forgets the clients whose bucket is full again, once per refill time
 /// (at least a second), on `tasks` until shutdown: the limiter then holds
 /// only the clients seen in about the last two refill times.
-pub fn spawn_pruning(state: &AppState, tasks: &Tasks) {
-    let Some(limiter) = state.rate_limit.clone() else {
-        return;
-    };
+pub fn spawn_pruning(limiter: Arc<Limiter>, tasks: &Tasks) {
     tasks.spawn(|shutdown| async move {
         let mut every = tokio::time::interval(limiter.refill.max(Duration::from_secs(1)));
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -10,13 +10,12 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use shared::domain::BookingRequest;
 use shared::service::Tasks;
 use shared::store::bookings::{record, view, BookingView, Lines};
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
-
-use crate::bookings::BookingRequest;
 
 /// Rows written together at most.
 const MAX_BATCH: usize = 256;
@@ -259,7 +258,6 @@ mod tests {
             wanted: Wanted::Quantity(1),
             waitlist: false,
             total: Some(Cents(100)),
-            seats: Vec::new(),
         };
         (NewBooking { request, key: None }, oneshot::channel().0)
     }

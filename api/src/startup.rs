@@ -1,109 +1,17 @@
-//! Builds the application: state, routes, middleware.
+//! Builds the application: routes and middleware over the state.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::error_handling::HandleErrorLayer;
 use axum::http::{HeaderName, Request};
 use axum::Router;
-use shared::amqp::Publisher;
-use shared::config::ExposeSecret;
-use shared::service::Tasks;
-use shared::store::bookings::Lines;
 use shared::telemetry::PrometheusHandle;
-use shared::topology::Topology;
-use shared::Config;
-
-use crate::auth::Operators;
-use crate::catalog::Catalog;
-use crate::error::ApiError;
-use crate::live::Hub;
-use crate::rate_limit::Limiter;
-use crate::recorder::Recorder;
-use sqlx::PgPool;
-use tokio_util::sync::CancellationToken;
 use tower::timeout::TimeoutLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
-/// What every handler can reach.
-#[derive(Clone)]
-pub struct AppState {
-    pub db: PgPool,
-    pub catalog: Arc<Catalog>,
-    pub recorder: Recorder,
-    pub publisher: Arc<Publisher>,
-    /// The tokens accepted: `ADMIN_TOKEN` and the live operator tokens.
-    pub operators: Arc<Operators>,
-    /// Whether webhook URLs may point at loopback or private addresses.
-    pub allow_private_webhooks: bool,
-    /// Cancelled when the process starts draining: `/readyz` answers 503
-    /// and event streams end.
-    pub draining: CancellationToken,
-    /// Where this process has seen its shows' lines start, for every
-    /// read of a place in line (polls, streams, the `202`).
-    pub lines: Arc<Lines>,
-    /// Open event streams and what they watch.
-    pub live: Arc<Hub>,
-    /// The per-client limit on booking submissions; `None` when off.
-    pub rate_limit: Option<Arc<Limiter>>,
-}
-
-impl AppState {
-    /// The state the api serves with; its background work (the recorder)
-    /// runs on `tasks`.
-    pub fn new(config: &Config, db: PgPool, tasks: &Tasks) -> anyhow::Result<Self> {
-        let admin_token = config
-            .admin_token
-            .as_ref()
-            .map(ExposeSecret::expose_secret)
-            .ok_or_else(|| anyhow::anyhow!("ADMIN_TOKEN must be set for the api"))?;
-        Ok(Self {
-            allow_private_webhooks: config.webhooks.allow_private_networks,
-            live: Arc::new(Hub::new(config.sse_keep_alive)),
-            rate_limit: config
-                .rate_limit
-                .map(|limit| Arc::new(Limiter::new(limit, config.trusted_proxies.clone()))),
-            ..Self::on(
-                db,
-                config.amqp_url.expose_secret(),
-                Topology::of(config),
-                admin_token,
-                tasks,
-            )
-        })
-    }
-
-    /// The state from the few settings it needs, for callers without a
-    /// whole [`Config`] (in-process tests, which drain nothing); no rate
-    /// limit.
-    pub fn with(db: PgPool, amqp_url: &str, topology: Topology, admin_token: &str) -> Self {
-        Self::on(db, amqp_url, topology, admin_token, &Tasks::default())
-    }
-
-    fn on(
-        db: PgPool,
-        amqp_url: &str,
-        topology: Topology,
-        admin_token: &str,
-        tasks: &Tasks,
-    ) -> Self {
-        let name = format!("api {}", std::process::id());
-        let lines = Arc::new(Lines::default());
-        Self {
-            catalog: Arc::default(),
-            recorder: Recorder::start(db.clone(), lines.clone(), tasks),
-            lines,
-            db,
-            publisher: Arc::new(Publisher::new(amqp_url, &name, topology)),
-            operators: Arc::new(Operators::new(admin_token)),
-            allow_private_webhooks: false,
-            draining: CancellationToken::new(),
-            live: Arc::new(Hub::new(shared::config::DEFAULT_SSE_KEEP_ALIVE)),
-            rate_limit: None,
-        }
-    }
-}
+use crate::error::ApiError;
+use crate::state::AppState;
 
 /// The whole HTTP application, ready to serve.
 pub fn app(state: AppState, metrics: PrometheusHandle) -> Router {

@@ -147,6 +147,21 @@ impl Wanted {
     }
 }
 
+/// A booking request that passed validation against its show: what the
+/// API records and the worker decides.
+#[derive(Debug, Clone)]
+pub struct BookingRequest {
+    pub id: BookingId,
+    pub show_id: ShowId,
+    pub email: CustomerEmail,
+    pub name: String,
+    pub wanted: Wanted,
+    /// Join the waiting list rather than be refused when sold out.
+    pub waitlist: bool,
+    /// Unknown until the worker has picked a best-available request's seats.
+    pub total: Option<Cents>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

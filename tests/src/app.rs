@@ -8,7 +8,8 @@
 use std::net::SocketAddr;
 use std::sync::OnceLock;
 
-use api::startup::{app, AppState};
+use api::startup::app;
+use api::state::AppState;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use shared::topology::Topology;
 use sqlx::postgres::PgPoolOptions;

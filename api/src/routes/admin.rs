@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::error::{ApiError, Problem};
 use crate::extract::{Path, Query};
 use crate::routes::shows::{fetch_show, Page};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::validation;
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -23,7 +23,7 @@ use crate::bookings;
 pub use crate::bookings::NewBooking;
 use crate::error::{ApiError, Problem};
 use crate::extract::{Json, Path};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::validation::{self, TOKEN_CHARS};
 
 /// `payment_token` for the test gateway: `tok_visa` succeeds,

@@ -15,7 +15,7 @@ use uuid::Uuid;
 use crate::error::{ApiError, Problem};
 use crate::extract::Path;
 use crate::live::{Current, Subscription, View};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Follow a booking instead of polling it. The stream starts with an event
 /// `booking` whose data is the JSON `GET /v1/bookings/{id}` answers, sends

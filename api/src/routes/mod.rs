@@ -16,7 +16,7 @@ use axum::Router;
 
 use crate::auth::{self, Access, Role};
 use crate::rate_limit;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// A route and who may call it.
 #[derive(Debug, Clone)]

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use crate::auth::{Operator, Operators, Role};
 use crate::error::{ApiError, Problem};
 use crate::extract::{Json, Path};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::validation;
 
 /// Longest token name, in characters.

@@ -19,7 +19,7 @@ use crate::auth::Operator;
 use crate::error::{ApiError, FieldError, Problem};
 use crate::extract::{Json, Path, Query};
 use crate::integer;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::validation::{self, NAME_CHARS, ROW_CHARS, SECTION_CHARS};
 
 /// Largest show we accept, so one request cannot ask for a runaway insert.

@@ -8,7 +8,7 @@ pub use shared::store::tickets::CheckedIn;
 use crate::auth::Operator;
 use crate::error::{ApiError, Problem};
 use crate::extract::Path;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::validation;
 
 /// Check a ticket in at the door (box office). Only the first scan of a

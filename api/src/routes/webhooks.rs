@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use crate::error::{ApiError, FieldError, Problem};
 use crate::extract::{Json, Path};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::validation;
 
 /// Bytes of the signing key (Standard Webhooks asks for 24 to 64).

@@ -8,7 +8,7 @@ use axum::response::IntoResponse;
 use futures::future::join_all;
 use reqwest::Method;
 use serde_json::{json, Value};
-use shared::domain::{BookingId, Cents, CustomerEmail, ShowId, Wanted};
+use shared::domain::{BookingId, BookingRequest, Cents, CustomerEmail, ShowId, Wanted};
 use sqlx::PgPool;
 use tests::invariants::wait_all_decided;
 use tests::mailbox::unique_address;
@@ -184,7 +184,7 @@ async fn a_row_postgresql_refuses_fails_alone_in_its_group_commit() {
         api::recorder::Recorder::start(db.clone(), Default::default(), &Default::default());
     let bad = |i: usize| i % 10 == 3;
     let rows: Vec<_> = (0..50)
-        .map(|i| api::bookings::BookingRequest {
+        .map(|i| BookingRequest {
             id: BookingId::random(),
             show_id: ShowId(show),
             email: CustomerEmail::parse(&unique_address("recorder")).unwrap(),
@@ -192,7 +192,6 @@ async fn a_row_postgresql_refuses_fails_alone_in_its_group_commit() {
             wanted: Wanted::Quantity(1),
             waitlist: false,
             total: Some(Cents(2500)),
-            seats: Vec::new(),
         })
         .collect();
     let ids: Vec<Uuid> = rows.iter().map(|r| r.id.0).collect();
