@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
-use shared::domain::{SeatStatus, ShowKind};
+use shared::domain::{SeatStatus, ShowKind, Wanted};
 use shared::lifecycle::{
     transition, BookingStatus, CommandKind, EventKind, Reason, Refusal, Transition,
 };
@@ -55,12 +55,10 @@ pub struct Booking {
     pub customer: String,
     pub status: BookingStatus,
     pub reason: Option<Reason>,
-    pub quantity: i32,
-    /// Seated: the seats it asked for, which it holds or owns while live.
-    /// Empty while a best-available request waits for the worker to pick.
-    pub seats: Vec<Uuid>,
-    /// Best available: only seats in this section.
-    pub section: Option<String>,
+    /// What it asks for: a quantity (general admission), the best
+    /// available (until the worker picks its seats, which it then asks for
+    /// as named seats), or named seats, which it holds or owns while live.
+    pub wanted: Wanted,
     /// Join the waiting list rather than be refused when sold out.
     pub waitlist: bool,
     /// Place on the show's waiting list, once it joined.
@@ -70,6 +68,17 @@ pub struct Booking {
     pub total_cents: Option<i64>,
     pub hold_expires_at: Option<DateTime<Utc>>,
     pub payment_ref: Option<String>,
+}
+
+impl Booking {
+    pub fn quantity(&self) -> i32 {
+        self.wanted.quantity()
+    }
+
+    /// The seats it asked for or was given (none yet for best available).
+    pub fn seats(&self) -> &[Uuid] {
+        self.wanted.seats()
+    }
 }
 
 /// What the core knows: one show, the seats and bookings a run touches
@@ -97,6 +106,14 @@ pub struct State {
 /// One queue of the waiting list: bookings of one size for one section
 /// (`None`: any section, or general admission).
 pub type Queue = (Option<String>, i32);
+
+/// The waiting-list queue `booking` waits in.
+pub fn queue_of(booking: &Booking) -> Queue {
+    (
+        booking.wanted.section().map(str::to_owned),
+        booking.quantity(),
+    )
+}
 
 /// A command as the core sees it: a confirm carries what the payment
 /// gateway said (charged before the deciding transaction), or `None` if it
@@ -338,23 +355,20 @@ fn decide_one(
 /// that would take its customer past the show's limit is refused first.
 fn request(state: &mut State, id: Uuid, rules: &Rules) -> Decision {
     let booking = &state.bookings[&id];
-    let wanted = booking.seats.clone();
-    let verdict = match state.show.kind {
+    let verdict = match &booking.wanted {
         _ if over_limit(state, booking) => Err(Reason::LimitExceeded),
-        ShowKind::GeneralAdmission if state.show.available() >= booking.quantity => Ok(wanted),
-        ShowKind::GeneralAdmission => Err(Reason::SoldOut),
-        ShowKind::Seated if wanted.is_empty() => {
-            best_available(state, booking).ok_or(Reason::SoldOut)
-        }
-        ShowKind::Seated => {
+        Wanted::Quantity(n) if state.show.available() >= *n => Ok(Vec::new()),
+        Wanted::Quantity(_) => Err(Reason::SoldOut),
+        Wanted::BestAvailable { .. } => best_available(state, booking).ok_or(Reason::SoldOut),
+        Wanted::Seats(seats) => {
             let free = |seat: &Uuid| {
                 state
                     .seats
                     .get(seat)
                     .is_some_and(|s| s.status == SeatStatus::Available)
             };
-            if wanted.iter().all(free) && state.show.available() >= booking.quantity {
-                Ok(wanted)
+            if seats.iter().all(free) && state.show.available() >= booking.quantity() {
+                Ok(seats.clone())
             } else {
                 Err(Reason::SeatsUnavailable)
             }
@@ -392,12 +406,12 @@ fn over_limit(state: &State, booking: &Booking) -> bool {
     state
         .show
         .max_per_customer
-        .is_some_and(|max| owned + booking.quantity > max)
+        .is_some_and(|max| owned + booking.quantity() > max)
 }
 
 /// The seats a best-available booking would get now, if enough are free.
 fn best_available(state: &State, booking: &Booking) -> Option<Vec<Uuid>> {
-    if state.show.available() < booking.quantity {
+    if state.show.available() < booking.quantity() {
         return None;
     }
     let free: Vec<(Uuid, &Place)> = state
@@ -406,11 +420,12 @@ fn best_available(state: &State, booking: &Booking) -> Option<Vec<Uuid>> {
         .filter(|(_, seat)| seat.status == SeatStatus::Available)
         .map(|(id, seat)| (*id, &seat.place))
         .collect();
-    seating::pick(&free, booking.quantity as usize, booking.section.as_deref())
+    seating::pick(&free, booking.quantity() as usize, booking.wanted.section())
 }
 
 /// Holds `seats` (none for general admission) and the quantity for `id`.
-/// Seats picked for it become the booking's seats, priced as they are.
+/// Seats picked for a best-available booking become the seats it asks
+/// for, priced as they are.
 fn hold(
     state: &mut State,
     id: Uuid,
@@ -427,11 +442,11 @@ fn hold(
         total += seat.price_cents;
     }
     let booking = state.bookings.get_mut(&id).expect("known booking");
-    if booking.seats.is_empty() && !seats.is_empty() {
-        booking.seats = seats;
+    if matches!(booking.wanted, Wanted::BestAvailable { .. }) {
+        booking.wanted = Wanted::Seats(seats);
         booking.total_cents = Some(total);
     }
-    let (quantity, customer) = (booking.quantity, booking.customer.clone());
+    let (quantity, customer) = (booking.quantity(), booking.customer.clone());
     state.show.held += quantity;
     *state.customer_tickets.entry(customer).or_default() += quantity;
     let expires = rules.now + rules.hold;
@@ -486,17 +501,19 @@ fn offer(state: &mut State, rules: &Rules, offers: &mut Vec<Decision>) {
         );
         let unread_ahead = state
             .waitlist_read_until
-            .get(&(booking.section.clone(), booking.quantity))
+            .get(&queue_of(booking))
             .is_some_and(|&last| seq > last);
-        if unread_ahead || booking.quantity > state.show.available() || over_limit(state, booking) {
+        if unread_ahead || booking.quantity() > state.show.available() || over_limit(state, booking)
+        {
             continue;
         }
-        let seats = match state.show.kind {
-            ShowKind::GeneralAdmission => Vec::new(),
-            ShowKind::Seated => match best_available(state, booking) {
+        // Only requests by quantity wait: named seats are refused instead.
+        let seats = match &booking.wanted {
+            Wanted::BestAvailable { .. } => match best_available(state, booking) {
                 Some(seats) => seats,
                 None => continue,
             },
+            Wanted::Quantity(_) | Wanted::Seats(_) => Vec::new(),
         };
         state.waitlist.remove(&seq);
         offers.push(hold(
@@ -512,7 +529,7 @@ fn offer(state: &mut State, rules: &Rules, offers: &mut Vec<Decision>) {
 
 /// An approved payment: the hold becomes a sale.
 fn confirm(state: &mut State, id: Uuid, reference: String) -> Decision {
-    let quantity = state.bookings[&id].quantity;
+    let quantity = state.bookings[&id].quantity();
     set_owned_seats(state, id, SeatStatus::Booked);
     state.show.held -= quantity;
     state.show.booked += quantity;
@@ -555,7 +572,7 @@ fn end(
     refunds: &mut Vec<Refund>,
 ) -> Decision {
     let booking = &state.bookings[&id];
-    let (from, quantity) = (booking.status, booking.quantity);
+    let (from, quantity) = (booking.status, booking.quantity());
     match from {
         BookingStatus::Held => state.show.held -= quantity,
         BookingStatus::Confirmed => {
@@ -587,7 +604,7 @@ fn end(
 /// Moves the seats this booking holds or owns (not merely asked for).
 fn set_owned_seats(state: &mut State, id: Uuid, status: SeatStatus) {
     let owner = (status != SeatStatus::Available).then_some(id);
-    for seat_id in &state.bookings[&id].seats {
+    for seat_id in state.bookings[&id].seats() {
         if let Some(seat) = state.seats.get_mut(seat_id) {
             if seat.owner == Some(id) {
                 seat.status = status;

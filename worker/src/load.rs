@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
-use shared::domain::{BookingStatus, SeatStatus, ShowKind, MAX_TICKETS_PER_BOOKING};
+use shared::domain::{BookingStatus, SeatStatus, ShowKind, Wanted, MAX_TICKETS_PER_BOOKING};
 use shared::messages::SeatLabel;
 use shared::store::bookings::deciding as bookings;
 use shared::store::{seats, shows};
@@ -97,7 +97,7 @@ impl Loaded {
             loaded.read_seats(conn, SeatsOf::Bookings(&ids)).await?;
             // Best-available requests and offers pick from the free seats.
             let picks = loaded.state.bookings.values().any(|b| {
-                b.seats.is_empty()
+                matches!(b.wanted, Wanted::BestAvailable { .. })
                     && matches!(b.status, BookingStatus::Queued | BookingStatus::Waitlisted)
             });
             if picks {
@@ -118,6 +118,15 @@ impl Loaded {
             return Ok(());
         }
         for b in bookings::load_for_deciding(conn, ids).await? {
+            // A seated booking asks for the best available until its seats
+            // are read ([`Self::read_seats`]): named, or picked for it.
+            let wanted = match self.state.show.kind {
+                ShowKind::GeneralAdmission => Wanted::Quantity(b.quantity),
+                ShowKind::Seated => Wanted::BestAvailable {
+                    quantity: b.quantity,
+                    section: b.section,
+                },
+            };
             self.state.bookings.insert(
                 b.id,
                 Booking {
@@ -125,9 +134,7 @@ impl Loaded {
                     customer: b.email.to_lowercase(),
                     status: b.status,
                     reason: b.reason,
-                    quantity: b.quantity,
-                    seats: Vec::new(),
-                    section: b.section,
+                    wanted,
                     waitlist: b.waitlist,
                     waitlist_seq: b.waitlist_seq,
                     accepted_seq: b.accepted_seq,
@@ -166,7 +173,7 @@ impl Loaded {
             .iter()
             .filter(|c| !matches!(c, Command::Request(_)))
             .filter_map(|c| state.bookings.get(&c.booking()))
-            .map(|b| b.quantity)
+            .map(|b| b.quantity())
             .sum();
         if returning == 0 || state.show.waitlist_tail == 0 {
             return Ok(());
@@ -237,7 +244,10 @@ impl Loaded {
         };
         for s in records {
             if let Some(booking) = s.booking_id.and_then(|b| self.state.bookings.get_mut(&b)) {
-                booking.seats.push(s.id);
+                match &mut booking.wanted {
+                    Wanted::Seats(seats) => seats.push(s.id),
+                    wanted => *wanted = Wanted::Seats(vec![s.id]),
+                }
             }
             let place = Place {
                 section: s.section.clone(),

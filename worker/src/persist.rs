@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use chrono::Utc;
 use rand::Rng;
-use shared::domain::BookingStatus;
+use shared::domain::{BookingStatus, Wanted};
 use shared::lifecycle::CommandKind;
 use shared::messages::{BookingEvent, BookingSnapshot};
 use shared::store::bookings::deciding::{self as bookings, AuditEntry, Outcome};
@@ -192,8 +192,13 @@ async fn persist_picked_seats(
     let (bookings, seats): (Vec<Uuid>, Vec<Uuid>) = after
         .bookings
         .iter()
-        .filter(|(id, b)| !b.seats.is_empty() && loaded.state.bookings[*id].seats.is_empty())
-        .flat_map(|(id, b)| b.seats.iter().map(move |seat| (*id, *seat)))
+        .filter(|(id, _)| {
+            matches!(
+                loaded.state.bookings[*id].wanted,
+                Wanted::BestAvailable { .. }
+            )
+        })
+        .flat_map(|(id, b)| b.seats().iter().map(move |seat| (*id, *seat)))
         .unzip();
     bookings::add_seats(conn, after.show_id, &bookings, &seats).await
 }
@@ -213,11 +218,11 @@ async fn issue_tickets(
         .filter(|(_, d)| d.issue_tickets)
     {
         let booking = &after.bookings[&d.booking];
-        let mine: Vec<String> = (0..booking.quantity).map(|_| ticket_code()).collect();
+        let mine: Vec<String> = (0..booking.quantity()).map(|_| ticket_code()).collect();
         for (n, code) in mine.iter().enumerate() {
             bookings.push(d.booking);
             codes.push(code.clone());
-            seats.push(booking.seats.get(n).copied());
+            seats.push(booking.seats().get(n).copied());
         }
         codes_of.insert(i, mine);
     }
@@ -249,9 +254,9 @@ fn event(
             name: row.name.clone(),
             status: d.to,
             reason: d.reason,
-            quantity: booking.quantity,
+            quantity: booking.quantity(),
             seats: booking
-                .seats
+                .seats()
                 .iter()
                 .map(|s| loaded.seats[s].label.clone())
                 .collect(),

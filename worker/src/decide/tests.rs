@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use chrono::{TimeZone, Utc};
 use proptest::prelude::*;
-use shared::domain::{SeatStatus, ShowKind};
+use shared::domain::{SeatStatus, ShowKind, Wanted};
 use shared::lifecycle::{transition, BookingStatus, CommandKind, Reason, Refusal};
 use uuid::Uuid;
 
@@ -40,7 +40,7 @@ fn ga(capacity: i32, quantities: &[i32]) -> State {
         bookings: quantities
             .iter()
             .enumerate()
-            .map(|(i, &quantity)| (id(i as u128 + 1), queued(i, quantity, Vec::new())))
+            .map(|(i, &quantity)| (id(i as u128 + 1), queued(i, Wanted::Quantity(quantity))))
             .collect(),
         customer_tickets: HashMap::new(),
         waitlist: BTreeMap::new(),
@@ -49,7 +49,8 @@ fn ga(capacity: i32, quantities: &[i32]) -> State {
 }
 
 /// A seated show with `seats` seats (ids 1000..) in rows of four, and
-/// bookings asking for the given seat numbers (none: best available).
+/// bookings asking for the given seat numbers (none: the best available
+/// one).
 fn seated(seats: u128, wants: &[&[u128]]) -> State {
     State {
         show_id: SHOW,
@@ -82,8 +83,14 @@ fn seated(seats: u128, wants: &[&[u128]]) -> State {
             .iter()
             .enumerate()
             .map(|(i, seats)| {
-                let seats: Vec<Uuid> = seats.iter().map(|n| id(1000 + n)).collect();
-                (id(i as u128 + 1), queued(i, seats.len() as i32, seats))
+                let wanted = match seats {
+                    [] => Wanted::BestAvailable {
+                        quantity: 1,
+                        section: None,
+                    },
+                    named => Wanted::Seats(named.iter().map(|n| id(1000 + n)).collect()),
+                };
+                (id(i as u128 + 1), queued(i, wanted))
             })
             .collect(),
         customer_tickets: HashMap::new(),
@@ -93,15 +100,13 @@ fn seated(seats: u128, wants: &[&[u128]]) -> State {
 }
 
 /// The `n`th booking, for one of three customers.
-fn queued(n: usize, quantity: i32, seats: Vec<Uuid>) -> Booking {
+fn queued(n: usize, wanted: Wanted) -> Booking {
     Booking {
         show_id: SHOW,
         customer: format!("customer-{}@example.com", n % 3),
         status: BookingStatus::Queued,
         reason: None,
-        quantity,
-        seats,
-        section: None,
+        wanted,
         waitlist: false,
         waitlist_seq: None,
         accepted_seq: Some(n as i64),
@@ -357,7 +362,7 @@ fn returned_tickets_are_offered_in_join_order_before_the_next_command() {
     let mut state = sold_out_with_waiting(4, &[2, 2, 2]);
     // The cancel returns 4 tickets: the first two in line get them, and the
     // request right behind the cancel in the same run finds none.
-    let mut late = queued(9, 2, Vec::new());
+    let mut late = queued(9, Wanted::Quantity(2));
     late.waitlist = true;
     state.bookings.insert(id(9), late);
     let run = [Command::Cancel(id(1)), Command::Request(id(9))];
@@ -394,7 +399,7 @@ fn a_larger_waiting_booking_keeps_its_place_while_smaller_ones_fit() {
     let run: Vec<Command> = (1..=2).map(|i| Command::Request(id(i))).collect();
     decide(&mut state, &run, &rules(300));
     for (n, q) in [(3u128, 3), (4, 1)] {
-        let mut b = queued(n as usize, q, Vec::new());
+        let mut b = queued(n as usize, Wanted::Quantity(q));
         b.waitlist = true;
         state.bookings.insert(id(n), b);
     }
@@ -475,17 +480,21 @@ fn nobody_behind_the_part_of_a_queue_that_was_read_is_offered_anything() {
 fn best_available_holds_adjacent_seats_and_prices_them() {
     // Seats 0..8 in rows of four; seat 1 is taken, so a pair sits in 2-3.
     let mut state = seated(8, &[&[1], &[], &[]]);
-    state.bookings.get_mut(&id(2)).unwrap().quantity = 2;
-    state.bookings.get_mut(&id(3)).unwrap().quantity = 4;
+    let best = |quantity| Wanted::BestAvailable {
+        quantity,
+        section: None,
+    };
+    state.bookings.get_mut(&id(2)).unwrap().wanted = best(2);
+    state.bookings.get_mut(&id(3)).unwrap().wanted = best(4);
     let run: Vec<Command> = (1..=3).map(|i| Command::Request(id(i))).collect();
     decide(&mut state, &run, &rules(300));
     let pair = &state.bookings[&id(2)];
     assert_eq!(pair.status, BookingStatus::Held);
-    assert_eq!(pair.seats, [id(1002), id(1003)]);
+    assert_eq!(pair.seats(), [id(1002), id(1003)]);
     assert_eq!(pair.total_cents, Some(1002 + 1003));
     // Four together only fit in the second row.
     assert_eq!(
-        state.bookings[&id(3)].seats,
+        state.bookings[&id(3)].seats(),
         [id(1004), id(1005), id(1006), id(1007)]
     );
     assert_consistent(&state);
@@ -535,7 +544,10 @@ fn case() -> impl Strategy<Value = Case> {
             // Some ask for the best available of as many seats instead.
             for (n, best) in best.into_iter().enumerate() {
                 if let (true, Some(b)) = (best, state.bookings.get_mut(&id(n as u128 + 1))) {
-                    b.seats.clear();
+                    b.wanted = Wanted::BestAvailable {
+                        quantity: b.quantity(),
+                        section: None,
+                    };
                 }
             }
             state
@@ -547,7 +559,7 @@ fn case() -> impl Strategy<Value = Case> {
         // Requests by quantity may ask to wait when sold out.
         for (n, wait) in waits.into_iter().enumerate() {
             if let Some(b) = state.bookings.get_mut(&id(n as u128 + 1)) {
-                b.waitlist = wait && b.seats.is_empty();
+                b.waitlist = wait && !matches!(b.wanted, Wanted::Seats(_));
             }
         }
         let bookings = state.bookings.len() as u128;
@@ -567,7 +579,7 @@ fn case() -> impl Strategy<Value = Case> {
 /// Whether a waitlisted booking could be offered tickets right now.
 fn could_be_offered(state: &State, booking: &Booking) -> bool {
     let fits = match state.show.kind {
-        ShowKind::GeneralAdmission => state.show.available() >= booking.quantity,
+        ShowKind::GeneralAdmission => state.show.available() >= booking.quantity(),
         ShowKind::Seated => best_available(state, booking).is_some(),
     };
     fits && !over_limit(state, booking)
@@ -586,7 +598,7 @@ fn assert_consistent(state: &State) {
             .bookings
             .values()
             .filter(|b| b.status == status)
-            .map(|b| b.quantity)
+            .map(|b| b.quantity())
             .sum()
     };
     assert_eq!(show.held, sum(BookingStatus::Held));
@@ -594,7 +606,7 @@ fn assert_consistent(state: &State) {
     let mut live: HashMap<&str, i32> = HashMap::new();
     for b in state.bookings.values() {
         if matches!(b.status, BookingStatus::Held | BookingStatus::Confirmed) {
-            *live.entry(&b.customer).or_default() += b.quantity;
+            *live.entry(&b.customer).or_default() += b.quantity();
         }
     }
     for (customer, &tickets) in &live {
@@ -631,7 +643,7 @@ fn assert_consistent(state: &State) {
                     other => panic!("seat owned by a {other} booking"),
                 };
                 assert_eq!(seat.status, expected);
-                assert!(booking.seats.contains(seat_id));
+                assert!(booking.seats().contains(seat_id));
             }
         }
     }
@@ -642,7 +654,7 @@ fn assert_consistent(state: &State) {
             booking.status,
             BookingStatus::Held | BookingStatus::Confirmed
         ) {
-            for seat in &booking.seats {
+            for seat in booking.seats() {
                 assert_eq!(state.seats[seat].owner, Some(*booking_id));
             }
         }
@@ -764,9 +776,9 @@ proptest! {
         // What each request asked for: a quantity, or a set of seats.
         let ask = |booking: Uuid| {
             let b = &asked.bookings[&booking];
-            let mut seats = b.seats.clone();
+            let mut seats = b.seats().to_vec();
             seats.sort();
-            (b.quantity, seats)
+            (b.quantity(), seats)
         };
         let mut refused: Vec<(i32, Vec<Uuid>)> = Vec::new();
         for verdict in &decided.verdicts {
