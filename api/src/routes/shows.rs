@@ -287,47 +287,45 @@ pub async fn create_show(
 ) -> Result<(StatusCode, axum::Json<ShowView>), ApiError> {
     let layout = validate(&mut new)?;
     let id = Uuid::new_v4();
-    let mut tx = state.db.begin().await?;
-    let mut show = shows::NewShow {
+    let (kind, capacity, price_cents) = match &layout {
+        Layout::General {
+            capacity,
+            price_cents,
+        } => (ShowKind::GeneralAdmission, *capacity, Some(*price_cents)),
+        Layout::Seated(sections) => {
+            let seats = sections.iter().flat_map(|s| &s.rows).map(|r| r.seats).sum();
+            (ShowKind::Seated, seats, None)
+        }
+    };
+    let show = shows::NewShow {
         id,
         name: new.name.trim(),
         venue: new.venue.trim(),
         starts_at: new.starts_at,
-        kind: ShowKind::GeneralAdmission,
-        capacity: 0,
-        price_cents: None,
+        kind,
+        capacity,
+        price_cents,
         max_tickets_per_customer: new.max_tickets_per_customer,
         created_by: &by.name,
     };
-    match layout {
-        Layout::General {
-            capacity,
-            price_cents,
-        } => {
-            show.capacity = capacity;
-            show.price_cents = Some(price_cents);
-            shows::create(&mut tx, &show).await?;
-        }
-        Layout::Seated(sections) => {
-            show.kind = ShowKind::Seated;
-            show.capacity = sections.iter().flat_map(|s| &s.rows).map(|r| r.seats).sum();
-            shows::create(&mut tx, &show).await?;
-            for (position, section) in sections.iter().enumerate() {
-                let rows: Vec<(String, i32)> = section
-                    .rows
-                    .iter()
-                    .map(|r| (r.row.trim().to_owned(), r.seats))
-                    .collect();
-                seats::create_section(
-                    &mut tx,
-                    id,
-                    position as i32,
-                    section.name.trim(),
-                    section.price_cents,
-                    &rows,
-                )
-                .await?;
-            }
+    let mut tx = state.db.begin().await?;
+    shows::create(&mut tx, &show).await?;
+    if let Layout::Seated(sections) = &layout {
+        for (position, section) in sections.iter().enumerate() {
+            let rows: Vec<(&str, i32)> = section
+                .rows
+                .iter()
+                .map(|r| (r.row.trim(), r.seats))
+                .collect();
+            seats::create_section(
+                &mut tx,
+                id,
+                position as i32,
+                section.name.trim(),
+                section.price_cents,
+                &rows,
+            )
+            .await?;
         }
     }
     tx.commit().await?;

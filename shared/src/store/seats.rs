@@ -31,7 +31,7 @@ pub async fn create_section(
     position: i32,
     name: &str,
     price_cents: i64,
-    rows: &[(String, i32)],
+    rows: &[(&str, i32)],
 ) -> Result<(), sqlx::Error> {
     let section_id = Uuid::new_v4();
     sqlx::query!(
@@ -46,7 +46,7 @@ pub async fn create_section(
     .await?;
     let (labels, numbers): (Vec<&str>, Vec<i32>) = rows
         .iter()
-        .flat_map(|(row, seats)| (1..=*seats).map(move |n| (row.as_str(), n)))
+        .flat_map(|&(row, seats)| (1..=seats).map(move |n| (row, n)))
         .unzip();
     sqlx::query!(
         "INSERT INTO seats (id, show_id, section_id, row_label, number, price_cents)

@@ -20,7 +20,7 @@ pub use view::{BookedSeat, BookingView, Ticket};
 use crate::names::named_enum;
 
 /// The audit trail's actor for what the API itself wrote.
-pub const ACTOR_API: &str = "api";
+const ACTOR_API: &str = "api";
 
 named_enum! {
     /// Where the audit trail leads outside the lifecycle's statuses.
