@@ -382,7 +382,11 @@ _rmq_export() {
     export RABBITMQ_ENABLED_PLUGINS_FILE="$RMQ_DIR/enabled_plugins"
     export RABBITMQ_PID_FILE="$RMQ_PID_FILE"
     export ERL_EPMD_ADDRESS=127.0.0.1
-    export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
+    # A peer that stops answering (frozen, cut off) is declared down after
+    # 7.5-12.5 s rather than Erlang's 45-75 s, during which every node that
+    # sends to it stalls; the CLI tools must tick alike.
+    export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1} -kernel net_ticktime 10"
+    export RABBITMQ_CTL_ERL_ARGS="-kernel net_ticktime 10"
 }
 
 rabbitmqctl_local() { # rabbitmqctl against the current node
@@ -440,6 +444,9 @@ _rmq_start() {
 # Written by scripts/services.sh on every start.
 management.tcp.ip = 127.0.0.1
 management.tcp.port = $RMQ_MGMT
+# A node cut off from the majority (or frozen, then thawed) pauses itself
+# and rejoins on its own once it reaches the others again.
+cluster_partition_handling = pause_minority
 CONF
     # The node starts epmd if none runs; remember that so down can stop it.
     # ("pending" until _rmq_wait learns its pid, in case we fail before that.)

@@ -1,7 +1,5 @@
 //! Builds the application: routes and middleware over the state.
 
-use std::time::Duration;
-
 use axum::error_handling::HandleErrorLayer;
 use axum::http::{HeaderName, Request};
 use axum::Router;
@@ -16,6 +14,7 @@ use crate::state::AppState;
 /// The whole HTTP application, ready to serve.
 pub fn app(state: AppState, metrics: PrometheusHandle) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
+    let request_timeout = state.request_timeout;
     let ready = shared::ops::unless_draining(
         shared::ops::db_and_broker_ready(state.db.clone(), state.publisher.clone()),
         state.draining.clone(),
@@ -40,11 +39,13 @@ pub fn app(state: AppState, metrics: PrometheusHandle) -> Router {
                         tracing::info_span!("http", method = %req.method(), uri = %req.uri(), request_id = id)
                     }),
                 )
-                // A request past its time is answered like any other error.
+                // A request past its time is answered like any other outage
+                // (503): its booking, if the database took it before the
+                // time ran out, is published by the requeue sweep.
                 .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
                     ApiError::TimedOut
                 }))
-                .layer(TimeoutLayer::new(Duration::from_secs(15)))
+                .layer(TimeoutLayer::new(request_timeout))
                 .layer(PropagateRequestIdLayer::new(request_id)),
         )
 }

@@ -3,6 +3,7 @@
 //! components below the routes never depend on the whole state.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::FromRef;
 use shared::amqp::Publisher;
@@ -41,6 +42,8 @@ pub struct AppState {
     pub live: Arc<Hub>,
     /// The per-client limit on booking submissions; `None` when off.
     pub rate_limit: Option<Arc<Limiter>>,
+    /// The longest a request may take before it is answered `503`.
+    pub request_timeout: Duration,
 }
 
 impl AppState {
@@ -55,6 +58,7 @@ impl AppState {
         Ok(Self {
             allow_private_webhooks: config.webhooks.allow_private_networks,
             live: Arc::new(Hub::new(config.sse_keep_alive)),
+            request_timeout: config.request_timeout,
             rate_limit: config
                 .rate_limit
                 .map(|limit| Arc::new(Limiter::new(limit, config.trusted_proxies.clone()))),
@@ -95,6 +99,7 @@ impl AppState {
             draining: CancellationToken::new(),
             live: Arc::new(Hub::new(shared::config::DEFAULT_SSE_KEEP_ALIVE)),
             rate_limit: None,
+            request_timeout: shared::config::DEFAULT_REQUEST_TIMEOUT,
         }
     }
 }

@@ -55,6 +55,11 @@ pub struct Config {
     pub db_pool_size: u32,
     /// Queued bookings older than this are republished (API crash recovery).
     pub requeue_after: Duration,
+    /// The longest the api takes over a request before it answers `503`
+    /// (`REQUEST_TIMEOUT_SECONDS`): a database or broker that stops
+    /// answering never holds a client past it. It leaves room for a whole
+    /// publish budget ([`crate::amqp::PUBLISH_BUDGET`]).
+    pub request_timeout: Duration,
     /// After SIGTERM, how long a process may drain before it exits anyway.
     pub shutdown_grace: Duration,
     /// How long one refund call to the payment gateway may take before it
@@ -181,6 +186,7 @@ impl Config {
             max_attempts: parsed("MAX_ATTEMPTS", "5")?,
             db_pool_size: parsed("DB_POOL_SIZE", "16")?,
             requeue_after: Duration::from_secs(parsed("REQUEUE_AFTER_SECONDS", "120")?),
+            request_timeout: request_timeout()?,
             shutdown_grace: Duration::from_secs(parsed("SHUTDOWN_GRACE_SECONDS", "30")?),
             refund_timeout: Duration::from_secs(parsed("REFUND_TIMEOUT_SECONDS", "30")?),
             test_gateway: TestGatewaySettings {
@@ -217,6 +223,28 @@ fn amqp_url() -> Result<SecretString, ConfigError> {
             reason: err.to_string(),
         }),
     }
+}
+
+/// [`Config::request_timeout`] unless `REQUEST_TIMEOUT_SECONDS` says otherwise.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `REQUEST_TIMEOUT_SECONDS`: more than the publish budget, or a booking
+/// whose publish is still being tried elsewhere would be cut off.
+fn request_timeout() -> Result<Duration, ConfigError> {
+    let name = "REQUEST_TIMEOUT_SECONDS";
+    let seconds: u64 = parsed(name, &DEFAULT_REQUEST_TIMEOUT.as_secs().to_string())?;
+    let timeout = Duration::from_secs(seconds);
+    if timeout <= crate::amqp::PUBLISH_BUDGET {
+        return Err(ConfigError::Invalid {
+            name,
+            value: seconds.to_string(),
+            reason: format!(
+                "must be more than the publish budget of {} s",
+                crate::amqp::PUBLISH_BUDGET.as_secs()
+            ),
+        });
+    }
+    Ok(timeout)
 }
 
 /// `RATE_LIMIT_PER_SECOND` and `RATE_LIMIT_BURST`; 0 in either turns the

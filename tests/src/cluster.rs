@@ -99,6 +99,54 @@ impl PrivateCluster {
             .unwrap_or_else(|| panic!("{queue} has no leader among the nodes: {info}"))
     }
 
+    /// Waits until `queue` has a leader other than node `old` (which was
+    /// lost); returns when it was first seen.
+    pub async fn wait_leader_moved(&self, queue: &str, old: usize) -> Instant {
+        let deadline = Instant::now() + HEAL_TIMEOUT;
+        loop {
+            let info = self.management(&format!("/queues/%2f/{queue}")).await;
+            let leader = info["leader"].as_str().unwrap_or_default();
+            let moved = self
+                .nodes
+                .iter()
+                .enumerate()
+                .any(|(i, n)| i != old && n.node() == leader);
+            if moved {
+                return Instant::now();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{queue} has no new leader within {HEAL_TIMEOUT:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The index of the node that holds the client connection named `name`
+    /// (waiting until the management API lists it).
+    pub async fn connection_node(&self, name: &str) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let connections = self.management("/connections").await;
+            let node = connections.as_array().into_iter().flatten().find_map(|c| {
+                (c["client_properties"]["connection_name"] == name)
+                    .then(|| c["node"].as_str().unwrap_or_default().to_owned())
+            });
+            if let Some(node) = node {
+                return self
+                    .nodes
+                    .iter()
+                    .position(|n| n.node() == node)
+                    .unwrap_or_else(|| panic!("connection {name} is on unknown node {node}"));
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no connection named {name:?} within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
     /// Waits until the cluster healed by itself: every node runs in it, and
     /// every quorum queue has a leader and all its members online.
     pub async fn wait_healed(&self) {

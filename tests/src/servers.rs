@@ -27,6 +27,11 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 const CLUSTER_BOOT_TIMEOUT: Duration = Duration::from_secs(180);
 const POLL: Duration = Duration::from_millis(50);
 const RABBITMQ_BIN: &str = "/usr/lib/rabbitmq/bin";
+/// As `scripts/services.sh` runs a cluster: a peer that stops answering
+/// (frozen, cut off) is declared down after 7.5–12.5 s instead of the
+/// default 45–75 s, during which it stalls every node that sends to it.
+/// The CLI tools get the same, or their sessions would look dead.
+const NET_TICKTIME: &str = "-kernel net_ticktime 10";
 
 /// A server a fault test can crash and bring back.
 pub trait Restartable {
@@ -173,6 +178,22 @@ impl PrivatePostgres {
         }
     }
 
+    /// Stops the postmaster and every backend (SIGSTOP) without closing
+    /// a connection: the server is there and answers nothing, as when its
+    /// machine hangs or its disk stalls.
+    pub fn freeze(&self) {
+        signal_tree(self.postmaster(), "-STOP");
+    }
+
+    /// Lets a [`Self::freeze`]d server go on where it stopped.
+    pub fn thaw(&self) {
+        signal_tree(self.postmaster(), "-CONT");
+    }
+
+    fn postmaster(&self) -> u32 {
+        self.server.as_ref().expect("PostgreSQL is not running").id()
+    }
+
     fn data(&self) -> PathBuf {
         self.dir.join("data")
     }
@@ -241,13 +262,19 @@ impl PrivateBroker {
             "[rabbitmq_consistent_hash_exchange].\n"
         };
         std::fs::write(dir.join("enabled_plugins"), plugins).unwrap();
+        let mut conf = String::new();
         if let Some(port) = management_port {
-            let conf = format!(
+            conf.push_str(&format!(
                 "management.tcp.ip = 127.0.0.1\nmanagement.tcp.port = {port}\n\
                  collect_statistics_interval = 500\n"
-            );
-            std::fs::write(dir.join("rabbitmq.conf"), conf).unwrap();
+            ));
         }
+        if cookie.is_some() {
+            // As `scripts/services.sh` runs a cluster: a node cut off from
+            // the majority (or frozen, then thawed) pauses and rejoins.
+            conf.push_str("cluster_partition_handling = pause_minority\n");
+        }
+        std::fs::write(dir.join("rabbitmq.conf"), conf).unwrap();
         if let Some(cookie) = cookie {
             let path = dir.join("home").join(".erlang.cookie");
             std::fs::write(&path, cookie).unwrap();
@@ -332,6 +359,7 @@ impl PrivateBroker {
         clear_rabbitmq_env(&mut ctl);
         ctl.env("HOME", self.dir.join("home"))
             .env("ERL_EPMD_ADDRESS", "127.0.0.1")
+            .env("RABBITMQ_CTL_ERL_ARGS", NET_TICKTIME)
             .args(["-n", &self.node])
             .args(args);
         ctl
@@ -384,7 +412,7 @@ impl PrivateBroker {
             .env("ERL_EPMD_ADDRESS", "127.0.0.1")
             .env(
                 "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS",
-                "-kernel inet_dist_use_interface {127,0,0,1}",
+                format!("-kernel inet_dist_use_interface {{127,0,0,1}} {NET_TICKTIME}"),
             )
             .current_dir(&self.dir)
             .stdin(Stdio::null())
@@ -413,6 +441,21 @@ impl PrivateBroker {
                 self.logs()
             );
             tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Stops the node's Erlang VM (SIGSTOP) without closing a connection:
+    /// clients and peers see a node that answers nothing.
+    pub fn freeze(&self) {
+        for beam in self.beams() {
+            signal_tree(beam.parse().expect("a pid"), "-STOP");
+        }
+    }
+
+    /// Lets a [`Self::freeze`]d node go on where it stopped.
+    pub fn thaw(&self) {
+        for beam in self.beams() {
+            signal_tree(beam.parse().expect("a pid"), "-CONT");
         }
     }
 
@@ -460,6 +503,39 @@ impl Drop for PrivateBroker {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Sends `signal` to `root` and then to every process below it: a parent
+/// is signalled before its children are listed, so a stopped one cannot
+/// fork a child that the signal misses.
+fn signal_tree(root: u32, signal: &str) {
+    let mut pending = vec![root];
+    while let Some(pid) = pending.pop() {
+        let status = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill {signal} {pid}");
+        pending.extend(children_of(pid));
+    }
+}
+
+/// The processes whose parent is `pid` (from `/proc/<pid>/stat`).
+fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    procs
+        .flatten()
+        .filter_map(|entry| {
+            let child: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            // `pid (comm) state ppid …`: comm may hold spaces and parentheses.
+            let after_comm = &stat[stat.rfind(')')? + 1..];
+            let ppid: u32 = after_comm.split_whitespace().nth(1)?.parse().ok()?;
+            (ppid == pid).then_some(child)
+        })
+        .collect()
 }
 
 /// Inherited RABBITMQ_* or ERL_* settings could point at the shared node.

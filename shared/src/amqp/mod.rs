@@ -10,12 +10,14 @@ pub mod consume;
 pub mod nodes;
 
 use std::future::Future;
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use backon::Retryable;
 use lapin::message::Delivery;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::uri::AMQPUri;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::Confirmation;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
@@ -29,10 +31,11 @@ use nodes::Nodes;
 /// How long a connection attempt may take before it counts as failed; the
 /// API must answer 503 quickly when the broker is gone, never hang.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// The AMQP heartbeat asked for, in seconds: a silent node is given up
+/// after twice this.
+pub const HEARTBEAT_SECONDS: u16 = 5;
 /// After a failed connection attempt, publishes fail at once for this long.
 const RECONNECT_PAUSE: Duration = Duration::from_millis(500);
-/// How long a publish may wait for its confirm.
-const CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a polite close may wait for the broker's answer.
 const CLOSE_WITHIN: Duration = Duration::from_secs(2);
 
@@ -50,10 +53,28 @@ pub enum PublishError {
     Unroutable(String),
 }
 
+impl PublishError {
+    /// A short name for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Unavailable(_) => "unavailable",
+            Self::Down => "down",
+            Self::Timeout => "timeout",
+            Self::Nacked => "nacked",
+            Self::Unroutable(_) => "unroutable",
+        }
+    }
+}
+
 /// Opens a connection named `name` (shown in the management UI) to one of
 /// the nodes `urls` lists: the one this process prefers, else the next that
 /// answers.
 pub async fn connect(urls: &str, name: &str) -> lapin::Result<Connection> {
+    connect_indexed(urls, name).await.map(|(_, conn)| conn)
+}
+
+/// [`connect`], also saying which node of the list it reached.
+async fn connect_indexed(urls: &str, name: &str) -> lapin::Result<(usize, Connection)> {
     let nodes: Nodes = urls.parse().map_err(|err: nodes::NodesError| {
         io_error(std::io::ErrorKind::InvalidInput, err.to_string())
     })?;
@@ -68,7 +89,7 @@ pub async fn connect(urls: &str, name: &str) -> lapin::Result<Connection> {
                 if nodes.len() > 1 {
                     tracing::info!(node = %Nodes::address(url), connection = name, "connected to RabbitMQ");
                 }
-                return Ok(conn);
+                return Ok((index, conn));
             }
             Err(err) => {
                 if nodes.len() > 1 {
@@ -82,8 +103,14 @@ pub async fn connect(urls: &str, name: &str) -> lapin::Result<Connection> {
 }
 
 async fn connect_node(url: &str, name: &str) -> lapin::Result<Connection> {
+    let mut uri = AMQPUri::from_str(url)
+        .map_err(|err| io_error(std::io::ErrorKind::InvalidInput, err))?;
+    // A node that stops answering without closing the connection (frozen,
+    // cut off) is noticed after two missed heartbeats; a URL that sets its
+    // own `heartbeat` keeps it.
+    uri.query.heartbeat.get_or_insert(HEARTBEAT_SECONDS);
     let props = ConnectionProperties::default().with_connection_name(LongString::from(name));
-    match tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(url, props)).await {
+    match tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect_uri(uri, props)).await {
         Ok(result) => result,
         Err(_) => Err(io_error(
             std::io::ErrorKind::TimedOut,
@@ -191,14 +218,59 @@ pub fn header(headers: &mut FieldTable, name: &str, value: &str) {
     headers.insert(ShortString::from(name), AMQPValue::LongString(value.into()));
 }
 
-/// A shared publisher on one confirm-mode channel. Concurrent publishes are
-/// pipelined on the channel (each awaits only its own confirm); a failed
-/// channel is dropped and a new connection is made by the next publish.
+/// How long one publish may keep trying (other channels, other nodes)
+/// before it fails: the API's share of a request's time budget.
+pub const PUBLISH_BUDGET: Duration = Duration::from_secs(5);
+/// How long one attempt waits for its confirm. A node that stops answering
+/// without closing its connections (frozen, or cut off) is left after this,
+/// and the message tried on the next node.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
+/// The pause before the first retry; it doubles up to [`RETRY_PAUSE_MAX`].
+const RETRY_PAUSE: Duration = Duration::from_millis(25);
+const RETRY_PAUSE_MAX: Duration = Duration::from_millis(400);
+
+/// What a failed attempt says about where it was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Suspect {
+    /// Only the channel: RabbitMQ 3.10 keeps each quorum queue's leader per
+    /// channel, and a channel opened while a leader was being elected can
+    /// nack every message to that queue long after the new leader is up.
+    /// A fresh channel on the same connection finds the new leader.
+    Channel,
+    /// The node: its connection failed, or it did not answer in time.
+    Node,
+}
+
+/// The connection a [`Publisher`] publishes on, with the node of `AMQP_URL`
+/// it went to and its current confirm-mode channel.
+struct Session {
+    /// Tells this session from earlier ones (channel ids repeat across
+    /// connections).
+    serial: u64,
+    conn: Arc<Connection>,
+    node: usize,
+    channel: Option<Channel>,
+}
+
+/// A channel to publish on, and the session it belongs to.
+struct Lease {
+    channel: Channel,
+    serial: u64,
+}
+
+/// A shared publisher. Concurrent publishes are pipelined on one
+/// confirm-mode channel (each awaits only its own confirm). A publish that
+/// is refused or unconfirmed is tried again, within [`PUBLISH_BUDGET`], on
+/// a fresh channel (after a nack) or on the next node (after a broken
+/// connection or a confirm that did not come): a message may then reach
+/// its queue twice, which every consumer tolerates (they deduplicate).
 pub struct Publisher {
     url: String,
     name: String,
     topology: Topology,
-    channel: Mutex<Option<(Connection, Channel)>>,
+    session: Mutex<Option<Session>>,
+    /// Sessions opened so far.
+    opened: std::sync::atomic::AtomicU64,
     /// When the last connection attempt failed.
     failed_at: std::sync::Mutex<Option<Instant>>,
 }
@@ -209,25 +281,40 @@ impl Publisher {
             url: url.to_owned(),
             name: name.to_owned(),
             topology,
-            channel: Mutex::new(None),
+            session: Mutex::new(None),
+            opened: std::sync::atomic::AtomicU64::new(0),
             failed_at: std::sync::Mutex::new(None),
         }
     }
 
     /// Makes sure a channel is open (used by readiness checks and at start).
     pub async fn ensure_connected(&self) -> Result<(), PublishError> {
-        self.channel().await.map(drop)
+        self.channel_within(CONNECT_TIMEOUT).await.map(drop)
     }
 
-    async fn channel(&self) -> Result<Channel, PublishError> {
-        let mut guard = self.channel.lock().await;
-        if let Some((conn, channel)) = &*guard {
-            if conn.status().connected() && channel.status().connected() {
-                return Ok(channel.clone());
+    async fn channel_within(&self, limit: Duration) -> Result<Lease, PublishError> {
+        tokio::time::timeout(limit, self.channel())
+            .await
+            .map_err(|_| PublishError::Timeout)?
+    }
+
+    async fn channel(&self) -> Result<Lease, PublishError> {
+        let mut guard = self.session.lock().await;
+        if let Some(session) = guard.as_mut() {
+            if session.conn.status().connected() {
+                let channel = match &session.channel {
+                    Some(channel) if channel.status().connected() => channel.clone(),
+                    _ => {
+                        let channel = confirm_channel(&session.conn).await?;
+                        session.channel = Some(channel.clone());
+                        channel
+                    }
+                };
+                return Ok(session.lease(channel));
             }
-            close_connection(conn, "replacing broken connection").await;
+            let conn = guard.take().expect("checked above").conn;
+            tokio::spawn(async move { close_connection(&conn, "replacing broken connection").await });
         }
-        *guard = None;
         // While the broker is down, answer at once instead of every caller
         // queueing behind a fresh connection attempt.
         let recently_failed = self
@@ -239,9 +326,9 @@ impl Publisher {
             return Err(PublishError::Down);
         }
         match self.open().await {
-            Ok((conn, channel)) => {
-                *guard = Some((conn, channel.clone()));
-                Ok(channel)
+            Ok(session) => {
+                let channel = session.channel.clone().expect("opened with a channel");
+                Ok(guard.insert(session).lease(channel))
             }
             Err(err) => {
                 *self.failed_at.lock().expect("not poisoned") = Some(Instant::now());
@@ -250,22 +337,45 @@ impl Publisher {
         }
     }
 
-    async fn open(&self) -> lapin::Result<(Connection, Channel)> {
-        let conn = connect(&self.url, &self.name).await?;
-        let channel = conn.create_channel().await?;
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await?;
+    async fn open(&self) -> lapin::Result<Session> {
+        let (node, conn) = connect_indexed(&self.url, &self.name).await?;
+        let channel = confirm_channel(&conn).await?;
         self.topology.declare(&conn).await?;
-        Ok((conn, channel))
+        Ok(Session {
+            serial: self.opened.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            conn: Arc::new(conn),
+            node,
+            channel: Some(channel),
+        })
     }
 
-    /// Drops the channel if it is still the one that failed.
-    async fn invalidate(&self, failed: &Channel) {
-        let mut guard = self.channel.lock().await;
-        if matches!(&*guard, Some((_, ch)) if ch.id() == failed.id()) {
-            if let Some((conn, _)) = guard.take() {
-                close_connection(&conn, "publish failed").await;
+    /// Stops using `failed` (if it is still the current channel) and, if
+    /// the node is suspect, its connection, and starts the next connection
+    /// at the next node. Nothing here waits for the broker: an old channel
+    /// is closed in the background once confirms still on their way had
+    /// time to arrive, a suspect connection at once.
+    async fn discard(&self, failed: &Lease, suspect: Suspect) {
+        let mut guard = self.session.lock().await;
+        let Some(session) = guard.as_mut() else {
+            return;
+        };
+        let current = session.serial == failed.serial
+            && session.channel.as_ref().map(Channel::id) == Some(failed.channel.id());
+        if !current {
+            return;
+        }
+        match suspect {
+            Suspect::Channel => {
+                let channel = session.channel.take().expect("checked above");
+                tokio::spawn(async move {
+                    tokio::time::sleep(ATTEMPT_TIMEOUT).await;
+                    close_channel(&channel, "publish refused").await;
+                });
+            }
+            Suspect::Node => {
+                let Session { conn, node, .. } = guard.take().expect("checked above");
+                nodes::prefer(node + 1);
+                tokio::spawn(async move { close_connection(&conn, "publish failed").await });
             }
         }
     }
@@ -274,26 +384,55 @@ impl Publisher {
     /// events that follow its creation; see
     /// [`crate::topology::bind_webhook_events`]).
     pub async fn bind_webhook_events(&self) -> Result<(), PublishError> {
-        let channel = tokio::time::timeout(CONNECT_TIMEOUT, self.channel())
-            .await
-            .map_err(|_| PublishError::Timeout)??;
-        crate::topology::bind_webhook_events(&channel, true)
+        let lease = self.channel_within(CONNECT_TIMEOUT).await?;
+        crate::topology::bind_webhook_events(&lease.channel, true)
             .await
             .map_err(Into::into)
     }
 
     /// Publishes one persistent message and waits for the broker to confirm
-    /// it. `Ok` means RabbitMQ has taken responsibility for the message.
+    /// it, trying again elsewhere within [`PUBLISH_BUDGET`]. `Ok` means
+    /// RabbitMQ has taken responsibility for the message.
     pub async fn publish(&self, msg: Outgoing<'_>) -> Result<(), PublishError> {
-        let channel = tokio::time::timeout(CONNECT_TIMEOUT, self.channel())
-            .await
-            .map_err(|_| PublishError::Timeout)??;
-        let outcome = tokio::time::timeout(CONFIRM_TIMEOUT, async {
+        let deadline = Instant::now() + PUBLISH_BUDGET;
+        let mut pause = RETRY_PAUSE;
+        let mut attempt = 1;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let err = match self.publish_once(&msg, left.min(ATTEMPT_TIMEOUT), attempt).await {
+                Ok(()) => return Ok(()),
+                Err(err) => err,
+            };
+            let retryable = !matches!(err, PublishError::Unroutable(_));
+            if !retryable || Instant::now() + pause >= deadline {
+                return Err(err);
+            }
+            metrics::counter!("amqp_publish_retries_total", "error" => err.label()).increment(1);
+            tracing::debug!(error = %err, attempt, "publish failed, trying again");
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(RETRY_PAUSE_MAX);
+            attempt += 1;
+        }
+    }
+
+    /// One attempt, given `limit` for all of it (a connection included).
+    /// After a first refusal on a fresh channel the node itself is suspect.
+    async fn publish_once(
+        &self,
+        msg: &Outgoing<'_>,
+        limit: Duration,
+        attempt: u32,
+    ) -> Result<(), PublishError> {
+        let started = Instant::now();
+        let lease = self.channel_within(limit).await?;
+        let left = limit.saturating_sub(started.elapsed());
+        let outcome = tokio::time::timeout(left, async {
             let options = BasicPublishOptions {
                 mandatory: msg.mandatory,
                 ..Default::default()
             };
-            let confirm = channel
+            let confirm = lease
+                .channel
                 .basic_publish(
                     msg.exchange.into(),
                     msg.routing_key.into(),
@@ -305,22 +444,43 @@ impl Publisher {
             confirm.await
         })
         .await;
-        match outcome {
-            Ok(Ok(Confirmation::Ack(None))) => Ok(()),
+        let (err, suspect) = match outcome {
+            Ok(Ok(Confirmation::Ack(None))) => return Ok(()),
             Ok(Ok(Confirmation::Ack(Some(_)))) => {
-                Err(PublishError::Unroutable(msg.routing_key.to_owned()))
+                return Err(PublishError::Unroutable(msg.routing_key.to_owned()))
             }
-            Ok(Ok(Confirmation::Nack(_) | Confirmation::NotRequested)) => Err(PublishError::Nacked),
-            Ok(Err(err)) => {
-                self.invalidate(&channel).await;
-                Err(err.into())
+            Ok(Ok(Confirmation::Nack(_) | Confirmation::NotRequested)) => {
+                let suspect = if attempt == 1 {
+                    Suspect::Channel
+                } else {
+                    Suspect::Node
+                };
+                (PublishError::Nacked, suspect)
             }
-            Err(_) => {
-                self.invalidate(&channel).await;
-                Err(PublishError::Timeout)
-            }
+            Ok(Err(err)) => (err.into(), Suspect::Node),
+            Err(_) => (PublishError::Timeout, Suspect::Node),
+        };
+        self.discard(&lease, suspect).await;
+        Err(err)
+    }
+}
+
+impl Session {
+    fn lease(&self, channel: Channel) -> Lease {
+        Lease {
+            channel,
+            serial: self.serial,
         }
     }
+}
+
+/// A new channel on `conn` in confirm mode.
+async fn confirm_channel(conn: &Connection) -> lapin::Result<Channel> {
+    let channel = conn.create_channel().await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    Ok(channel)
 }
 
 impl Publisher {

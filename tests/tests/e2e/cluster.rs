@@ -30,16 +30,27 @@ const CROWD: usize = 16;
 const PACE: Duration = Duration::from_millis(12);
 /// Held bookings paid for during each sale (each must get one email).
 const PAID: usize = 60;
-/// The longest a sale may go without a decision while a node is lost.
+/// The longest a sale may go without a decision while a node is lost or
+/// frozen.
 const RESUME_WITHIN: Duration = Duration::from_secs(10);
+/// After a lost leader's successor is elected, the hot show takes new
+/// bookings again within this.
+const ACCEPTING_AGAIN_WITHIN: Duration = Duration::from_secs(2);
+/// How long a node stays frozen.
+const FREEZE: Duration = Duration::from_secs(20);
+/// The longest any request may take (the API's `REQUEST_TIMEOUT_SECONDS`).
+const REQUEST_BUDGET: Duration = Duration::from_secs(10);
+/// The share of submissions a rolling restart may refuse.
+const MAX_REFUSED_IN_ROLLING_RESTART: f64 = 0.01;
 
 #[tokio::test]
 async fn a_three_node_cluster_loses_a_node_mid_sale_and_loses_nothing() {
     let mut cluster = PrivateCluster::start(NODES).await;
 
     let sys = services_start_while_the_first_listed_node_is_down(&mut cluster).await;
-    losing_the_hot_shards_leader_mid_sale_keeps_every_promise(&sys, &mut cluster).await;
-    a_rolling_restart_mid_sale_keeps_every_promise(&sys, &mut cluster).await;
+    losing_the_node_that_leads_the_hot_shard_and_serves_the_api(&sys, &mut cluster).await;
+    freezing_the_node_that_leads_the_hot_shard_and_serves_the_api(&sys, &mut cluster).await;
+    a_rolling_restart_mid_sale_refuses_almost_no_one(&sys, &mut cluster).await;
 
     sys.finish().await;
 }
@@ -111,27 +122,92 @@ async fn services_start_while_the_first_listed_node_is_down(
     sys
 }
 
-async fn losing_the_hot_shards_leader_mid_sale_keeps_every_promise(
+/// The worst node to lose: it leads the hot show's shard queue and holds
+/// the API's connection, so the API must reconnect and publish to a queue
+/// whose leader is being elected.
+async fn losing_the_node_that_leads_the_hot_shard_and_serves_the_api(
     sys: &System,
     cluster: &mut PrivateCluster,
 ) {
     let sale = Sale::open(sys).await;
+    let (hot, node) = sale.put_the_api_beside_the_hot_leader(cluster).await;
     let chaos = async {
         sale.wait_decided(300).await;
-        let hot = hot_shard_queue(cluster).await;
-        let leader = cluster.leader_of(&hot).await;
-        println!("killing node {leader}, leader of {hot}");
-        cluster.node(leader).crash().await;
+        println!("killing node {node}, leader of {hot} and the API's node");
+        let killed = Instant::now();
+        cluster.node(node).crash().await;
+        let elected = cluster.wait_leader_moved(&hot, node).await;
         tokio::time::sleep(Duration::from_secs(5)).await;
-        cluster.node(leader).start_again().await;
+        cluster.node(node).start_again().await;
         cluster.wait_healed().await;
         sale.wait_more_decided(200).await;
+        (killed, elected)
     };
-    let results = sale.run_until(chaos).await;
+    let (results, (killed, elected)) = sale.run_until(chaos).await;
+    let first = sale.first_hot_accept_sent_after(&results, killed);
+    println!(
+        "new leader {:?} after the kill; first 202 for the hot show {:?} after the kill ({:?} after the new leader)",
+        elected - killed,
+        first - killed,
+        first.saturating_duration_since(elected)
+    );
+    assert!(
+        first <= elected + ACCEPTING_AGAIN_WITHIN,
+        "the hot show accepted again {:?} after its new leader (at most {ACCEPTING_AGAIN_WITHIN:?})",
+        first - elected
+    );
     sale.assert_promises_kept(&results).await;
 }
 
-async fn a_rolling_restart_mid_sale_keeps_every_promise(
+/// A node that stops answering without closing anything, for 20 s: the
+/// API leaves it within its budget, and everything resumes after.
+async fn freezing_the_node_that_leads_the_hot_shard_and_serves_the_api(
+    sys: &System,
+    cluster: &mut PrivateCluster,
+) {
+    let sale = Sale::open(sys).await;
+    let (hot, node) = sale.put_the_api_beside_the_hot_leader(cluster).await;
+    let chaos = async {
+        sale.wait_decided(200).await;
+        println!("freezing node {node}, leader of {hot} and the API's node, for {FREEZE:?}");
+        let frozen = Instant::now();
+        cluster.node(node).freeze();
+        tokio::time::sleep(FREEZE).await;
+        cluster.node(node).thaw();
+        cluster.wait_healed().await;
+        sale.wait_more_decided(200).await;
+        frozen
+    };
+    let (results, frozen) = sale.run_until(chaos).await;
+    let longest = results
+        .iter()
+        .map(|r| r.answered - r.sent)
+        .max()
+        .unwrap_or_default();
+    let first = sale.first_hot_accept_sent_after(&results, frozen);
+    let during: Vec<_> = results
+        .iter()
+        .filter(|r| r.sent >= frozen && r.sent < frozen + FREEZE)
+        .collect();
+    let refused = during.iter().filter(|r| r.status == 503).count();
+    println!(
+        "longest request {longest:?}; first 202 for the hot show {:?} after the freeze; \
+         {refused} of {} requests sent during the freeze refused",
+        first - frozen,
+        during.len()
+    );
+    assert!(
+        longest <= REQUEST_BUDGET,
+        "a request took {longest:?} while a node was frozen (budget {REQUEST_BUDGET:?})"
+    );
+    assert!(
+        first < frozen + FREEZE,
+        "the hot show accepted nothing until the frozen node came back"
+    );
+    sale.assert_promises_kept(&results).await;
+}
+
+async fn a_rolling_restart_mid_sale_refuses_almost_no_one(
     sys: &System,
     cluster: &mut PrivateCluster,
 ) {
@@ -149,39 +225,20 @@ async fn a_rolling_restart_mid_sale_keeps_every_promise(
         }
         sale.wait_more_decided(200).await;
     };
-    let results = sale.run_until(chaos).await;
+    let (results, ()) = sale.run_until(chaos).await;
+    let refused = results.iter().filter(|r| r.status == 503).count();
+    let share = refused as f64 / results.len() as f64;
+    println!(
+        "rolling restart: {refused} of {} submissions refused ({:.2} %)",
+        results.len(),
+        share * 100.0
+    );
+    assert!(
+        share <= MAX_REFUSED_IN_ROLLING_RESTART,
+        "{refused} of {} submissions refused during a rolling restart",
+        results.len()
+    );
     sale.assert_promises_kept(&results).await;
-}
-
-/// The shard queue that took the most messages so far: the hot show's.
-async fn hot_shard_queue(cluster: &PrivateCluster) -> String {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let busiest = cluster
-            .queues()
-            .await
-            .into_iter()
-            .filter(|q| {
-                q["name"]
-                    .as_str()
-                    .is_some_and(|n| n.starts_with("booking.requests.shard-"))
-            })
-            .map(|q| {
-                let published = q["message_stats"]["publish"].as_u64().unwrap_or(0);
-                (published, q["name"].as_str().unwrap().to_owned())
-            })
-            .max();
-        if let Some((published, name)) = busiest {
-            if published > 0 {
-                return name;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no queue statistics from the management API"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
 }
 
 /// A flash sale: one hot show that sells out and three quieter ones, a
@@ -209,6 +266,77 @@ impl<'a> Sale<'a> {
             shows,
             started: Instant::now(),
         }
+    }
+
+    /// Finds the hot show's shard queue and its leader, and restarts the
+    /// API until its publishing connection is on that node (it starts at
+    /// a random one). Returns the queue and the node.
+    async fn put_the_api_beside_the_hot_leader(&self, cluster: &PrivateCluster) -> (String, usize) {
+        let queue = self.hot_shard_queue(cluster).await;
+        let leader = cluster.leader_of(&queue).await;
+        for _ in 0..20 {
+            let pid = self.sys.pids().into_iter().find(|(l, _)| l == "api").unwrap().1;
+            if cluster.connection_node(&format!("api {pid}")).await == leader {
+                return (queue, leader);
+            }
+            self.sys.terminate("api", Duration::from_secs(30)).await;
+            self.sys.restart("api").await;
+            self.sys
+                .book_accepted(&self.shows[1], ga_request(&self.shows[1], 1).body)
+                .await;
+        }
+        panic!("the API never connected to node {leader} in 20 starts");
+    }
+
+    /// The shard queue of the hot show: the one whose count of published
+    /// messages grows by the bookings sent to the hot show alone.
+    async fn hot_shard_queue(&self, cluster: &PrivateCluster) -> String {
+        const PROBES: u64 = 10;
+        let published = || async {
+            cluster
+                .queues()
+                .await
+                .into_iter()
+                .filter_map(|q| {
+                    let name = q["name"].as_str()?;
+                    name.starts_with("booking.requests.shard-").then(|| {
+                        let count = q["message_stats"]["publish"].as_u64().unwrap_or(0);
+                        (name.to_owned(), count)
+                    })
+                })
+                .collect::<HashMap<String, u64>>()
+        };
+        let before = published().await;
+        for _ in 0..PROBES {
+            self.sys
+                .book_accepted(&self.hot, ga_request(&self.hot, 1).body)
+                .await;
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let grown = published().await.into_iter().find(|(name, count)| {
+                *count >= before.get(name).copied().unwrap_or(0) + PROBES
+            });
+            if let Some((name, _)) = grown {
+                return name;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no queue statistics from the management API"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// When the API answered the first `202` for the hot show to a request
+    /// sent after `since`.
+    fn first_hot_accept_sent_after(&self, results: &[Submitted], since: Instant) -> Instant {
+        results
+            .iter()
+            .filter(|r| r.accepted() && r.request.show == self.hot && r.sent >= since)
+            .map(|r| r.answered)
+            .min()
+            .expect("the hot show accepted nothing after the fault")
     }
 
     fn show_ids(&self) -> Vec<Uuid> {
@@ -242,8 +370,9 @@ impl<'a> Sale<'a> {
     }
 
     /// Sends requests (four in five to the hot show) and pays for held
-    /// bookings until `chaos` is over; returns every answer.
-    async fn run_until(&self, chaos: impl Future<Output = ()>) -> Vec<Submitted> {
+    /// bookings until `chaos` is over; returns every answer and what
+    /// `chaos` returned.
+    async fn run_until<T>(&self, chaos: impl Future<Output = T>) -> (Vec<Submitted>, T) {
         let stop = AtomicBool::new(false);
         let mut pace = tokio::time::interval(PACE);
         pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -267,11 +396,12 @@ impl<'a> Sale<'a> {
             .collect::<Vec<_>>();
         let paying = self.pay_while(&stop);
         let chaos = async {
-            chaos.await;
+            let outcome = chaos.await;
             stop.store(true, Ordering::Relaxed);
+            outcome
         };
-        let (results, (), ()) = tokio::join!(crowd, paying, chaos);
-        results
+        let (results, (), outcome) = tokio::join!(crowd, paying, chaos);
+        (results, outcome)
     }
 
     /// Pays for up to [`PAID`] held bookings of the hot show, retrying a
