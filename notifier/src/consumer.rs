@@ -1,9 +1,13 @@
 //! Consumes `notifier.emails`, sends each email once and acks only after
 //! the send is recorded. The record `(booking, kind)` is checked before
-//! sending, so a redelivery does not send again; a crash between the SMTP
-//! send and the record can at worst repeat one email. On shutdown it stops
-//! taking messages and finishes those in hand; one that is waiting for
-//! PostgreSQL or SMTP to come back is left unacked for redelivery.
+//! sending, so a redelivery does not send again. What a crash can repeat is
+//! the emails between the SMTP server taking them and their record: at most
+//! `EMAIL_CONCURRENCY`, the emails this notifier sends at once (a slow
+//! relay needs several in flight). Every copy carries the `Message-ID` of
+//! its (booking, kind), so mail clients and relays can fold the repeats. On
+//! shutdown it stops taking messages and finishes those in hand; one that
+//! is waiting for PostgreSQL or SMTP to come back is left unacked for
+//! redelivery.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,11 +16,13 @@ use lapin::message::Delivery;
 use lapin::Connection;
 use shared::amqp::consume::{self, ConsumeError, Queue, Settle, Settler};
 use shared::amqp::{self, Publisher};
+use shared::config::EmailConcurrency;
 use shared::messages::{BookingEvent, BookingSnapshot};
 use shared::retry::{until_done, Failure, Interrupted, Retry, Tried};
 use shared::store::emails::{self, Sent};
 use shared::topology::{Topology, NOTIFIER_DEAD_QUEUE, NOTIFIER_QUEUE};
 use sqlx::PgPool;
+use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -30,9 +36,35 @@ pub struct Notifier {
     pub dead_letters: Arc<Publisher>,
     pub amqp_url: String,
     pub topology: Topology,
-    /// Emails in flight at once.
-    pub concurrency: u16,
+    pub sending: Sending,
     pub max_attempts: u32,
+}
+
+/// The emails this notifier is sending, at most `EMAIL_CONCURRENCY` at
+/// once. The queue's prefetch is that number, but a consuming loop torn
+/// down by a lost channel leaves its emails running while the next channel
+/// takes new ones; they share these permits, so even then no more are in
+/// flight, and a crash repeats no more.
+pub struct Sending {
+    limit: EmailConcurrency,
+    permits: Semaphore,
+}
+
+impl Sending {
+    pub fn new(limit: EmailConcurrency) -> Self {
+        Self {
+            limit,
+            permits: Semaphore::new(limit.get().into()),
+        }
+    }
+
+    /// A permit to send one email; `Interrupted` if shutdown comes first.
+    async fn permit(&self, cancel: &CancellationToken) -> Result<SemaphorePermit<'_>, Interrupted> {
+        tokio::select! {
+            permit = self.permits.acquire() => Ok(permit.expect("never closed")),
+            () = cancel.cancelled() => Err(Interrupted),
+        }
+    }
 }
 
 /// Why a message cannot be turned into an email, however often it is tried.
@@ -110,7 +142,7 @@ impl Notifier {
         let tag = format!("{NOTIFIER_QUEUE}-{}", std::process::id());
         let queue = Queue {
             name: NOTIFIER_QUEUE,
-            prefetch: self.concurrency,
+            prefetch: self.sending.limit.get(),
             tag: &tag,
             no_ack: false,
         };
@@ -179,6 +211,7 @@ impl Notifier {
         cancel: &CancellationToken,
     ) -> Step<Handled> {
         let b = &event.booking;
+        let _sending = self.sending.permit(cancel).await?;
         let Some(mut claim) = until_done(cancel, || emails::claim(&self.db, b.id, kind)).await?
         else {
             return Ok(Handled::AlreadySent);
@@ -187,7 +220,7 @@ impl Notifier {
             .templates
             .render(kind, event)
             .map_err(|e| Handled::poison(e, 1))?;
-        self.send(b, &mail, cancel).await?;
+        self.send(b, kind, &mail, cancel).await?;
         let sent = Sent {
             booking_id: b.id,
             kind,
@@ -212,6 +245,7 @@ impl Notifier {
     async fn send(
         &self,
         b: &BookingSnapshot,
+        kind: EmailKind,
         mail: &Rendered,
         cancel: &CancellationToken,
     ) -> Step<()> {
@@ -221,7 +255,7 @@ impl Notifier {
             max_attempts: self.max_attempts,
             cancel,
         };
-        let sending = || self.mailer.send(&b.name, &b.email, mail);
+        let sending = || self.mailer.send(b, kind, mail);
         let failure = |err: &MailError| match err.is_transient() {
             true => Failure::Outage,
             false => Failure::Counted,

@@ -109,14 +109,15 @@ fn money(cents: i64) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use chrono::Utc;
     use shared::domain::BookingStatus;
     use shared::messages::{EventKind, SeatLabel};
     use uuid::Uuid;
 
-    fn event(seats: Vec<SeatLabel>) -> BookingEvent {
+    /// A confirmation of two tickets for Hamlet.
+    pub(crate) fn event(seats: Vec<SeatLabel>) -> BookingEvent {
         BookingEvent {
             event_id: Uuid::now_v7(),
             kind: EventKind::Confirmed,

@@ -2,9 +2,13 @@
 //! real relays both charge for every new connection).
 
 use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
+use lettre::transport::smtp::PoolConfig;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use shared::config::EmailConcurrency;
+use shared::messages::BookingSnapshot;
+use uuid::Uuid;
 
-use crate::email::Rendered;
+use crate::email::{EmailKind, Rendered};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MailError {
@@ -30,42 +34,125 @@ pub struct Mailer {
 
 impl Mailer {
     /// `smtp_url` as lettre reads it: `smtp://host:port`, `smtps://…`, or
-    /// `smtp://…?tls=required`, with optional credentials.
-    pub fn new(smtp_url: &str, from: &str) -> Result<Self, MailError> {
-        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(smtp_url)?.build();
+    /// `smtp://…?tls=required`, with optional credentials. The pool keeps
+    /// a connection for each email sent at once: fewer would open and close
+    /// one per email beyond them.
+    pub fn new(
+        smtp_url: &str,
+        from: &str,
+        concurrency: EmailConcurrency,
+    ) -> Result<Self, MailError> {
+        let pool = PoolConfig::new().max_size(concurrency.get().into());
+        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(smtp_url)?
+            .pool_config(pool)
+            .build();
         let from = from
             .parse()
             .map_err(|e| MailError::Address(from.to_owned(), e))?;
         Ok(Self { transport, from })
     }
 
+    /// Sends the email of `kind` about booking `b` to its customer.
     pub async fn send(
         &self,
-        to_name: &str,
-        to_email: &str,
+        b: &BookingSnapshot,
+        kind: EmailKind,
         mail: &Rendered,
     ) -> Result<(), MailError> {
-        let address = to_email
-            .parse()
-            .map_err(|e| MailError::Address(to_email.to_owned(), e))?;
-        let message = Message::builder()
-            .from(self.from.clone())
-            .to(Mailbox::new(Some(to_name.to_owned()), address))
-            .subject(&mail.subject)
-            .multipart(
-                MultiPart::alternative()
-                    .singlepart(
-                        SinglePart::builder()
-                            .header(ContentType::TEXT_PLAIN)
-                            .body(mail.text.clone()),
-                    )
-                    .singlepart(
-                        SinglePart::builder()
-                            .header(ContentType::TEXT_HTML)
-                            .body(mail.html.clone()),
-                    ),
-            )?;
-        self.transport.send(message).await?;
+        self.transport
+            .send(message(&self.from, b, kind, mail)?)
+            .await?;
         Ok(())
+    }
+}
+
+/// The `Message-ID` of the email of `kind` about booking `booking_id`:
+/// `<{booking_id}.{kind}@{domain}>`, fixed by the key under which
+/// `sent_emails` records the email. A crash between the relay taking an
+/// email and that record sends it again, and the copy then carries the
+/// first one's id, so mail clients and relays that fold messages by id
+/// show one. The domain is the sender's, which owns the id's uniqueness
+/// (RFC 5322, 3.6.4).
+fn message_id(booking_id: Uuid, kind: EmailKind, domain: &str) -> String {
+    format!("<{booking_id}.{}@{domain}>", kind.as_str())
+}
+
+/// The message for the email of `kind` about booking `b`, from `from`.
+fn message(
+    from: &Mailbox,
+    b: &BookingSnapshot,
+    kind: EmailKind,
+    mail: &Rendered,
+) -> Result<Message, MailError> {
+    let address = b
+        .email
+        .parse()
+        .map_err(|e| MailError::Address(b.email.clone(), e))?;
+    let message = Message::builder()
+        .message_id(Some(message_id(b.id, kind, from.email.domain())))
+        .from(from.clone())
+        .to(Mailbox::new(Some(b.name.clone()), address))
+        .subject(&mail.subject)
+        .multipart(
+            MultiPart::alternative()
+                .singlepart(
+                    SinglePart::builder()
+                        .header(ContentType::TEXT_PLAIN)
+                        .body(mail.text.clone()),
+                )
+                .singlepart(
+                    SinglePart::builder()
+                        .header(ContentType::TEXT_HTML)
+                        .body(mail.html.clone()),
+                ),
+        )?;
+    Ok(message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::email::tests::event;
+
+    #[test]
+    fn a_message_id_is_fixed_by_booking_and_kind_and_differs_per_kind() {
+        let booking: Uuid = "0190f3c2-7d1e-7a8b-9c0d-1e2f3a4b5c6d".parse().unwrap();
+        assert_eq!(
+            message_id(booking, EmailKind::Confirmation, "booking.test"),
+            "<0190f3c2-7d1e-7a8b-9c0d-1e2f3a4b5c6d.confirmation@booking.test>"
+        );
+        let ids: std::collections::HashSet<String> = EmailKind::ALL
+            .iter()
+            .map(|&kind| message_id(booking, kind, "booking.test"))
+            .collect();
+        assert_eq!(ids.len(), EmailKind::ALL.len());
+        assert_ne!(
+            message_id(booking, EmailKind::Reminder, "booking.test"),
+            message_id(Uuid::now_v7(), EmailKind::Reminder, "booking.test")
+        );
+    }
+
+    #[test]
+    fn every_copy_of_an_email_carries_the_message_id_of_its_booking_and_kind() {
+        let from: Mailbox = "Booking <tickets@booking.test>".parse().unwrap();
+        let event = event(vec![]);
+        let mail = crate::email::Templates::default()
+            .render(EmailKind::Confirmation, &event)
+            .unwrap();
+        let header = |message: Message| {
+            let formatted = String::from_utf8(message.formatted()).unwrap();
+            formatted
+                .lines()
+                .find(|line| line.starts_with("Message-ID: "))
+                .map(str::to_owned)
+        };
+        let first = message(&from, &event.booking, EmailKind::Confirmation, &mail).unwrap();
+        let copy = message(&from, &event.booking, EmailKind::Confirmation, &mail).unwrap();
+        let expected = format!(
+            "Message-ID: <{}.confirmation@booking.test>",
+            event.booking.id
+        );
+        assert_eq!(header(first).as_deref(), Some(expected.as_str()));
+        assert_eq!(header(copy).as_deref(), Some(expected.as_str()));
     }
 }

@@ -25,12 +25,16 @@ async fn work(service: Service) -> anyhow::Result<()> {
     let publisher = service.publisher();
     let notifier = Arc::new(consumer::Notifier {
         db: db.clone(),
-        mailer: mailer::Mailer::new(config.smtp_url.expose_secret(), &config.mail_from)?,
+        mailer: mailer::Mailer::new(
+            config.smtp_url.expose_secret(),
+            &config.mail_from,
+            config.email_concurrency,
+        )?,
         templates: email::Templates::default(),
         dead_letters: publisher.clone(),
         amqp_url: config.amqp_url.expose_secret().to_owned(),
         topology,
-        concurrency: 8,
+        sending: consumer::Sending::new(config.email_concurrency),
         max_attempts: config.max_attempts,
     });
     let wake = Arc::new(Notify::new());

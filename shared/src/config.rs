@@ -35,6 +35,7 @@ pub struct Config {
     pub quorum_initial_group_size: Option<NonZeroU16>,
     pub smtp_url: SecretString,
     pub mail_from: String,
+    pub email_concurrency: EmailConcurrency,
     /// The bootstrap admin's bearer token; the api refuses to start
     /// without it.
     pub admin_token: Option<SecretString>,
@@ -130,6 +131,40 @@ impl FromStr for TrustedProxies {
     }
 }
 
+/// Emails a notifier sends at once (`EMAIL_CONCURRENCY`), each on an SMTP
+/// connection of its own.
+///
+/// A slow relay (hundreds of milliseconds per message) needs several sends
+/// in flight to keep up with a sale, but every one of them can be repeated:
+/// a crash after the relay took an email and before its record commits
+/// sends it again. So the setting is also the most emails a notifier crash
+/// can repeat, and it is bounded: relays limit the connections of one
+/// client too (Postfix's default is 50).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EmailConcurrency(NonZeroU16);
+
+impl EmailConcurrency {
+    pub const DEFAULT: Self = Self(NonZeroU16::new(8).unwrap());
+    pub const MAX: u16 = 64;
+
+    pub fn get(self) -> u16 {
+        self.0.get()
+    }
+}
+
+impl FromStr for EmailConcurrency {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, String> {
+        let out_of_range = || format!("must be a whole number from 1 to {}", Self::MAX);
+        let n: u16 = value.trim().parse().map_err(|_| out_of_range())?;
+        NonZeroU16::new(n)
+            .filter(|n| n.get() <= Self::MAX)
+            .map(Self)
+            .ok_or_else(out_of_range)
+    }
+}
+
 /// How the notifier delivers webhooks (and the API vets their URLs).
 #[derive(Debug, Clone, Copy)]
 pub struct WebhookSettings {
@@ -172,6 +207,10 @@ impl Config {
                 .map(NonZeroU16::new)?,
             smtp_url: or("SMTP_URL", "smtp://127.0.0.1:1025").into(),
             mail_from: or("MAIL_FROM", "Booking <tickets@booking.local>"),
+            email_concurrency: parsed(
+                "EMAIL_CONCURRENCY",
+                &EmailConcurrency::DEFAULT.get().to_string(),
+            )?,
             admin_token: std::env::var("ADMIN_TOKEN")
                 .ok()
                 .filter(|t| !t.is_empty())
@@ -312,6 +351,20 @@ mod tests {
             assert!(!trusted.contains(outside.parse().unwrap()), "{outside}");
         }
         assert_eq!("".parse::<TrustedProxies>(), Ok(TrustedProxies::default()));
+    }
+
+    #[test]
+    fn email_concurrency_is_from_1_to_its_maximum() {
+        for (value, n) in [("1", 1), (" 8 ", 8), ("64", EmailConcurrency::MAX)] {
+            assert_eq!(
+                value.parse::<EmailConcurrency>().map(EmailConcurrency::get),
+                Ok(n)
+            );
+        }
+        for bad in ["0", "65", "-1", "eight", ""] {
+            let err = bad.parse::<EmailConcurrency>().unwrap_err();
+            assert_eq!(err, "must be a whole number from 1 to 64", "{bad:?}");
+        }
     }
 
     #[test]

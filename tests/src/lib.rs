@@ -17,6 +17,7 @@ pub mod invariants;
 pub mod load;
 pub mod mailbox;
 pub mod receiver;
+pub mod slow_relay;
 pub mod sse;
 pub mod system;
 

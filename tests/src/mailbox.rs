@@ -25,6 +25,18 @@ pub fn addressed_to(message: &Value, to: &str) -> bool {
         .is_some_and(|to_list| to_list.iter().any(|t| t["address"].as_str() == Some(to)))
 }
 
+/// The `Message-ID` header of `message`, angle brackets included.
+pub fn message_id(message: &Value) -> Option<&str> {
+    message["headers"]["message-id"].as_str()
+}
+
+/// The `Message-ID` the notifier gives the email of `kind` (`confirmation`,
+/// `reminder`, …) about `booking`, with the tests' `MAIL_FROM`
+/// (`tickets@booking.test`).
+pub fn expected_message_id(booking: &str, kind: &str) -> String {
+    format!("<{booking}.{kind}@booking.test>")
+}
+
 /// All emails addressed to `to`.
 pub async fn messages_to(to: &str) -> Vec<Value> {
     all_messages()

@@ -3,7 +3,7 @@
 
 use reqwest::Method;
 use serde_json::json;
-use tests::mailbox::{unique_address, wait_for_messages};
+use tests::mailbox::{expected_message_id, message_id, unique_address, wait_for_messages};
 use tests::System;
 
 #[tokio::test]
@@ -50,6 +50,8 @@ async fn a_general_admission_booking_is_held_confirmed_and_emailed_with_its_tick
     assert_eq!(mails.len(), 1, "exactly one confirmation");
     let mail = &mails[0];
     assert_eq!(mail["subject"], "Your tickets for Open Air");
+    let expected = expected_message_id(id, "confirmation");
+    assert_eq!(message_id(mail), Some(expected.as_str()));
     for code in &codes {
         assert!(
             mail["text"].as_str().unwrap().contains(code),

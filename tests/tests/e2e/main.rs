@@ -6,6 +6,7 @@ mod best_available;
 mod booking_flow;
 mod broker;
 mod cluster;
+mod emails;
 mod engine;
 mod faults;
 mod fuzz;
