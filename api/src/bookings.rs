@@ -11,6 +11,7 @@ use shared::domain::{
     BookingId, BookingRequest, BookingStatus, Cents, CustomerEmail, ShowId, ShowKind, Wanted,
     MAX_TICKETS_PER_BOOKING,
 };
+use shared::amqp::PUBLISH_BUDGET;
 use shared::messages::BookingCommand;
 use shared::store::bookings::{record, view, BookedSeat, BookingView};
 use utoipa::openapi::schema::{
@@ -102,6 +103,10 @@ struct Asked {
     total: Option<Cents>,
 }
 
+/// What a booking's request keeps of its time, after recording and
+/// publishing, to withdraw a booking whose publish failed and answer.
+const ANSWER_MARGIN: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Validates, records, publishes: the booking as answered with `202`. The
 /// same `key` and body again answer the original booking; a different body
 /// with the same key is refused. If the publish fails the booking is
@@ -118,7 +123,20 @@ pub async fn submit(
         let hash = request_hash(&request);
         (key, hash)
     });
-    let recorded = state.recorder.record(request.clone(), key.clone()).await?;
+    // Recording gets what the request's time leaves after a whole publish
+    // budget, so the time limit never cuts a recorded booking off before
+    // its publish (or its withdrawal) has run. A frozen database answers
+    // nothing: the booking may still commit once it goes on, so the `503`
+    // is in doubt, like one after a crash (see the guarantees).
+    let record_within = state
+        .request_timeout
+        .saturating_sub(PUBLISH_BUDGET + ANSWER_MARGIN);
+    let recorded = tokio::time::timeout(
+        record_within,
+        state.recorder.record(request.clone(), key.clone()),
+    )
+    .await
+    .map_err(|_| ApiError::TimedOut)??;
     let (created_at, position) = match recorded {
         Recorded::Created { at, position } => (at, position),
         Recorded::KeyTaken => {

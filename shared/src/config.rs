@@ -267,18 +267,20 @@ fn amqp_url() -> Result<SecretString, ConfigError> {
 /// [`Config::request_timeout`] unless `REQUEST_TIMEOUT_SECONDS` says otherwise.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// `REQUEST_TIMEOUT_SECONDS`: more than the publish budget, or a booking
+/// `REQUEST_TIMEOUT_SECONDS`: a publish budget and then some, or a booking
 /// whose publish is still being tried elsewhere would be cut off.
 fn request_timeout() -> Result<Duration, ConfigError> {
     let name = "REQUEST_TIMEOUT_SECONDS";
     let seconds: u64 = parsed(name, &DEFAULT_REQUEST_TIMEOUT.as_secs().to_string())?;
     let timeout = Duration::from_secs(seconds);
-    if timeout <= crate::amqp::PUBLISH_BUDGET {
+    let least = crate::amqp::PUBLISH_BUDGET + Duration::from_secs(2);
+    if timeout < least {
         return Err(ConfigError::Invalid {
             name,
             value: seconds.to_string(),
             reason: format!(
-                "must be more than the publish budget of {} s",
+                "must be at least {} s: the publish budget of {} s, and time to record and answer",
+                least.as_secs(),
                 crate::amqp::PUBLISH_BUDGET.as_secs()
             ),
         });

@@ -154,23 +154,47 @@ impl PrivateCluster {
         loop {
             let trouble = self.trouble().await;
             let Some(trouble) = trouble else { return };
-            assert!(
-                Instant::now() < deadline,
-                "the cluster did not heal within {HEAL_TIMEOUT:?}: {trouble}"
-            );
+            if Instant::now() >= deadline {
+                let logs: Vec<String> = self
+                    .nodes
+                    .iter()
+                    .map(|n| format!("===== {}\n{}", n.node(), n.logs()))
+                    .collect();
+                panic!(
+                    "the cluster did not heal within {HEAL_TIMEOUT:?}: {trouble}\n{}",
+                    logs.join("\n")
+                );
+            }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
 
     /// What keeps the cluster from being whole, if anything.
     async fn trouble(&self) -> Option<String> {
-        let nodes = self.management("/nodes").await;
-        let running = nodes
-            .as_array()
-            .map(|ns| ns.iter().filter(|n| n["running"] == true).count())
-            .unwrap_or(0);
-        if running != self.nodes.len() {
-            return Some(format!("{running} of {} nodes running", self.nodes.len()));
+        // Every node's own view: one that was cut off (or frozen) may
+        // still believe it runs alone until it notices the partition.
+        for node in &self.nodes {
+            let view = self
+                .http
+                .get(format!("{}/api/nodes", node.management_url()))
+                .basic_auth("guest", Some("guest"))
+                .send()
+                .await;
+            let nodes: Value = match view {
+                Ok(res) if res.status().is_success() => res.json().await.unwrap_or_default(),
+                _ => return Some(format!("{} does not answer", node.node())),
+            };
+            let running = nodes
+                .as_array()
+                .map(|ns| ns.iter().filter(|n| n["running"] == true).count())
+                .unwrap_or(0);
+            if running != self.nodes.len() {
+                return Some(format!(
+                    "{} sees {running} of {} nodes running",
+                    node.node(),
+                    self.nodes.len()
+                ));
+            }
         }
         for queue in self.queues().await {
             if queue["type"] != "quorum" {

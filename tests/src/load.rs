@@ -1,6 +1,8 @@
 //! Firing many booking requests at once, like a crowd at an on-sale minute.
 
-use std::time::Instant;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use serde_json::{json, Value};
@@ -88,4 +90,38 @@ pub fn seated_request(show: &str, seats: &[String], start: usize, quantity: usiz
         body: json!({"email": unique_address("crowd"), "name": "Crowd", "seat_ids": &seats[start..start + quantity]}),
         quantity: quantity as i32,
     }
+}
+
+/// A sale at a steady rate rather than one that ends as soon as it can: a
+/// new request every `pace` (`request(i)` makes the `i`-th; at most
+/// `concurrency` in flight) for as long as `until` runs. Returns every
+/// answer and what `until` returned.
+pub async fn steady_until<T>(
+    sys: &System,
+    pace: Duration,
+    concurrency: usize,
+    request: impl FnMut(usize) -> Request,
+    until: impl Future<Output = T>,
+) -> (Vec<Submitted>, T) {
+    let stop = AtomicBool::new(false);
+    let mut ticks = tokio::time::interval(pace);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let ticks = futures::stream::unfold(ticks, |mut ticks| async move {
+        ticks.tick().await;
+        Some(((), ticks))
+    });
+    let crowd = ticks
+        .take_while(|()| std::future::ready(!stop.load(Ordering::Relaxed)))
+        .enumerate()
+        .map(|(i, ())| i)
+        .map(request)
+        .map(|r| submit(sys, r))
+        .buffer_unordered(concurrency)
+        .collect::<Vec<_>>();
+    let until = async {
+        let outcome = until.await;
+        stop.store(true, Ordering::Relaxed);
+        outcome
+    };
+    tokio::join!(crowd, until)
 }

@@ -482,7 +482,7 @@ impl PrivateBroker {
             .collect()
     }
 
-    fn logs(&self) -> String {
+    pub fn logs(&self) -> String {
         let node_log = self.dir.join("log").join(format!("{}.log", self.node));
         format!(
             "{}\n{}",

@@ -34,6 +34,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// The AMQP heartbeat asked for, in seconds: a silent node is given up
 /// after twice this.
 pub const HEARTBEAT_SECONDS: u16 = 5;
+/// How long declaring the topology on a new connection may take.
+const DECLARE_TIMEOUT: Duration = Duration::from_secs(3);
 /// After a failed connection attempt, publishes fail at once for this long.
 const RECONNECT_PAUSE: Duration = Duration::from_millis(500);
 /// How long a polite close may wait for the broker's answer.
@@ -123,6 +125,29 @@ fn io_error(kind: std::io::ErrorKind, message: String) -> lapin::Error {
     lapin::ErrorKind::IOError(Arc::new(std::io::Error::new(kind, message))).into()
 }
 
+/// Connects and declares the topology; returns the node reached and the
+/// connection. A node that takes the connection but stalls the
+/// declarations (a peer of a frozen node can, until it declares that node
+/// down) is given up after [`DECLARE_TIMEOUT`], and the next attempt starts
+/// at the next node.
+async fn connect_declared(
+    url: &str,
+    name: &str,
+    topology: &Topology,
+) -> lapin::Result<(usize, Connection)> {
+    let (node, conn) = connect_indexed(url, name).await?;
+    match tokio::time::timeout(DECLARE_TIMEOUT, topology.declare(&conn)).await {
+        Ok(declared) => declared.map(|()| (node, conn)),
+        Err(_) => {
+            nodes::prefer(node + 1);
+            Err(io_error(
+                std::io::ErrorKind::TimedOut,
+                "declaring the topology timed out".to_owned(),
+            ))
+        }
+    }
+}
+
 /// Connects, declares the topology and returns the connection, retrying
 /// with capped exponential backoff until it works or `cancel` fires.
 pub async fn connect_until_ready(
@@ -131,11 +156,7 @@ pub async fn connect_until_ready(
     topology: &Topology,
     cancel: &CancellationToken,
 ) -> Option<Connection> {
-    let attempt = || async {
-        let conn = connect(url, name).await?;
-        topology.declare(&conn).await?;
-        Ok::<_, lapin::Error>(conn)
-    };
+    let attempt = || async { connect_declared(url, name, topology).await.map(|(_, conn)| conn) };
     let retrying = attempt.retry(crate::retry::forever()).notify(
         |err, wait| tracing::warn!(error = %err, ?wait, "RabbitMQ not reachable, retrying"),
     );
@@ -338,9 +359,8 @@ impl Publisher {
     }
 
     async fn open(&self) -> lapin::Result<Session> {
-        let (node, conn) = connect_indexed(&self.url, &self.name).await?;
+        let (node, conn) = connect_declared(&self.url, &self.name, &self.topology).await?;
         let channel = confirm_channel(&conn).await?;
-        self.topology.declare(&conn).await?;
         Ok(Session {
             serial: self.opened.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             conn: Arc::new(conn),
@@ -398,8 +418,7 @@ impl Publisher {
         let mut pause = RETRY_PAUSE;
         let mut attempt = 1;
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let err = match self.publish_once(&msg, left.min(ATTEMPT_TIMEOUT), attempt).await {
+            let err = match self.publish_once(&msg, deadline, attempt).await {
                 Ok(()) => return Ok(()),
                 Err(err) => err,
             };
@@ -415,18 +434,18 @@ impl Publisher {
         }
     }
 
-    /// One attempt, given `limit` for all of it (a connection included).
-    /// After a first refusal on a fresh channel the node itself is suspect.
+    /// One attempt: a channel (connecting if need be) by `deadline`, then
+    /// up to [`ATTEMPT_TIMEOUT`] for the confirm. After a first refusal on
+    /// a fresh channel the node itself is suspect.
     async fn publish_once(
         &self,
         msg: &Outgoing<'_>,
-        limit: Duration,
+        deadline: Instant,
         attempt: u32,
     ) -> Result<(), PublishError> {
-        let started = Instant::now();
-        let lease = self.channel_within(limit).await?;
-        let left = limit.saturating_sub(started.elapsed());
-        let outcome = tokio::time::timeout(left, async {
+        let left = || deadline.saturating_duration_since(Instant::now());
+        let lease = self.channel_within(left()).await?;
+        let outcome = tokio::time::timeout(left().min(ATTEMPT_TIMEOUT), async {
             let options = BasicPublishOptions {
                 mandatory: msg.mandatory,
                 ..Default::default()

@@ -11,12 +11,11 @@ use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use serde_json::json;
 use sqlx::PgPool;
 use tests::cluster::PrivateCluster;
 use tests::invariants::{assert_decided_once, assert_not_oversold, wait_all_decided};
-use tests::load::{ga_request, submit, Submitted};
+use tests::load::{ga_request, steady_until, Submitted};
 use tests::mailbox::{all_messages, unique_address};
 use tests::{Options, System};
 use uuid::Uuid;
@@ -25,8 +24,7 @@ const NODES: usize = 3;
 const SHARDS: u16 = 4;
 /// Requests in flight during a sale, at most.
 const CROWD: usize = 16;
-/// A new request every so often: a sale that lasts as long as the chaos
-/// does, at a steady rate, rather than one that ends as soon as it can.
+/// A new request every so often, for as long as the chaos lasts.
 const PACE: Duration = Duration::from_millis(12);
 /// Held bookings paid for during each sale (each must get one email).
 const PAID: usize = 60;
@@ -374,34 +372,22 @@ impl<'a> Sale<'a> {
     /// `chaos` returned.
     async fn run_until<T>(&self, chaos: impl Future<Output = T>) -> (Vec<Submitted>, T) {
         let stop = AtomicBool::new(false);
-        let mut pace = tokio::time::interval(PACE);
-        pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let ticks = futures::stream::unfold(pace, |mut pace| async move {
-            pace.tick().await;
-            Some(((), pace))
-        });
-        let crowd = ticks
-            .enumerate()
-            .map(|(i, ())| i)
-            .take_while(|_| std::future::ready(!stop.load(Ordering::Relaxed)))
-            .map(|i: usize| {
-                let show = if i % 5 == 4 {
-                    &self.shows[1 + i / 5 % 3]
-                } else {
-                    &self.hot
-                };
-                submit(self.sys, ga_request(show, (i % 4) as i32 + 1))
-            })
-            .buffer_unordered(CROWD)
-            .collect::<Vec<_>>();
-        let paying = self.pay_while(&stop);
         let chaos = async {
             let outcome = chaos.await;
             stop.store(true, Ordering::Relaxed);
             outcome
         };
-        let (results, (), outcome) = tokio::join!(crowd, paying, chaos);
-        (results, outcome)
+        let request = |i: usize| {
+            let show = if i % 5 == 4 {
+                &self.shows[1 + i / 5 % 3]
+            } else {
+                &self.hot
+            };
+            ga_request(show, (i % 4) as i32 + 1)
+        };
+        let sale = steady_until(self.sys, PACE, CROWD, request, chaos);
+        let (sold, ()) = tokio::join!(sale, self.pay_while(&stop));
+        sold
     }
 
     /// Pays for up to [`PAID`] held bookings of the hot show, retrying a

@@ -9,6 +9,7 @@ mod cluster;
 mod emails;
 mod engine;
 mod faults;
+mod frozen;
 mod fuzz;
 mod holds;
 mod isolation;
