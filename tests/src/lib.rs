@@ -16,6 +16,7 @@ pub mod cluster;
 pub mod invariants;
 pub mod load;
 pub mod mailbox;
+pub mod proxy;
 pub mod receiver;
 pub mod sse;
 pub mod system;
