@@ -13,6 +13,7 @@
 
 pub mod app;
 pub mod cluster;
+pub mod history;
 pub mod invariants;
 pub mod load;
 pub mod mailbox;

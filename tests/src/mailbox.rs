@@ -25,6 +25,14 @@ pub fn addressed_to(message: &Value, to: &str) -> bool {
         .is_some_and(|to_list| to_list.iter().any(|t| t["address"].as_str() == Some(to)))
 }
 
+/// The `Message-ID` of a message (without its angle brackets), if it has one.
+pub fn message_id(message: &Value) -> Option<String> {
+    message["messageId"]
+        .as_str()
+        .or_else(|| message["headers"]["message-id"].as_str())
+        .map(|id| id.trim_matches(['<', '>']).to_owned())
+}
+
 /// All emails addressed to `to`.
 pub async fn messages_to(to: &str) -> Vec<Value> {
     all_messages()

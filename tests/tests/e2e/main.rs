@@ -9,6 +9,7 @@ mod cluster;
 mod engine;
 mod faults;
 mod fuzz;
+mod history;
 mod holds;
 mod isolation;
 mod limits;
