@@ -226,8 +226,8 @@ impl History {
                 .unwrap();
         let statuses: Vec<String> = statuses.iter().map(|(s, n)| format!("{s} {n}")).collect();
         verdict.summary = format!(
-            "{}; {} shows, bookings now {}; {contested} holds after an earlier refusal \
-             judged; {judged} emails judged; settled {}",
+            "{}; {} shows, bookings now {}; {contested} holds after an earlier refusal of \
+             their size; {judged} emails judged; settled {}",
             tally(&ops),
             shows.len(),
             statuses.join(", "),
