@@ -16,6 +16,7 @@ mod limits;
 mod live;
 mod operators;
 mod place_in_line;
+mod proxy;
 mod rate_limits;
 mod refunds;
 mod reminders;
