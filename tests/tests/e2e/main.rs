@@ -14,6 +14,7 @@ mod holds;
 mod isolation;
 mod limits;
 mod live;
+mod network_faults;
 mod operators;
 mod place_in_line;
 mod proxy;
