@@ -78,9 +78,10 @@ impl Proxy {
         }
     }
 
-    /// A proxy to the server of `url` (`postgres://…`, `amqp://…`; one
-    /// server, with its port).
+    /// A proxy to the server of `url` (`postgres://…`, `amqp://…`, with
+    /// its port; of a list of a cluster's nodes, the first).
     pub fn to_server_of(url: &str) -> Self {
+        let url = first_server(url);
         let url = reqwest::Url::parse(url).unwrap_or_else(|e| panic!("{url}: {e}"));
         let host = url.host_str().expect("a server URL names a host");
         let port = url.port().expect("a server URL names its port");
@@ -140,19 +141,22 @@ impl Proxy {
 }
 
 /// `url` with its server's address replaced by `via`, if given: where a
-/// client reaches the server through a proxy.
+/// client reaches the server through a proxy. A proxy stands before one
+/// server: of a list of a cluster's nodes, the first (as
+/// [`Proxy::to_server_of`] takes it).
 pub fn through(url: &str, via: Option<SocketAddr>) -> String {
     let Some(via) = via else {
         return url.to_owned();
     };
-    assert!(
-        !url.contains(','),
-        "a proxy stands before one server: {url}"
-    );
-    let mut url = reqwest::Url::parse(url).expect("a server URL");
+    let mut url = reqwest::Url::parse(first_server(url)).expect("a server URL");
     url.set_ip_host(via.ip()).expect("a URL with a host");
     url.set_port(Some(via.port())).expect("a URL with a port");
     url.to_string()
+}
+
+/// The first URL of a comma-separated list (or the only one).
+fn first_server(urls: &str) -> &str {
+    urls.split(',').next().unwrap_or_default().trim()
 }
 
 impl Drop for Proxy {

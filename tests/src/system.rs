@@ -36,9 +36,9 @@ pub struct Options {
     /// server's own (a [`crate::proxy::Proxy`] to it, say); the test's own
     /// connections ([`Sandbox::db`]) still go straight to the server.
     pub database_via: Option<SocketAddr>,
-    /// The services reach RabbitMQ (one node) at this address instead of
-    /// the node's own, with this sandbox's vhost; the test's own
-    /// connections still go straight to it.
+    /// The services reach RabbitMQ at this address instead of the node's
+    /// own (of a cluster, only the first node's), with this sandbox's
+    /// vhost; the test's own connections still go straight to it.
     pub broker_via: Option<SocketAddr>,
     /// Where the `api`, `worker` and `notifier` binaries are; `None` means
     /// the directory above the running test executable (`target/<profile>`
