@@ -7,11 +7,11 @@ use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use shared::amqp::PUBLISH_BUDGET;
 use shared::domain::{
     BookingId, BookingRequest, BookingStatus, Cents, CustomerEmail, ShowId, ShowKind, Wanted,
     MAX_TICKETS_PER_BOOKING,
 };
-use shared::amqp::PUBLISH_BUDGET;
 use shared::messages::BookingCommand;
 use shared::store::bookings::{record, view, BookedSeat, BookingView};
 use utoipa::openapi::schema::{

@@ -39,39 +39,54 @@ pub async fn wait_all_decided(db: &PgPool, show: Uuid, limit: Duration) {
 /// the show's counters add up to its capacity and agree with its live
 /// bookings, and (seated) every seat of a live booking belongs to it alone.
 pub async fn assert_not_oversold(db: &PgPool, show: Uuid) {
+    let found = oversold(db, show).await;
+    assert!(found.is_empty(), "{}", found.join("; "));
+}
+
+/// What [`assert_not_oversold`] finds wrong with `show`, if anything.
+pub async fn oversold(db: &PgPool, show: Uuid) -> Vec<String> {
+    let mut found = Vec::new();
     let (capacity, held, booked): (i32, i32, i32) =
         sqlx::query_as("SELECT capacity, held, booked FROM shows WHERE id = $1")
             .bind(show)
             .fetch_one(db)
             .await
             .unwrap();
-    assert!(
-        held >= 0 && booked >= 0 && held + booked <= capacity,
-        "{show}: held {held} + booked {booked} > {capacity}"
-    );
+    if held < 0 || booked < 0 || held + booked > capacity {
+        found.push(format!(
+            "{show}: held {held} + booked {booked} > {capacity}"
+        ));
+    }
     let live_held = count(db, "SELECT coalesce(sum(quantity), 0)::bigint FROM bookings WHERE show_id = $1 AND status = 'held'", show).await;
     let live_booked =
         count(db, "SELECT coalesce(sum(quantity), 0)::bigint FROM bookings WHERE show_id = $1 AND status = 'confirmed'", show).await;
-    assert_eq!(
-        (i64::from(held), i64::from(booked)),
-        (live_held, live_booked),
-        "{show}: counters disagree with bookings"
-    );
+    if (i64::from(held), i64::from(booked)) != (live_held, live_booked) {
+        found.push(format!(
+            "{show}: counters disagree with bookings: held {held}, booked {booked}, \
+             yet live bookings hold {live_held} and own {live_booked}"
+        ));
+    }
 
     let seats = count(db, "SELECT count(*) FROM seats WHERE show_id = $1", show).await;
     if seats > 0 {
-        assert_eq!(seats, i64::from(capacity));
+        if seats != i64::from(capacity) {
+            found.push(format!(
+                "{show}: {seats} seats for a capacity of {capacity}"
+            ));
+        }
         let taken = count(
             db,
             "SELECT count(*) FROM seats WHERE show_id = $1 AND status <> 'available'",
             show,
         )
         .await;
-        assert_eq!(
-            taken,
-            live_held + live_booked,
-            "{show}: seat statuses disagree with bookings"
-        );
+        if taken != live_held + live_booked {
+            found.push(format!(
+                "{show}: seat statuses disagree with bookings: {taken} seats taken, \
+                 live bookings have {}",
+                live_held + live_booked
+            ));
+        }
         let foreign = count(
             db,
             "SELECT count(*) FROM bookings b
@@ -81,17 +96,26 @@ pub async fn assert_not_oversold(db: &PgPool, show: Uuid) {
             show,
         )
         .await;
-        assert_eq!(
-            foreign, 0,
-            "{show}: a live booking lacks a seat it holds (seat in two bookings)"
-        );
+        if foreign != 0 {
+            found.push(format!(
+                "{show}: a live booking lacks a seat it holds (seat in two bookings), {foreign} times"
+            ));
+        }
     }
+    found
 }
 
 /// Every decided booking went from `queued` to its decision (held,
 /// rejected or waitlisted) exactly once, and wrote exactly one event for it
 /// to the outbox.
 pub async fn assert_decided_once(db: &PgPool, show: Uuid) {
+    let found = decided_more_than_once(db, show).await;
+    assert!(found.is_empty(), "{}", found.join("; "));
+}
+
+/// What [`assert_decided_once`] finds wrong with `show`, if anything.
+pub async fn decided_more_than_once(db: &PgPool, show: Uuid) -> Vec<String> {
+    let mut found = Vec::new();
     let twice = count(
         db,
         "SELECT count(*) FROM (SELECT booking_id FROM booking_audit
@@ -99,7 +123,9 @@ pub async fn assert_decided_once(db: &PgPool, show: Uuid) {
         show,
     )
     .await;
-    assert_eq!(twice, 0, "{show}: bookings decided more than once");
+    if twice != 0 {
+        found.push(format!("{show}: {twice} bookings decided more than once"));
+    }
     let events = count(
         db,
         "SELECT count(*) FROM (SELECT b.id FROM bookings b
@@ -108,10 +134,12 @@ pub async fn assert_decided_once(db: &PgPool, show: Uuid) {
         show,
     )
     .await;
-    assert_eq!(
-        events, 0,
-        "{show}: decisions with a lost or duplicated event"
-    );
+    if events != 0 {
+        found.push(format!(
+            "{show}: {events} decisions with a lost or duplicated event"
+        ));
+    }
+    found
 }
 
 /// Waits until the outbox relays have published every event.

@@ -13,9 +13,11 @@
 
 pub mod app;
 pub mod cluster;
+pub mod history;
 pub mod invariants;
 pub mod load;
 pub mod mailbox;
+pub mod proxy;
 pub mod receiver;
 pub mod slow_relay;
 pub mod sse;

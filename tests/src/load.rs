@@ -50,13 +50,19 @@ pub async fn submit_all(
 }
 
 pub async fn submit(sys: &System, request: Request) -> Submitted {
+    submit_with_key(sys, request, None).await
+}
+
+/// [`submit`] with an `Idempotency-Key`, so that sending it again is the
+/// same booking.
+pub async fn submit_with_key(sys: &System, request: Request, key: Option<&str>) -> Submitted {
     let sent = Instant::now();
     let path = format!("/v1/shows/{}/bookings", request.show);
-    let response = sys
-        .request(reqwest::Method::POST, &path)
-        .json(&request.body)
-        .send()
-        .await;
+    let mut post = sys.request(reqwest::Method::POST, &path);
+    if let Some(key) = key {
+        post = post.header("idempotency-key", key);
+    }
+    let response = post.json(&request.body).send().await;
     let (status, id) = match response {
         Ok(res) => {
             let status = res.status().as_u16();

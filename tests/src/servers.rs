@@ -191,7 +191,10 @@ impl PrivatePostgres {
     }
 
     fn postmaster(&self) -> u32 {
-        self.server.as_ref().expect("PostgreSQL is not running").id()
+        self.server
+            .as_ref()
+            .expect("PostgreSQL is not running")
+            .id()
     }
 
     fn data(&self) -> PathBuf {

@@ -1,6 +1,6 @@
 //! Starting, talking to and stopping one isolated system under test.
 
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Mutex, PoisonError};
@@ -11,6 +11,8 @@ use serde_json::{json, Value};
 use shared::amqp::nodes::Nodes;
 use sqlx::PgPool;
 use uuid::Uuid;
+
+use crate::proxy::through;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 
@@ -30,6 +32,14 @@ pub struct Options {
     pub amqp_url: Option<String>,
     /// Create the database on this server instead of `TEST_DATABASE_URL`'s.
     pub admin_db_url: Option<String>,
+    /// The services reach PostgreSQL at this address instead of the
+    /// server's own (a [`crate::proxy::Proxy`] to it, say); the test's own
+    /// connections ([`Sandbox::db`]) still go straight to the server.
+    pub database_via: Option<SocketAddr>,
+    /// The services reach RabbitMQ at this address instead of the node's
+    /// own (of a cluster, only the first node's), with this sandbox's
+    /// vhost; the test's own connections still go straight to it.
+    pub broker_via: Option<SocketAddr>,
     /// Where the `api`, `worker` and `notifier` binaries are; `None` means
     /// the directory above the running test executable (`target/<profile>`
     /// for one in `target/<profile>/deps`). A program that lives next to
@@ -48,6 +58,8 @@ impl Default for Options {
             shards: 4,
             amqp_url: None,
             admin_db_url: None,
+            database_via: None,
+            broker_via: None,
             bin_dir: None,
             extra_env: Vec::new(),
         }
@@ -63,7 +75,8 @@ pub struct Sandbox {
     pub base_url: String,
     pub http: Client,
     pub database_url: String,
-    /// The AMQP URL the API (and services) use (with this sandbox's vhost).
+    /// The AMQP URL of this sandbox (with its vhost), which the services use
+    /// unless [`Options::broker_via`] routes them through another address.
     pub amqp_url: String,
     /// The vhost made for this sandbox, if it is on the shared broker.
     pub vhost: Option<String>,
@@ -110,8 +123,11 @@ impl System {
         let api_port = free_port();
         let sandbox = Sandbox::create(&options, format!("http://127.0.0.1:{api_port}")).await;
         let env = vec![
-            ("DATABASE_URL", sandbox.database_url.clone()),
-            ("AMQP_URL", sandbox.amqp_url.clone()),
+            (
+                "DATABASE_URL",
+                through(&sandbox.database_url, options.database_via),
+            ),
+            ("AMQP_URL", through(&sandbox.amqp_url, options.broker_via)),
             ("SMTP_URL", env("TEST_SMTP_URL")),
             (
                 "MAIL_FROM",

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use backon::Retryable;
 use lapin::message::Delivery;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::uri::AMQPUri;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::uri::AMQPUri;
 use lapin::Confirmation;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use tokio::sync::Mutex;
@@ -105,8 +105,8 @@ async fn connect_indexed(urls: &str, name: &str) -> lapin::Result<(usize, Connec
 }
 
 async fn connect_node(url: &str, name: &str) -> lapin::Result<Connection> {
-    let mut uri = AMQPUri::from_str(url)
-        .map_err(|err| io_error(std::io::ErrorKind::InvalidInput, err))?;
+    let mut uri =
+        AMQPUri::from_str(url).map_err(|err| io_error(std::io::ErrorKind::InvalidInput, err))?;
     // A node that stops answering without closing the connection (frozen,
     // cut off) is noticed after two missed heartbeats; a URL that sets its
     // own `heartbeat` keeps it.
@@ -156,7 +156,11 @@ pub async fn connect_until_ready(
     topology: &Topology,
     cancel: &CancellationToken,
 ) -> Option<Connection> {
-    let attempt = || async { connect_declared(url, name, topology).await.map(|(_, conn)| conn) };
+    let attempt = || async {
+        connect_declared(url, name, topology)
+            .await
+            .map(|(_, conn)| conn)
+    };
     let retrying = attempt.retry(crate::retry::forever()).notify(
         |err, wait| tracing::warn!(error = %err, ?wait, "RabbitMQ not reachable, retrying"),
     );
@@ -334,7 +338,9 @@ impl Publisher {
                 return Ok(session.lease(channel));
             }
             let conn = guard.take().expect("checked above").conn;
-            tokio::spawn(async move { close_connection(&conn, "replacing broken connection").await });
+            tokio::spawn(
+                async move { close_connection(&conn, "replacing broken connection").await },
+            );
         }
         // While the broker is down, answer at once instead of every caller
         // queueing behind a fresh connection attempt.
@@ -362,7 +368,9 @@ impl Publisher {
         let (node, conn) = connect_declared(&self.url, &self.name, &self.topology).await?;
         let channel = confirm_channel(&conn).await?;
         Ok(Session {
-            serial: self.opened.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            serial: self
+                .opened
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             conn: Arc::new(conn),
             node,
             channel: Some(channel),

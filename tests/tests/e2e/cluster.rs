@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use sqlx::PgPool;
 use tests::cluster::PrivateCluster;
-use tests::invariants::{assert_decided_once, assert_not_oversold, wait_all_decided};
+use tests::history::History;
 use tests::load::{ga_request, steady_until, Submitted};
 use tests::mailbox::{all_messages, unique_address};
 use tests::{Options, System};
@@ -248,6 +248,8 @@ struct Sale<'a> {
     hot: String,
     shows: Vec<String>,
     started: Instant,
+    /// Every client operation of the sale, for the checker.
+    history: History,
 }
 
 impl<'a> Sale<'a> {
@@ -263,6 +265,7 @@ impl<'a> Sale<'a> {
             hot,
             shows,
             started: Instant::now(),
+            history: History::new(),
         }
     }
 
@@ -273,15 +276,19 @@ impl<'a> Sale<'a> {
         let queue = self.hot_shard_queue(cluster).await;
         let leader = cluster.leader_of(&queue).await;
         for _ in 0..20 {
-            let pid = self.sys.pids().into_iter().find(|(l, _)| l == "api").unwrap().1;
+            let pid = self
+                .sys
+                .pids()
+                .into_iter()
+                .find(|(l, _)| l == "api")
+                .unwrap()
+                .1;
             if cluster.connection_node(&format!("api {pid}")).await == leader {
                 return (queue, leader);
             }
             self.sys.terminate("api", Duration::from_secs(30)).await;
             self.sys.restart("api").await;
-            self.sys
-                .book_accepted(&self.shows[1], ga_request(&self.shows[1], 1).body)
-                .await;
+            self.book_accepted(&self.shows[1]).await;
         }
         panic!("the API never connected to node {leader} in 20 starts");
     }
@@ -306,15 +313,14 @@ impl<'a> Sale<'a> {
         };
         let before = published().await;
         for _ in 0..PROBES {
-            self.sys
-                .book_accepted(&self.hot, ga_request(&self.hot, 1).body)
-                .await;
+            self.book_accepted(&self.hot).await;
         }
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let grown = published().await.into_iter().find(|(name, count)| {
-                *count >= before.get(name).copied().unwrap_or(0) + PROBES
-            });
+            let grown = published()
+                .await
+                .into_iter()
+                .find(|(name, count)| *count >= before.get(name).copied().unwrap_or(0) + PROBES);
             if let Some((name, _)) = grown {
                 return name;
             }
@@ -335,6 +341,12 @@ impl<'a> Sale<'a> {
             .map(|r| r.answered)
             .min()
             .expect("the hot show accepted nothing after the fault")
+    }
+
+    /// One ticket of `show`, booked as part of the sale's history.
+    async fn book_accepted(&self, show: &str) {
+        let submitted = self.history.submit(self.sys, ga_request(show, 1)).await;
+        assert!(submitted.accepted(), "a booking got {}", submitted.status);
     }
 
     fn show_ids(&self) -> Vec<Uuid> {
@@ -386,8 +398,11 @@ impl<'a> Sale<'a> {
             ga_request(show, (i % 4) as i32 + 1)
         };
         let sale = steady_until(self.sys, PACE, CROWD, request, chaos);
-        let (sold, ()) = tokio::join!(sale, self.pay_while(&stop));
-        sold
+        let ((results, outcome), ()) = tokio::join!(sale, self.pay_while(&stop));
+        for submitted in &results {
+            self.history.record(submitted.into());
+        }
+        (results, outcome)
     }
 
     /// Pays for up to [`PAID`] held bookings of the hot show, retrying a
@@ -420,13 +435,10 @@ impl<'a> Sale<'a> {
     async fn pay(&self, id: Uuid) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let res = self
-                .sys
-                .request(reqwest::Method::POST, &format!("/v1/bookings/{id}/confirm"))
-                .json(&json!({"payment_token": "tok_visa"}))
-                .send()
+            let status = self
+                .history
+                .confirm(self.sys, &id.to_string(), "tok_visa")
                 .await;
-            let status = res.map(|r| r.status().as_u16()).unwrap_or(0);
             match status {
                 202 => return,
                 503 => assert!(
@@ -455,24 +467,9 @@ impl<'a> Sale<'a> {
             .collect();
         let refused = results.len() - accepted.len();
 
-        // Every 202 is there and reaches a decision; no show is oversold.
-        for show in self.show_ids() {
-            wait_all_decided(self.db, show, Duration::from_secs(90)).await;
-        }
-        let present: i64 = sqlx::query_scalar("SELECT count(*) FROM bookings WHERE id = ANY($1)")
-            .bind(&accepted)
-            .fetch_one(self.db)
-            .await
-            .unwrap();
-        assert_eq!(
-            present as usize,
-            accepted.len(),
-            "an accepted booking was lost"
-        );
-        for show in self.show_ids() {
-            assert_not_oversold(self.db, show).await;
-            assert_decided_once(self.db, show).await;
-        }
+        // The model's verdict on the whole history: no oversell, every 202
+        // final and decided once, per-show order, refunds, tickets, emails.
+        self.history.check(self.sys).await.assert_clean();
         let sold_out: i32 =
             sqlx::query_scalar("SELECT capacity - held - booked FROM shows WHERE id = $1")
                 .bind(self.hot.parse::<Uuid>().unwrap())

@@ -10,6 +10,8 @@ use serde_json::{json, Value};
 use shared::amqp::Publisher;
 use shared::messages::EventKind;
 use shared::topology::Topology;
+use tests::history::History;
+use tests::load::Request;
 use tests::mailbox::unique_address;
 use tests::sse::{self, EventStream, SseEvent};
 use tests::system::{management_call, Sandbox};
@@ -25,13 +27,26 @@ async fn open(sys: &Sandbox, client: &reqwest::Client, id: &str) -> EventStream 
     }
 }
 
-/// A booking accepted while the worker is paused, so it stays `queued`
-/// until the test resumes `worker-0` (on a show of its own); returns its id.
-async fn queued_booking(sys: &System, capacity: i32, tag: &str, quantity: i32) -> String {
+/// A booking accepted (and recorded in `history`) while the worker is
+/// paused, so it stays `queued` until the test resumes `worker-0` (on a
+/// show of its own); returns its id.
+async fn queued_booking(
+    sys: &System,
+    history: &History,
+    capacity: i32,
+    tag: &str,
+    quantity: i32,
+) -> String {
     let show = sys.ga_show(capacity).await;
     sys.pause("worker-0");
-    let body = json!({"email": unique_address(tag), "name": "L", "quantity": quantity});
-    sys.book_accepted(&show, body).await
+    let request = Request {
+        body: json!({"email": unique_address(tag), "name": "L", "quantity": quantity}),
+        show,
+        quantity,
+    };
+    let booked = history.submit(sys, request).await;
+    assert!(booked.accepted(), "booking: {}", booked.status);
+    booked.id.unwrap()
 }
 
 /// The body `GET /v1/bookings/{id}` answers, as text.
@@ -58,7 +73,8 @@ async fn a_stream_sees_queued_held_confirmed_in_order_and_then_closes() {
         ..Options::default()
     })
     .await;
-    let id = queued_booking(&sys, 10, "live", 2).await;
+    let history = History::new();
+    let id = queued_booking(&sys, &history, 10, "live", 2).await;
     let client = sse::client();
     let mut stream = open(&sys, &client, &id).await;
 
@@ -83,19 +99,14 @@ async fn a_stream_sees_queued_held_confirmed_in_order_and_then_closes() {
     assert_eq!(held["status"], "held");
     assert!(held["hold_expires_at"].is_string());
 
-    let res = sys
-        .post(
-            &format!("/v1/bookings/{id}/confirm"),
-            json!({"payment_token": "tok_visa"}),
-        )
-        .await;
-    assert_eq!(res.status(), 202);
+    assert_eq!(history.confirm(&sys, &id, "tok_visa").await, 202);
     let confirmed = stream.next_within(Duration::from_secs(20)).await.unwrap();
     assert_eq!(confirmed.data, polled(&sys, &id).await);
     let confirmed = booking(confirmed);
     assert_eq!(confirmed["status"], "confirmed");
     assert_eq!(confirmed["tickets"].as_array().unwrap().len(), 2);
     assert_eq!(stream.next_within(Duration::from_secs(5)).await, None);
+    history.check(&sys).await.assert_clean();
     sys.finish().await;
 }
 
@@ -245,7 +256,8 @@ async fn a_final_booking_gets_one_event_and_an_unknown_one_a_404() {
 #[tokio::test]
 async fn open_streams_end_when_the_api_drains() {
     let sys = System::start().await;
-    let id = queued_booking(&sys, 5, "drain", 1).await;
+    let history = History::new();
+    let id = queued_booking(&sys, &history, 5, "drain", 1).await;
     let client = sse::client();
     let mut stream = open(&sys, &client, &id).await;
     let first = stream.next_within(Duration::from_secs(10)).await.unwrap();
@@ -256,6 +268,7 @@ async fn open_streams_end_when_the_api_drains() {
     assert!(status.success(), "api exited with {status}");
     assert_eq!(reader.await.unwrap(), None, "the stream ended");
     sys.resume("worker-0");
+    history.check(&sys).await.assert_clean();
     sys.finish().await;
 }
 
@@ -361,7 +374,8 @@ async fn cut_the_hubs_connection(sys: &System) {
 #[tokio::test]
 async fn a_stream_learns_what_happened_while_the_hub_was_cut_off_from_the_broker() {
     let sys = System::start().await;
-    let id = queued_booking(&sys, 5, "cut", 1).await;
+    let history = History::new();
+    let id = queued_booking(&sys, &history, 5, "cut", 1).await;
     let client = sse::client();
     let mut stream = open(&sys, &client, &id).await;
     let first = booking(stream.next_within(Duration::from_secs(10)).await.unwrap());
@@ -375,5 +389,6 @@ async fn a_stream_learns_what_happened_while_the_hub_was_cut_off_from_the_broker
     assert_eq!(held["status"], "held");
     let subscriptions = sys.log("api").matches("watching booking events").count();
     assert_eq!(subscriptions, 2, "the hub subscribed again");
+    history.check(&sys).await.assert_clean();
     sys.finish().await;
 }

@@ -6,17 +6,30 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use tests::history::{Action, History, Op};
+use tests::load::Request;
 use tests::System;
 
-async fn submit(sys: &System, show: &str, n: usize) -> Value {
-    let res = sys
-        .book(
-            show,
-            json!({"email": format!("line-{n}@example.com"), "name": "Ada", "quantity": 1}),
-        )
-        .await;
+/// Books one ticket and expects a 202, recorded in `history`; returns the
+/// answer.
+async fn submit(sys: &System, history: &History, show: &str, n: usize) -> Value {
+    let request = Request {
+        show: show.to_owned(),
+        body: json!({"email": format!("line-{n}@example.com"), "name": "Ada", "quantity": 1}),
+        quantity: 1,
+    };
+    let sent = Instant::now();
+    let res = sys.book(show, request.body.clone()).await;
     assert_eq!(res.status(), StatusCode::ACCEPTED);
-    res.json().await.unwrap()
+    let booking: Value = res.json().await.unwrap();
+    history.record(Op {
+        action: Action::Book(request),
+        sent,
+        answered: Instant::now(),
+        status: 202,
+        booking: booking["id"].as_str().and_then(|id| id.parse().ok()),
+    });
+    booking
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -28,15 +41,16 @@ async fn positions_count_up_in_acceptance_order_and_only_fall_once_workers_run()
     let other = sys.ga_show(30).await;
     sys.pause("worker-0");
 
+    let history = History::new();
     let mut ids = Vec::new();
     for n in 0..50 {
-        let booking = submit(&sys, &show, n).await;
+        let booking = submit(&sys, &history, &show, n).await;
         assert_eq!(booking["position"], n as i64 + 1, "the 202 of request {n}");
         ids.push(booking["id"].as_str().unwrap().to_owned());
     }
     // Each show has a line of its own.
     for n in 0..3 {
-        let booking = submit(&sys, &other, n).await;
+        let booking = submit(&sys, &history, &other, n).await;
         assert_eq!(booking["position"], n as i64 + 1);
     }
     // While the workers are paused the places are exact.
@@ -77,5 +91,8 @@ async fn positions_count_up_in_acceptance_order_and_only_fall_once_workers_run()
             }
         }
     }
+    // The first 30 in line got the tickets: the history checker's order
+    // rule, among the others.
+    history.check(&sys).await.assert_clean();
     sys.finish().await;
 }

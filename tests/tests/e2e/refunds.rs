@@ -2,12 +2,15 @@
 //! dies or fails on the way (docs/API.md#refunds). The worker's refund sweeper
 //! is what calls the gateway, so killing the worker covers both "the
 //! process that decides the cancel" and "the process that calls the
-//! gateway"; the test gateway's ledger counts the refunds it made.
+//! gateway"; the test gateway's ledger counts the refunds it made, and the
+//! history checker judges each test's bookings, payments and cancels.
 
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use sqlx::PgPool;
+use tests::history::History;
+use tests::load::Request;
 use tests::mailbox::{unique_address, wait_for_messages};
 use tests::{Options, System};
 
@@ -23,22 +26,29 @@ async fn ledger(db: &PgPool) -> Vec<(String, i64, i32)> {
 }
 
 /// Books `quantity` general-admission tickets for `email` and pays.
-async fn paid_booking(sys: &System, show: &str, email: &str, quantity: i32) -> Value {
-    let id = sys
-        .book_accepted(
-            show,
-            json!({"email": email, "name": "Ada", "quantity": quantity}),
-        )
-        .await;
+async fn paid_booking(
+    sys: &System,
+    history: &History,
+    show: &str,
+    email: &str,
+    quantity: i32,
+) -> Value {
+    let request = Request {
+        show: show.to_owned(),
+        body: json!({"email": email, "name": "Ada", "quantity": quantity}),
+        quantity,
+    };
+    let booked = history.submit(sys, request).await;
+    assert!(booked.accepted(), "booking: {}", booked.status);
+    let id = booked.id.unwrap();
     sys.wait_for(&id, "held", |b| b["status"] == "held").await;
-    sys.confirm(&id).await
+    assert_eq!(history.confirm(sys, &id, "tok_visa").await, 202);
+    sys.wait_for(&id, "confirmed", |b| b["status"] == "confirmed")
+        .await
 }
 
-async fn cancel(sys: &System, id: &str) {
-    let res = sys
-        .post(&format!("/v1/bookings/{id}/cancel"), json!({}))
-        .await;
-    assert_eq!(res.status(), 202, "cancelling {id}");
+async fn cancel(sys: &System, history: &History, id: &str) {
+    assert_eq!(history.cancel(sys, id).await, 202, "cancelling {id}");
 }
 
 async fn wait_refunded(sys: &System, id: &str, cents: i64) -> Value {
@@ -59,19 +69,17 @@ async fn refund_row(db: &PgPool, booking: &str) -> Option<(i32, Option<String>)>
 async fn cancelling_a_paid_booking_refunds_it_once_and_the_email_says_how_much() {
     let sys = System::start().await;
     let show = sys.ga_show(10).await;
+    let history = History::new();
     let email = unique_address("refund");
-    let booking = paid_booking(&sys, &show, &email, 2).await;
+    let booking = paid_booking(&sys, &history, &show, &email, 2).await;
     let id = booking["id"].as_str().unwrap();
     assert_eq!(booking["refunded_cents"], Value::Null);
-    cancel(&sys, id).await;
+    cancel(&sys, &history, id).await;
     let cancelled = wait_refunded(&sys, id, 5000).await;
     assert_eq!(cancelled["status"], "cancelled");
 
     // A second cancel answers "already cancelled" and refunds nothing more.
-    let again = sys
-        .post(&format!("/v1/bookings/{id}/cancel"), json!({}))
-        .await;
-    assert_eq!(again.status(), 200);
+    assert_eq!(history.cancel(&sys, id).await, 200);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let db = sys.db().await;
     let made = ledger(db).await;
@@ -100,6 +108,7 @@ async fn cancelling_a_paid_booking_refunds_it_once_and_the_email_says_how_much()
         .expect("a cancellation email");
     let text = cancellation["text"].as_str().unwrap();
     assert!(text.contains("Your payment of 50.00 is refunded"), "{text}");
+    history.check(&sys).await.assert_clean();
     sys.finish().await;
 }
 
@@ -107,15 +116,17 @@ async fn cancelling_a_paid_booking_refunds_it_once_and_the_email_says_how_much()
 async fn a_worker_killed_right_after_a_cancel_was_accepted_still_refunds_exactly_once() {
     let sys = System::start().await;
     let show = sys.ga_show(10).await;
-    let booking = paid_booking(&sys, &show, &unique_address("killed"), 3).await;
+    let history = History::new();
+    let booking = paid_booking(&sys, &history, &show, &unique_address("killed"), 3).await;
     let id = booking["id"].as_str().unwrap();
-    cancel(&sys, id).await;
+    cancel(&sys, &history, id).await;
     sys.kill("worker-0");
     sys.restart("worker-0").await;
     wait_refunded(&sys, id, 7500).await;
     let made = ledger(sys.db().await).await;
     assert_eq!(made.len(), 1, "{made:?}");
     assert_eq!(made[0].1, 7500);
+    history.check(&sys).await.assert_clean();
     sys.finish().await;
 }
 
@@ -132,9 +143,10 @@ async fn a_worker_killed_while_the_gateway_refunds_asks_again_and_it_is_refunded
     })
     .await;
     let show = sys.ga_show(10).await;
-    let booking = paid_booking(&sys, &show, &unique_address("midcall"), 1).await;
+    let history = History::new();
+    let booking = paid_booking(&sys, &history, &show, &unique_address("midcall"), 1).await;
     let id = booking["id"].as_str().unwrap();
-    cancel(&sys, id).await;
+    cancel(&sys, &history, id).await;
     let db = sys.db().await;
     let deadline = Instant::now() + Duration::from_secs(20);
     while ledger(db).await.is_empty() {
@@ -150,6 +162,7 @@ async fn a_worker_killed_while_the_gateway_refunds_asks_again_and_it_is_refunded
     // Asked twice, refunded once.
     assert_eq!(made.len(), 1, "{made:?}");
     assert_eq!((made[0].1, made[0].2), (2500, 2), "{made:?}");
+    history.check(&sys).await.assert_clean();
     sys.finish().await;
 }
 
@@ -161,9 +174,10 @@ async fn a_gateway_outage_delays_a_refund_but_does_not_lose_it() {
     })
     .await;
     let show = sys.ga_show(10).await;
-    let booking = paid_booking(&sys, &show, &unique_address("outage"), 2).await;
+    let history = History::new();
+    let booking = paid_booking(&sys, &history, &show, &unique_address("outage"), 2).await;
     let id = booking["id"].as_str().unwrap();
-    cancel(&sys, id).await;
+    cancel(&sys, &history, id).await;
     let db = sys.db().await;
     // The worker keeps asking, backing off, and says why it failed.
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -191,5 +205,6 @@ async fn a_gateway_outage_delays_a_refund_but_does_not_lose_it() {
         .await;
     wait_refunded(&sys, id, 5000).await;
     assert_eq!(ledger(db).await.len(), 1);
+    history.check(&sys).await.assert_clean();
     sys.finish().await;
 }

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::{json, Value};
+use tests::history::History;
 use tests::load::{ga_request, submit_all};
 use tests::mailbox::{unique_address, wait_for_messages};
 use tests::receiver::{Mode, Received, Receiver};
@@ -420,7 +421,8 @@ async fn killing_the_notifier_mid_burst_loses_no_webhook() {
     subscribe(&sys, &receiver, &["booking.held"]).await;
     let show = sys.ga_show(200).await;
     let requests = (0..200).map(|_| ga_request(&show, 1)).collect();
-    let submitting = submit_all(&sys, requests, 20);
+    let history = History::new();
+    let submitting = history.submit_all(&sys, requests, 20);
     let kill = async {
         receiver
             .wait_until("the first events", Duration::from_secs(30), |r| {
@@ -447,6 +449,7 @@ async fn killing_the_notifier_mid_burst_loses_no_webhook() {
     assert!(received
         .iter()
         .all(|r| r.verified && r.event_type() == "booking.held"));
+    history.check(&sys).await.assert_clean();
     sys.finish().await;
 }
 
