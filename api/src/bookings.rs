@@ -4,10 +4,10 @@
 //! The routes only translate HTTP to and from these calls.
 
 use std::collections::HashSet;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use shared::amqp::PUBLISH_BUDGET;
 use shared::domain::{
     BookingId, BookingRequest, BookingStatus, Cents, CustomerEmail, ShowId, ShowKind, Wanted,
     MAX_TICKETS_PER_BOOKING,
@@ -105,7 +105,10 @@ struct Asked {
 
 /// What a booking's request keeps of its time, after recording and
 /// publishing, to withdraw a booking whose publish failed and answer.
-const ANSWER_MARGIN: std::time::Duration = std::time::Duration::from_secs(1);
+const ANSWER_MARGIN: Duration = Duration::from_secs(1);
+/// What recording leaves of a request's time for the publish at least: a
+/// confirm that does not come in this long is tried on another node.
+const PUBLISH_AT_LEAST: Duration = Duration::from_secs(2);
 
 /// Validates, records, publishes: the booking as answered with `202`. The
 /// same `key` and body again answer the original booking; a different body
@@ -117,22 +120,21 @@ pub async fn submit(
     key: Option<String>,
     body: &NewBooking,
 ) -> Result<BookingView, ApiError> {
+    // The request's time, shared out so that its limit never cuts a
+    // recorded booking off before its publish (or its withdrawal) has run.
+    let answer_by = Instant::now() + state.request_timeout.saturating_sub(ANSWER_MARGIN);
+    let record_by = answer_by - PUBLISH_AT_LEAST;
     let (request, seats) = validate(state, ShowId(show_id), body).await?;
     tracing::Span::current().record("booking_id", tracing::field::display(request.id));
     let key = key.map(|key| {
         let hash = request_hash(&request);
         (key, hash)
     });
-    // Recording gets what the request's time leaves after a whole publish
-    // budget, so the time limit never cuts a recorded booking off before
-    // its publish (or its withdrawal) has run. A frozen database answers
-    // nothing: the booking may still commit once it goes on, so the `503`
-    // is in doubt, like one after a crash (see the guarantees).
-    let record_within = state
-        .request_timeout
-        .saturating_sub(PUBLISH_BUDGET + ANSWER_MARGIN);
-    let recorded = tokio::time::timeout(
-        record_within,
+    // A database that stops answering holds the recording until
+    // `record_by`: the booking may still commit once it goes on, so the
+    // `503` is in doubt, like one after a crash (see the guarantees).
+    let recorded = tokio::time::timeout_at(
+        record_by.into(),
         state.recorder.record(request.clone(), key.clone()),
     )
     .await
@@ -148,7 +150,7 @@ pub async fn submit(
         booking_id: request.id.0,
         show_id,
     };
-    if let Err(err) = state.publisher.send_command(&command).await {
+    if let Err(err) = state.publisher.send_command_by(&command, answer_by).await {
         withdraw(state, request.id).await;
         return Err(err.into());
     }

@@ -422,7 +422,17 @@ impl Publisher {
     /// it, trying again elsewhere within [`PUBLISH_BUDGET`]. `Ok` means
     /// RabbitMQ has taken responsibility for the message.
     pub async fn publish(&self, msg: Outgoing<'_>) -> Result<(), PublishError> {
-        let deadline = Instant::now() + PUBLISH_BUDGET;
+        self.publish_by(msg, Instant::now() + PUBLISH_BUDGET).await
+    }
+
+    /// [`Self::publish`], giving up at `deadline` if that comes before the
+    /// end of the budget (a request with little time left).
+    pub async fn publish_by(
+        &self,
+        msg: Outgoing<'_>,
+        deadline: Instant,
+    ) -> Result<(), PublishError> {
+        let deadline = deadline.min(Instant::now() + PUBLISH_BUDGET);
         let mut pause = RETRY_PAUSE;
         let mut attempt = 1;
         loop {
@@ -514,6 +524,16 @@ impl Publisher {
     /// Sends a command to the shard queue of its show (the consistent-hash
     /// exchange hashes the show id), confirmed by the broker.
     pub async fn send_command(&self, command: &BookingCommand) -> Result<(), PublishError> {
+        self.send_command_by(command, Instant::now() + PUBLISH_BUDGET)
+            .await
+    }
+
+    /// [`Self::send_command`], giving up at `deadline` at the latest.
+    pub async fn send_command_by(
+        &self,
+        command: &BookingCommand,
+        deadline: Instant,
+    ) -> Result<(), PublishError> {
         let payload = serde_json::to_vec(command).expect("commands always serialize");
         let mut headers = FieldTable::default();
         header(
@@ -522,15 +542,15 @@ impl Publisher {
             &command.booking_id().to_string(),
         );
         header(&mut headers, "x-command", command.kind().as_str());
-        self.publish(Outgoing {
+        let msg = Outgoing {
             exchange: REQUESTS_EXCHANGE,
             routing_key: &command.show_id().to_string(),
             payload: &payload,
             message_id: uuid::Uuid::now_v7().to_string(),
             headers,
             mandatory: true,
-        })
-        .await
+        };
+        self.publish_by(msg, deadline).await
     }
 }
 
