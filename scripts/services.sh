@@ -444,9 +444,9 @@ _rmq_start() {
 # Written by scripts/services.sh on every start.
 management.tcp.ip = 127.0.0.1
 management.tcp.port = $RMQ_MGMT
-# A node cut off from the majority (or frozen, then thawed) pauses itself
-# and rejoins on its own once it reaches the others again.
-cluster_partition_handling = pause_minority
+# After a partition (a node cut off, or frozen and then thawed), the side
+# with fewer clients restarts and rejoins the other on its own.
+cluster_partition_handling = autoheal
 CONF
     # The node starts epmd if none runs; remember that so down can stop it.
     # ("pending" until _rmq_wait learns its pid, in case we fail before that.)

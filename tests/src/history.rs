@@ -529,15 +529,19 @@ async fn unkept(db: &PgPool, ops: &[Op]) -> Vec<(Uuid, String, &'static str)> {
 async fn settle(db: &PgPool, ops: &[Op]) -> Option<Duration> {
     let started = Instant::now();
     loop {
-        let (refunds, events): (i64, i64) = sqlx::query_as(
-            "SELECT (SELECT count(*) FROM refunds WHERE refunded_at IS NULL),
-                    (SELECT count(*) FROM outbox WHERE published_at IS NULL)",
-        )
-        .fetch_one(db)
-        .await
-        .unwrap();
-        if refunds + events == 0 && unkept(db, ops).await.is_empty() {
-            return Some(started.elapsed());
+        // Decisions first, then what they wrote: a decision made between
+        // the two reads would otherwise leave its event unseen.
+        if unkept(db, ops).await.is_empty() {
+            let (refunds, events): (i64, i64) = sqlx::query_as(
+                "SELECT (SELECT count(*) FROM refunds WHERE refunded_at IS NULL),
+                        (SELECT count(*) FROM outbox WHERE published_at IS NULL)",
+            )
+            .fetch_one(db)
+            .await
+            .unwrap();
+            if refunds + events == 0 {
+                return Some(started.elapsed());
+            }
         }
         if started.elapsed() > SETTLE {
             return None;

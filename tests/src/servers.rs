@@ -273,9 +273,9 @@ impl PrivateBroker {
             ));
         }
         if cookie.is_some() {
-            // As `scripts/services.sh` runs a cluster: a node cut off from
-            // the majority (or frozen, then thawed) pauses and rejoins.
-            conf.push_str("cluster_partition_handling = pause_minority\n");
+            // As `scripts/services.sh` runs a cluster: after a partition (a
+            // node frozen, then thawed), the smaller side restarts and rejoins.
+            conf.push_str("cluster_partition_handling = autoheal\n");
         }
         std::fs::write(dir.join("rabbitmq.conf"), conf).unwrap();
         if let Some(cookie) = cookie {

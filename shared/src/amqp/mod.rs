@@ -328,19 +328,23 @@ impl Publisher {
         if let Some(session) = guard.as_mut() {
             if session.conn.status().connected() {
                 let channel = match &session.channel {
-                    Some(channel) if channel.status().connected() => channel.clone(),
-                    _ => {
-                        let channel = confirm_channel(&session.conn).await?;
-                        session.channel = Some(channel.clone());
-                        channel
-                    }
+                    Some(channel) if channel.status().connected() => Ok(channel.clone()),
+                    _ => confirm_channel(&session.conn).await,
                 };
-                return Ok(session.lease(channel));
+                match channel {
+                    Ok(channel) => {
+                        session.channel = Some(channel.clone());
+                        return Ok(session.lease(channel));
+                    }
+                    // A connection that cannot open a channel is no better
+                    // than a broken one.
+                    Err(err) => {
+                        Self::leave(guard.take().expect("checked above"), "no channel");
+                        return Err(err.into());
+                    }
+                }
             }
-            let conn = guard.take().expect("checked above").conn;
-            tokio::spawn(
-                async move { close_connection(&conn, "replacing broken connection").await },
-            );
+            Self::leave(guard.take().expect("checked above"), "broken");
         }
         // While the broker is down, answer at once instead of every caller
         // queueing behind a fresh connection attempt.
@@ -400,12 +404,16 @@ impl Publisher {
                     close_channel(&channel, "publish refused").await;
                 });
             }
-            Suspect::Node => {
-                let Session { conn, node, .. } = guard.take().expect("checked above");
-                nodes::prefer(node + 1);
-                tokio::spawn(async move { close_connection(&conn, "publish failed").await });
-            }
+            Suspect::Node => Self::leave(guard.take().expect("checked above"), "publish failed"),
         }
+    }
+
+    /// Gives up `session`'s connection without waiting for the broker, and
+    /// starts the next one at the next node.
+    fn leave(session: Session, reason: &'static str) {
+        nodes::prefer(session.node + 1);
+        let conn = session.conn;
+        tokio::spawn(async move { close_connection(&conn, reason).await });
     }
 
     /// Routes webhook events to their queue (a new endpoint must get the
