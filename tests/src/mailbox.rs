@@ -37,10 +37,25 @@ pub fn expected_message_id(booking: &str, kind: &str) -> String {
     format!("<{booking}.{kind}@booking.test>")
 }
 
-/// All emails addressed to `to`.
+/// All emails addressed to `to`. maildev filters them (`?to.address=`):
+/// the sink holds every test's emails, and reading them all for each call
+/// grows slow as the suite goes on. The filter here again only guards
+/// against a sink that ignores the query.
 pub async fn messages_to(to: &str) -> Vec<Value> {
-    all_messages()
+    let url = format!(
+        "{}/email",
+        std::env::var("TEST_MAILDEV_URL").expect("TEST_MAILDEV_URL")
+    );
+    let messages: Vec<Value> = reqwest::Client::new()
+        .get(url)
+        .query(&[("to.address", to)])
+        .send()
         .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    messages
         .into_iter()
         .filter(|m| addressed_to(m, to))
         .collect()
