@@ -516,9 +516,11 @@ fn signal_tree(root: u32, signal: &str) {
     while let Some(pid) = pending.pop() {
         let status = Command::new("kill")
             .args([signal, &pid.to_string()])
+            .stderr(Stdio::null())
             .status()
             .expect("kill runs");
-        assert!(status.success(), "kill {signal} {pid}");
+        // A child may have exited since it was listed; the root may not.
+        assert!(status.success() || pid != root, "kill {signal} {pid}");
         pending.extend(children_of(pid));
     }
 }

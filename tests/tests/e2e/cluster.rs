@@ -283,7 +283,12 @@ impl<'a> Sale<'a> {
                 .find(|(l, _)| l == "api")
                 .unwrap()
                 .1;
-            if cluster.connection_node(&format!("api {pid}")).await == leader {
+            let name = format!("api {pid}");
+            if cluster
+                .connection_node(&name, Duration::from_secs(15))
+                .await
+                == Some(leader)
+            {
                 return (queue, leader);
             }
             self.sys.terminate("api", Duration::from_secs(30)).await;
