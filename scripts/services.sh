@@ -11,6 +11,9 @@
 # RABBITMQ_MGMT_PORT, SMTP_PORT, MAILDEV_WEB_PORT (and the node name: RABBITMQ_NODENAME).
 # RABBITMQ_NODES=3 runs a three-node RabbitMQ cluster instead of one node
 # (RABBITMQ_CLUSTER_AMQP_PORT, default 5681, is its first node's AMQP port).
+# POSTGRES_NODES=3 runs PostgreSQL as a three-node Patroni cluster behind
+# HAProxy (writes on PG_PORT, reads on PG_PORT+1; PG_CLUSTER_PORT, default
+# PG_PORT+10, is where its other ports begin).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -119,10 +122,10 @@ _spawn() {
     _die "could not start $*"
 }
 
-_stop_pid() { # pid: SIGTERM, then SIGKILL after 10 s
-    local pid="$1" i
+_stop_pid() { # pid [seconds]: SIGTERM, then SIGKILL after 10 s (or seconds)
+    local pid="$1" tenths=$((${2:-10} * 10)) i
     kill -TERM "$pid" 2>/dev/null || return 0
-    for ((i = 0; i < 100; i++)); do
+    for ((i = 0; i < tenths; i++)); do
         _alive "$pid" || return 0
         sleep 0.1
     done
@@ -166,6 +169,10 @@ services_install() {
     command -v npm >/dev/null || pkgs+=(npm)
     command -v curl >/dev/null || pkgs+=(curl)
     command -v python3 >/dev/null || pkgs+=(python3)
+    if ((PG_NODES > 1)); then # a PostgreSQL cluster: Patroni on etcd (v2 API), HAProxy, tini
+        local pkg
+        for pkg in patroni python3-etcd etcd-server haproxy tini; do _deb_ok "$pkg" || pkgs+=("$pkg"); done
+    fi
     if ((${#pkgs[@]})); then
         _log "installing: ${pkgs[*]}"
         _apt_install "${pkgs[@]}"
@@ -205,6 +212,13 @@ _pg_psql() { # psql over TCP as the booking superuser; never prompt
     PGPASSWORD=booking "$1/psql" -X -w -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U booking "${@:2}"
 }
 
+_pg_add_user() { # the postgres user, when we are root and the package made none
+    if [[ $(id -u) -eq 0 ]] && ! id postgres >/dev/null 2>&1; then
+        useradd --system --user-group --home-dir /var/lib/postgresql --no-create-home \
+            --shell /usr/sbin/nologin postgres
+    fi
+}
+
 _pg_init() {
     local bin="$1" owner pwfile
     owner="$(_pg_user)"
@@ -227,13 +241,14 @@ _pg_init() {
 }
 
 _pg_up() {
+    if ((PG_NODES > 1)); then
+        _pgc_up
+        return
+    fi
     local bin owner pid
     bin="$(_pg_bindir)" || _die "PostgreSQL server binaries not found (run services_install)"
     owner="$(_pg_user)"
-    if [[ $(id -u) -eq 0 ]] && ! id postgres >/dev/null 2>&1; then
-        useradd --system --user-group --home-dir /var/lib/postgresql --no-create-home \
-            --shell /usr/sbin/nologin postgres
-    fi
+    _pg_add_user
 
     if _pg_running; then
         _log "PostgreSQL: reusing the running server on 127.0.0.1:$PG_PORT"
@@ -287,6 +302,10 @@ EOF
 }
 
 _pg_down() {
+    if ((PG_NODES > 1)); then
+        _pgc_down
+        return
+    fi
     local bin
     bin="$(_pg_bindir)" || return 0
     if _pg_running; then
@@ -294,6 +313,510 @@ _pg_down() {
         _pg_run "$bin/pg_ctl" stop -D "$PG_DATA" -m fast -w -t 60 >/dev/null
     fi
     rm -f "$RUN_DIR/postgres.pid"
+}
+
+# --- PostgreSQL cluster ------------------------------------------------------------
+#
+# One server by default (above). With POSTGRES_NODES=N (2..9), N PostgreSQL
+# nodes pg-1 … pg-N under Patroni instead, with one etcd as Patroni's store
+# and HAProxy in front: writes on PG_PORT (to whichever node holds the leader
+# lock, so DATABASE_URL is the same as with one server), reads on PG_PORT+1
+# (round robin over the replicas; the leader when none is up). Their other
+# ports start at PG_CLUSTER_PORT (default PG_PORT+10, away from the single
+# server's): node i's PostgreSQL on +i-1, its Patroni REST API on +10+i-1,
+# etcd's client and peer ports on +20 and +21, HAProxy's stats page on +22.
+# Data under .local/postgres-cluster: etcd/, node-i/{patroni.yml,data},
+# haproxy.cfg. The functions below act on the node that _pgc_select chose.
+
+PG_NODES="${POSTGRES_NODES:-1}"
+_pg_check_nodes() {
+    [[ $PG_NODES =~ ^[1-9]$ ]] || _die "the number of PostgreSQL nodes must be 1 to 9, not $PG_NODES"
+}
+_pg_check_nodes
+PG_READ_PORT=$((PG_PORT + 1))
+PG_CLUSTER_PORT="${PG_CLUSTER_PORT:-$((PG_PORT + 10))}"
+PGC_DIR="$LOCAL_DIR/postgres-cluster"
+PGC_ETCD_PORT=$((PG_CLUSTER_PORT + 20))
+PGC_ETCD_PEER_PORT=$((PG_CLUSTER_PORT + 21))
+PGC_STATS_PORT=$((PG_CLUSTER_PORT + 22))
+PGC_HAPROXY_CFG="$PGC_DIR/haproxy.cfg"
+
+_pgc_select() { # _pgc_select I: make node I (1-based) the current one
+    local i="$1"
+    PGC_NAME="pg-$i"
+    PGC_NODE_DIR="$PGC_DIR/node-$i"
+    PGC_DATA="$PGC_NODE_DIR/data"
+    PGC_CONF="$PGC_NODE_DIR/patroni.yml"
+    PGC_PORT=$((PG_CLUSTER_PORT + i - 1))
+    PGC_REST=$((PG_CLUSTER_PORT + 10 + i - 1))
+    PGC_TAG="patroni-$i"
+    PGC_LOG="postgres-$i.log"
+}
+_pgc_select 1
+
+_pgc_nodes() { seq 1 "$PG_NODES"; }
+
+# Each process is recognised by its command line: etcd by its data directory,
+# Patroni by its configuration file, HAProxy by its, a postmaster by its data
+# directory (Patroni starts it detached, so it outlives a killed Patroni).
+_pgc_etcd_running() { _pid_matches "$(_read_pid "$RUN_DIR/etcd.pid" || true)" "--data-dir $PGC_DIR/etcd"; }
+_pgc_patroni_running() { _pid_matches "$(_read_pid "$RUN_DIR/$PGC_TAG.pid" || true)" "$PGC_CONF"; }
+_pgc_haproxy_running() { _pid_matches "$(_read_pid "$RUN_DIR/haproxy.pid" || true)" "$PGC_HAPROXY_CFG"; }
+_pgc_postmaster_running() { _pid_matches "$(_read_pid "$PGC_DATA/postmaster.pid" || true)" "$PGC_DATA"; }
+
+_pgc_etcd_ok() { curl -fsS -m 2 "http://127.0.0.1:$PGC_ETCD_PORT/v2/keys/" >/dev/null 2>&1; }
+
+# One line per member, from the first Patroni REST API that answers:
+# NAME ROLE STATE PG_PORT REST_PORT LAG(bytes, - for the leader) TIMELINE.
+# ROLE is leader, sync_standby or replica; STATE running, streaming, stopped…
+_pgc_members() {
+    local i json=""
+    for i in $(_pgc_nodes); do
+        json="$(curl -fsS -m 2 "http://127.0.0.1:$((PG_CLUSTER_PORT + 10 + i - 1))/cluster" 2>/dev/null)" && break
+    done
+    [[ -n $json ]] || return 1
+    python3 -c '
+import json, sys, urllib.parse
+for m in json.load(sys.stdin).get("members", []):
+    rest = urllib.parse.urlsplit(m.get("api_url") or "").port
+    lag = "-" if m.get("role") == "leader" else m.get("lag", "?")
+    print(m["name"], m.get("role") or "?", m.get("state") or "?", m.get("port", "?"),
+          rest or "?", lag, m.get("timeline", "?"))' <<<"$json"
+}
+
+# A leader that runs and a synchronous standby that follows it: every
+# commit is then on two nodes.
+_pgc_healthy() {
+    _pgc_members | awk '$2 == "leader" && $3 == "running" { l = 1 }
+        $2 == "sync_standby" && ($3 == "running" || $3 == "streaming") { s = 1 }
+        END { exit !(l && s) }'
+}
+
+# HAProxy 2.6 counts every server up until its checks say otherwise, so just
+# after it starts, writes may reach a replica: wait until the checks have
+# settled on the leader alone (from the stats page's CSV: field 18 is the
+# status, "UP 1/2" and the like are on the way).
+_pgc_haproxy_settled() {
+    local leader csv
+    leader="$(_pgc_members | awk '$2 == "leader" { print $1 }')"
+    [[ -n $leader ]] || return 1
+    csv="$(curl -fsS -m 2 "http://127.0.0.1:$PGC_STATS_PORT/;csv")" || return 1
+    awk -F, -v leader="$leader" '
+        $1 == "postgres-primary" && $2 ~ /^pg-/ {
+            if ($18 == "UP") { up++; if ($2 != leader) bad = 1 } else if ($18 != "DOWN") bad = 1
+        }
+        $1 == "postgres-replicas" && $2 == leader && $18 != "DOWN" { bad = 1 }
+        END { exit !(up == 1 && !bad) }' <<<"$csv"
+}
+
+_pgc_writable() { # through HAProxy's write port
+    [[ $(_pg_psql "$(_pg_bindir)" -d postgres -tAc 'select pg_is_in_recovery()' 2>/dev/null) == f ]]
+}
+
+_pgc_takes_writes() { _pgc_haproxy_settled && _pgc_writable; }
+
+_pgc_started() { # note that services_down has to stop the cluster
+    [[ " ${SERVICES_STARTED[*]} " == *" postgres "* ]] || SERVICES_STARTED+=(postgres)
+}
+
+# The current node's Patroni configuration, rewritten on every start so port
+# overrides take effect. The `bootstrap.dcs` part is stored in etcd when the
+# cluster is first initialised and read from there afterwards: change it on a
+# running cluster with `scripts/services.sh --postgres-nodes N patronictl edit-config`.
+_pgc_write_config() {
+    local bin="$1"
+    cat >"$PGC_CONF" <<YAML
+# Written by scripts/services.sh on every start (see docs/OPERATIONS.md,
+# "A PostgreSQL cluster").
+scope: booking
+name: $PGC_NAME
+
+log:
+  level: INFO
+
+restapi:
+  listen: 127.0.0.1:$PGC_REST
+  connect_address: 127.0.0.1:$PGC_REST
+
+# Debian's Patroni 3.0.2 speaks etcd's v2 API (python3-etcd).
+etcd:
+  host: 127.0.0.1:$PGC_ETCD_PORT
+
+# No watchdog device here. A Patroni that freezes keeps its PostgreSQL
+# running as primary after its lock expires, but its REST API stops
+# answering, so HAProxy sends no more writes to it.
+watchdog:
+  mode: 'off'
+
+bootstrap:
+  dcs:
+    # Failover timing (Patroni's rule: loop_wait + 2 * retry_timeout <= ttl).
+    # loop_wait: each Patroni looks at its node and the cluster every second
+    # (default 10 s), so a crash is acted on within about a second.
+    loop_wait: 1
+    # retry_timeout: a leader that cannot reach etcd or its PostgreSQL for
+    # 4 s demotes itself (default 10 s), before its lock can expire and pass
+    # to another node: never two primaries.
+    retry_timeout: 4
+    # ttl: the leader lock lapses 10 s after its last renewal (default 30 s):
+    # the failover time when a leader's Patroni dies with it or is cut off.
+    ttl: 10
+    # A primary whose PostgreSQL crashed is not restarted in place (default:
+    # for up to 300 s) but gives up its lock at once, and the synchronous
+    # standby takes over: a failover in a second or two, not a crash recovery.
+    primary_start_timeout: 0
+    # Every commit waits until the standby Patroni names in
+    # synchronous_standby_names has it on disk, and only that standby may
+    # be promoted: a commit the API acknowledged survives a failover. Not
+    # strict: with no standby left the primary goes on alone rather than
+    # stopping every write.
+    synchronous_mode: true
+    synchronous_mode_strict: false
+    # A candidate more than 16 MiB (one WAL segment) of WAL behind the
+    # leader's last reported position is not promoted (Patroni's default,
+    # 1 MiB, may refuse a busy synchronous standby that is only behind the
+    # report and has every acknowledged commit: no failover at all).
+    maximum_lag_on_failover: 16777216
+    postgresql:
+      # The old primary rejoins as a replica by itself: pg_rewind undoes what
+      # it wrote that the new one never got (Patroni turns wal_log_hints on),
+      # and when that fails it is cloned afresh.
+      use_pg_rewind: true
+      remove_data_directory_on_rewind_failure: true
+      use_slots: true
+      # The same on every node (a replica needs at least the primary's).
+      parameters:
+        max_connections: 300
+        wal_level: replica
+        max_wal_senders: 10
+        max_replication_slots: 10
+        wal_keep_size: 128MB
+        hot_standby: 'on'
+  initdb:
+    - encoding: UTF8
+    - locale: C.UTF-8
+
+postgresql:
+  listen: 127.0.0.1:$PGC_PORT
+  connect_address: 127.0.0.1:$PGC_PORT
+  data_dir: '$PGC_DATA'
+  bin_dir: '$bin'
+  pgpass: '$PGC_NODE_DIR/pgpass'
+  # booking/booking is the superuser, as with one server (tests create
+  # databases); replicator streams WAL to the replicas.
+  authentication:
+    superuser:
+      username: booking
+      password: booking
+    replication:
+      username: replicator
+      password: replicator
+  # trust is fine: every node only listens on 127.0.0.1 and a private socket.
+  pg_hba:
+    - local all all trust
+    - host all all 127.0.0.1/32 trust
+    - host replication all 127.0.0.1/32 trust
+  parameters:
+    unix_socket_directories: '$PGC_DIR/sock'
+    shared_buffers: 256MB
+    fsync: 'on'
+    synchronous_commit: 'on'
+    # Reads on replicas are not cancelled by the primary's vacuum.
+    hot_standby_feedback: 'on'
+    logging_collector: 'on'
+    log_directory: '$LOG_DIR'
+    log_filename: '$PGC_LOG'
+    log_rotation_age: 0
+    log_rotation_size: 0
+YAML
+    chmod 600 "$PGC_CONF"
+}
+
+# HAProxy asks each node's Patroni which role it has: /primary answers 200
+# only on the node that holds the leader lock, /replica on a running replica,
+# /read-only on either (OPTIONS, not GET: Patroni then sends the status line
+# alone, and HAProxy, which resets the connection once it has read it, does
+# not cut a body short and fill Patroni's log with tracebacks). A node is out
+# after two failed checks 250 ms apart and in again after one good one (a
+# node that is out is checked every 250 ms for writes); a node taken out has
+# its connections cut, so no client goes on talking to a demoted primary.
+_pgc_write_haproxy() {
+    local i servers=""
+    for i in $(_pgc_nodes); do
+        _pgc_select "$i"
+        servers+="    server $PGC_NAME 127.0.0.1:$PGC_PORT check port $PGC_REST"$'\n'
+    done
+    _pgc_select 1
+    cat >"$PGC_HAPROXY_CFG" <<CFG
+# Written by scripts/services.sh on every start.
+# In the foreground (-db), HAProxy reports servers going down and up on
+# stderr (.local/logs/haproxy.log); with no log target, nothing per connection.
+global
+    maxconn 4000
+
+defaults
+    mode tcp
+    # A refused connection (the leader just crashed) is not tried again
+    # (HAProxy would, 1 s later, on the same server, even once it is out):
+    # the client learns at once and its next connection goes to whichever
+    # node the checks find leading; a retry could land on the old leader
+    # restarted as a replica.
+    retries 0
+    timeout connect 2s
+    # Pooled connections may sit idle for long.
+    timeout client 1h
+    timeout server 1h
+    timeout check 2s
+
+# Writes: the leader.
+listen postgres-primary
+    bind 127.0.0.1:$PG_PORT
+    option httpchk OPTIONS /primary
+    http-check expect status 200
+    default-server inter 1s fastinter 250ms downinter 250ms rise 1 fall 2 on-marked-down shutdown-sessions
+${servers}
+# Reads that may lag: the replicas, round robin; the leader when none is up.
+frontend postgres-read
+    bind 127.0.0.1:$PG_READ_PORT
+    use_backend postgres-replicas if { nbsrv(postgres-replicas) gt 0 }
+    default_backend postgres-any
+
+backend postgres-replicas
+    balance roundrobin
+    option httpchk OPTIONS /replica
+    http-check expect status 200
+    default-server inter 1s fastinter 250ms downinter 1s rise 1 fall 2 on-marked-down shutdown-sessions
+${servers}
+backend postgres-any
+    option httpchk OPTIONS /read-only
+    http-check expect status 200
+    default-server inter 1s fastinter 250ms downinter 1s rise 1 fall 2 on-marked-down shutdown-sessions
+${servers}
+listen stats
+    bind 127.0.0.1:$PGC_STATS_PORT
+    mode http
+    stats enable
+    stats uri /
+    stats refresh 2s
+CFG
+}
+
+_pgc_start_etcd() {
+    if _pgc_etcd_running; then
+        _log "etcd: reusing the running etcd on 127.0.0.1:$PGC_ETCD_PORT"
+        return 0
+    fi
+    mkdir -p "$PGC_DIR/etcd"
+    chmod 700 "$PGC_DIR/etcd"
+    # One member: enough for one host (it is a single point of failure like
+    # the host). --enable-v2: Debian's Patroni uses the v2 API.
+    _spawn "$RUN_DIR/etcd.pid" "$LOG_DIR/etcd.log" etcd --name booking \
+        --data-dir "$PGC_DIR/etcd" \
+        --listen-client-urls "http://127.0.0.1:$PGC_ETCD_PORT" \
+        --advertise-client-urls "http://127.0.0.1:$PGC_ETCD_PORT" \
+        --listen-peer-urls "http://127.0.0.1:$PGC_ETCD_PEER_PORT" \
+        --initial-advertise-peer-urls "http://127.0.0.1:$PGC_ETCD_PEER_PORT" \
+        --initial-cluster "booking=http://127.0.0.1:$PGC_ETCD_PEER_PORT" \
+        --enable-v2=true --logger=zap --log-level=warn
+    _pgc_started
+    _log "etcd: started (pid $(_read_pid "$RUN_DIR/etcd.pid")) on 127.0.0.1:$PGC_ETCD_PORT"
+}
+
+_pgc_start_node() { # the current node's Patroni, which runs its PostgreSQL
+    local bin="$1" owner as=()
+    owner="$(_pg_user)"
+    if _pgc_patroni_running; then
+        _log "PostgreSQL: reusing the running node $PGC_NAME (Patroni on :$PGC_REST)"
+        return 0
+    fi
+    if _pgc_postmaster_running; then
+        # Left running by a Patroni that was killed: Patroni starts afresh.
+        _log "PostgreSQL: stopping $PGC_NAME's PostgreSQL, left without its Patroni"
+        _pg_run "$bin/pg_ctl" stop -D "$PGC_DATA" -m fast -w -t 60 >/dev/null || true
+    fi
+    mkdir -p "$PGC_NODE_DIR"
+    chmod 700 "$PGC_NODE_DIR"
+    _pgc_write_config "$bin"
+    touch "$LOG_DIR/$PGC_LOG"
+    if [[ $(id -u) -eq 0 ]]; then
+        chown "$owner": "$PGC_NODE_DIR" "$PGC_CONF" "$PGC_DIR/sock" "$LOG_DIR/$PGC_LOG"
+        [[ ! -d $PGC_DATA ]] || chown -R "$owner": "$PGC_DATA"
+        _pg_run test -w "$PGC_NODE_DIR" ||
+            _die "user $owner cannot reach $PGC_NODE_DIR (a parent directory is not world-searchable)"
+        # setpriv execs (runuser forks), so the pid file names our process.
+        as=(setpriv --reuid="$owner" --regid="$owner" --init-groups)
+    fi
+    # Patroni starts its PostgreSQL detached, so a crashed postmaster is
+    # reaped by the nearest subreaper, else by PID 1; until then Patroni
+    # takes it for running and does not fail over. Some PID 1s reap late
+    # (on the build machines about 2 s), so tini -s, a subreaper, is
+    # Patroni's parent: it reaps at once and passes SIGTERM on to Patroni.
+    (cd "$PGC_NODE_DIR" && _spawn "$RUN_DIR/$PGC_TAG.pid" "$LOG_DIR/$PGC_TAG.log" \
+        "${as[@]}" tini -s -- env HOME="$PGC_NODE_DIR" patroni "$PGC_CONF") ||
+        _die "could not start Patroni for $PGC_NAME"
+    _pgc_started
+    _log "PostgreSQL: started $PGC_NAME (pid $(_read_pid "$RUN_DIR/$PGC_TAG.pid")), PostgreSQL on 127.0.0.1:$PGC_PORT, REST API on :$PGC_REST"
+}
+
+_pgc_start_haproxy() {
+    if _pgc_haproxy_running; then
+        _log "HAProxy: reusing the running HAProxy on 127.0.0.1:$PG_PORT"
+        return 0
+    fi
+    _pgc_write_haproxy
+    _spawn "$RUN_DIR/haproxy.pid" "$LOG_DIR/haproxy.log" haproxy -db -f "$PGC_HAPROXY_CFG"
+    _pgc_started
+    _log "HAProxy: started (pid $(_read_pid "$RUN_DIR/haproxy.pid")), writes on 127.0.0.1:$PG_PORT, reads on :$PG_READ_PORT, stats http://127.0.0.1:$PGC_STATS_PORT/"
+}
+
+# Ports the cluster is about to take: refuse any that something else holds
+# (a single PostgreSQL on PG_PORT, say) before starting anything.
+_pgc_check_ports() {
+    local i busy=()
+    if ! _pgc_haproxy_running; then
+        for i in "$PG_PORT" "$PG_READ_PORT" "$PGC_STATS_PORT"; do _port_open "$i" && busy+=("$i"); done
+    fi
+    if ! _pgc_etcd_running; then
+        for i in "$PGC_ETCD_PORT" "$PGC_ETCD_PEER_PORT"; do _port_open "$i" && busy+=("$i"); done
+    fi
+    for i in $(_pgc_nodes); do
+        _pgc_select "$i"
+        _pgc_patroni_running && continue
+        _port_open "$PGC_REST" && busy+=("$PGC_REST")
+        if ! _pgc_postmaster_running && _port_open "$PGC_PORT"; then busy+=("$PGC_PORT"); fi
+    done
+    _pgc_select 1
+    ((${#busy[@]} == 0)) ||
+        _die "cannot start the PostgreSQL cluster: port(s) ${busy[*]} in use by something outside .local/postgres-cluster (a single PostgreSQL on $PG_PORT? stop it with scripts/services.sh down postgres, or set PG_PORT / PG_CLUSTER_PORT)"
+}
+
+_pgc_up() {
+    local bin i start=$SECONDS
+    bin="$(_pg_bindir)" || _die "PostgreSQL server binaries not found (run services_install)"
+    for i in patroni etcd haproxy tini; do
+        command -v "$i" >/dev/null || _die "$i is not installed (run services_install with POSTGRES_NODES=$PG_NODES)"
+    done
+    _pg_add_user
+    _pgc_check_ports
+    mkdir -p "$PGC_DIR/sock"
+    _pgc_start_etcd
+    _wait_until 30 "etcd" "$(_read_pid "$RUN_DIR/etcd.pid")" "$LOG_DIR/etcd.log" _pgc_etcd_ok ||
+        _die "etcd did not start (log: ${LOG_DIR#"$ROOT"/}/etcd.log)"
+    # The nodes start together; the first time, one initialises the
+    # database and the others clone it (pg_basebackup).
+    for i in $(_pgc_nodes); do
+        _pgc_select "$i"
+        _pgc_start_node "$bin"
+    done
+    _pgc_select 1
+    _pgc_start_haproxy
+    _wait_until 180 "a PostgreSQL leader and a synchronous standby" "" "" _pgc_healthy || {
+        _pgc_members >&2 || true
+        _die "the PostgreSQL cluster has no leader with a synchronous standby (logs: ${LOG_DIR#"$ROOT"/}/patroni-N.log, postgres-N.log)"
+    }
+    _wait_until 30 "writes through HAProxy on 127.0.0.1:$PG_PORT" "$(_read_pid "$RUN_DIR/haproxy.pid")" \
+        "$LOG_DIR/haproxy.log" _pgc_takes_writes ||
+        _die "HAProxy does not pass writes to the leader on 127.0.0.1:$PG_PORT (log: ${LOG_DIR#"$ROOT"/}/haproxy.log)"
+    if [[ -z $(_pg_psql "$bin" -d postgres -tAc "select 1 from pg_database where datname = 'booking'") ]]; then
+        _pg_psql "$bin" -d postgres -c 'create database booking'
+    fi
+    _log "PostgreSQL: a cluster of $PG_NODES nodes is ready in $((SECONDS - start))s: writes on 127.0.0.1:$PG_PORT, reads on :$PG_READ_PORT"
+    services_postgres_nodes | while IFS= read -r i; do _log "  $i"; done
+}
+
+_pgc_node_down() {
+    local bin="$1" pid
+    pid="$(_read_pid "$RUN_DIR/$PGC_TAG.pid" || true)"
+    if _pid_matches "$pid" "$PGC_CONF"; then
+        _log "PostgreSQL: stopping $PGC_NAME (pid $pid)"
+        # Patroni stops its PostgreSQL (fast) first; give a checkpoint time.
+        _stop_pid "$pid" 120
+    fi
+    # Still running if Patroni was killed, or is still starting it.
+    if _pgc_postmaster_running; then
+        _log "PostgreSQL: stopping $PGC_NAME's PostgreSQL"
+        _pg_run "$bin/pg_ctl" stop -D "$PGC_DATA" -m fast -w -t 60 >/dev/null || true
+    fi
+    rm -f "$RUN_DIR/$PGC_TAG.pid"
+}
+
+_pgc_down() {
+    local bin leader i pid jobs=()
+    bin="$(_pg_bindir)" || return 0
+    # The replicas first, then the leader: stopping the leader first would
+    # hand its lock to a replica on the way down.
+    leader="$(_pgc_members 2>/dev/null | awk '$2 == "leader" { print $1 }' || true)"
+    for i in $(_pgc_nodes); do
+        _pgc_select "$i"
+        [[ $PGC_NAME == "$leader" ]] && continue
+        (_pgc_node_down "$bin") &
+        jobs+=($!)
+    done
+    if ((${#jobs[@]})); then wait "${jobs[@]}"; fi
+    for i in $(_pgc_nodes); do
+        _pgc_select "$i"
+        [[ $PGC_NAME == "$leader" ]] && _pgc_node_down "$bin"
+    done
+    _pgc_select 1
+    pid="$(_read_pid "$RUN_DIR/haproxy.pid" || true)"
+    if _pid_matches "$pid" "$PGC_HAPROXY_CFG"; then
+        _log "HAProxy: stopping (pid $pid)"
+        _stop_pid "$pid"
+    fi
+    rm -f "$RUN_DIR/haproxy.pid"
+    # Last: Patroni gives up its leader key in etcd as it stops.
+    pid="$(_read_pid "$RUN_DIR/etcd.pid" || true)"
+    if _pid_matches "$pid" "--data-dir $PGC_DIR/etcd"; then
+        _log "etcd: stopping (pid $pid)"
+        _stop_pid "$pid"
+    fi
+    rm -f "$RUN_DIR/etcd.pid"
+}
+
+# Each node of the cluster: name, role (leader, sync_standby, replica), state,
+# PostgreSQL port, Patroni REST API, lag behind the leader.
+services_postgres_nodes() {
+    local members
+    members="$(_pgc_members)" || {
+        echo "(no Patroni REST API answers on :$((PG_CLUSTER_PORT + 10))…)"
+        return 1
+    }
+    awk '{ printf "%-5s %-12s %-9s postgres 127.0.0.1:%s  patroni http://127.0.0.1:%s  lag %s  timeline %s\n", $1, $2, $3, $4, $5, $6, $7 }' <<<"$members"
+}
+
+_pgc_status() {
+    local i rc=0 members role
+    members="$(_pgc_members 2>/dev/null || true)"
+    if _pgc_etcd_running; then
+        printf '%-9s running  pid %s  127.0.0.1:%s\n' etcd "$(_read_pid "$RUN_DIR/etcd.pid")" "$PGC_ETCD_PORT"
+    else
+        printf '%-9s stopped\n' etcd
+        rc=1
+    fi
+    for i in $(_pgc_nodes); do
+        _pgc_select "$i"
+        if _pgc_patroni_running; then
+            role="$(awk -v n="$PGC_NAME" '$1 == n { print $2 " (" $3 ")" }' <<<"$members")"
+            printf '%-9s running  pid %s  %s  postgres 127.0.0.1:%s  patroni :%s\n' \
+                "$PGC_NAME" "$(_read_pid "$RUN_DIR/$PGC_TAG.pid")" "${role:-unknown}" "$PGC_PORT" "$PGC_REST"
+        else
+            printf '%-9s stopped\n' "$PGC_NAME"
+            rc=1
+        fi
+    done
+    _pgc_select 1
+    if _pgc_haproxy_running; then
+        printf '%-9s running  pid %s  writes 127.0.0.1:%s  reads :%s  stats :%s\n' haproxy \
+            "$(_read_pid "$RUN_DIR/haproxy.pid")" "$PG_PORT" "$PG_READ_PORT" "$PGC_STATS_PORT"
+    else
+        printf '%-9s stopped\n' haproxy
+        rc=1
+    fi
+    return "$rc"
+}
+
+patronictl_local() { # patronictl on the cluster (e.g. list, switchover, edit-config)
+    patronictl -c "$PGC_CONF" "$@"
 }
 
 # --- RabbitMQ --------------------------------------------------------------------
@@ -339,8 +862,9 @@ _rmq_select 1
 
 _rmq_nodes() { seq 1 "$RMQ_NODES"; }
 
-# services_args "$@": takes `--rabbitmq-nodes N` out of a script's arguments
-# (the same as RABBITMQ_NODES=N) and leaves the rest in SERVICES_ARGS.
+# services_args "$@": takes `--rabbitmq-nodes N` and `--postgres-nodes N` out
+# of a script's arguments (the same as RABBITMQ_NODES=N, POSTGRES_NODES=N) and
+# leaves the rest in SERVICES_ARGS.
 SERVICES_ARGS=()
 services_args() {
     SERVICES_ARGS=()
@@ -355,6 +879,15 @@ services_args() {
             RMQ_NODES="${1#*=}"
             shift
             ;;
+        --postgres-nodes)
+            (($# > 1)) || _die "--postgres-nodes needs a number"
+            PG_NODES="$2"
+            shift 2
+            ;;
+        --postgres-nodes=*)
+            PG_NODES="${1#*=}"
+            shift
+            ;;
         *)
             SERVICES_ARGS+=("$1")
             shift
@@ -363,6 +896,7 @@ services_args() {
     done
     _rmq_check_nodes
     _rmq_select 1
+    _pg_check_nodes
 }
 
 # Environment of the current node, shared by the server and rabbitmqctl.
@@ -669,6 +1203,10 @@ services_down() {
 
 services_env() {
     export DATABASE_URL="postgres://booking:booking@127.0.0.1:$PG_PORT/booking"
+    # A cluster's replicas (HAProxy's read port), for reads that may lag.
+    if ((PG_NODES > 1)); then
+        export DATABASE_READ_URL="postgres://booking:booking@127.0.0.1:$PG_READ_PORT/booking"
+    fi
     # Every node of a cluster, comma separated: the services fail over.
     AMQP_URL="$(_rmq_list , amqp://guest:guest@127.0.0.1: RMQ_PORT /%2f)"
     export AMQP_URL
@@ -685,7 +1223,9 @@ services_env() {
 
 services_status() {
     local pid rc=0
-    if _pg_running; then
+    if ((PG_NODES > 1)); then
+        _pgc_status || rc=1
+    elif _pg_running; then
         echo "postgres  running  pid $(_read_pid "$PG_DATA/postmaster.pid")  127.0.0.1:$PG_PORT"
     else
         echo "postgres  stopped"
@@ -729,7 +1269,7 @@ if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
     env)
         services_env
         for v in DATABASE_URL AMQP_URL RABBITMQ_MANAGEMENT_URL SMTP_URL MAILDEV_URL MAIL_FROM ADMIN_TOKEN \
-            ${QUORUM_INITIAL_GROUP_SIZE:+QUORUM_INITIAL_GROUP_SIZE}; do
+            ${DATABASE_READ_URL:+DATABASE_READ_URL} ${QUORUM_INITIAL_GROUP_SIZE:+QUORUM_INITIAL_GROUP_SIZE}; do
             printf 'export %s=%q\n' "$v" "${!v}"
         done
         ;;
@@ -742,8 +1282,13 @@ if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
         shift
         rabbitmqctl_local "$@"
         ;;
+    patronictl)
+        shift
+        ((PG_NODES > 1)) || _die "patronictl needs --postgres-nodes N (or POSTGRES_NODES)"
+        patronictl_local "$@"
+        ;;
     *)
-        echo "usage: $0 [--rabbitmq-nodes N] install|up|down|status|env|psql [args]|rabbitmqctl [args]" >&2
+        echo "usage: $0 [--rabbitmq-nodes N] [--postgres-nodes N] install|up|down|status|env|psql [args]|rabbitmqctl [args]|patronictl [args]" >&2
         exit 2
         ;;
     esac
