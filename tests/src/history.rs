@@ -107,6 +107,14 @@ impl History {
         self.ops.lock().unwrap().push(op);
     }
 
+    /// Records booking requests the test sent its own way (a paced crowd).
+    pub fn record_all(&self, submitted: &[Submitted]) {
+        self.ops
+            .lock()
+            .unwrap()
+            .extend(submitted.iter().map(Op::from));
+    }
+
     /// Every operation recorded so far.
     pub fn ops(&self) -> Vec<Op> {
         self.ops.lock().unwrap().clone()

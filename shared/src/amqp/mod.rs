@@ -272,7 +272,7 @@ struct Session {
     /// Tells this session from earlier ones (channel ids repeat across
     /// connections).
     serial: u64,
-    conn: Arc<Connection>,
+    conn: Connection,
     node: usize,
     channel: Option<Channel>,
 }
@@ -375,7 +375,7 @@ impl Publisher {
             serial: self
                 .opened
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-            conn: Arc::new(conn),
+            conn,
             node,
             channel: Some(channel),
         })

@@ -404,9 +404,7 @@ impl<'a> Sale<'a> {
         };
         let sale = steady_until(self.sys, PACE, CROWD, request, chaos);
         let ((results, outcome), ()) = tokio::join!(sale, self.pay_while(&stop));
-        for submitted in &results {
-            self.history.record(submitted.into());
-        }
+        self.history.record_all(&results);
         (results, outcome)
     }
 

@@ -106,9 +106,7 @@ async fn a_frozen_database_gets_every_request_answered_in_time_and_loses_nothing
     );
     assert!(first_after.is_some(), "nothing accepted after the thaw");
 
-    for submitted in &results {
-        history.record(submitted.into());
-    }
+    history.record_all(&results);
     history.check(&sys).await.assert_clean();
     sys.finish().await;
 }
