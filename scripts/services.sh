@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Private PostgreSQL, RabbitMQ and maildev for local runs and tests.
 #
-# Everything lives under $ROOT/.local (gitignored) and listens on 127.0.0.1
-# only, so it never clashes with system services and needs no Docker.
+# Everything lives under $ROOT/.local (gitignored; SERVICES_DIR moves it) and
+# listens on 127.0.0.1 only, so it never clashes with system services and
+# needs no Docker.
 #
 #   source scripts/services.sh; services_install; services_up; services_env
-#   scripts/services.sh install|up|down|status|env|psql ...|rabbitmqctl ...
+#   scripts/services.sh install|up [SERVICE...]|down [SERVICE...]|status|env|psql ...|rabbitmqctl ...
 #
 # Ports can be overridden: PG_PORT, AMQP_PORT, RABBITMQ_DIST_PORT,
 # RABBITMQ_MGMT_PORT, SMTP_PORT, MAILDEV_WEB_PORT (and the node name: RABBITMQ_NODENAME).
@@ -17,7 +18,7 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-LOCAL_DIR="$ROOT/.local"
+LOCAL_DIR="${SERVICES_DIR:-$ROOT/.local}"
 RUN_DIR="$LOCAL_DIR/run"
 LOG_DIR="$LOCAL_DIR/logs"
 
@@ -1163,15 +1164,19 @@ _maildev_down() {
 
 # --- public API ------------------------------------------------------------------
 
+# services_up [postgres|rabbitmq|maildev ...]: with no names, all three.
 services_up() {
-    local start=$SECONDS
+    local start=$SECONDS wanted=" ${*:-postgres rabbitmq maildev} " t
+    for t in $wanted; do
+        case "$t" in postgres | rabbitmq | maildev) ;; *) _die "unknown service $t" ;; esac
+    done
     SERVICES_UP_CALLED=1
     mkdir -p "$RUN_DIR" "$LOG_DIR"
     # RabbitMQ boots slowest: launch it first and let the others start meanwhile.
-    _rmq_up
-    _pg_up
-    _maildev_up
-    _rmq_ready
+    [[ $wanted != *" rabbitmq "* ]] || _rmq_up
+    [[ $wanted != *" postgres "* ]] || _pg_up
+    [[ $wanted != *" maildev "* ]] || _maildev_up
+    [[ $wanted != *" rabbitmq "* ]] || _rmq_ready
     _log "services up in $((SECONDS - start))s${SERVICES_STARTED[*]:+ (started: ${SERVICES_STARTED[*]})}"
 }
 
@@ -1260,7 +1265,10 @@ if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
     set -- "${SERVICES_ARGS[@]}"
     case "${1:-}" in
     install) services_install ;;
-    up) services_up ;;
+    up)
+        shift
+        services_up "$@"
+        ;;
     down)
         shift
         services_down "$@"
@@ -1288,7 +1296,7 @@ if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
         patronictl_local "$@"
         ;;
     *)
-        echo "usage: $0 [--rabbitmq-nodes N] [--postgres-nodes N] install|up|down|status|env|psql [args]|rabbitmqctl [args]|patronictl [args]" >&2
+        echo "usage: $0 [--rabbitmq-nodes N] [--postgres-nodes N] install|up [service...]|down [service...]|status|env|psql [args]|rabbitmqctl [args]|patronictl [args]" >&2
         exit 2
         ;;
     esac
