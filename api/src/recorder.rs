@@ -8,6 +8,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use shared::domain::BookingRequest;
@@ -152,14 +153,57 @@ fn take_batch(waiting: &mut VecDeque<Pending>, busy: &HashSet<Uuid>) -> Vec<Pend
     batch
 }
 
+/// Writes a batch and answers each row. Rows that an outage failed (a
+/// failover breaks connections and refuses new ones until the proxy finds
+/// the new primary) are written again, after pauses from 25 ms doubling to
+/// 400 ms, for as long as their callers wait: a caller's own time limit
+/// ends its wait with a `503`, and its row is then left out of the next
+/// try. A row that failed may have committed all the same (the commit was
+/// sent, the answer lost): each later try first looks its id up, and a row
+/// found is answered as recorded, never written twice.
 async fn write(db: &PgPool, lines: &Lines, batch: Vec<(NewBooking, Reply)>) {
-    let (rows, replies): (Vec<NewBooking>, Vec<Reply>) = batch.into_iter().unzip();
-    metrics::histogram!("api_record_batch_size").record(rows.len() as f64);
-    let mut outcomes = Vec::with_capacity(rows.len());
-    isolate(db, lines, &rows, &mut outcomes).await;
-    for (outcome, reply) in outcomes.into_iter().zip(replies) {
-        let _ = reply.send(outcome);
+    metrics::histogram!("api_record_batch_size").record(batch.len() as f64);
+    let mut batch = batch;
+    let mut pause = FIRST_PAUSE;
+    let mut again = false;
+    loop {
+        let (rows, replies): (Vec<NewBooking>, Vec<Reply>) = batch.into_iter().unzip();
+        let mut outcomes = Vec::with_capacity(rows.len());
+        isolate(db, lines, &rows, again, &mut outcomes).await;
+        batch = Vec::new();
+        for ((row, reply), outcome) in rows.into_iter().zip(replies).zip(outcomes) {
+            match outcome {
+                Err(err) if in_doubt(&err, again) && !reply.is_closed() => batch.push((row, reply)),
+                outcome => {
+                    let _ = reply.send(outcome);
+                }
+            }
+        }
+        if batch.is_empty() {
+            return;
+        }
+        metrics::counter!("api_record_retries_total").increment(1);
+        tracing::debug!(
+            rows = batch.len(),
+            ?pause,
+            "recording again after an outage"
+        );
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(LONGEST_PAUSE);
+        again = true;
     }
+}
+
+/// The first pause before a batch is written again after an outage.
+const FIRST_PAUSE: Duration = Duration::from_millis(25);
+/// The longest pause between tries.
+const LONGEST_PAUSE: Duration = Duration::from_millis(400);
+
+/// Whether a row's failure leaves it worth another try: an outage, or (on a
+/// later try) its id taken by an earlier try that committed while this one
+/// looked for it.
+fn in_doubt(err: &sqlx::Error, again: bool) -> bool {
+    shared::db::is_transient(err) || (again && record::is_recorded_already(err))
 }
 
 /// Writes `rows`, appending one outcome per row in order. The statement is
@@ -168,8 +212,15 @@ async fn write(db: &PgPool, lines: &Lines, batch: Vec<(NewBooking, Reply)>) {
 /// own, down to the row that fails alone (k bad rows in n cost about
 /// 2·k·log2(n) more statements). An outage is not the rows' fault, and
 /// splitting would only hammer a database that is away: every row gets it.
-async fn isolate(db: &PgPool, lines: &Lines, rows: &[NewBooking], outcomes: &mut Vec<Outcome>) {
-    let err = match insert(db, lines, rows).await {
+/// `again`: an earlier try may have recorded some of them (see [`write`]).
+async fn isolate(
+    db: &PgPool,
+    lines: &Lines,
+    rows: &[NewBooking],
+    again: bool,
+    outcomes: &mut Vec<Outcome>,
+) {
+    let err = match insert(db, lines, rows, again).await {
         Ok(created) => {
             outcomes.extend(rows.iter().map(|row| {
                 Ok(created
@@ -180,7 +231,7 @@ async fn isolate(db: &PgPool, lines: &Lines, rows: &[NewBooking], outcomes: &mut
         }
         Err(err) => err,
     };
-    if rows.len() == 1 || shared::db::is_transient(&err) {
+    if rows.len() == 1 || in_doubt(&err, again) {
         let err = Arc::new(err);
         outcomes.extend(rows.iter().map(|_| Err(err.clone())));
         return;
@@ -188,19 +239,28 @@ async fn isolate(db: &PgPool, lines: &Lines, rows: &[NewBooking], outcomes: &mut
     metrics::counter!("api_record_batch_splits_total").increment(1);
     tracing::debug!(rows = rows.len(), error = %err, "a batch failed; writing its halves apart");
     let (left, right) = rows.split_at(rows.len() / 2);
-    Box::pin(isolate(db, lines, left, outcomes)).await;
-    Box::pin(isolate(db, lines, right, outcomes)).await;
+    Box::pin(isolate(db, lines, left, again, outcomes)).await;
+    Box::pin(isolate(db, lines, right, again, outcomes)).await;
 }
 
 /// Records `rows` in one statement (see [`record::record`]); then, once
-/// committed, reads where each stands in its show's line.
+/// committed, reads where each stands in its show's line. `again`: those
+/// an earlier try recorded are looked up, not written.
 async fn insert(
     db: &PgPool,
     lines: &Lines,
     rows: &[NewBooking],
+    again: bool,
 ) -> Result<HashMap<Uuid, Recorded>, sqlx::Error> {
+    let mut created = if again {
+        let ids: Vec<Uuid> = rows.iter().map(|row| row.request.id.0).collect();
+        record::recorded(db, &ids).await?
+    } else {
+        HashMap::new()
+    };
     let new: Vec<record::NewRow> = rows
         .iter()
+        .filter(|row| !created.contains_key(&row.request.id.0))
         .map(|NewBooking { request: r, key }| record::NewRow {
             id: r.id.0,
             show_id: r.show_id.0,
@@ -214,7 +274,9 @@ async fn insert(
             key: key.as_ref().map(|(k, h)| (k.as_str(), h.as_slice())),
         })
         .collect();
-    let created = record::record(db, &new).await?;
+    if !new.is_empty() {
+        created.extend(record::record(db, &new).await?);
+    }
     // Read after the commit: the statement's own snapshot may miss a
     // batch that took numbers before it (and committed while it waited for
     // the tail), and would under-state.

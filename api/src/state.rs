@@ -24,7 +24,13 @@ use crate::recorder::Recorder;
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
+    /// The primary: every write, and every read that must see them.
     pub db: PgPool,
+    /// Reads that may lag behind the primary (the show list, a show's page
+    /// and seat map): the replicas when `DATABASE_READ_URL` is set, else
+    /// the primary. A booking's own reads never come from here, so a client
+    /// that got its `202` always finds its booking.
+    pub reads: PgPool,
     pub catalog: Arc<Catalog>,
     pub recorder: Recorder,
     pub publisher: Arc<Publisher>,
@@ -55,7 +61,12 @@ impl AppState {
             .as_ref()
             .map(ExposeSecret::expose_secret)
             .ok_or_else(|| anyhow::anyhow!("ADMIN_TOKEN must be set for the api"))?;
+        let reads = match &config.database_read_url {
+            Some(url) => shared::db::replica_pool(url.expose_secret(), config.db_pool_size)?,
+            None => db.clone(),
+        };
         Ok(Self {
+            reads,
             allow_private_webhooks: config.webhooks.allow_private_networks,
             live: Arc::new(Hub::new(config.sse_keep_alive)),
             request_timeout: config.request_timeout,
@@ -92,6 +103,7 @@ impl AppState {
             catalog: Arc::default(),
             recorder: Recorder::start(db.clone(), lines.clone(), tasks),
             lines,
+            reads: db.clone(),
             db,
             publisher: Arc::new(Publisher::new(amqp_url, &name, topology)),
             operators: Arc::new(Operators::new(admin_token)),

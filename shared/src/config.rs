@@ -28,6 +28,9 @@ pub enum ConfigError {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub database_url: SecretString,
+    /// Replicas for the api's reads that may lag (`DATABASE_READ_URL`): the
+    /// show list, a show's page and its seat map. `None`: the primary.
+    pub database_read_url: Option<SecretString>,
     /// One RabbitMQ node, or the nodes of a cluster, comma separated.
     pub amqp_url: SecretString,
     /// Replicas of each quorum queue (`QUORUM_INITIAL_GROUP_SIZE`); `None`:
@@ -202,6 +205,10 @@ impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
             database_url: required("DATABASE_URL")?.into(),
+            database_read_url: std::env::var("DATABASE_READ_URL")
+                .ok()
+                .filter(|url| !url.is_empty())
+                .map(SecretString::from),
             amqp_url: amqp_url()?,
             quorum_initial_group_size: parsed::<u16>("QUORUM_INITIAL_GROUP_SIZE", "0")
                 .map(NonZeroU16::new)?,

@@ -55,8 +55,22 @@ pub async fn connect_and_migrate(
     Ok(Some(pool))
 }
 
+/// A pool for reads that may lag behind the primary (`DATABASE_READ_URL`,
+/// a proxy in front of the replicas). It connects on first use, so a
+/// service starts while the replicas are still coming up.
+pub fn replica_pool(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
+    Ok(PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(3))
+        .connect_lazy_with(PgConnectOptions::from_str(url)?))
+}
+
 /// Whether an error means the database could not be reached (worth
-/// retrying) rather than that the statement itself is wrong.
+/// retrying) rather than that the statement itself is wrong. A failover
+/// shows as several of these: connections to the old primary break
+/// (I/O, protocol, admin or crash shutdown), new ones are refused until the
+/// proxy finds the new one, and one that still reaches a node just demoted
+/// to a replica is refused writes (read-only transaction).
 pub fn is_transient(err: &sqlx::Error) -> bool {
     match err {
         sqlx::Error::Io(_)
@@ -65,12 +79,16 @@ pub fn is_transient(err: &sqlx::Error) -> bool {
         | sqlx::Error::WorkerCrashed
         | sqlx::Error::Tls(_)
         | sqlx::Error::Protocol(_) => true,
-        sqlx::Error::Database(db) => matches!(
-            db.code().as_deref(),
-            // serialization_failure, deadlock_detected, admin_shutdown,
-            // crash_shutdown, cannot_connect_now, too_many_connections
-            Some("40001" | "40P01" | "57P01" | "57P02" | "57P03" | "53300")
-        ),
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            matches!(
+                &*code,
+                // serialization_failure, deadlock_detected, admin_shutdown,
+                // crash_shutdown, cannot_connect_now, too_many_connections,
+                // read_only_sql_transaction, and connection_exception's
+                // class
+                "40001" | "40P01" | "57P01" | "57P02" | "57P03" | "53300" | "25006"
+            ) || code.starts_with("08")
+        }),
         _ => false,
     }
 }

@@ -36,6 +36,9 @@ pub struct Options {
     /// server's own (a [`crate::proxy::Proxy`] to it, say); the test's own
     /// connections ([`Sandbox::db`]) still go straight to the server.
     pub database_via: Option<SocketAddr>,
+    /// The api reads what may lag (`DATABASE_READ_URL`) at this address,
+    /// with the sandbox's database: a cluster's replicas, say.
+    pub database_read_via: Option<SocketAddr>,
     /// The services reach RabbitMQ at this address instead of the node's
     /// own (of a cluster, only the first node's), with this sandbox's
     /// vhost; the test's own connections still go straight to it.
@@ -59,6 +62,7 @@ impl Default for Options {
             amqp_url: None,
             admin_db_url: None,
             database_via: None,
+            database_read_via: None,
             broker_via: None,
             bin_dir: None,
             extra_env: Vec::new(),
@@ -122,7 +126,7 @@ impl System {
     pub async fn start_with(options: Options) -> Self {
         let api_port = free_port();
         let sandbox = Sandbox::create(&options, format!("http://127.0.0.1:{api_port}")).await;
-        let env = vec![
+        let mut env = vec![
             (
                 "DATABASE_URL",
                 through(&sandbox.database_url, options.database_via),
@@ -144,6 +148,12 @@ impl System {
             // test of the limit sets its own in `Options::extra_env`.
             ("RATE_LIMIT_PER_SECOND", "0".to_owned()),
         ];
+        if let Some(via) = options.database_read_via {
+            env.push((
+                "DATABASE_READ_URL",
+                through(&sandbox.database_url, Some(via)),
+            ));
+        }
         let mut system = Self {
             sandbox,
             processes: Mutex::default(),

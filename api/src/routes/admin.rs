@@ -82,7 +82,7 @@ pub async fn show_sales(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
 ) -> Result<axum::Json<Sales>, ApiError> {
-    let show = fetch_show(&state, id).await?;
+    let show = fetch_show(&state.db, id).await?;
     let by_status = admin::count_by_status(&state.db, id).await?;
     let revenue_cents = admin::revenue_cents(&state.db, id).await?;
     let refunds = refunds::counts(&state.db, id).await?;

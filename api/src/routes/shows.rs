@@ -10,6 +10,7 @@ use shared::domain::ShowKind;
 pub use shared::store::seats::SeatMapEntry;
 pub use shared::store::shows::ShowView;
 use shared::store::{seats, shows};
+use sqlx::PgPool;
 use utoipa::openapi::schema::{Array, ArrayBuilder, SchemaType, Type};
 use utoipa::openapi::Ref;
 use utoipa::{IntoParams, ToSchema};
@@ -330,14 +331,14 @@ pub async fn create_show(
     }
     tx.commit().await?;
     tracing::info!(show_id = %id, "show created");
-    let show = fetch_show(&state, id).await?;
+    let show = fetch_show(&state.db, id).await?;
     Ok((StatusCode::CREATED, axum::Json(show)))
 }
 
-pub(crate) async fn fetch_show(state: &AppState, id: Uuid) -> Result<ShowView, ApiError> {
-    shows::view(&state.db, id)
-        .await?
-        .ok_or(ApiError::NotFound("show"))
+/// The show from `db`: the primary to read a change back, else the
+/// replicas ([`AppState::reads`]).
+pub(crate) async fn fetch_show(db: &PgPool, id: Uuid) -> Result<ShowView, ApiError> {
+    shows::view(db, id).await?.ok_or(ApiError::NotFound("show"))
 }
 
 /// List shows, soonest first.
@@ -348,7 +349,7 @@ pub async fn list_shows(
     Query(page): Query<Page>,
 ) -> Result<axum::Json<ShowList>, ApiError> {
     let (limit, offset) = page.bounds()?;
-    let shows = shows::list(&state.db, limit, offset).await?;
+    let shows = shows::list(&state.reads, limit, offset).await?;
     Ok(axum::Json(ShowList { shows }))
 }
 
@@ -359,7 +360,7 @@ pub async fn get_show(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
 ) -> Result<axum::Json<ShowView>, ApiError> {
-    fetch_show(&state, id).await.map(axum::Json)
+    fetch_show(&state.reads, id).await.map(axum::Json)
 }
 
 /// The seat map of a seated show, with each seat's live status.
@@ -369,7 +370,7 @@ pub async fn seat_map(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
 ) -> Result<axum::Json<SeatMap>, ApiError> {
-    fetch_show(&state, id).await?;
-    let seats = seats::map(&state.db, id).await?;
+    fetch_show(&state.reads, id).await?;
+    let seats = seats::map(&state.reads, id).await?;
     Ok(axum::Json(SeatMap { show_id: id, seats }))
 }

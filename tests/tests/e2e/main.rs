@@ -19,6 +19,7 @@ mod live;
 mod network_faults;
 mod operators;
 mod place_in_line;
+mod postgres_cluster;
 mod proxy;
 mod rate_limits;
 mod refunds;

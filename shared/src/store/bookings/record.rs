@@ -127,6 +127,36 @@ pub async fn record(
         .collect())
 }
 
+/// Those of `ids` already recorded, as [`record`] answered them: after a
+/// [`record`] whose outcome is unknown (its connection broke, say, in a
+/// failover) they are the ones it committed. The ids are the API's own, so
+/// a row found is that request's.
+pub async fn recorded(db: &PgPool, ids: &[Uuid]) -> Result<HashMap<Uuid, Created>, sqlx::Error> {
+    let rows = sqlx::query!(
+        "SELECT id, show_id, created_at, accepted_seq FROM bookings WHERE id = ANY($1)",
+        ids
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let created = Created {
+                show_id: r.show_id,
+                created_at: r.created_at,
+                accepted_seq: r.accepted_seq,
+            };
+            (r.id, created)
+        })
+        .collect())
+}
+
+/// Whether `err` says that one of the rows [`record`] wrote exists already:
+/// after an unknown outcome, the earlier try committed after all.
+pub fn is_recorded_already(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.constraint() == Some("bookings_pkey"))
+}
+
 /// The booking an idempotency key was first used for, with the hash of
 /// the request that used it.
 pub struct KeyHolder {

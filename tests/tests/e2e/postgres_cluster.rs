@@ -1,0 +1,252 @@
+//! PostgreSQL as a three-node Patroni cluster behind HAProxy, as
+//! `scripts/run --postgres-nodes 3` runs it. The services write through the
+//! proxy's write port and read the catalog from the replicas; losing the
+//! primary mid-sale, or handing its role over in a planned switchover,
+//! loses nothing, oversells nothing and refuses almost no one.
+//!
+//! The cluster takes a while to start, so one cluster and one system serve
+//! the whole story, told in order.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection};
+use tests::load::{ga_request, submit, Submitted};
+use tests::pg_cluster::PgCluster;
+use tests::sale::Sale;
+use tests::{Options, System};
+
+/// After a kill of the primary, the first `202` comes within this.
+const FIRST_ACCEPT_AFTER_KILL_WITHIN: Duration = Duration::from_secs(5);
+/// The goal once the proxy takes writes again: the first `202` within this.
+const FIRST_ACCEPT_AFTER_WRITES_WITHIN: Duration = Duration::from_secs(1);
+/// The share of requests sent after the kill that may be refused.
+const MAX_REFUSED_AFTER_KILL: f64 = 0.005;
+/// The longest a sale may go without a decision through a failover.
+const RESUME_AFTER_KILL_WITHIN: Duration = Duration::from_secs(10);
+/// A switchover's pause in decisions, at most.
+const SWITCHOVER_PAUSE_WITHIN: Duration = Duration::from_secs(5);
+/// The share of submissions a switchover may refuse.
+const MAX_REFUSED_IN_SWITCHOVER: f64 = 0.01;
+
+#[tokio::test]
+async fn a_postgres_cluster_fails_over_mid_sale_and_loses_nothing() {
+    let cluster = PgCluster::start().await;
+    let sys = System::start_with(Options {
+        admin_db_url: Some(cluster.admin_url()),
+        database_read_via: Some(cluster.read_addr()),
+        workers: 2,
+        extra_env: vec![
+            // A booking whose answer was in doubt is republished soon.
+            ("REQUEUE_AFTER_SECONDS".to_owned(), "3".to_owned()),
+        ],
+        ..Options::default()
+    })
+    .await;
+
+    the_catalog_is_read_from_replicas_and_a_new_booking_from_the_primary(&sys, &cluster).await;
+    killing_the_primary_mid_sale_refuses_almost_no_late_arrival(&sys, &cluster).await;
+    a_planned_switchover_mid_sale_pauses_decisions_briefly(&sys, &cluster).await;
+
+    sys.finish().await;
+}
+
+/// Show pages come from the replicas (the API holds connections to them),
+/// and a booking read right after its `202` is found: its reads go to the
+/// primary, whatever the replicas' lag.
+async fn the_catalog_is_read_from_replicas_and_a_new_booking_from_the_primary(
+    sys: &System,
+    cluster: &PgCluster,
+) {
+    let show = sys.ga_show(1000).await;
+    let reading = AtomicBool::new(true);
+    let catalog = async {
+        let mut answers = Vec::new();
+        while reading.load(Ordering::Relaxed) {
+            let res = sys
+                .http
+                .get(format!("{}/v1/shows/{show}", sys.base_url))
+                .send()
+                .await
+                .unwrap();
+            answers.push(res.status().as_u16());
+            let list = sys
+                .http
+                .get(format!("{}/v1/shows", sys.base_url))
+                .send()
+                .await
+                .unwrap();
+            answers.push(list.status().as_u16());
+        }
+        answers
+    };
+    let booking = async {
+        for i in 0..200 {
+            let submitted = submit(sys, ga_request(&show, 1)).await;
+            assert_eq!(submitted.status, 202, "booking {i}");
+            let id = submitted.id.unwrap();
+            let res = sys
+                .http
+                .get(format!("{}/v1/bookings/{id}", sys.base_url))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 200, "booking {id} read right after its 202");
+        }
+        reading.store(false, Ordering::Relaxed);
+    };
+    let (answers, ()) = tokio::join!(catalog, booking);
+    assert!(
+        answers.iter().all(|&status| status == 200),
+        "catalog reads during the bookings: {answers:?}"
+    );
+    let on_replicas = connections_to_replicas(sys, cluster).await;
+    println!(
+        "{} catalog reads answered while 200 bookings were made; the API holds {on_replicas} connections to replicas",
+        answers.len()
+    );
+    assert!(on_replicas > 0, "the API reads nothing from a replica");
+}
+
+/// The services' connections to this sandbox's database on nodes in
+/// recovery: only the API's pool for reads that may lag goes there.
+async fn connections_to_replicas(sys: &System, cluster: &PgCluster) -> i64 {
+    let mut total = 0;
+    for port in cluster.node_ports() {
+        let Ok(mut conn) = PgConnectOptions::new()
+            .host("127.0.0.1")
+            .port(port)
+            .username("booking")
+            .password("booking")
+            .database("postgres")
+            .connect()
+            .await
+        else {
+            continue;
+        };
+        let (replica, count): (bool, i64) = sqlx::query_as(
+            "SELECT pg_is_in_recovery(), count(*) FROM pg_stat_activity WHERE datname = $1",
+        )
+        .bind(&sys.name)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        if replica {
+            total += count;
+        }
+        conn.close().await.unwrap();
+    }
+    total
+}
+
+async fn killing_the_primary_mid_sale_refuses_almost_no_late_arrival(
+    sys: &System,
+    cluster: &PgCluster,
+) {
+    let sale = Sale::open(sys).await;
+    let old = cluster.leader().await;
+    let chaos = async {
+        sale.wait_decided(300).await;
+        println!("killing {}'s postmaster", old.name);
+        let killed = Instant::now();
+        cluster.kill_postmaster(&old.name);
+        let writes = cluster.wait_writes_again().await;
+        let new = cluster.leader().await;
+        // The old primary comes back as a replica of the new one by itself.
+        let rejoined = cluster
+            .wait_for("the old primary back as a replica", |members| {
+                members
+                    .iter()
+                    .find(|m| m.name == old.name && m.is_replica() && m.timeline > old.timeline)
+                    .cloned()
+            })
+            .await;
+        sale.wait_more_decided(300).await;
+        (killed, writes, new, rejoined)
+    };
+    let (results, (killed, writes, new, rejoined)) = sale.run_until(chaos).await;
+    let first = sale.first_hot_accept_sent_after(&results, killed);
+    let late: Vec<&Submitted> = results.iter().filter(|r| r.sent >= killed).collect();
+    let refused = late.iter().filter(|r| r.status == 503).count();
+    let share = refused as f64 / late.len() as f64;
+    println!(
+        "{} leads now; writes through the proxy again {:?} after the kill; first 202 {:?} after \
+         the kill ({:?} after writes came back); {refused} of {} requests sent after the kill \
+         refused ({:.2} %); {} rejoined as {}",
+        new.name,
+        writes - killed,
+        first - killed,
+        first.saturating_duration_since(writes),
+        late.len(),
+        share * 100.0,
+        rejoined.name,
+        rejoined.role
+    );
+    assert_ne!(new.name, old.name);
+    assert!(
+        first - killed <= FIRST_ACCEPT_AFTER_KILL_WITHIN,
+        "the first 202 came {:?} after the kill",
+        first - killed
+    );
+    assert!(
+        first.saturating_duration_since(writes) <= FIRST_ACCEPT_AFTER_WRITES_WITHIN,
+        "the first 202 came {:?} after the proxy took writes again",
+        first.saturating_duration_since(writes)
+    );
+    assert!(
+        share <= MAX_REFUSED_AFTER_KILL,
+        "{refused} of {} requests sent after the kill refused",
+        late.len()
+    );
+    sale.assert_promises_kept(&results, RESUME_AFTER_KILL_WITHIN)
+        .await;
+}
+
+async fn a_planned_switchover_mid_sale_pauses_decisions_briefly(sys: &System, cluster: &PgCluster) {
+    let sale = Sale::open(sys).await;
+    let chaos = async {
+        sale.wait_decided(300).await;
+        let old = cluster.leader().await;
+        let asked = Instant::now();
+        let new = cluster.switchover().await;
+        cluster
+            .wait_for("the switchover's new leader", |members| {
+                members
+                    .iter()
+                    .find(|m| m.name == new && m.role == "leader" && m.state == "running")
+                    .cloned()
+            })
+            .await;
+        let writes = cluster.wait_writes_again().await;
+        cluster
+            .wait_for("the old leader back as a replica", |members| {
+                members
+                    .iter()
+                    .find(|m| m.name == old.name && m.is_replica())
+                    .cloned()
+            })
+            .await;
+        println!(
+            "switched over from {} to {new}; writes through the proxy {:?} after asking",
+            old.name,
+            writes - asked
+        );
+        sale.wait_more_decided(300).await;
+    };
+    let (results, ()) = sale.run_until(chaos).await;
+    let refused = results.iter().filter(|r| r.status == 503).count();
+    let share = refused as f64 / results.len() as f64;
+    println!(
+        "switchover: {refused} of {} submissions refused ({:.2} %)",
+        results.len(),
+        share * 100.0
+    );
+    assert!(
+        share <= MAX_REFUSED_IN_SWITCHOVER,
+        "{refused} of {} submissions refused in a switchover",
+        results.len()
+    );
+    sale.assert_promises_kept(&results, SWITCHOVER_PAUSE_WITHIN)
+        .await;
+}
