@@ -217,6 +217,75 @@ async fn a_sale_through_200ms_of_database_latency_keeps_every_promise() {
     sys.finish().await;
 }
 
+/// The answer to a booking's commit is lost on its way back (the
+/// connection reset after PostgreSQL committed): the API writes the
+/// booking again, finds that its first try recorded it, and answers `202`
+/// for that one booking: numbered once in its show's line, decided once.
+#[tokio::test]
+async fn a_booking_whose_commit_answer_is_lost_is_accepted_once() {
+    let database = Proxy::to_server_of(&std::env::var("TEST_DATABASE_URL").unwrap());
+    let sys = System::start_with(Options {
+        database_via: Some(database.addr()),
+        ..Options::default()
+    })
+    .await;
+    let show = sys.ga_show(10).await;
+    let history = History::new();
+    assert!(history.submit(&sys, ga_request(&show, 1)).await.accepted());
+
+    // Answers take 2 s to come back; once the second booking is in the
+    // database (the test reads it directly), its answer is cut off.
+    let db = sys.db().await;
+    database.set_latency(Duration::ZERO, Duration::from_secs(2));
+    let cut = async {
+        let show: uuid::Uuid = show.parse().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let count: i64 = sqlx::query_scalar("SELECT count(*) FROM bookings WHERE show_id = $1")
+                .bind(show)
+                .fetch_one(db)
+                .await
+                .unwrap();
+            if count == 2 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the booking was never committed");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let at = chrono::Utc::now();
+        database.set_latency(Duration::ZERO, Duration::ZERO);
+        (at, database.reset())
+    };
+    let (booked, (cut_at, reset)) = tokio::join!(history.submit(&sys, ga_request(&show, 1)), cut);
+    assert!(reset > 0, "no connection to reset");
+    assert_eq!(booked.status, 202, "the booking whose answer was lost");
+    let id: uuid::Uuid = booked.id.as_deref().unwrap().parse().unwrap();
+
+    let (created_at, recorded): (chrono::DateTime<chrono::Utc>, i64) = sqlx::query_as(
+        "SELECT b.created_at, (SELECT count(*) FROM booking_audit a
+                               WHERE a.booking_id = b.id AND a.from_status IS NULL)
+         FROM bookings b WHERE b.id = $1",
+    )
+    .bind(id)
+    .fetch_one(db)
+    .await
+    .unwrap();
+    assert!(
+        created_at < cut_at,
+        "the first try committed before the cut ({created_at} ≥ {cut_at})"
+    );
+    assert_eq!(recorded, 1, "recorded once");
+    let tail: i64 = sqlx::query_scalar("SELECT tail FROM show_queue_tails WHERE show_id = $1")
+        .bind(show.parse::<uuid::Uuid>().unwrap())
+        .fetch_one(db)
+        .await
+        .unwrap();
+    assert_eq!(tail, 2, "two bookings, numbered once each");
+    assert_eq!(sys.decided(&id.to_string()).await["status"], "held");
+    history.check(&sys).await.assert_clean();
+    sys.finish().await;
+}
+
 /// Every connection of every service to RabbitMQ is reset every three
 /// seconds during a sale (the services reconnect each time): a booking
 /// whose publish was cut off is published again on the new connection, so
