@@ -156,7 +156,7 @@ fn take_batch(waiting: &mut VecDeque<Pending>, busy: &HashSet<Uuid>) -> Vec<Pend
 /// Writes a batch and answers each row. Rows that an outage failed (a
 /// failover breaks connections and refuses new ones until the proxy finds
 /// the new primary) are written again, after pauses from 25 ms doubling to
-/// 400 ms, for as long as their callers wait: a caller's own time limit
+/// 400 ms (with jitter), for as long as their callers wait: a caller's own time limit
 /// ends its wait with a `503`, and its row is then left out of the next
 /// try. A row that failed may have committed all the same (the commit was
 /// sent, the answer lost): each later try first looks its id up, and a row
@@ -164,7 +164,7 @@ fn take_batch(waiting: &mut VecDeque<Pending>, busy: &HashSet<Uuid>) -> Vec<Pend
 async fn write(db: &PgPool, lines: &Lines, batch: Vec<(NewBooking, Reply)>) {
     metrics::histogram!("api_record_batch_size").record(batch.len() as f64);
     let mut batch = batch;
-    let mut pause = FIRST_PAUSE;
+    let mut pauses = shared::retry::delays_up_to(FIRST_PAUSE, LONGEST_PAUSE);
     let mut again = false;
     loop {
         let (rows, replies): (Vec<NewBooking>, Vec<Reply>) = batch.into_iter().unzip();
@@ -182,6 +182,7 @@ async fn write(db: &PgPool, lines: &Lines, batch: Vec<(NewBooking, Reply)>) {
         if batch.is_empty() {
             return;
         }
+        let pause = pauses.next().unwrap_or(LONGEST_PAUSE);
         metrics::counter!("api_record_retries_total").increment(1);
         tracing::debug!(
             rows = batch.len(),
@@ -189,7 +190,6 @@ async fn write(db: &PgPool, lines: &Lines, batch: Vec<(NewBooking, Reply)>) {
             "recording again after an outage"
         );
         tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(LONGEST_PAUSE);
         again = true;
     }
 }

@@ -21,7 +21,16 @@ pub fn forever() -> ExponentialBuilder {
 /// Successive waits between attempts, starting at `first`, capped at 5 s.
 /// The caller decides when to stop.
 pub fn delays(first: Duration) -> impl Iterator<Item = Duration> {
-    forever().with_min_delay(first).build()
+    delays_up_to(first, Duration::from_secs(5))
+}
+
+/// Successive waits between attempts, from `first` doubling up to
+/// `longest`, with jitter. The caller decides when to stop.
+pub fn delays_up_to(first: Duration, longest: Duration) -> impl Iterator<Item = Duration> {
+    forever()
+        .with_min_delay(first)
+        .with_max_delay(longest)
+        .build()
 }
 
 /// How a failed attempt counts.
