@@ -61,26 +61,7 @@ async fn the_catalog_is_read_from_replicas_and_a_new_booking_from_the_primary(
 ) {
     let show = sys.ga_show(1000).await;
     let reading = AtomicBool::new(true);
-    let catalog = async {
-        let mut answers = Vec::new();
-        while reading.load(Ordering::Relaxed) {
-            let res = sys
-                .http
-                .get(format!("{}/v1/shows/{show}", sys.base_url))
-                .send()
-                .await
-                .unwrap();
-            answers.push(res.status().as_u16());
-            let list = sys
-                .http
-                .get(format!("{}/v1/shows", sys.base_url))
-                .send()
-                .await
-                .unwrap();
-            answers.push(list.status().as_u16());
-        }
-        answers
-    };
+    let catalog = read_catalog_while(sys, &show, &reading);
     let booking = async {
         for i in 0..200 {
             let submitted = submit(sys, ga_request(&show, 1)).await;
@@ -98,7 +79,7 @@ async fn the_catalog_is_read_from_replicas_and_a_new_booking_from_the_primary(
     };
     let (answers, ()) = tokio::join!(catalog, booking);
     assert!(
-        answers.iter().all(|&status| status == 200),
+        answers.iter().all(|&(_, status)| status == 200),
         "catalog reads during the bookings: {answers:?}"
     );
     let on_replicas = connections_to_replicas(sys, cluster).await;
@@ -107,6 +88,25 @@ async fn the_catalog_is_read_from_replicas_and_a_new_booking_from_the_primary(
         answers.len()
     );
     assert!(on_replicas > 0, "the API reads nothing from a replica");
+}
+
+/// Reads a show's page and the show list, one after the other, while
+/// `reading`; returns when each answer came and its status.
+async fn read_catalog_while(sys: &System, show: &str, reading: &AtomicBool) -> Vec<(Instant, u16)> {
+    let mut answers = Vec::new();
+    while reading.load(Ordering::Relaxed) {
+        for path in [format!("/v1/shows/{show}"), "/v1/shows".to_owned()] {
+            let res = sys
+                .http
+                .get(format!("{}{path}", sys.base_url))
+                .send()
+                .await
+                .unwrap();
+            answers.push((Instant::now(), res.status().as_u16()));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    answers
 }
 
 /// The services' connections to this sandbox's database on nodes in
@@ -165,7 +165,30 @@ async fn killing_the_primary_mid_sale_refuses_almost_no_late_arrival(
         sale.wait_more_decided(300).await;
         (killed, writes, new, rejoined)
     };
-    let (results, (killed, writes, new, rejoined)) = sale.run_until(chaos).await;
+    let reading = AtomicBool::new(true);
+    let sale_then_stop = async {
+        let outcome = sale.run_until(chaos).await;
+        reading.store(false, Ordering::Relaxed);
+        outcome
+    };
+    let ((results, (killed, writes, new, rejoined)), catalog) =
+        tokio::join!(sale_then_stop, read_catalog_while(sys, &sale.hot, &reading));
+    let in_failover: Vec<u16> = catalog
+        .iter()
+        .filter(|(at, _)| *at >= killed && *at <= writes)
+        .map(|&(_, status)| status)
+        .collect();
+    println!(
+        "catalog reads from the replicas while the proxy had no primary: {} of {} answered 200; \
+         after: {} of {}",
+        in_failover.iter().filter(|&&s| s == 200).count(),
+        in_failover.len(),
+        catalog
+            .iter()
+            .filter(|(at, s)| *at > writes && *s == 200)
+            .count(),
+        catalog.iter().filter(|(at, _)| *at > writes).count()
+    );
     let first = sale.first_hot_accept_sent_after(&results, killed);
     let late: Vec<&Submitted> = results.iter().filter(|r| r.sent >= killed).collect();
     let refused = late.iter().filter(|r| r.status == 503).count();
@@ -182,6 +205,12 @@ async fn killing_the_primary_mid_sale_refuses_almost_no_late_arrival(
         share * 100.0,
         rejoined.name,
         rejoined.role
+    );
+    let served = in_failover.iter().filter(|&&s| s == 200).count();
+    assert!(
+        !in_failover.is_empty() && served as f64 >= 0.95 * in_failover.len() as f64,
+        "the replicas served {served} of {} catalog reads while there was no primary",
+        in_failover.len()
     );
     assert_ne!(new.name, old.name);
     assert!(
