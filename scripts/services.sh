@@ -642,7 +642,8 @@ _pgbr_write_config() {
     done
     mkdir -p "$PGC_DIR" "$PGBR_REPO" "$LOG_DIR/pgbackrest" "$RUN_DIR/pgbackrest"
     chmod 750 "$PGBR_REPO"
-    cat >"$PGBR_CONF" <<CONF
+    # Written aside and renamed: a running archive_command never reads half a file.
+    cat >"$PGBR_CONF.new" <<CONF
 # Written by scripts/services.sh on every start (see docs/OPERATIONS.md,
 # "Backups and point-in-time restore").
 [global]
@@ -664,10 +665,11 @@ archive-timeout=60
 [$PGBR_STANZA]
 $nodes
 CONF
-    chmod 640 "$PGBR_CONF"
+    chmod 640 "$PGBR_CONF.new"
     if [[ $(id -u) -eq 0 ]]; then
-        chown "$owner": "$PGBR_CONF" "$PGBR_REPO" "$LOG_DIR/pgbackrest" "$RUN_DIR/pgbackrest"
+        chown "$owner": "$PGBR_CONF.new" "$PGBR_REPO" "$LOG_DIR/pgbackrest" "$RUN_DIR/pgbackrest"
     fi
+    mv -f "$PGBR_CONF.new" "$PGBR_CONF"
 }
 
 pgbackrest_local() { # pgbackrest on the cluster's stanza, as the user PostgreSQL runs as
