@@ -170,9 +170,10 @@ services_install() {
     command -v npm >/dev/null || pkgs+=(npm)
     command -v curl >/dev/null || pkgs+=(curl)
     command -v python3 >/dev/null || pkgs+=(python3)
-    if ((PG_NODES > 1)); then # a PostgreSQL cluster: Patroni on etcd (v2 API), HAProxy, tini
+    if ((PG_NODES > 1)); then # a PostgreSQL cluster: Patroni on etcd (v2 API), HAProxy, tini,
         local pkg
-        for pkg in patroni python3-etcd etcd-server haproxy tini; do _deb_ok "$pkg" || pkgs+=("$pkg"); done
+        # and pgBackRest for its WAL archive and backups.
+        for pkg in patroni python3-etcd etcd-server haproxy tini pgbackrest; do _deb_ok "$pkg" || pkgs+=("$pkg"); done
     fi
     if ((${#pkgs[@]})); then
         _log "installing: ${pkgs[*]}"
@@ -328,6 +329,12 @@ _pg_down() {
 # etcd's client and peer ports on +20 and +21, HAProxy's stats page on +22.
 # Data under .local/postgres-cluster: etcd/, node-i/{patroni.yml,data},
 # haproxy.cfg. The functions below act on the node that _pgc_select chose.
+#
+# The leader archives its WAL with pgBackRest into a repository in
+# .local/pgbackrest (stanza `booking`, configuration in
+# .local/postgres-cluster/pgbackrest.conf); scripts/backup takes backups and
+# restores to a point in time (docs/OPERATIONS.md, "Backups and
+# point-in-time restore").
 
 PG_NODES="${POSTGRES_NODES:-1}"
 _pg_check_nodes() {
@@ -341,6 +348,9 @@ PGC_ETCD_PORT=$((PG_CLUSTER_PORT + 20))
 PGC_ETCD_PEER_PORT=$((PG_CLUSTER_PORT + 21))
 PGC_STATS_PORT=$((PG_CLUSTER_PORT + 22))
 PGC_HAPROXY_CFG="$PGC_DIR/haproxy.cfg"
+PGBR_CONF="$PGC_DIR/pgbackrest.conf"
+PGBR_REPO="$LOCAL_DIR/pgbackrest"
+PGBR_STANZA=booking
 
 _pgc_select() { # _pgc_select I: make node I (1-based) the current one
     local i="$1"
@@ -529,6 +539,21 @@ postgresql:
     log_filename: '$PGC_LOG'
     log_rotation_age: 0
     log_rotation_size: 0
+    # Continuous archiving into pgBackRest's repository. Here rather than in
+    # bootstrap.dcs: local parameters override the stored ones, apply to a
+    # cluster initialised before them at its next start, and may differ per
+    # node (pgBackRest resolves %p, relative to the data directory, against
+    # --pg1-path). Every node has it; a replica archives nothing until it is
+    # promoted ('on', not 'always').
+    archive_mode: 'on'
+    archive_command: 'pgbackrest --config="$PGBR_CONF" --stanza=$PGBR_STANZA --pg1-path="$PGC_DATA" archive-push "%p"'
+    # A WAL segment is archived once it is full (16 MB) or switched. With
+    # little traffic a commit could otherwise wait hours in a half-empty
+    # segment; this switches segments at most 60 s after a write, so the
+    # archive is never more than about a minute behind (the replicas have
+    # every commit at once). A switched, mostly empty segment takes about
+    # 70 kB in the repository (lz4).
+    archive_timeout: 60s
 YAML
     chmod 600 "$PGC_CONF"
 }
@@ -600,6 +625,81 @@ listen stats
     stats uri /
     stats refresh 2s
 CFG
+}
+
+# pgBackRest's configuration, rewritten on every start (and by scripts/backup
+# when missing). Every node is listed (pg1…pgN), so a backup finds the leader
+# by itself, whichever node it is. The repository, lock and log directories
+# belong to the user PostgreSQL runs as: its archive_command writes them.
+_pgbr_write_config() {
+    local i owner nodes=""
+    owner="$(_pg_user)"
+    for i in $(_pgc_nodes); do
+        nodes+="pg$i-path=$PGC_DIR/node-$i/data"$'\n'
+        nodes+="pg$i-port=$((PG_CLUSTER_PORT + i - 1))"$'\n'
+        nodes+="pg$i-socket-path=$PGC_DIR/sock"$'\n'
+        nodes+="pg$i-user=booking"$'\n'
+    done
+    mkdir -p "$PGC_DIR" "$PGBR_REPO" "$LOG_DIR/pgbackrest" "$RUN_DIR/pgbackrest"
+    chmod 750 "$PGBR_REPO"
+    # Written aside and renamed: a running archive_command never reads half a file.
+    cat >"$PGBR_CONF.new" <<CONF
+# Written by scripts/services.sh on every start (see docs/OPERATIONS.md,
+# "Backups and point-in-time restore").
+[global]
+repo1-path=$PGBR_REPO
+# Two full backups are kept, with the incremental and differential ones that
+# depend on them and the WAL needed to restore from the oldest to the end.
+repo1-retention-full=2
+lock-path=$RUN_DIR/pgbackrest
+log-path=$LOG_DIR/pgbackrest
+log-level-file=info
+# lz4: the fastest compression, so archive_command stays quick.
+compress-type=lz4
+process-max=2
+# A backup starts with an immediate checkpoint, not a spread one.
+start-fast=y
+# How long backup and check wait for a WAL segment to be archived.
+archive-timeout=60
+
+[$PGBR_STANZA]
+$nodes
+CONF
+    chmod 640 "$PGBR_CONF.new"
+    if [[ $(id -u) -eq 0 ]]; then
+        chown "$owner": "$PGBR_CONF.new" "$PGBR_REPO" "$LOG_DIR/pgbackrest" "$RUN_DIR/pgbackrest"
+    fi
+    mv -f "$PGBR_CONF.new" "$PGBR_CONF"
+}
+
+pgbackrest_local() { # pgbackrest on the cluster's stanza, as the user PostgreSQL runs as
+    _pg_run pgbackrest --config="$PGBR_CONF" --stanza="$PGBR_STANZA" "$@"
+}
+
+# The stanza: the repository's record of the cluster (its system identifier
+# and PostgreSQL version). Checked against archive.info with one query, as
+# stanza-create (idempotent) takes 1.5 s: pgBackRest asks every node. The
+# first time, a WAL switch after creating it wakes the archiver, so the
+# segments completed before the stanza existed (pg_basebackup completes one
+# per replica) are archived at once, not at the archiver's next retry a
+# minute later. A cluster initialised afresh next to an old repository has
+# another system identifier: stanza-upgrade records it, and the old
+# cluster's backups stay listed (and restorable with pgbackrest --set).
+_pgbr_stanza() {
+    local bin="$1" info="$PGBR_REPO/archive/$PGBR_STANZA/archive.info" sysid
+    sysid="$(_pg_psql "$bin" -d postgres -tAc 'select system_identifier from pg_control_system()')"
+    if [[ -s $info ]] && grep -qx "db-system-id=$sysid" "$info"; then return 0; fi
+    if [[ -s $info ]]; then
+        _log "pgBackRest: ${PGBR_REPO#"$ROOT"/} holds another cluster's backups (this one was initialised afresh): stanza-upgrade"
+        pgbackrest_local --log-level-console=warn stanza-upgrade >&2 ||
+            _log "WARNING: pgBackRest stanza-upgrade failed: WAL is not being archived (log: ${LOG_DIR#"$ROOT"/}/pgbackrest/)"
+    elif pgbackrest_local --log-level-console=warn stanza-create >&2; then
+        _log "pgBackRest: created the stanza $PGBR_STANZA in ${PGBR_REPO#"$ROOT"/}"
+    else
+        _log "WARNING: pgBackRest could not create its stanza: WAL is not being archived (log: ${LOG_DIR#"$ROOT"/}/pgbackrest/)"
+        return 0
+    fi
+    _pg_psql "$bin" -d postgres -tAc 'select pg_switch_wal()' >/dev/null
 }
 
 _pgc_start_etcd() {
@@ -694,12 +794,13 @@ _pgc_check_ports() {
 _pgc_up() {
     local bin i start=$SECONDS
     bin="$(_pg_bindir)" || _die "PostgreSQL server binaries not found (run services_install)"
-    for i in patroni etcd haproxy tini; do
+    for i in patroni etcd haproxy tini pgbackrest; do
         command -v "$i" >/dev/null || _die "$i is not installed (run services_install with POSTGRES_NODES=$PG_NODES)"
     done
     _pg_add_user
     _pgc_check_ports
     mkdir -p "$PGC_DIR/sock"
+    _pgbr_write_config
     _pgc_start_etcd
     _wait_until 30 "etcd" "$(_read_pid "$RUN_DIR/etcd.pid")" "$LOG_DIR/etcd.log" _pgc_etcd_ok ||
         _die "etcd did not start (log: ${LOG_DIR#"$ROOT"/}/etcd.log)"
@@ -721,6 +822,7 @@ _pgc_up() {
     if [[ -z $(_pg_psql "$bin" -d postgres -tAc "select 1 from pg_database where datname = 'booking'") ]]; then
         _pg_psql "$bin" -d postgres -c 'create database booking'
     fi
+    _pgbr_stanza "$bin"
     _log "PostgreSQL: a cluster of $PG_NODES nodes is ready in $((SECONDS - start))s: writes on 127.0.0.1:$PG_PORT, reads on :$PG_READ_PORT"
     services_postgres_nodes | while IFS= read -r i; do _log "  $i"; done
 }
