@@ -162,15 +162,19 @@ _apt_install() {
     _as_root apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "$@"
 }
 
+# services_install [--with-postgres-cluster]: installs what is missing; with
+# the flag, the packages of a PostgreSQL cluster too, however many nodes
+# this run has (the test suite starts clusters of its own).
 services_install() {
-    local pkgs=()
+    local pkgs=() cluster=0
+    if ((PG_NODES > 1)) || [[ ${1:-} == --with-postgres-cluster ]]; then cluster=1; fi
     if ! _pg_bindir >/dev/null || ! _deb_ok postgresql; then pkgs+=(postgresql); fi
     if [[ ! -x $RMQ_BIN/rabbitmq-server ]] || ! _deb_ok rabbitmq-server; then pkgs+=(rabbitmq-server); fi
     command -v node >/dev/null || pkgs+=(nodejs)
     command -v npm >/dev/null || pkgs+=(npm)
     command -v curl >/dev/null || pkgs+=(curl)
     command -v python3 >/dev/null || pkgs+=(python3)
-    if ((PG_NODES > 1)); then # a PostgreSQL cluster: Patroni on etcd (v2 API), HAProxy, tini,
+    if ((cluster)); then # a PostgreSQL cluster: Patroni on etcd (v2 API), HAProxy, tini,
         local pkg
         # and pgBackRest for its WAL archive and backups.
         for pkg in patroni python3-etcd etcd-server haproxy tini pgbackrest; do _deb_ok "$pkg" || pkgs+=("$pkg"); done

@@ -19,8 +19,8 @@ use sqlx::ConnectOptions;
 const NODES: u16 = 3;
 /// Ports the script takes from `PG_PORT` on: HAProxy's write and read
 /// ports, then (from `PG_PORT` + 10) the nodes, their REST APIs, etcd and
-/// HAProxy's stats page.
-const PORT_SPAN: u16 = 33;
+/// HAProxy's stats page; and one more, the last, for a restored copy.
+const PORT_SPAN: u16 = 34;
 
 pub struct PgCluster {
     dir: PathBuf,
@@ -98,6 +98,33 @@ impl PgCluster {
             .env_remove("PG_CLUSTER_PORT")
             .env_remove("POSTGRES_NODES");
         cmd
+    }
+
+    /// Runs `scripts/backup` for this cluster with `args`; returns what it
+    /// printed on stdout.
+    pub async fn backup(&self, args: &[&str]) -> String {
+        let mut cmd = self.command("backup");
+        cmd.args(args);
+        let out = tokio::task::spawn_blocking(move || cmd.output().expect("scripts/backup runs"))
+            .await
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "scripts/backup {args:?} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// A free port of the cluster's block that the script leaves alone:
+    /// for a restored copy.
+    pub fn spare_port(&self) -> u16 {
+        self.pg_port + PORT_SPAN - 1
+    }
+
+    /// The directory the cluster lives in (`SERVICES_DIR`).
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// The superuser's URL of database `postgres`, through HAProxy's write

@@ -2,11 +2,13 @@
 //! `scripts/run --postgres-nodes 3` runs it. The services write through the
 //! proxy's write port and read the catalog from the replicas; losing the
 //! primary mid-sale, or handing its role over in a planned switchover,
-//! loses nothing, oversells nothing and refuses almost no one.
+//! loses nothing, oversells nothing and refuses almost no one; and its
+//! archive restores the database as it was at a given time.
 //!
 //! The cluster takes a while to start, so one cluster and one system serve
 //! the whole story, told in order.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -16,6 +18,7 @@ use tests::load::{ga_request, submit, Submitted};
 use tests::pg_cluster::PgCluster;
 use tests::sale::Sale;
 use tests::{Options, System};
+use uuid::Uuid;
 
 /// After a kill of the primary, the first `202` comes within this.
 const FIRST_ACCEPT_AFTER_KILL_WITHIN: Duration = Duration::from_secs(5);
@@ -48,6 +51,7 @@ async fn a_postgres_cluster_fails_over_mid_sale_and_loses_nothing() {
     the_catalog_is_read_from_replicas_and_a_new_booking_from_the_primary(&sys, &cluster).await;
     killing_the_primary_mid_sale_refuses_almost_no_late_arrival(&sys, &cluster).await;
     a_planned_switchover_mid_sale_pauses_decisions_briefly(&sys, &cluster).await;
+    a_restore_to_a_noted_time_holds_exactly_the_bookings_before_it(&sys, &cluster).await;
 
     sys.finish().await;
 }
@@ -278,4 +282,77 @@ async fn a_planned_switchover_mid_sale_pauses_decisions_briefly(sys: &System, cl
     );
     sale.assert_promises_kept(&results, SWITCHOVER_PAUSE_WITHIN)
         .await;
+}
+
+/// The restore drill: book, note the time, book more, restore the archive
+/// to the noted time into a fresh server (`scripts/backup restore`): the
+/// bookings committed before the time are there, and only they.
+async fn a_restore_to_a_noted_time_holds_exactly_the_bookings_before_it(
+    sys: &System,
+    cluster: &PgCluster,
+) {
+    const EACH: usize = 25;
+    let backed_up = Instant::now();
+    cluster.backup(&["--type", "full"]).await;
+    println!("a full backup took {:?}", backed_up.elapsed());
+    // The earliest point a backup restores to is a second after it ended.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let show = sys.ga_show(100).await;
+    let book = || async {
+        let mut ids = HashSet::new();
+        for _ in 0..EACH {
+            let submitted = submit(sys, ga_request(&show, 1)).await;
+            assert_eq!(submitted.status, 202);
+            ids.insert(submitted.id.unwrap().parse::<Uuid>().unwrap());
+        }
+        ids
+    };
+    let before = book().await;
+    let noted: String = sqlx::query_scalar(
+        "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'",
+    )
+    .fetch_one(sys.db().await)
+    .await
+    .unwrap();
+    let after = book().await;
+
+    let dir = cluster.dir().join("restore");
+    let restoring = Instant::now();
+    let port = cluster.spare_port().to_string();
+    let url = cluster
+        .backup(&[
+            "restore",
+            "--to",
+            &noted,
+            "--port",
+            &port,
+            "--dir",
+            dir.to_str().unwrap(),
+        ])
+        .await;
+    println!("restored to {noted} in {:?}", restoring.elapsed());
+    let mut restored = reqwest::Url::parse(url.trim()).expect("restore prints the URL");
+    restored.set_path(&sys.name);
+    let mut conn = sqlx::PgConnection::connect(restored.as_str())
+        .await
+        .unwrap();
+    let found: HashSet<Uuid> = sqlx::query_scalar("SELECT id FROM bookings WHERE show_id = $1")
+        .bind(show.parse::<Uuid>().unwrap())
+        .fetch_all(&mut conn)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    conn.close().await.unwrap();
+    cluster
+        .backup(&["restore-stop", "--dir", dir.to_str().unwrap()])
+        .await;
+    assert_eq!(
+        found.len(),
+        EACH,
+        "{} of the {EACH} bookings before the time restored, {} of the {EACH} after it",
+        found.intersection(&before).count(),
+        found.intersection(&after).count()
+    );
+    assert_eq!(found, before, "exactly the bookings before the time");
 }
