@@ -1370,7 +1370,10 @@ if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
     services_args "$@"
     set -- "${SERVICES_ARGS[@]}"
     case "${1:-}" in
-    install) services_install ;;
+    install)
+        shift
+        services_install "$@"
+        ;;
     up)
         shift
         services_up "$@"
@@ -1402,7 +1405,7 @@ if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
         patronictl_local "$@"
         ;;
     *)
-        echo "usage: $0 [--rabbitmq-nodes N] [--postgres-nodes N] install|up [service...]|down [service...]|status|env|psql [args]|rabbitmqctl [args]|patronictl [args]" >&2
+        echo "usage: $0 [--rabbitmq-nodes N] [--postgres-nodes N] install [--with-postgres-cluster]|up [service...]|down [service...]|status|env|psql [args]|rabbitmqctl [args]|patronictl [args]" >&2
         exit 2
         ;;
     esac
