@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::flash_sale::FlashSale;
 use crate::limits::Limits;
-use crate::monitor::POSTGRES;
+use crate::monitor::{OTHER, POSTGRES};
 use crate::report::{count, Ratios, SystemConfig};
 use crate::stats::ratio;
 
@@ -69,6 +69,10 @@ pub struct VsOneNode {
     pub postgres_batched_bookings_per_s: Option<Pair>,
     /// The same broker in both halves: how far the machine drifted.
     pub rabbitmq_end_to_end_per_s: Option<Pair>,
+    /// Cores busy during the sale outside the system and the bench client
+    /// (anyone else on the machine; beside the one server, also the idle
+    /// cluster): the noise each half ran in.
+    pub other_processes_cores: Option<Pair>,
 }
 
 #[derive(Debug, Serialize)]
@@ -152,6 +156,11 @@ impl Comparison {
                 v.rabbitmq_end_to_end_per_s,
                 Unit::PerSecond,
             ),
+            (
+                "other processes during the sale",
+                v.other_processes_cores,
+                Unit::Cores,
+            ),
         ];
         for (name, pair, unit) in rows {
             if let Some(p) = pair {
@@ -204,6 +213,7 @@ enum Unit {
     CommitsPerSecond,
     Micros,
     Millis,
+    Cores,
 }
 
 impl Unit {
@@ -213,6 +223,7 @@ impl Unit {
             Self::CommitsPerSecond => format!("{} c/s", count(value)),
             Self::Micros => format!("{value:.0} µs"),
             Self::Millis => format!("{value:.0} ms"),
+            Self::Cores => format!("{value:.2} cores"),
         }
     }
 }
@@ -240,6 +251,15 @@ fn vs(
         v.decided_per_s = Some(Pair::of(c.decided_per_s, o.decided_per_s));
         v.submit_per_s = Some(Pair::of(c.submit_per_s, o.submit_per_s));
         v.decided_p99_ms = Some(Pair::of(c.decided_latency.p99_ms, o.decided_latency.p99_ms));
+        let other = |f: &FlashSale| {
+            f.observed
+                .cpu
+                .iter()
+                .filter(|c| c.role == OTHER)
+                .map(|c| c.cores)
+                .sum::<f64>()
+        };
+        v.other_processes_cores = Some(Pair::of(other(c), other(o)));
         if let (Some(cc), Some(oc)) = (&c.cpu_per_decided, &o.cpu_per_decided) {
             v.cpu_per_decided_us = Some(Pair::of(cc.system_s * 1e6, oc.system_s * 1e6));
             let postgres = |p: &crate::monitor::CpuPerDecided| {
