@@ -30,6 +30,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::monitor::{CpuPerDecided, Monitor, Observed, Phases, Roles, BENCH_APPLICATION};
+use crate::replication::{self, Cluster, LagSampler, ReplicaLag};
 use crate::shows::{split_capacity, zipf_weights, Evenness, ManyShows, Zipf};
 use crate::stats::{per_second, Latency};
 use crate::streams::{Streams, StreamsReport};
@@ -71,6 +72,9 @@ pub struct Settings {
     pub streams: usize,
     /// Subscribe one webhook endpoint to every event.
     pub webhook: bool,
+    /// The PostgreSQL cluster the system runs on, if it is one: its
+    /// processes count as the system's, and its replicas' lag is sampled.
+    pub cluster: Option<Cluster>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -121,6 +125,12 @@ pub struct FlashSale {
     /// `--webhook` only: deliveries to one endpoint.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub webhooks: Option<WebhooksReport>,
+    /// On a PostgreSQL cluster only: how far the replicas were behind the
+    /// primary while the sale ran (sampled over the same span as
+    /// `observed`: from just before the first request until every booking
+    /// was decided).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replica_lag: Option<ReplicaLag>,
     pub worker_share: Vec<WorkerShare>,
     /// How evenly the workers shared the decisions and the shards.
     pub evenness: Evenness,
@@ -207,12 +217,20 @@ pub async fn run(sys: Arc<System>, settings: &Settings) -> anyhow::Result<FlashS
         .await?;
 
     let answered = Arc::new(AtomicUsize::new(0));
-    let roles = Roles::find(
+    let mut roles = Roles::find(
         sys.pids(),
         &sys.name,
         settings.pg_port,
         &settings.amqp_ports,
     );
+    let lag = match &settings.cluster {
+        Some(cluster) => {
+            let primary = replication::primary_port(&db).await?;
+            roles = roles.with_cluster(&cluster.node_ports, &cluster.support_ports, primary);
+            Some(LagSampler::start(&sys.database_url).await?)
+        }
+        None => None,
+    };
     let monitor = Monitor::start(roles, db.clone(), sys.vhost.clone(), answered.clone());
     let webhook = if settings.webhook {
         Some(Webhook::subscribe(&sys).await?)
@@ -261,6 +279,10 @@ pub async fn run(sys: Arc<System>, settings: &Settings) -> anyhow::Result<FlashS
         None => None,
     };
     let observed = monitor.finish().await;
+    let replica_lag = match lag {
+        Some(lag) => Some(lag.finish().await),
+        None => None,
+    };
 
     let decisions = decisions(&db, &show_ids).await?;
     // Before the checks below, whose 100,000 polls would compete with the
@@ -424,6 +446,7 @@ pub async fn run(sys: Arc<System>, settings: &Settings) -> anyhow::Result<FlashS
         waitlist,
         streams,
         webhooks,
+        replica_lag,
         worker_share,
         evenness,
         cpu_per_decided: observed.cpu_per_decided(decided),

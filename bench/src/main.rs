@@ -12,12 +12,18 @@
 //! at once), `all` (both, with the sale's figures as ratios to the
 //! limits). `--waitlist` adds the waiting list to the sale: offers of
 //! returned tickets, and their order.
+//!
+//! On a PostgreSQL cluster (`scripts/bench --postgres-nodes N`, which also
+//! starts one plain server beside it) every scenario runs twice, on the
+//! cluster and on the one server, and the report puts them side by side.
 
+mod comparison;
 mod event_stream;
 mod flash_sale;
 mod limits;
 mod machine;
 mod monitor;
+mod replication;
 mod report;
 mod shows;
 mod stats;
@@ -25,6 +31,7 @@ mod streams;
 mod waitlist;
 mod webhooks;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -173,6 +180,11 @@ struct Args {
     /// Bookings polled over HTTP at once when checking that all are decided.
     #[arg(long, default_value_t = 64)]
     poll_concurrency: usize,
+    /// On a PostgreSQL cluster (scripts/bench --postgres-nodes N): run the
+    /// one server's half first (the cluster's comes first otherwise), so
+    /// that runs can alternate the order.
+    #[arg(long)]
+    one_node_first: bool,
 }
 
 impl Args {
@@ -291,18 +303,133 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
         Some(path) => Some(report::Baseline::read(path)?),
         None => None,
     };
+    let setup = Setup {
+        bin_dir,
+        service_env,
+        amqp_url,
+    };
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
 
+    let report = match replication::Setup::from_env()? {
+        None => {
+            let half = on(args, &setup, &Server::one(database_url)).await?;
+            half.report(command, baseline, !args.smoke)
+        }
+        Some(pg) => {
+            let nodes = pg.cluster.node_ports.len();
+            let cluster = Server {
+                label: format!("the {nodes}-node PostgreSQL cluster"),
+                admin_url: database_url,
+                cluster: Some(pg.cluster),
+            };
+            let one = Server::one(pg.single_url.clone());
+            let (cluster, one) = if args.one_node_first {
+                let one = on(args, &setup, &one).await?;
+                (on(args, &setup, &cluster).await?, one)
+            } else {
+                let cluster = on(args, &setup, &cluster).await?;
+                (cluster, on(args, &setup, &one).await?)
+            };
+            let one_node = comparison::OneNode {
+                database_url: pg.single_url,
+                load_average_at_start: one.machine.load_average_at_start,
+                ratios: report::Ratios::of(one.limits.as_ref(), one.flash_sale.as_ref(), baseline),
+                correct: one.flash_sale.as_ref().map(flash_sale::FlashSale::correct),
+                system: one.system,
+                limits: one.limits,
+                flash_sale: one.flash_sale,
+            };
+            let mut report = cluster.report(command, baseline, !args.smoke);
+            report.postgres_cluster = Some(comparison::Comparison::new(
+                nodes,
+                !args.one_node_first,
+                report.machine.load_average_at_start,
+                (&report.limits, &report.flash_sale),
+                one_node,
+            ));
+            report
+        }
+    };
+    println!("{}", report.table());
+    report.write_json(&args.json)?;
+    eprintln!("JSON report: {}", args.json.display());
+    Ok(report.all_correct().unwrap_or(true))
+}
+
+/// What every half of a run shares.
+struct Setup {
+    bin_dir: PathBuf,
+    service_env: Vec<(String, String)>,
+    amqp_url: String,
+}
+
+/// The PostgreSQL a system runs on.
+struct Server {
+    /// For the progress messages.
+    label: String,
+    /// Where the system's database and the limits' scratch database are made.
+    admin_url: String,
+    /// A cluster: the api reads through its replicas, and the sale counts
+    /// its processes and samples their lag.
+    cluster: Option<replication::Cluster>,
+}
+
+impl Server {
+    fn one(admin_url: String) -> Self {
+        Self {
+            label: "one PostgreSQL server".to_owned(),
+            admin_url,
+            cluster: None,
+        }
+    }
+
+    fn read_via(&self) -> Option<SocketAddr> {
+        self.cluster.as_ref().map(|c| c.read_addr)
+    }
+}
+
+/// What the scenarios gave on one server.
+struct Half {
+    machine: machine::Machine,
+    system: report::SystemConfig,
+    limits: Option<limits::Limits>,
+    flash_sale: Option<flash_sale::FlashSale>,
+}
+
+impl Half {
+    fn report(
+        self,
+        command: String,
+        baseline: Option<report::Baseline>,
+        judge_speed: bool,
+    ) -> report::Report {
+        report::Report::new(
+            command,
+            self.machine,
+            self.system,
+            self.limits,
+            self.flash_sale,
+            baseline,
+            judge_speed,
+        )
+    }
+}
+
+/// Starts a system on `server`, runs the scenarios and stops it.
+async fn on(args: &Args, setup: &Setup, server: &Server) -> anyhow::Result<Half> {
     eprintln!(
-        "starting the system: api, {} workers, notifier ({} shards) …",
-        args.workers, args.shards
+        "starting the system on {}: api, {} workers, notifier ({} shards) …",
+        server.label, args.workers, args.shards
     );
     let sys = Arc::new(
         System::start_with(Options {
             workers: args.workers,
             shards: args.shards,
             hold_seconds: HOLD_SECONDS,
-            bin_dir: Some(bin_dir),
-            extra_env: service_env.clone(),
+            bin_dir: Some(setup.bin_dir.clone()),
+            extra_env: setup.service_env.clone(),
+            admin_db_url: Some(server.admin_url.clone()),
+            database_read_via: server.read_via(),
             ..Options::default()
         })
         .await,
@@ -313,40 +440,32 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
         workers: args.workers,
         shards: args.shards,
         hold_seconds: HOLD_SECONDS,
-        service_env,
+        service_env: setup.service_env.clone(),
         pids: sys.pids(),
         logs: sys.log_dir().display().to_string(),
     };
 
-    let outcome = scenarios(args, &sys, &database_url, &amqp_url).await;
+    let outcome = scenarios(args, &sys, server, &setup.amqp_url).await;
     match Arc::try_unwrap(sys) {
         Ok(sys) => sys.finish().await,
         Err(sys) => drop(sys),
     }
     let (limits, flash_sale) = outcome?;
-
-    let command = std::env::args().collect::<Vec<_>>().join(" ");
-    let report = report::Report::new(
-        command,
+    Ok(Half {
         machine,
         system,
         limits,
         flash_sale,
-        baseline,
-        !args.smoke,
-    );
-    println!("{}", report.table());
-    report.write_json(&args.json)?;
-    eprintln!("JSON report: {}", args.json.display());
-    Ok(report.correct.unwrap_or(true))
+    })
 }
 
 async fn scenarios(
     args: &Args,
     sys: &Arc<System>,
-    database_url: &str,
+    server: &Server,
     amqp_url: &str,
 ) -> anyhow::Result<(Option<limits::Limits>, Option<flash_sale::FlashSale>)> {
+    let database_url = server.admin_url.as_str();
     let nodes: Nodes = amqp_url.parse()?;
     let limits = if args.scenario == Scenario::FlashSale {
         None
@@ -396,6 +515,7 @@ async fn scenarios(
                 .collect::<anyhow::Result<_>>()?,
             streams: args.streams,
             webhook: args.webhook,
+            cluster: server.cluster.clone(),
         };
         eprintln!(
             "flash sale: {} requests on {} of {}{} …",

@@ -21,6 +21,16 @@ const PG_SERVER: &str = "postgres (server: WAL, checkpoints)";
 const PG_OTHER: &str = "postgres (other databases)";
 /// Every RabbitMQ node listening on one of the AMQP ports on this machine.
 const RABBITMQ: &str = "rabbitmq (whole node)";
+/// A PostgreSQL cluster's primary streaming its WAL to the replicas.
+const PG_WAL_SENDERS: &str = "postgres (WAL senders)";
+/// A cluster's other nodes: replaying the WAL, and the api's reads.
+const PG_REPLICAS: &str = "postgres (replicas)";
+/// HAProxy in front of a cluster: every connection of the services to it.
+const PG_PROXY: &str = "haproxy (PostgreSQL proxy)";
+/// What keeps a cluster's roles: each node's Patroni, and etcd.
+const PG_SUPERVISORS: &str = "patroni and etcd";
+/// The roles that are PostgreSQL's own work for the system.
+pub const POSTGRES: [&str; 4] = [PG_SYSTEM, PG_SERVER, PG_WAL_SENDERS, PG_REPLICAS];
 
 /// CPU one role used over the run.
 #[derive(Debug, Clone, Serialize)]
@@ -241,6 +251,12 @@ pub struct Roles {
     /// This system's database, as PostgreSQL shows it in its backends'
     /// process titles (`postgres: user DATABASE host(port) state`).
     database: String,
+    /// A cluster's replicas (their postmasters), the proxy the services
+    /// connect through, and the processes that run the cluster (see
+    /// [`Roles::with_cluster`]).
+    replicas: Vec<u32>,
+    proxy: Option<u32>,
+    supervisors: Vec<u32>,
 }
 
 impl Roles {
@@ -265,7 +281,35 @@ impl Roles {
             postmaster: listener_pid(pg_port),
             brokers,
             database: format!(" {database} "),
+            replicas: Vec::new(),
+            proxy: None,
+            supervisors: Vec::new(),
         }
+    }
+
+    /// With a PostgreSQL cluster, what listens on the services' port is
+    /// the proxy; the server is the primary (on `primary_port`, one of
+    /// `node_ports`), and the other nodes are replicas. The processes on
+    /// `support_ports` (Patroni, etcd) run the cluster. All of it is the
+    /// system's cost: a cluster is what the services run on.
+    pub fn with_cluster(
+        mut self,
+        node_ports: &[u16],
+        support_ports: &[u16],
+        primary_port: u16,
+    ) -> Self {
+        self.proxy = self.postmaster.take();
+        self.postmaster = listener_pid(primary_port);
+        self.replicas = node_ports
+            .iter()
+            .filter(|&&p| p != primary_port)
+            .filter_map(|&p| listener_pid(p))
+            .collect();
+        self.supervisors = support_ports
+            .iter()
+            .filter_map(|&p| listener_pid(p))
+            .collect();
+        self
     }
 
     fn of(&self, pid: u32, ppid: u32) -> Option<String> {
@@ -282,12 +326,23 @@ impl Roles {
             let title = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
             let role = if title.contains(&self.database) {
                 PG_SYSTEM
+            } else if title.contains(" walsender ") {
+                PG_WAL_SENDERS
             } else if title.contains('(') || title.contains("[local]") {
                 PG_OTHER
             } else {
                 PG_SERVER
             };
             return Some(role.to_owned());
+        }
+        if self.replicas.contains(&pid) || self.replicas.contains(&ppid) {
+            return Some(PG_REPLICAS.to_owned());
+        }
+        if Some(pid) == self.proxy {
+            return Some(PG_PROXY.to_owned());
+        }
+        if self.supervisors.contains(&pid) || self.supervisors.contains(&ppid) {
+            return Some(PG_SUPERVISORS.to_owned());
         }
         if self.brokers.contains(&pid) || self.brokers.contains(&ppid) {
             return Some(RABBITMQ.to_owned());
@@ -705,6 +760,20 @@ mod tests {
     fn a_sale_without_answers_has_no_phases() {
         assert_eq!(Phases::of(&[]), None);
         assert_eq!(Phases::of(&[sample(1.0, 0, 0), sample(2.0, 0, 0)]), None);
+    }
+
+    #[test]
+    fn on_a_cluster_the_services_port_is_the_proxy_and_the_primary_is_the_server() {
+        let proxy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let primary = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = |l: &std::net::TcpListener| l.local_addr().unwrap().port();
+        let me = std::process::id();
+        let roles = Roles::find(Vec::new(), "none", port(&proxy), &[]);
+        assert_eq!(roles.postmaster, Some(me));
+        let roles = roles.with_cluster(&[port(&primary)], &[], port(&primary));
+        assert_eq!(roles.proxy, Some(me));
+        assert_eq!(roles.postmaster, Some(me));
+        assert!(roles.replicas.is_empty(), "the primary is no replica");
     }
 
     #[test]

@@ -9,9 +9,11 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::comparison::Comparison;
 use crate::flash_sale::FlashSale;
 use crate::limits::Limits;
 use crate::machine::Machine;
+use crate::replication::ReplicaLag;
 use crate::shows::EVEN_WITHIN;
 use crate::stats::{ratio, Latency};
 use crate::streams::StreamsReport;
@@ -30,6 +32,11 @@ pub struct Report {
     pub targets: Vec<Target>,
     /// `None` when no flash sale ran.
     pub correct: Option<bool>,
+    /// On a PostgreSQL cluster (`scripts/bench --postgres-nodes N`): the
+    /// same scenarios on one server beside it, and the cluster's figures
+    /// (`limits`, `flash_sale` above) against its.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub postgres_cluster: Option<Comparison>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -55,6 +62,39 @@ pub struct Ratios {
     /// The system's CPU per decided booking against the `--baseline`
     /// run's (e.g. many shows against one; `None` for an older report).
     pub cpu_per_decided_vs_baseline: Option<f64>,
+}
+
+impl Ratios {
+    pub fn of(
+        limits: Option<&Limits>,
+        flash_sale: Option<&FlashSale>,
+        baseline: Option<Baseline>,
+    ) -> Self {
+        let mut ratios = Self::default();
+        let Some(sale) = flash_sale else {
+            return ratios;
+        };
+        if let Some(limits) = limits {
+            let broker = limits.rabbitmq.end_to_end_per_s;
+            ratios.decided_vs_rabbitmq_end_to_end = ratio(sale.decided_per_s, broker);
+            ratios.submit_vs_rabbitmq_end_to_end = ratio(sale.submit_per_s, broker);
+            ratios.decided_vs_postgres_commits = ratio(
+                sale.decided_per_s,
+                limits.postgres.one_per_commit.commits_per_s,
+            );
+            ratios.decided_vs_postgres_batched_bookings =
+                ratio(sale.decided_per_s, limits.postgres.batched.bookings_per_s);
+        }
+        if let Some(b) = baseline {
+            ratios.decided_vs_baseline = ratio(sale.decided_per_s, b.decided_per_s);
+            ratios.cpu_per_decided_vs_baseline = sale
+                .cpu_per_decided
+                .as_ref()
+                .zip(b.cpu_per_decided_s)
+                .and_then(|(now, then)| ratio(now.system_s, then));
+        }
+        ratios
+    }
 }
 
 /// What a `--baseline` run's JSON report says.
@@ -98,28 +138,7 @@ impl Report {
         baseline: Option<Baseline>,
         judge_speed: bool,
     ) -> Self {
-        let mut ratios = Ratios::default();
-        if let Some(sale) = &flash_sale {
-            if let Some(limits) = &limits {
-                let broker = limits.rabbitmq.end_to_end_per_s;
-                ratios.decided_vs_rabbitmq_end_to_end = ratio(sale.decided_per_s, broker);
-                ratios.submit_vs_rabbitmq_end_to_end = ratio(sale.submit_per_s, broker);
-                ratios.decided_vs_postgres_commits = ratio(
-                    sale.decided_per_s,
-                    limits.postgres.one_per_commit.commits_per_s,
-                );
-                ratios.decided_vs_postgres_batched_bookings =
-                    ratio(sale.decided_per_s, limits.postgres.batched.bookings_per_s);
-            }
-            if let Some(b) = baseline {
-                ratios.decided_vs_baseline = ratio(sale.decided_per_s, b.decided_per_s);
-                ratios.cpu_per_decided_vs_baseline = sale
-                    .cpu_per_decided
-                    .as_ref()
-                    .zip(b.cpu_per_decided_s)
-                    .and_then(|(now, then)| ratio(now.system_s, then));
-            }
-        }
+        let ratios = Ratios::of(limits.as_ref(), flash_sale.as_ref(), baseline);
         let targets = flash_sale
             .as_ref()
             .map(|s| targets(s, &ratios, judge_speed))
@@ -134,7 +153,18 @@ impl Report {
             flash_sale,
             ratios,
             targets,
+            postgres_cluster: None,
         }
+    }
+
+    /// Whether the system kept its promises (on both servers, with a
+    /// comparison); `None` when no flash sale ran.
+    pub fn all_correct(&self) -> Option<bool> {
+        let one_node = self
+            .postgres_cluster
+            .as_ref()
+            .is_none_or(Comparison::correct);
+        self.correct.map(|correct| correct && one_node)
     }
 
     pub fn write_json(&self, path: &Path) -> anyhow::Result<()> {
@@ -428,6 +458,9 @@ impl Report {
                     t.autoanalyze_count
                 ),
             );
+            if let Some(lag) = &f.replica_lag {
+                replica_lag(&mut out, lag);
+            }
             if !o.statements.is_empty() {
                 heading(
                     &mut out,
@@ -529,8 +562,44 @@ impl Report {
                 );
             }
         }
+        if let Some(c) = &self.postgres_cluster {
+            c.table(&mut out);
+        }
         out
     }
+}
+
+/// A PostgreSQL cluster's replicas behind the primary during the sale.
+fn replica_lag(out: &mut String, lag: &ReplicaLag) {
+    let mib = |bytes: f64| bytes / 1024.0 / 1024.0;
+    for r in &lag.replicas {
+        let l = &r.lag;
+        line(
+            out,
+            &format!("replica lag: {} ({})", r.name, r.sync_state),
+            &format!(
+                "WAL behind p99 {:.2} MiB, max {:.2} MiB; replay lag p99 {:.1} ms, max {:.1} ms (n = {}{})",
+                mib(l.bytes.p99),
+                mib(l.bytes.max),
+                l.replay_lag.p99_ms,
+                l.replay_lag.max_ms,
+                l.samples,
+                if l.replay_lag_unknown > 0 {
+                    format!(", {} without a replay lag", l.replay_lag_unknown)
+                } else {
+                    String::new()
+                }
+            ),
+        );
+    }
+    line(
+        out,
+        "replica lag: sampled",
+        &format!(
+            "every {} ms, {} rounds, {} missing a replica",
+            lag.interval_ms, lag.rounds, lag.rounds_missing_a_replica
+        ),
+    );
 }
 
 /// `--streams`: the streams and the polls beside them.
@@ -743,7 +812,7 @@ fn percent(value: Option<f64>) -> String {
 }
 
 /// A rounded count with thousands separators: `16,432`.
-fn count(value: f64) -> String {
+pub fn count(value: f64) -> String {
     let digits = format!("{:.0}", value.max(0.0));
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {

@@ -23,10 +23,7 @@ impl Latency {
         }
         samples.sort_by(f64::total_cmp);
         let n = samples.len();
-        let rank = |p: f64| {
-            let index = ((p / 100.0) * n as f64).ceil() as usize;
-            samples[index.clamp(1, n) - 1] * 1000.0
-        };
+        let rank = |p: f64| nearest_rank(&samples, p) * 1000.0;
         Self {
             count: n,
             p50_ms: rank(50.0),
@@ -36,6 +33,14 @@ impl Latency {
             mean_ms: samples.iter().sum::<f64>() / n as f64 * 1000.0,
         }
     }
+}
+
+/// The `p`th percentile of sorted, non-empty samples by nearest rank: a
+/// value that was really sampled.
+pub fn nearest_rank(sorted: &[f64], p: f64) -> f64 {
+    let n = sorted.len();
+    let index = ((p / 100.0) * n as f64).ceil() as usize;
+    sorted[index.clamp(1, n) - 1]
 }
 
 /// Events per second; zero for an empty or instantaneous span rather than
