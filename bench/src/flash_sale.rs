@@ -36,6 +36,7 @@ use crate::stats::{per_second, Latency};
 use crate::streams::{Streams, StreamsReport};
 use crate::waitlist::{self, Waitlist};
 use crate::webhooks::{Webhook, WebhooksReport};
+use crate::work;
 
 /// Most tickets one request asks for; each asks for 1 to this many.
 const MAX_QUANTITY: usize = 4;
@@ -137,6 +138,9 @@ pub struct FlashSale {
     /// CPU seconds per decided booking, by role and in total (from
     /// `observed.cpu`; `None` if nothing was decided).
     pub cpu_per_decided: Option<CpuPerDecided>,
+    /// The servers' work per decided booking: transactions, rows, WAL,
+    /// messages and bytes (`None` if nothing was decided).
+    pub work_per_decided: Option<work::PerBooking>,
     /// The sale's phases (from `observed.timeline`; `None` if nothing was
     /// answered).
     pub phases: Option<Phases>,
@@ -231,6 +235,7 @@ pub async fn run(sys: Arc<System>, settings: &Settings) -> anyhow::Result<FlashS
         }
         None => None,
     };
+    let work_before = work::Counters::take(&db, sys.vhost.as_deref()).await;
     let monitor = Monitor::start(roles, db.clone(), sys.vhost.clone(), answered.clone());
     let webhook = if settings.webhook {
         Some(Webhook::subscribe(&sys).await?)
@@ -279,6 +284,7 @@ pub async fn run(sys: Arc<System>, settings: &Settings) -> anyhow::Result<FlashS
         None => None,
     };
     let observed = monitor.finish().await;
+    let work_after = work::Counters::settled(&db, sys.vhost.as_deref()).await;
     let replica_lag = match lag {
         Some(lag) => Some(lag.finish().await),
         None => None,
@@ -450,6 +456,7 @@ pub async fn run(sys: Arc<System>, settings: &Settings) -> anyhow::Result<FlashS
         worker_share,
         evenness,
         cpu_per_decided: observed.cpu_per_decided(decided),
+        work_per_decided: work_after.per_booking(&work_before, decided),
         phases: Phases::of(&observed.timeline),
         observed,
         bookings_table: sqlx::query_as(

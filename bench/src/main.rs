@@ -30,6 +30,7 @@ mod stats;
 mod streams;
 mod waitlist;
 mod webhooks;
+mod work;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

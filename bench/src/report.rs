@@ -502,6 +502,31 @@ impl Report {
                     ),
                 );
             }
+            if let Some(w) = &f.work_per_decided {
+                line(
+                    &mut out,
+                    "work per decided booking",
+                    &format!(
+                        "PostgreSQL {:.2} commits, {:.1} rows written, {:.0} B of WAL; RabbitMQ {:.2} messages published, {:.2} delivered, {:.0} B on the wire",
+                        w.commits,
+                        w.rows_written,
+                        w.wal_bytes,
+                        w.messages_published,
+                        w.messages_delivered,
+                        w.broker_bytes
+                    ),
+                );
+                let tables: Vec<String> = w
+                    .rows_by_table
+                    .iter()
+                    .map(|(table, rows)| format!("{table} {rows:.2}"))
+                    .collect();
+                line(
+                    &mut out,
+                    "rows written per decided, by table",
+                    &tables.join(", "),
+                );
+            }
             if let Some(p) = &f.cpu_per_decided {
                 line(
                     &mut out,
