@@ -1,9 +1,10 @@
 //! RabbitMQ or PostgreSQL crashes in the middle of a burst. Each test runs
 //! its own private server so it can kill it without disturbing the others.
-//! While a server is down the API answers 503, and a 202 only for what was
-//! made durable before the crash; every 202 still reaches a final state;
-//! the services resume by themselves; the whole history keeps the model's
-//! promises.
+//! While the broker is down the API answers 503 once a publish has used its
+//! budget; while the database is down a booking waits for it, up to the
+//! request's time. A 202 comes only for what was made durable; every 202
+//! still reaches a final state; the services resume by themselves; the
+//! whole history keeps the model's promises.
 
 use std::time::{Duration, Instant};
 
@@ -19,6 +20,9 @@ use uuid::Uuid;
 const SHARDS: u16 = 8;
 /// How long the server stays down.
 const OUTAGE: Duration = Duration::from_secs(3);
+/// The longest the API takes over a request (`REQUEST_TIMEOUT_SECONDS`'
+/// default).
+const REQUEST_TIME: Duration = Duration::from_secs(10);
 
 /// The outage as the test saw it: the server was certainly down from
 /// `down` (crash done) until `restarting` (restart begun); it was back, and
@@ -29,6 +33,16 @@ struct Outage {
     down_at: DateTime<Utc>,
     restarting: Instant,
     up: Instant,
+}
+
+/// What the requests that arrive during the outage meet.
+#[derive(Clone, Copy)]
+enum Arrivals {
+    /// Some are refused (`503`): the outage outlasts a publish's budget.
+    Refused,
+    /// They wait the outage out, each at most the request's time
+    /// (`REQUEST_TIMEOUT_SECONDS`, 10 s by default), then get their answer.
+    WaitedOut,
 }
 
 /// What a `202` answered while the server was down must show.
@@ -70,6 +84,7 @@ async fn assert_promises_kept(
     results: &[Submitted],
     outage: &Outage,
     late: LateAccepts,
+    arrivals: Arrivals,
 ) {
     let grace = Duration::from_millis(300);
     let mut answered_while_down = Vec::new();
@@ -105,10 +120,29 @@ async fn assert_promises_kept(
         );
     }
     let refused = results.iter().filter(|r| r.status == 503).count();
-    assert!(
-        refused > 0,
-        "requests during the outage must have been refused"
-    );
+    match arrivals {
+        Arrivals::Refused => assert!(
+            refused > 0,
+            "requests during the outage must have been refused"
+        ),
+        Arrivals::WaitedOut => {
+            let longest = results.iter().map(|r| r.answered - r.sent).max();
+            let during: Vec<_> = results
+                .iter()
+                .filter(|r| r.sent < outage.restarting && r.answered > outage.down)
+                .collect();
+            println!(
+                "{} requests in flight while the database was down: {} accepted once it was back; \
+                 longest request {longest:?}",
+                during.len(),
+                during.iter().filter(|r| r.accepted()).count()
+            );
+            assert!(
+                longest <= Some(REQUEST_TIME + Duration::from_secs(1)),
+                "a request took {longest:?} (its time is {REQUEST_TIME:?})"
+            );
+        }
+    }
 
     println!(
         "accepted {}, refused with 503 {refused}, accepted while down {}, outage {:?}",
@@ -146,7 +180,12 @@ async fn assert_promises_kept(
 /// Starts a system of two workers with `options`, crashes `server` once
 /// 300 requests are decided, restarts it after [`OUTAGE`], and checks every
 /// promise.
-async fn outage_mid_burst(server: &mut impl Restartable, options: Options, late: LateAccepts) {
+async fn outage_mid_burst(
+    server: &mut impl Restartable,
+    options: Options,
+    late: LateAccepts,
+    arrivals: Arrivals,
+) {
     let sys = System::start_with(Options {
         workers: 2,
         shards: SHARDS,
@@ -180,7 +219,7 @@ async fn outage_mid_burst(server: &mut impl Restartable, options: Options, late:
         }
     };
     let (results, outage) = tokio::join!(burst, chaos);
-    assert_promises_kept(&sys, &history, &shows, &results, &outage, late).await;
+    assert_promises_kept(&sys, &history, &shows, &results, &outage, late, arrivals).await;
     sys.finish().await;
 }
 
@@ -195,6 +234,7 @@ async fn broker_restart_mid_burst() {
             ..Options::default()
         },
         LateAccepts::WithinGrace,
+        Arrivals::Refused,
     )
     .await;
 }
@@ -210,6 +250,7 @@ async fn database_restart_mid_burst() {
             ..Options::default()
         },
         LateAccepts::CommittedBeforeTheCrash,
+        Arrivals::WaitedOut,
     )
     .await;
 }
