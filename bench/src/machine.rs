@@ -20,7 +20,9 @@ pub struct Machine {
 
 impl Machine {
     pub async fn describe(db: &PgPool) -> Self {
-        let overview = broker_overview().await.unwrap_or_default();
+        let overview = harness::system::management_get("/api/overview")
+            .await
+            .unwrap_or_default();
         let field = |name: &str| overview[name].as_str().unwrap_or("unknown").to_owned();
         let postgres_version = sqlx::query_scalar::<_, String>("SHOW server_version")
             .fetch_one(db)
@@ -70,18 +72,4 @@ fn cpu_model() -> String {
                 .map(|(_, model)| model.trim().to_owned())
         })
         .unwrap_or_else(|| "unknown".to_owned())
-}
-
-/// The management API's overview (versions of RabbitMQ and Erlang).
-async fn broker_overview() -> Option<serde_json::Value> {
-    let (base, user, pass) = harness::system::management();
-    reqwest::Client::new()
-        .get(format!("{base}/api/overview"))
-        .basic_auth(user, Some(pass))
-        .send()
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()
 }

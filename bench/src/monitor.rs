@@ -540,20 +540,11 @@ async fn count(db: &PgPool, sql: &str) -> i64 {
 
 /// Messages waiting in or being worked on from the booking shard queues.
 async fn shard_backlog(vhost: Option<&str>) -> Option<i64> {
-    let (base, user, pass) = harness::system::management();
     let vhost = vhost.unwrap_or("%2f");
-    let queues: serde_json::Value = reqwest::Client::new()
-        .get(format!(
-            "{base}/api/queues/{vhost}?columns=name,messages_ready,messages_unacknowledged"
-        ))
-        .basic_auth(user, Some(pass))
-        .timeout(Duration::from_secs(2))
-        .send()
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()?;
+    let queues = harness::system::management_get(&format!(
+        "/api/queues/{vhost}?columns=name,messages_ready,messages_unacknowledged"
+    ))
+    .await?;
     let total = queues
         .as_array()?
         .iter()

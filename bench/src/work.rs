@@ -69,7 +69,9 @@ impl Counters {
             rows: rows.into_iter().collect(),
             ..Self::default()
         };
-        if let Some(stats) = vhost_stats(vhost.unwrap_or("%2f")).await {
+        let vhost = vhost.unwrap_or("%2f");
+        if let Some(stats) = harness::system::management_get(&format!("/api/vhosts/{vhost}")).await
+        {
             let stat = |path: &[&str]| {
                 path.iter()
                     .fold(&stats, |v, key| &v[*key])
@@ -132,21 +134,6 @@ impl Counters {
             broker_bytes: per(self.broker_bytes - before.broker_bytes),
         })
     }
-}
-
-/// The management API's totals for one vhost.
-async fn vhost_stats(vhost: &str) -> Option<serde_json::Value> {
-    let (base, user, pass) = harness::system::management();
-    reqwest::Client::new()
-        .get(format!("{base}/api/vhosts/{vhost}"))
-        .basic_auth(user, Some(pass))
-        .timeout(Duration::from_secs(2))
-        .send()
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()
 }
 
 #[cfg(test)]

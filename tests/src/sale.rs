@@ -191,6 +191,23 @@ impl<'a> Sale<'a> {
         }
     }
 
+    /// Prints and checks the share of `results` refused (`503`) during
+    /// `fault`: at most `at_most`.
+    pub fn assert_few_refused(results: &[Submitted], fault: &str, at_most: f64) {
+        let refused = results.iter().filter(|r| r.status == 503).count();
+        let share = refused as f64 / results.len() as f64;
+        println!(
+            "{fault}: {refused} of {} submissions refused ({:.2} %)",
+            results.len(),
+            share * 100.0
+        );
+        assert!(
+            share <= at_most,
+            "{refused} of {} submissions refused during {fault}",
+            results.len()
+        );
+    }
+
     /// Only `202` or `503` came back, the history is clean, decisions
     /// never paused for longer than `resume_within`, and every customer
     /// got exactly the emails of their booking.

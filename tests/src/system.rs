@@ -837,6 +837,23 @@ pub fn management() -> (String, String, String) {
     (base, user, pass)
 }
 
+/// A GET on the RabbitMQ management HTTP API (`path` from `/api` on), as
+/// JSON; `None` if it does not answer within 2 s or answers nonsense: for
+/// callers that watch a run and must not stop it (the benchmark).
+pub async fn management_get(path: &str) -> Option<Value> {
+    let (base, user, pass) = management();
+    Client::new()
+        .get(format!("{base}{path}"))
+        .basic_auth(user, Some(pass))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()
+}
+
 /// Calls the RabbitMQ management HTTP API; panics unless it succeeds.
 pub async fn management_call(method: Method, path: &str, body: Option<Value>) -> Value {
     let (base, user, pass) = management();

@@ -213,17 +213,10 @@ async fn a_rolling_restart_mid_sale_refuses_almost_no_one(
         sale.wait_more_decided(200).await;
     };
     let (results, ()) = sale.run_until(chaos).await;
-    let refused = results.iter().filter(|r| r.status == 503).count();
-    let share = refused as f64 / results.len() as f64;
-    println!(
-        "rolling restart: {refused} of {} submissions refused ({:.2} %)",
-        results.len(),
-        share * 100.0
-    );
-    assert!(
-        share <= MAX_REFUSED_IN_ROLLING_RESTART,
-        "{refused} of {} submissions refused during a rolling restart",
-        results.len()
+    Sale::assert_few_refused(
+        &results,
+        "a rolling restart",
+        MAX_REFUSED_IN_ROLLING_RESTART,
     );
     sale.assert_promises_kept(&results, RESUME_WITHIN).await;
 }

@@ -268,18 +268,7 @@ async fn a_planned_switchover_mid_sale_pauses_decisions_briefly(sys: &System, cl
         sale.wait_more_decided(300).await;
     };
     let (results, ()) = sale.run_until(chaos).await;
-    let refused = results.iter().filter(|r| r.status == 503).count();
-    let share = refused as f64 / results.len() as f64;
-    println!(
-        "switchover: {refused} of {} submissions refused ({:.2} %)",
-        results.len(),
-        share * 100.0
-    );
-    assert!(
-        share <= MAX_REFUSED_IN_SWITCHOVER,
-        "{refused} of {} submissions refused in a switchover",
-        results.len()
-    );
+    Sale::assert_few_refused(&results, "a switchover", MAX_REFUSED_IN_SWITCHOVER);
     sale.assert_promises_kept(&results, SWITCHOVER_PAUSE_WITHIN)
         .await;
 }

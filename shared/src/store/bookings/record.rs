@@ -60,7 +60,8 @@ pub async fn record(
         .iter()
         .flat_map(|r| r.seat_ids.iter().map(|seat| (r.id, *seat)))
         .unzip();
-    let created = sqlx::query!(
+    let created = sqlx::query_as!(
+        RecordedRow,
         r#"WITH input AS (
                SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::int[],
                                     $6::bigint[], $7::text[], $8::bytea[], $11::text[], $12::bool[])
@@ -114,17 +115,7 @@ pub async fn record(
     )
     .fetch_all(db)
     .await?;
-    Ok(created
-        .into_iter()
-        .map(|r| {
-            let created = Created {
-                show_id: r.show_id,
-                created_at: r.created_at,
-                accepted_seq: r.accepted_seq,
-            };
-            (r.id, created)
-        })
-        .collect())
+    Ok(by_id(created))
 }
 
 /// Those of `ids` already recorded, as [`record`] answered them: after a
@@ -132,14 +123,26 @@ pub async fn record(
 /// failover) they are the ones it committed. The ids are the API's own, so
 /// a row found is that request's.
 pub async fn recorded(db: &PgPool, ids: &[Uuid]) -> Result<HashMap<Uuid, Created>, sqlx::Error> {
-    let rows = sqlx::query!(
+    let rows = sqlx::query_as!(
+        RecordedRow,
         "SELECT id, show_id, created_at, accepted_seq FROM bookings WHERE id = ANY($1)",
         ids
     )
     .fetch_all(db)
     .await?;
-    Ok(rows
-        .into_iter()
+    Ok(by_id(rows))
+}
+
+/// A recorded booking as [`record`] and [`recorded`] read it back.
+struct RecordedRow {
+    id: Uuid,
+    show_id: Uuid,
+    created_at: DateTime<Utc>,
+    accepted_seq: Option<i64>,
+}
+
+fn by_id(rows: Vec<RecordedRow>) -> HashMap<Uuid, Created> {
+    rows.into_iter()
         .map(|r| {
             let created = Created {
                 show_id: r.show_id,
@@ -148,7 +151,7 @@ pub async fn recorded(db: &PgPool, ids: &[Uuid]) -> Result<HashMap<Uuid, Created
             };
             (r.id, created)
         })
-        .collect())
+        .collect()
 }
 
 /// Whether `err` says that one of the rows [`record`] wrote exists already:
