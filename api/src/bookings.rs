@@ -1,6 +1,8 @@
 //! The bookings service: a request is validated against its show into a
-//! [`BookingRequest`] (with the seats it names, for the answer), recorded (group commit, [`crate::recorder`]),
-//! published with a confirm, and withdrawn again if the publish fails.
+//! [`BookingRequest`] (with the seats it names, for the answer), recorded
+//! (group commit, [`crate::recorder`]), published with a confirm (a
+//! message per show for requests recorded together,
+//! [`crate::dispatcher`]), and withdrawn again if the publish fails.
 //! The routes only translate HTTP to and from these calls.
 
 use std::collections::HashSet;
@@ -146,11 +148,11 @@ pub async fn submit(
             return replay(state, &key, &hash).await;
         }
     };
-    let command = BookingCommand::Request {
-        booking_id: request.id.0,
-        show_id,
-    };
-    if let Err(err) = state.publisher.send_command_by(&command, answer_by).await {
+    let published = state
+        .dispatcher
+        .publish(show_id, request.id.0, answer_by)
+        .await;
+    if let Err(err) = published {
         withdraw(state, request.id).await;
         return Err(err.into());
     }

@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod bookings;
 pub mod catalog;
+pub mod dispatcher;
 pub mod error;
 pub mod extract;
 pub mod integer;

@@ -36,9 +36,9 @@ use std::time::{Duration, Instant};
 use lapin::options::{QueueBindOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::Connection;
-use serde::Deserialize;
 use shared::amqp::consume::{self, ConsumeError, Queue};
 use shared::domain::BookingStatus;
+use shared::messages::decode_events;
 use shared::service::Tasks;
 use shared::store::bookings::view::{self, BookingView, Loaded};
 use shared::store::bookings::Lines;
@@ -416,18 +416,6 @@ pub fn spawn(
     tasks.spawn(|cancel| flush(hub, db, lines, cancel));
 }
 
-/// What the hub reads of an event: which booking it concerns.
-#[derive(Deserialize)]
-struct Touched {
-    booking: TouchedBooking,
-}
-
-#[derive(Deserialize)]
-struct TouchedBooking {
-    id: Uuid,
-    show_id: Uuid,
-}
-
 /// One subscription to the events, on one connection: declares and binds
 /// this process's queue (gone with the connection, so a reconnect makes it
 /// anew), reloads everything watched (an event from now on waits in the
@@ -451,9 +439,13 @@ async fn consume(
     };
     consume::batches(&conn, events, EVENTS_AT_ONCE, &cancel, |batch| {
         for delivery in batch {
-            match serde_json::from_slice::<Touched>(&delivery.data) {
-                Ok(Touched { booking: b }) => hub.touched(b.id, b.show_id),
-                Err(err) => tracing::warn!(error = %err, "unreadable booking event ignored"),
+            match decode_events(&delivery.data) {
+                Ok(events) => {
+                    for event in events {
+                        hub.touched(event.booking.id, event.booking.show_id);
+                    }
+                }
+                Err(err) => tracing::warn!(error = %err, "unreadable booking events ignored"),
             }
         }
         std::future::ready(Ok::<_, ConsumeError>(ControlFlow::Continue(())))
@@ -477,7 +469,7 @@ async fn bind_private(conn: &Connection, queue: &str) -> Result<(), lapin::Error
         .queue_bind(
             queue.into(),
             EVENTS_EXCHANGE.into(),
-            topology::ALL_BOOKING_EVENTS.into(),
+            topology::EVENT_BATCH_KEY.into(),
             QueueBindOptions::default(),
             FieldTable::default(),
         )

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Gate, Operators};
 use crate::catalog::Catalog;
+use crate::dispatcher::Dispatcher;
 use crate::live::Hub;
 use crate::rate_limit::Limiter;
 use crate::recorder::Recorder;
@@ -33,6 +34,8 @@ pub struct AppState {
     pub reads: PgPool,
     pub catalog: Arc<Catalog>,
     pub recorder: Recorder,
+    /// Publishes new requests, a message per show for those recorded together.
+    pub dispatcher: Dispatcher,
     pub publisher: Arc<Publisher>,
     /// The tokens accepted: `ADMIN_TOKEN` and the live operator tokens.
     pub operators: Arc<Operators>,
@@ -53,8 +56,8 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// The state the api serves with; its background work (the recorder)
-    /// runs on `tasks`.
+    /// The state the api serves with; its background work (the recorder,
+    /// the dispatcher) runs on `tasks`.
     pub fn new(config: &Config, db: PgPool, tasks: &Tasks) -> anyhow::Result<Self> {
         let admin_token = config
             .admin_token
@@ -99,13 +102,15 @@ impl AppState {
     ) -> Self {
         let name = format!("api {}", std::process::id());
         let lines = Arc::new(Lines::default());
+        let publisher = Arc::new(Publisher::new(amqp_url, &name, topology));
         Self {
             catalog: Arc::default(),
             recorder: Recorder::start(db.clone(), lines.clone(), tasks),
             lines,
             reads: db.clone(),
             db,
-            publisher: Arc::new(Publisher::new(amqp_url, &name, topology)),
+            dispatcher: Dispatcher::start(publisher.clone(), tasks),
+            publisher,
             operators: Arc::new(Operators::new(admin_token)),
             allow_private_webhooks: false,
             draining: CancellationToken::new(),

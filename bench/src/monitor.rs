@@ -109,6 +109,9 @@ pub struct Phases {
     pub submitting: Phase,
     /// From then until nothing is queued.
     pub draining: Phase,
+    /// Requests still queued when the last was answered: how far decisions
+    /// fell behind the API.
+    pub queued_when_submitted: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -138,6 +141,7 @@ impl Phases {
             answered_first_5s: answered_by(5.0, &points),
             submitting: Phase::between(points[0], submitted),
             draining: Phase::between(submitted, *drained),
+            queued_when_submitted: submitted.queued,
         })
     }
 }
@@ -745,6 +749,7 @@ mod tests {
                 decided_per_s: 2_000.0
             }
         );
+        assert_eq!(phases.queued_when_submitted, 4_000.0);
     }
 
     #[test]

@@ -28,6 +28,7 @@ use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{Channel, Connection, ExchangeKind};
 
+use crate::lifecycle::EventKind;
 use crate::webhooks::WebhookEvent;
 
 pub const REQUESTS_EXCHANGE: &str = "booking.requests";
@@ -38,25 +39,38 @@ pub const NOTIFIER_QUEUE: &str = "notifier.emails";
 pub const NOTIFIER_DEAD_QUEUE: &str = "notifier.emails.dead";
 /// Booking events the notifier fans out to webhook deliveries.
 pub const WEBHOOKS_QUEUE: &str = "webhooks.events";
-/// The routing key on `booking.events` of the messages that carry, each, the
-/// webhook events of one outbox relay batch: during a sale RabbitMQ then
-/// queues one message per batch for webhooks instead of one per event.
-pub const WEBHOOK_BATCH_KEY: &str = "webhooks.batch";
+/// The routing key on `booking.events` of the messages that carry, each,
+/// every event of one outbox relay batch as a list of
+/// [`crate::messages::EventRef`]s: what the live hubs and the webhook
+/// fan-out follow. During a sale RabbitMQ then handles a message per batch
+/// of up to 200 events instead of one per event.
+pub const EVENT_BATCH_KEY: &str = "events.batch";
+/// The key the webhook batches had when they carried only webhook events.
+const OLD_WEBHOOK_BATCH_KEY: &str = "webhooks.batch";
 pub const WEBHOOKS_DEAD_QUEUE: &str = "webhooks.events.dead";
 /// Deliveries that failed for good, one message each, for operators.
 pub const WEBHOOK_DELIVERIES_DEAD_QUEUE: &str = "webhooks.deliveries.dead";
 
-/// Events the notifier turns into emails.
-pub const NOTIFIER_BINDINGS: [&str; 5] = [
-    "booking.confirmed",
-    "booking.cancelled",
-    "booking.expired",
-    "booking.reminder",
-    "booking.offered",
+/// Events the notifier turns into emails: the only ones also published
+/// one by one, as `booking.<kind>` with the whole [`BookingEvent`] (see
+/// [`published_alone`]).
+///
+/// [`BookingEvent`]: crate::messages::BookingEvent
+const EMAILED: [EventKind; 5] = [
+    EventKind::Confirmed,
+    EventKind::Cancelled,
+    EventKind::Expired,
+    EventKind::Reminder,
+    EventKind::Offered,
 ];
 
-/// Binds an API's live queue to every booking event.
-pub const ALL_BOOKING_EVENTS: &str = "booking.*";
+/// Whether the relay publishes events of `kind` on their own as well as
+/// in its batch: only those someone consumes one by one (the notifier's
+/// emails), so that a sale's `held` and `rejected` cost RabbitMQ nothing
+/// beyond their share of a batch.
+pub fn published_alone(kind: EventKind) -> bool {
+    EMAILED.contains(&kind)
+}
 
 /// The queue through which one API process follows booking events for its
 /// open event streams (exclusive and auto-delete: it lives and dies with
@@ -69,6 +83,9 @@ pub fn live_queue(pid: u32) -> String {
 pub const HEADER_DEATH_REASON: &str = "x-booking-death-reason";
 pub const HEADER_ATTEMPTS: &str = "x-booking-attempts";
 pub const HEADER_SOURCE_QUEUE: &str = "x-booking-source-queue";
+/// How many requests a shard queue's message carries (a message of
+/// requests recorded together; see [`crate::messages::RequestBatch`]).
+pub const HEADER_REQUESTS: &str = "x-requests";
 
 /// Shape of the topology that must agree across all processes.
 #[derive(Debug, Clone, Copy)]
@@ -160,8 +177,14 @@ impl Topology {
             self.work_queue_args(NOTIFIER_DEAD_QUEUE),
         )
         .await?;
-        for key in NOTIFIER_BINDINGS {
-            bind(channel, NOTIFIER_QUEUE, EVENTS_EXCHANGE, key).await?;
+        for kind in EMAILED {
+            bind(
+                channel,
+                NOTIFIER_QUEUE,
+                EVENTS_EXCHANGE,
+                &kind.routing_key(),
+            )
+            .await?;
         }
 
         declare_queue(
@@ -177,6 +200,13 @@ impl Topology {
         for key in WebhookEvent::routing_keys() {
             unbind(channel, WEBHOOKS_QUEUE, EVENTS_EXCHANGE, &key).await?;
         }
+        unbind(
+            channel,
+            WEBHOOKS_QUEUE,
+            EVENTS_EXCHANGE,
+            OLD_WEBHOOK_BATCH_KEY,
+        )
+        .await?;
         let _ = channel.close(200, "topology declared".into()).await;
         Ok(())
     }
@@ -269,9 +299,9 @@ fn is_precondition_failed(err: &lapin::Error) -> bool {
 /// batches go nowhere, and there is no fan-out. Idempotent both ways.
 pub async fn bind_webhook_events(channel: &Channel, on: bool) -> lapin::Result<()> {
     if on {
-        bind(channel, WEBHOOKS_QUEUE, EVENTS_EXCHANGE, WEBHOOK_BATCH_KEY).await
+        bind(channel, WEBHOOKS_QUEUE, EVENTS_EXCHANGE, EVENT_BATCH_KEY).await
     } else {
-        unbind(channel, WEBHOOKS_QUEUE, EVENTS_EXCHANGE, WEBHOOK_BATCH_KEY).await
+        unbind(channel, WEBHOOKS_QUEUE, EVENTS_EXCHANGE, EVENT_BATCH_KEY).await
     }
 }
 

@@ -1,9 +1,10 @@
 //! Consumes the booking-request shard queues this worker owns (see
 //! [`crate::claims`]) and decides their commands in order. Each owned shard
-//! has a task that takes whatever is ready (up to [`MAX_BATCH`] messages),
-//! decides each show's run of requests in order, all shows of the batch in
-//! one transaction (or, if that fails, each show in its own), and acks the
-//! messages only after the transaction committed. A crash at any instant
+//! has a task that takes whatever is ready (up to [`MAX_BATCH`] messages,
+//! each one command or a batch of requests), decides each show's run of
+//! commands in order, all shows of the batch in one transaction (or, if
+//! that fails, each show in its own), and acks the messages only after the
+//! transaction committed. A crash at any instant
 //! leaves unacked messages that RabbitMQ redelivers; deciding is idempotent.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -15,8 +16,8 @@ use futures::future::join_all;
 use lapin::message::Delivery;
 use lapin::Connection;
 use shared::amqp::consume::{self, Queue, Settle, Settler};
-use shared::amqp::{self, Publisher};
-use shared::messages::BookingCommand;
+use shared::amqp::{self, Part, Publisher};
+use shared::messages::{BookingCommand, ShardMessage};
 use shared::retry::{Failure, Retry, Tried};
 use shared::topology::{self, Topology};
 use tokio::task::JoinHandle;
@@ -25,12 +26,17 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::apply::{Applier, Outcome};
+use crate::backlog::Backlog;
 use crate::claims::Claims;
 use crate::error::DecideError;
 use crate::payment::PaymentGateway;
 
-/// Most messages decided together; bounded by the prefetch as well.
+/// Most messages taken together; bounded by the prefetch as well.
 const MAX_BATCH: usize = 500;
+/// Most commands decided in one transaction: a message can carry a few
+/// hundred requests, and a transaction of tens of thousands would hold the
+/// show's decisions (and their answers) back for seconds.
+const MAX_COMMANDS: usize = 1000;
 /// How long stopping a shard (finishing its batch, closing its channel) may take.
 const STOP_WITHIN: Duration = Duration::from_secs(10);
 /// How often a worker looks at the shard claims (and so the failover time).
@@ -48,6 +54,7 @@ pub struct ShardConsumer<G> {
     settings: Settings,
     applier: Arc<Applier<G>>,
     dead_letters: Arc<Publisher>,
+    backlog: Arc<Backlog>,
 }
 
 /// Why consuming stopped (the session reconnects after any of these).
@@ -99,11 +106,13 @@ impl<G: PaymentGateway> ShardConsumer<G> {
         settings: Settings,
         applier: Arc<Applier<G>>,
         dead_letters: Arc<Publisher>,
+        backlog: Arc<Backlog>,
     ) -> Arc<Self> {
         Arc::new(Self {
             settings,
             applier,
             dead_letters,
+            backlog,
         })
     }
 
@@ -149,6 +158,7 @@ impl<G: PaymentGateway> ShardConsumer<G> {
                         if let Some(shard_task) = running.remove(&shard) {
                             let _ = shard_task.stop().await;
                         }
+                        self.backlog.forget(shard);
                         claims.release(shard).await;
                     }
                     for shard in plan.start {
@@ -168,6 +178,9 @@ impl<G: PaymentGateway> ShardConsumer<G> {
         // unacked messages back already, and waiting on a dead channel can
         // hang in lapin, which would hold the failover up for `STOP_WITHIN`.
         let lost = !conn.status().connected();
+        for shard in running.keys() {
+            self.backlog.forget(*shard);
+        }
         join_all(running.into_values().map(|shard_task| async move {
             if lost {
                 // Gone before the claims are given back with the session.
@@ -215,30 +228,27 @@ impl<G: PaymentGateway> ShardConsumer<G> {
         };
         tracing::info!(shard, "consuming shard");
         let result = consume::batches(&conn, queue, MAX_BATCH, &stop, |batch| {
-            self.handle_batch(&settler, batch, &stop)
+            self.handle_batch(&settler, shard, batch, &stop)
         })
         .await;
         tracing::info!(shard, "stopped consuming shard");
         result
     }
 
-    /// Decides a batch: each show's commands, in order, as one run.
+    /// Decides a batch: each show's commands, in order, as one run, at
+    /// most [`MAX_COMMANDS`] commands to a transaction.
     async fn handle_batch(
         &self,
         settler: &Settler<'_>,
+        shard: u16,
         batch: Vec<Delivery>,
         stop: &CancellationToken,
     ) -> Result<ControlFlow<()>, ConsumeError> {
-        let mut per_show: Vec<(Uuid, Vec<(Delivery, BookingCommand)>)> = Vec::new();
+        let mut chunk: Vec<Item> = Vec::new();
+        let mut commands = 0;
         for delivery in batch {
-            match serde_json::from_slice::<BookingCommand>(&delivery.data) {
-                Ok(command) => {
-                    let show = command.show_id();
-                    match per_show.iter_mut().find(|(s, _)| *s == show) {
-                        Some((_, items)) => items.push((delivery, command)),
-                        None => per_show.push((show, vec![(delivery, command)])),
-                    }
-                }
+            let message = match serde_json::from_slice::<ShardMessage>(&delivery.data) {
+                Ok(message) => message,
                 Err(err) => {
                     metrics::counter!("worker_messages_total", "outcome" => "unparseable")
                         .increment(1);
@@ -248,7 +258,53 @@ impl<G: PaymentGateway> ShardConsumer<G> {
                         attempts: 1,
                     };
                     settler.settle(&delivery, settle).await?;
+                    continue;
                 }
+            };
+            let item = Item {
+                delivery,
+                batched: matches!(message, ShardMessage::Requests(_)),
+                commands: message.into_commands(),
+            };
+            let Some(first) = item.commands.first() else {
+                settler.ack(&item.delivery).await?;
+                continue;
+            };
+            self.backlog.seen(shard, first.show_id());
+            if commands + item.commands.len() > MAX_COMMANDS && !chunk.is_empty() {
+                if self
+                    .handle_chunk(settler, std::mem::take(&mut chunk), stop)
+                    .await?
+                    .is_break()
+                {
+                    return Ok(ControlFlow::Break(()));
+                }
+                commands = 0;
+            }
+            commands += item.commands.len();
+            chunk.push(item);
+        }
+        if chunk.is_empty() {
+            return Ok(ControlFlow::Continue(()));
+        }
+        self.handle_chunk(settler, chunk, stop).await
+    }
+
+    /// Decides the messages of a chunk: every show's run in one
+    /// transaction, or each show on its own if that fails.
+    async fn handle_chunk(
+        &self,
+        settler: &Settler<'_>,
+        chunk: Vec<Item>,
+        stop: &CancellationToken,
+    ) -> Result<ControlFlow<()>, ConsumeError> {
+        let mut per_show: Vec<(Uuid, Vec<Item>)> = Vec::new();
+        for item in chunk {
+            // A message's commands are all of one show.
+            let show = item.commands[0].show_id();
+            match per_show.iter_mut().find(|(s, _)| *s == show) {
+                Some((_, items)) => items.push(item),
+                None => per_show.push((show, vec![item])),
             }
         }
         if per_show.len() > 1 {
@@ -271,17 +327,14 @@ impl<G: PaymentGateway> ShardConsumer<G> {
         Ok(ControlFlow::Continue(()))
     }
 
-    /// Every show's run of a batch in one transaction, tried once. `None`
+    /// Every show's run of a chunk in one transaction, tried once. `None`
     /// if that failed: then each show is decided on its own, with retries
     /// and dead-lettering, so that one show's trouble never holds up
     /// another's decisions.
-    async fn decide_together(
-        &self,
-        per_show: &[(Uuid, Vec<(Delivery, BookingCommand)>)],
-    ) -> Option<Vec<Vec<Outcome>>> {
+    async fn decide_together(&self, per_show: &[(Uuid, Vec<Item>)]) -> Option<Vec<Vec<Outcome>>> {
         let commands: Vec<(Uuid, Vec<BookingCommand>)> = per_show
             .iter()
-            .map(|(show, items)| (*show, items.iter().map(|(_, c)| c.clone()).collect()))
+            .map(|(show, items)| (*show, commands_of(items)))
             .collect();
         let runs: Vec<(Uuid, &[BookingCommand])> = commands
             .iter()
@@ -302,27 +355,52 @@ impl<G: PaymentGateway> ShardConsumer<G> {
     }
 
     /// A run of one show's commands: one transaction. If it fails for good,
-    /// each command is tried alone so that one poison message does not take
-    /// the others down with it.
+    /// each command is tried alone so that one poison request does not
+    /// take the others down with it, not even those of its own message.
     async fn decide_run(
         &self,
         settler: &Settler<'_>,
         show: Uuid,
-        items: &[(Delivery, BookingCommand)],
+        items: &[Item],
         stop: &CancellationToken,
     ) -> Result<ControlFlow<()>, ConsumeError> {
-        match self.try_decide(show, items, stop).await {
-            Tried::GaveUp { .. } if items.len() > 1 => {
-                for one in items.chunks(1) {
-                    let tried = self.try_decide(show, one, stop).await;
-                    if self.settle(settler, one, tried).await?.is_break() {
-                        return Ok(ControlFlow::Break(()));
-                    }
-                }
-                Ok(ControlFlow::Continue(()))
+        let commands = commands_of(items);
+        match self.try_decide(show, &commands, stop).await {
+            Tried::Done(outcomes) => acked(settler, items, outcomes).await?,
+            Tried::Interrupted => return Ok(ControlFlow::Break(())),
+            Tried::GaveUp { error, attempts } if commands.len() == 1 => {
+                self.give_up(
+                    settler,
+                    &items[0],
+                    &commands[0],
+                    &error.to_string(),
+                    attempts,
+                )
+                .await?;
+                settler.ack(&items[0].delivery).await?;
             }
-            tried => self.settle(settler, items, tried).await,
+            Tried::GaveUp { .. } => {
+                for item in items {
+                    for command in &item.commands {
+                        match self
+                            .try_decide(show, std::slice::from_ref(command), stop)
+                            .await
+                        {
+                            Tried::Done(outcomes) => record(command, outcomes[0]),
+                            Tried::GaveUp { error, attempts } => {
+                                self.give_up(settler, item, command, &error.to_string(), attempts)
+                                    .await?;
+                            }
+                            // The message's decided commands are skipped
+                            // when it comes again.
+                            Tried::Interrupted => return Ok(ControlFlow::Break(())),
+                        }
+                    }
+                    settler.ack(&item.delivery).await?;
+                }
+            }
         }
+        Ok(ControlFlow::Continue(()))
     }
 
     /// Decides with exponential backoff and jitter: without limit while a
@@ -331,11 +409,10 @@ impl<G: PaymentGateway> ShardConsumer<G> {
     async fn try_decide(
         &self,
         show: Uuid,
-        items: &[(Delivery, BookingCommand)],
+        commands: &[BookingCommand],
         stop: &CancellationToken,
     ) -> Decided {
-        let commands: Vec<BookingCommand> = items.iter().map(|(_, c)| c.clone()).collect();
-        let span = match commands.as_slice() {
+        let span = match commands {
             [one] => tracing::info_span!(
                 "decide",
                 show_id = %show,
@@ -360,53 +437,55 @@ impl<G: PaymentGateway> ShardConsumer<G> {
             }
         };
         retry
-            .run(|| self.applier.apply(show, &commands), failure)
+            .run(|| self.applier.apply(show, commands), failure)
             .instrument(span)
             .await
     }
 
-    /// Acks what was decided, or dead-letters the one command that failed.
-    async fn settle(
-        &self,
-        settler: &Settler<'_>,
-        items: &[(Delivery, BookingCommand)],
-        tried: Decided,
-    ) -> Result<ControlFlow<()>, ConsumeError> {
-        match tried {
-            Tried::Done(outcomes) => {
-                acked(settler, items, outcomes).await?;
-                Ok(ControlFlow::Continue(()))
-            }
-            Tried::GaveUp { error, attempts } => {
-                self.give_up(settler, &items[0], &error.to_string(), attempts)
-                    .await?;
-                Ok(ControlFlow::Continue(()))
-            }
-            Tried::Interrupted => Ok(ControlFlow::Break(())),
-        }
-    }
-
-    /// Dead-letters a message that failed every attempt, marks its booking,
-    /// then acks it.
+    /// Dead-letters a command that failed every attempt (on its own if it
+    /// came in a batch: one booking per dead letter, as an operator reads
+    /// and replays them) and marks its booking. The caller acks
+    /// the message once all its commands are settled.
     async fn give_up(
         &self,
         settler: &Settler<'_>,
-        (delivery, command): &(Delivery, BookingCommand),
+        item: &Item,
+        command: &BookingCommand,
         error: &str,
         attempts: u32,
     ) -> Result<(), ConsumeError> {
         metrics::counter!("worker_messages_total", "outcome" => "dead_lettered").increment(1);
         tracing::error!(booking_id = %command.booking_id(), error, attempts, "giving up, dead-lettering");
+        let part = item.batched.then(|| Part {
+            booking_id: command.booking_id(),
+            payload: serde_json::to_vec(command).expect("commands always serialize"),
+        });
         settler
-            .dead_letter(delivery, error, attempts)
+            .dead_letter(&item.delivery, part.as_ref(), error, attempts)
             .await
             .map_err(consume::ConsumeError::from)?;
         if let Err(err) = self.applier.mark_dead_lettered(command.booking_id()).await {
             tracing::error!(error = %err, "could not mark the booking as dead-lettered");
         }
-        settler.ack(delivery).await?;
         Ok(())
     }
+}
+
+/// A shard queue's message and the commands it carries: one, or the
+/// requests of a [`shared::messages::RequestBatch`].
+struct Item {
+    delivery: Delivery,
+    /// Whether it was a batch (of however many).
+    batched: bool,
+    commands: Vec<BookingCommand>,
+}
+
+/// The commands of `items`, in order.
+fn commands_of(items: &[Item]) -> Vec<BookingCommand> {
+    items
+        .iter()
+        .flat_map(|item| item.commands.iter().cloned())
+        .collect()
 }
 
 /// Removes shard tasks that ended by themselves; any such end means the
@@ -431,15 +510,19 @@ async fn reap(running: &mut BTreeMap<u16, Running>) -> Option<ConsumeError> {
     failure
 }
 
-/// Acks what was decided, counting each outcome.
+/// Acks what was decided, counting each outcome: `outcomes` has one per
+/// command of `items`, in order.
 async fn acked(
     settler: &Settler<'_>,
-    items: &[(Delivery, BookingCommand)],
+    items: &[Item],
     outcomes: Vec<Outcome>,
 ) -> Result<(), ConsumeError> {
-    for ((delivery, command), outcome) in items.iter().zip(outcomes) {
-        record(command, outcome);
-        settler.ack(delivery).await?;
+    let mut outcomes = outcomes.into_iter();
+    for item in items {
+        for (command, outcome) in item.commands.iter().zip(outcomes.by_ref()) {
+            record(command, outcome);
+        }
+        settler.ack(&item.delivery).await?;
     }
     Ok(())
 }

@@ -4,6 +4,7 @@
 //! a thin `main`.
 
 pub mod apply;
+pub mod backlog;
 pub mod claims;
 pub mod consumer;
 pub mod decide;

@@ -6,6 +6,7 @@ use shared::config::ExposeSecret;
 use shared::db::Plans;
 use shared::service::{Service, Starting};
 use shared::topology::Topology;
+use worker::backlog::Backlog;
 use worker::{apply, consumer, expiry, outbox, payment, refunds, reminders, replay, requeue};
 
 /// The booking worker. Without a subcommand it runs the worker.
@@ -58,6 +59,7 @@ async fn work(service: Service) -> anyhow::Result<()> {
         config.hold_duration,
         actor,
     ));
+    let backlog = Arc::new(Backlog::default());
     let consumer = consumer::ShardConsumer::new(
         consumer::Settings {
             amqp_url: config.amqp_url.expose_secret().to_owned(),
@@ -68,10 +70,15 @@ async fn work(service: Service) -> anyhow::Result<()> {
         },
         applier.clone(),
         publisher.clone(),
+        backlog.clone(),
     );
 
     service.serve_ops(publisher.clone());
     tasks.spawn(|cancel| consumer.run(cancel));
+    tasks.spawn({
+        let db = db.clone();
+        move |cancel| async move { backlog.run(db, cancel).await }
+    });
     tasks.spawn({
         let (db, publisher) = (db.clone(), publisher.clone());
         move |cancel| async move { outbox::run(db, &publisher, cancel).await }

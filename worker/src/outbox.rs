@@ -5,10 +5,11 @@
 //! `FOR UPDATE SKIP LOCKED` lets every worker run a relay without two of
 //! them taking the same rows. A crash between the confirm and the mark
 //! publishes a row twice; consumers deduplicate (by event id, or because
-//! deciding a command again changes nothing). Each batch's events that
-//! have a webhook type also go out together, as one message for the
-//! webhook fan-out, so that webhooks cost RabbitMQ a message per batch
-//! rather than per event.
+//! deciding a command again changes nothing). Each batch's events go out
+//! together, as one message for the live hubs and the webhook fan-out
+//! (`events.batch`), and only those that someone consumes one by one (the
+//! notifier's emails) also go out on their own: a sale's decisions cost
+//! RabbitMQ a message per batch rather than per event.
 
 use std::time::Duration;
 
@@ -19,7 +20,7 @@ use shared::lifecycle::EventKind;
 use shared::messages::{BookingCommand, BookingEvent, EventRef};
 use shared::store::outbox::{self, NewRow, Topic};
 use shared::sweep::SweepError;
-use shared::webhooks::WebhookEvent;
+use shared::topology;
 use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -86,11 +87,11 @@ async fn relay_batch(db: &PgPool, publisher: &Publisher) -> Result<usize, SweepE
         .iter()
         .map(|row| parse(row.topic, &row.kind, &row.payload))
         .collect();
-    let webhooks = webhook_batch(
+    let events = event_batch(
         rows.iter()
             .zip(&outgoing)
             .filter_map(|(row, out)| match out {
-                Ok(Outgoing::Event(kind)) => Some((*kind, &row.payload)),
+                Ok(Outgoing::Event(_)) => Some(&row.payload),
                 _ => None,
             }),
     );
@@ -99,6 +100,8 @@ async fn relay_batch(db: &PgPool, publisher: &Publisher) -> Result<usize, SweepE
     let publishes = rows.iter().zip(&outgoing).map(|(row, out)| async move {
         match out {
             Ok(Outgoing::Command(command)) => publisher.send_command(command).await,
+            // Its batch carries it to everyone else.
+            Ok(Outgoing::Event(kind)) if !topology::published_alone(*kind) => Ok(()),
             Ok(Outgoing::Event(kind)) => {
                 let payload = serde_json::to_vec(&row.payload).expect("json re-serializes");
                 publisher
@@ -114,17 +117,17 @@ async fn relay_batch(db: &PgPool, publisher: &Publisher) -> Result<usize, SweepE
             }
         }
     });
-    let webhooks = async {
-        match &webhooks {
-            Some(batch) => publisher.send_webhook_batch(batch).await,
+    let batch = async {
+        match &events {
+            Some(batch) => publisher.send_event_batch(batch).await,
             None => Ok(()),
         }
     };
-    let (published, webhooks) = join(join_all(publishes), webhooks).await;
+    let (published, batch) = join(join_all(publishes), batch).await;
     for result in published {
         result?;
     }
-    webhooks?;
+    batch?;
     let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
     outbox::mark_published(&mut tx, &ids).await?;
     tx.commit().await?;
@@ -132,14 +135,11 @@ async fn relay_batch(db: &PgPool, publisher: &Publisher) -> Result<usize, SweepE
     Ok(ids.len())
 }
 
-/// The events of a relay batch that have a webhook type, as one JSON array
-/// of [`EventRef`]s for `webhooks.events`; `None` if there are none.
-fn webhook_batch<'a>(
-    events: impl Iterator<Item = (EventKind, &'a serde_json::Value)>,
-) -> Option<Vec<u8>> {
+/// The events of a relay batch as one JSON array of [`EventRef`]s for
+/// [`shared::topology::EVENT_BATCH_KEY`]; `None` if there are none.
+fn event_batch<'a>(events: impl Iterator<Item = &'a serde_json::Value>) -> Option<Vec<u8>> {
     let refs: Vec<EventRef> = events
-        .filter(|(kind, _)| WebhookEvent::for_event(*kind).is_some())
-        .filter_map(|(_, payload)| match EventRef::deserialize(payload) {
+        .filter_map(|payload| match EventRef::deserialize(payload) {
             Ok(event) => Some(event),
             // Only this crate writes events, so this is a bug or a version
             // skew; the event still goes out to its other consumers.
@@ -182,30 +182,19 @@ mod tests {
     }
 
     #[test]
-    fn a_webhook_batch_refers_to_the_events_that_have_a_webhook_type() {
-        let (held, reminder, rejected) =
-            (event("held", 1), event("reminder", 2), event("rejected", 3));
-        let batch = webhook_batch(
-            [
-                (EventKind::Held, &held),
-                (EventKind::Reminder, &reminder),
-                (EventKind::Rejected, &rejected),
-            ]
-            .into_iter(),
-        )
-        .unwrap();
+    fn an_event_batch_refers_to_every_event_without_its_snapshot() {
+        let (held, reminder) = (event("held", 1), event("reminder", 2));
+        let batch = event_batch([&held, &reminder].into_iter()).unwrap();
         let refs = shared::messages::decode_events(&batch).unwrap();
         let ids: Vec<Uuid> = refs.iter().map(|e| e.event_id).collect();
-        assert_eq!(ids, [Uuid::from_u128(1), Uuid::from_u128(3)]);
-        assert_eq!(refs[1].booking.id, Uuid::from_u128(103));
-        // The fan-out reads the booking from the database: no snapshot.
+        assert_eq!(ids, [Uuid::from_u128(1), Uuid::from_u128(2)]);
+        assert_eq!(refs[1].booking.id, Uuid::from_u128(102));
+        // Consumers read the booking from the database: no snapshot.
         assert!(!String::from_utf8(batch).unwrap().contains("a@example.com"));
     }
 
     #[test]
-    fn a_relay_batch_without_webhook_events_sends_no_webhook_message() {
-        let reminder = event("reminder", 1);
-        assert!(webhook_batch([(EventKind::Reminder, &reminder)].into_iter()).is_none());
-        assert!(webhook_batch(std::iter::empty()).is_none());
+    fn a_relay_batch_without_events_sends_no_event_batch() {
+        assert!(event_batch(std::iter::empty()).is_none());
     }
 }

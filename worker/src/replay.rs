@@ -8,7 +8,7 @@ use anyhow::Context;
 use lapin::options::{BasicAckOptions, BasicGetOptions, BasicNackOptions};
 use lapin::types::FieldTable;
 use shared::amqp::{self, header, Outgoing, Publisher};
-use shared::messages::{BookingCommand, BookingEvent};
+use shared::messages::{BookingEvent, ShardMessage};
 use shared::topology::{
     Topology, EVENTS_EXCHANGE, NOTIFIER_DEAD_QUEUE, REQUESTS_DEAD_QUEUE, REQUESTS_EXCHANGE,
     WEBHOOKS_DEAD_QUEUE, WEBHOOKS_QUEUE,
@@ -59,9 +59,9 @@ pub async fn run(
         };
         let delivery = &message.delivery;
         let target = if queue == REQUESTS_DEAD_QUEUE {
-            serde_json::from_slice::<BookingCommand>(&delivery.data)
+            serde_json::from_slice::<ShardMessage>(&delivery.data)
                 .ok()
-                .map(|c| (REQUESTS_EXCHANGE, c.show_id().to_string()))
+                .map(|m| (REQUESTS_EXCHANGE, m.show_id().to_string()))
         } else {
             serde_json::from_slice::<BookingEvent>(&delivery.data)
                 .ok()

@@ -149,7 +149,7 @@ impl Fanout {
                     tracing::error!(error = %err, "dead-lettering unparseable events");
                     // Acked with the batch below.
                     settler
-                        .dead_letter(delivery, &format!("unparseable events: {err}"), 1)
+                        .dead_letter(delivery, None, &format!("unparseable events: {err}"), 1)
                         .await?;
                 }
             }

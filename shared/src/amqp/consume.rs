@@ -19,7 +19,7 @@ use lapin::types::FieldTable;
 use lapin::{Channel, Connection};
 use tokio_util::sync::CancellationToken;
 
-use super::{close_channel, previous_deliveries, PublishError, Publisher};
+use super::{close_channel, previous_deliveries, Part, PublishError, Publisher};
 
 /// What to consume.
 pub struct Queue<'a> {
@@ -76,25 +76,33 @@ impl Settler<'_> {
             Settle::Ack => {}
             Settle::Later => return Ok(()),
             Settle::DeadLetter { reason, attempts } => {
-                self.dead_letter(delivery, &reason, attempts).await?;
+                self.dead_letter(delivery, None, &reason, attempts).await?;
             }
         }
         self.ack(delivery).await
     }
 
-    /// Moves a copy of `delivery` to the dead-letter queue with why and
-    /// after how many attempts (this process's plus the deliveries before),
-    /// leaving the ack to the caller: for a handler that has more to do in
-    /// between.
+    /// Moves a copy of `delivery` (or only its `part`) to the dead-letter
+    /// queue with why and after how many attempts (this process's plus the
+    /// deliveries before), leaving the ack to the caller: for a handler
+    /// that has more to do in between.
     pub async fn dead_letter(
         &self,
         delivery: &Delivery,
+        part: Option<&Part>,
         reason: &str,
         attempts: u32,
     ) -> Result<(), PublishError> {
         let attempts = attempts + previous_deliveries(delivery);
         self.dead_letters
-            .dead_letter(delivery, self.queue, self.dead_queue, reason, attempts)
+            .dead_letter(
+                delivery,
+                part,
+                self.queue,
+                self.dead_queue,
+                reason,
+                attempts,
+            )
             .await
     }
 

@@ -24,7 +24,8 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use crate::messages::{BookingCommand, EventKind};
+use crate::lifecycle::CommandKind;
+use crate::messages::{BookingCommand, EventKind, RequestBatch, ShardMessage};
 use crate::topology::{self, Topology, DEAD_LETTER_EXCHANGE, EVENTS_EXCHANGE, REQUESTS_EXCHANGE};
 use nodes::Nodes;
 
@@ -41,7 +42,7 @@ const RECONNECT_PAUSE: Duration = Duration::from_millis(500);
 /// How long a polite close may wait for the broker's answer.
 const CLOSE_WITHIN: Duration = Duration::from_secs(2);
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum PublishError {
     #[error("RabbitMQ is unavailable: {0}")]
     Unavailable(#[from] lapin::Error),
@@ -550,10 +551,45 @@ impl Publisher {
             &command.booking_id().to_string(),
         );
         header(&mut headers, "x-command", command.kind().as_str());
+        self.send_to_shard(command.show_id(), &payload, headers, deadline)
+            .await
+    }
+
+    /// Sends requests recorded together for `show_id` as one message (see
+    /// [`RequestBatch`]), giving up at `deadline` at the latest. Its
+    /// `x-requests` header says how many requests it carries, for an
+    /// operator reading the queue in the management UI.
+    pub async fn send_requests_by(
+        &self,
+        batch: RequestBatch,
+        deadline: Instant,
+    ) -> Result<(), PublishError> {
+        let (show_id, requests) = (batch.show_id, batch.booking_ids.len());
+        let payload =
+            serde_json::to_vec(&ShardMessage::Requests(batch)).expect("batches always serialize");
+        let mut headers = FieldTable::default();
+        header(&mut headers, "x-command", CommandKind::Request.as_str());
+        headers.insert(
+            topology::HEADER_REQUESTS.into(),
+            AMQPValue::LongInt(i32::try_from(requests).unwrap_or(i32::MAX)),
+        );
+        self.send_to_shard(show_id, &payload, headers, deadline)
+            .await
+    }
+
+    /// Publishes to the shard queue of `show_id`: the consistent-hash
+    /// exchange hashes the show id.
+    async fn send_to_shard(
+        &self,
+        show_id: uuid::Uuid,
+        payload: &[u8],
+        headers: FieldTable,
+        deadline: Instant,
+    ) -> Result<(), PublishError> {
         let msg = Outgoing {
             exchange: REQUESTS_EXCHANGE,
-            routing_key: &command.show_id().to_string(),
-            payload: &payload,
+            routing_key: &show_id.to_string(),
+            payload,
             message_id: uuid::Uuid::now_v7().to_string(),
             headers,
             mandatory: true,
@@ -585,13 +621,13 @@ impl Publisher {
         .await
     }
 
-    /// Publishes a JSON array of booking events for the webhook fan-out
-    /// (see [`topology::WEBHOOK_BATCH_KEY`]). Unroutable is fine:
-    /// while no endpoint is live nothing is bound to it.
-    pub async fn send_webhook_batch(&self, payload: &[u8]) -> Result<(), PublishError> {
+    /// Publishes a JSON array of booking events for the live hubs and the
+    /// webhook fan-out (see [`topology::EVENT_BATCH_KEY`]). Unroutable is
+    /// fine: with no api running and no endpoint live nothing is bound.
+    pub async fn send_event_batch(&self, payload: &[u8]) -> Result<(), PublishError> {
         self.publish(Outgoing {
             exchange: EVENTS_EXCHANGE,
-            routing_key: topology::WEBHOOK_BATCH_KEY,
+            routing_key: topology::EVENT_BATCH_KEY,
             payload,
             message_id: uuid::Uuid::now_v7().to_string(),
             headers: FieldTable::default(),
@@ -604,11 +640,13 @@ impl Publisher {
 impl Publisher {
     /// Moves a consumed message to `dead_queue` (through the dead-letter
     /// exchange) with why it died and how often it was tried, in headers an
-    /// operator sees in the management UI. The caller acks the original
+    /// operator sees in the management UI; or, given a `part`, only that
+    /// part of it (one request of a batch). The caller acks the original
     /// only after this returned `Ok`.
     pub async fn dead_letter(
         &self,
         delivery: &Delivery,
+        part: Option<&Part>,
         source_queue: &str,
         dead_queue: &str,
         reason: &str,
@@ -621,17 +659,33 @@ impl Publisher {
             topology::HEADER_ATTEMPTS.into(),
             AMQPValue::LongInt(i32::try_from(attempts).unwrap_or(i32::MAX)),
         );
-        let message_id = message_id(delivery);
+        let (payload, message_id) = match part {
+            None => (delivery.data.as_slice(), message_id(delivery)),
+            Some(part) => {
+                headers.insert(topology::HEADER_REQUESTS.into(), AMQPValue::LongInt(1));
+                header(&mut headers, "x-booking-id", &part.booking_id.to_string());
+                let id = format!("{}/{}", message_id(delivery), part.booking_id);
+                (part.payload.as_slice(), id)
+            }
+        };
         self.publish(Outgoing {
             exchange: DEAD_LETTER_EXCHANGE,
             routing_key: dead_queue,
-            payload: &delivery.data,
+            payload,
             message_id,
             headers,
             mandatory: true,
         })
         .await
     }
+}
+
+/// One booking's share of a consumed message, dead-lettered on its own:
+/// the others it came with are decided.
+pub struct Part {
+    pub booking_id: uuid::Uuid,
+    /// The message that would have carried it alone.
+    pub payload: Vec<u8>,
 }
 
 /// The message's id, kept when a message is moved so it can be traced.

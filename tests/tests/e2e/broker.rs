@@ -111,23 +111,7 @@ async fn poison_message_is_dead_lettered() {
     let show = sys.ga_show(10).await;
     let vhost = sys.vhost.as_deref().unwrap();
     let db = sys.db().await;
-    // A handler that always fails for one booking: the database refuses to
-    // record its decision (think of a bug, or bad data, met in production).
-    sqlx::raw_sql(
-        r#"CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
-           BEGIN
-             IF NEW.from_status = 'queued'
-                AND EXISTS (SELECT 1 FROM bookings WHERE id = NEW.booking_id AND email LIKE 'poison-%') THEN
-               RAISE EXCEPTION 'poisoned booking %', NEW.booking_id;
-             END IF;
-             RETURN NEW;
-           END $$;
-           CREATE TRIGGER refuse_poison BEFORE INSERT ON booking_audit
-             FOR EACH ROW EXECUTE FUNCTION refuse_poison();"#,
-    )
-    .execute(db)
-    .await
-    .unwrap();
+    refuse_poison(db).await;
 
     let poison = sys
         .book_accepted(
@@ -153,17 +137,7 @@ async fn poison_message_is_dead_lettered() {
         );
     }
 
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let dead = loop {
-        if let Some(dead) = dead_letters(vhost, "booking.requests.dead").await.pop() {
-            break dead;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the poison message never reached the dead-letter queue"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let dead = first_dead_letter(vhost).await;
     let headers = &dead["properties"]["headers"];
     let reason = headers["x-booking-death-reason"].as_str().unwrap();
     assert!(reason.contains("poisoned booking"), "{reason}");
@@ -180,10 +154,7 @@ async fn poison_message_is_dead_lettered() {
     );
 
     // The operator fixes the cause and replays the dead letters.
-    sqlx::raw_sql("DROP TRIGGER refuse_poison ON booking_audit")
-        .execute(db)
-        .await
-        .unwrap();
+    cure_poison(db).await;
     let out = sys.worker_command(&["replay-dead-letters"]).await;
     assert!(String::from_utf8_lossy(&out.stdout).contains("replayed 1 message"));
     assert_eq!(sys.decided(&poison).await["status"], "held");
@@ -215,4 +186,149 @@ async fn poison_message_is_dead_lettered() {
         .await
         .is_empty());
     sys.finish().await;
+}
+
+#[tokio::test]
+async fn a_poison_request_in_a_batch_is_dead_lettered_alone_and_the_rest_of_its_message_decided() {
+    let sys = System::start().await;
+    let show = sys.ga_show(10).await;
+    let vhost = sys.vhost.as_deref().unwrap();
+    let db = sys.db().await;
+    refuse_poison(db).await;
+    // Recorded with no worker running, their own messages taken off the
+    // queue, then sent again as one message: a batch with the poison in
+    // the middle, as the API sends requests recorded together.
+    for worker in sys.workers() {
+        sys.kill(&worker);
+    }
+    let mut ids = Vec::new();
+    for who in ["fine", "poison", "fine"] {
+        let body = json!({"email": unique_address(who), "name": "B", "quantity": 1});
+        ids.push(sys.book_accepted(&show, body).await);
+    }
+    let queues = management_call(reqwest::Method::GET, &format!("/api/queues/{vhost}"), None).await;
+    for queue in queues.as_array().unwrap() {
+        let name = queue["name"].as_str().unwrap();
+        if name.starts_with("booking.requests.shard-") {
+            let path = format!("/api/queues/{vhost}/{name}/contents");
+            management_call(reqwest::Method::DELETE, &path, None).await;
+        }
+    }
+    let batch = json!({"type": "requests", "show_id": show, "booking_ids": ids});
+    let published = management_call(
+        reqwest::Method::POST,
+        &format!("/api/exchanges/{vhost}/booking.requests/publish"),
+        Some(
+            json!({"properties": {"delivery_mode": 2, "headers": {"x-requests": 3}}, "routing_key": show,
+                    "payload": batch.to_string(), "payload_encoding": "string"}),
+        ),
+    )
+    .await;
+    assert_eq!(published["routed"], true);
+    sys.start_worker();
+
+    let (fine, poison) = ([&ids[0], &ids[2]], &ids[1]);
+    for id in fine {
+        assert_eq!(
+            sys.decided(id).await["status"],
+            "held",
+            "the rest of the message is decided"
+        );
+    }
+    let dead = first_dead_letter(vhost).await;
+    let payload: Value = serde_json::from_str(dead["payload"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        payload,
+        json!({"type": "request", "booking_id": poison, "show_id": show}),
+        "the dead letter is the poison request alone"
+    );
+    let headers = &dead["properties"]["headers"];
+    assert_eq!(headers["x-requests"], 1);
+    assert_eq!(headers["x-booking-id"], poison.as_str());
+    assert!(headers["x-booking-death-reason"]
+        .as_str()
+        .unwrap()
+        .contains("poisoned booking"));
+    assert_eq!(sys.booking(poison).await["status"], "queued");
+    assert_eq!(dead_letters(vhost, "booking.requests.dead").await.len(), 1);
+
+    cure_poison(db).await;
+    let out = sys.worker_command(&["replay-dead-letters"]).await;
+    assert!(String::from_utf8_lossy(&out.stdout).contains("replayed 1 message"));
+    assert_eq!(sys.decided(poison).await["status"], "held");
+    assert_eq!(sys.show(&show).await["held"], 3);
+    sys.finish().await;
+}
+
+#[tokio::test]
+async fn requests_recorded_together_travel_in_fewer_messages_than_bookings() {
+    let sys = System::start().await;
+    let show = sys.ga_show(100).await;
+    let bookings = 60;
+    let ids = futures::future::join_all((0..bookings).map(|_| {
+        let body = json!({"email": unique_address("crowd"), "name": "C", "quantity": 1});
+        sys.book_accepted(&show, body)
+    }))
+    .await;
+    for id in &ids {
+        assert_eq!(sys.decided(id).await["status"], "held");
+    }
+    let messages = sys
+        .api_metric("api_requests_per_message_count")
+        .await
+        .unwrap();
+    let carried = sys
+        .api_metric("api_requests_per_message_sum")
+        .await
+        .unwrap();
+    assert_eq!(carried, f64::from(bookings), "every request was sent once");
+    assert!(
+        messages < f64::from(bookings),
+        "{bookings} concurrent requests went out in {messages} messages"
+    );
+    sys.finish().await;
+}
+
+/// A handler that always fails for some bookings: the database refuses to
+/// record the decision of any whose email starts `poison-` (think of a
+/// bug, or bad data, met in production).
+async fn refuse_poison(db: &sqlx::PgPool) {
+    sqlx::raw_sql(
+        r#"CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+           BEGIN
+             IF NEW.from_status = 'queued'
+                AND EXISTS (SELECT 1 FROM bookings WHERE id = NEW.booking_id AND email LIKE 'poison-%') THEN
+               RAISE EXCEPTION 'poisoned booking %', NEW.booking_id;
+             END IF;
+             RETURN NEW;
+           END $$;
+           CREATE TRIGGER refuse_poison BEFORE INSERT ON booking_audit
+             FOR EACH ROW EXECUTE FUNCTION refuse_poison();"#,
+    )
+    .execute(db)
+    .await
+    .unwrap();
+}
+
+/// The operator's fix for [`refuse_poison`].
+async fn cure_poison(db: &sqlx::PgPool) {
+    sqlx::raw_sql("DROP TRIGGER refuse_poison ON booking_audit")
+        .execute(db)
+        .await
+        .unwrap();
+}
+
+/// The first message of `booking.requests.dead`, waited for up to 30 s.
+async fn first_dead_letter(vhost: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(dead) = dead_letters(vhost, "booking.requests.dead").await.pop() {
+            return dead;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nothing reached the dead-letter queue"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

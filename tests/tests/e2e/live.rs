@@ -8,7 +8,6 @@ use futures::StreamExt;
 use reqwest::Method;
 use serde_json::{json, Value};
 use shared::amqp::Publisher;
-use shared::messages::EventKind;
 use shared::topology::Topology;
 use tests::history::History;
 use tests::load::Request;
@@ -290,14 +289,12 @@ async fn decide_behind_the_workers_back(sys: &System, show: &str, id: &str) {
             quorum_group_size: None,
         },
     );
-    let event = json!({"booking": {"id": id, "show_id": show}});
+    // As the outbox relay sends it: in a batch of references.
+    let batch = json!([{"event_id": uuid::Uuid::new_v4(), "kind": "rejected",
+                        "occurred_at": chrono::Utc::now(),
+                        "booking": {"id": id, "show_id": show}}]);
     publisher
-        .send_event(
-            uuid::Uuid::new_v4(),
-            booking,
-            EventKind::Rejected,
-            event.to_string().as_bytes(),
-        )
+        .send_event_batch(batch.to_string().as_bytes())
         .await
         .unwrap();
 }

@@ -547,7 +547,7 @@ async fn events_reach_the_webhook_queue_only_while_an_endpoint_is_live() {
     let endpoint = subscribe(&sys, &receiver, &["booking.held"]).await;
     // Bound by the api before it answered 201, to the relay's batches (not
     // to each event: that would cost RabbitMQ a message per event).
-    assert_eq!(webhook_bindings(&sys).await, vec!["webhooks.batch"]);
+    assert_eq!(webhook_bindings(&sys).await, vec!["events.batch"]);
     let res = sys
         .admin(Method::DELETE, &format!("/v1/webhooks/{endpoint}"))
         .send()
@@ -564,16 +564,22 @@ async fn events_reach_the_webhook_queue_only_while_an_endpoint_is_live() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    // A queue bound to each event, as before the relay batched webhook
-    // events, loses those bindings when a process declares the topology.
+    // A queue bound as older versions bound it (to each event, then to
+    // batches of webhook events only) loses those bindings when a process
+    // declares the topology.
     let vhost = sys.vhost.as_deref().unwrap();
-    management_call(
-        Method::POST,
-        &format!("/api/bindings/{vhost}/e/booking.events/q/webhooks.events"),
-        Some(json!({"routing_key": "booking.held"})),
-    )
-    .await;
-    assert_eq!(webhook_bindings(&sys).await, vec!["booking.held"]);
+    for old_key in ["booking.held", "webhooks.batch"] {
+        management_call(
+            Method::POST,
+            &format!("/api/bindings/{vhost}/e/booking.events/q/webhooks.events"),
+            Some(json!({ "routing_key": old_key })),
+        )
+        .await;
+    }
+    assert_eq!(
+        webhook_bindings(&sys).await,
+        vec!["booking.held", "webhooks.batch"]
+    );
     let conn = shared::amqp::connect(&sys.amqp_url, "upgrade test")
         .await
         .unwrap();

@@ -171,6 +171,28 @@ pub async fn load_many(
         .collect())
 }
 
+/// How many requests wait in each of `shows`' lines, from its head to its
+/// tail (shows with nobody queued are left out): counted from the line's
+/// numbers, so one index lookup per show however long the line.
+pub async fn line_lengths(
+    db: &PgPool,
+    lines: &Lines,
+    shows: &[Uuid],
+) -> Result<HashMap<Uuid, i64>, sqlx::Error> {
+    let heads = line_heads(db, lines, shows).await?;
+    let queued: Vec<Uuid> = heads.keys().copied().collect();
+    let tails = sqlx::query!(
+        "SELECT show_id, tail FROM show_queue_tails WHERE show_id = ANY($1)",
+        &queued
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(tails
+        .into_iter()
+        .filter_map(|t| Some((t.show_id, t.tail - heads.get(&t.show_id)? + 1)))
+        .collect())
+}
+
 /// The head of each of `shows`' lines: the smallest number still queued
 /// (shows with nobody queued are left out).
 pub async fn line_heads(
