@@ -289,6 +289,71 @@ async fn requests_recorded_together_travel_in_fewer_messages_than_bookings() {
     sys.finish().await;
 }
 
+#[tokio::test]
+async fn the_requests_waiting_in_a_shard_show_on_its_workers_gauge() {
+    let sys = System::start().await;
+    let show = sys.ga_show(100).await;
+    let db = sys.db().await;
+    // Decisions take 8 s each, so that the gauge (read every 5 s) sees the
+    // line while the first decision holds it.
+    sqlx::raw_sql(
+        r#"CREATE FUNCTION slow_decisions() RETURNS trigger LANGUAGE plpgsql AS $$
+           BEGIN
+             IF EXISTS (SELECT 1 FROM decided WHERE from_status = 'queued') THEN
+               PERFORM pg_sleep(8);
+             END IF;
+             RETURN NULL;
+           END $$;
+           CREATE TRIGGER slow_decisions AFTER INSERT ON booking_audit
+             REFERENCING NEW TABLE AS decided
+             FOR EACH STATEMENT EXECUTE FUNCTION slow_decisions();"#,
+    )
+    .execute(db)
+    .await
+    .unwrap();
+    let waiting = 30;
+    let ids = futures::future::join_all((0..waiting).map(|_| {
+        let body = json!({"email": unique_address("line"), "name": "L", "quantity": 1});
+        sys.book_accepted(&show, body)
+    }))
+    .await;
+    let gauge = || async {
+        let mut sum = 0.0;
+        for worker in sys.workers() {
+            sum += sys
+                .worker_metric(&worker, "worker_requests_waiting")
+                .await
+                .unwrap_or(0.0);
+        }
+        sum
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while gauge().await != f64::from(waiting) {
+        assert!(
+            Instant::now() < deadline,
+            "the gauge never showed the {waiting} waiting"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    sqlx::raw_sql("DROP TRIGGER slow_decisions ON booking_audit")
+        .execute(db)
+        .await
+        .unwrap();
+    for id in &ids {
+        assert_eq!(sys.decided(id).await["status"], "held");
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while gauge().await != 0.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the gauge still counts decided requests"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    sys.finish().await;
+}
+
 /// A handler that always fails for some bookings: the database refuses to
 /// record the decision of any whose email starts `poison-` (think of a
 /// bug, or bad data, met in production).
