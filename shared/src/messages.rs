@@ -127,6 +127,21 @@ pub struct BookingEvent {
     pub booking: BookingSnapshot,
 }
 
+impl BookingEvent {
+    /// What the event is, without the snapshot.
+    pub fn reference(&self) -> EventRef {
+        EventRef {
+            event_id: self.event_id,
+            kind: self.kind,
+            occurred_at: self.occurred_at,
+            booking: BookingRef {
+                id: self.booking.id,
+                show_id: self.booking.show_id,
+            },
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BookingSnapshot {
     pub id: Uuid,
@@ -218,22 +233,10 @@ mod tests {
         }
     }
 
-    fn reference(event: &BookingEvent) -> EventRef {
-        EventRef {
-            event_id: event.event_id,
-            kind: event.kind,
-            occurred_at: event.occurred_at,
-            booking: BookingRef {
-                id: event.booking.id,
-                show_id: event.booking.show_id,
-            },
-        }
-    }
-
     #[test]
     fn a_batch_of_event_refs_and_a_whole_single_event_both_decode() {
         let events = [event(EventKind::Held), event(EventKind::Rejected)];
-        let refs: Vec<EventRef> = events.iter().map(reference).collect();
+        let refs: Vec<EventRef> = events.iter().map(BookingEvent::reference).collect();
         let array = serde_json::to_vec(&refs).unwrap();
         assert_eq!(decode_events(&array).unwrap(), refs);
         let one = serde_json::to_vec(&events[0]).unwrap();

@@ -589,7 +589,7 @@ async fn accepted_final(db: &PgPool, ops: &[Op]) -> Vec<String> {
 /// Every event the deciding transactions wrote was published.
 async fn events_published(db: &PgPool) -> Vec<String> {
     let pending: Vec<(Uuid, String)> = sqlx::query_as(
-        "SELECT booking_id, kind FROM outbox WHERE published_at IS NULL ORDER BY seq",
+        "SELECT booking_id, kind FROM outbox_events WHERE published_at IS NULL ORDER BY seq",
     )
     .fetch_all(db)
     .await

@@ -129,8 +129,8 @@ pub async fn decided_more_than_once(db: &PgPool, show: Uuid) -> Vec<String> {
     let events = count(
         db,
         "SELECT count(*) FROM (SELECT b.id FROM bookings b
-           LEFT JOIN outbox o ON o.booking_id = b.id AND o.kind IN ('held', 'rejected', 'waitlisted')
-           WHERE b.show_id = $1 AND b.status <> 'queued' GROUP BY b.id HAVING count(o.id) <> 1) t",
+           LEFT JOIN outbox_events o ON o.booking_id = b.id AND o.kind IN ('held', 'rejected', 'waitlisted')
+           WHERE b.show_id = $1 AND b.status <> 'queued' GROUP BY b.id HAVING count(o.event_id) <> 1) t",
         show,
     )
     .await;

@@ -1,24 +1,25 @@
 //! The one way out for what a state change must tell the world: rows
-//! written to the outbox in the transaction that made the change (events
-//! for `booking.events`, commands for a show's shard queue), and the relay
-//! that publishes them with publisher confirms, then marks them published.
-//! `FOR UPDATE SKIP LOCKED` lets every worker run a relay without two of
-//! them taking the same rows. A crash between the confirm and the mark
-//! publishes a row twice; consumers deduplicate (by event id, or because
-//! deciding a command again changes nothing). Each batch's events go out
-//! together, as one message for the live hubs and the webhook fan-out
-//! (`events.batch`), and only those that someone consumes one by one (the
-//! notifier's emails) also go out on their own: a sale's decisions cost
-//! RabbitMQ a message per batch rather than per event.
+//! written to the outbox in the transaction that made the change (the
+//! events of each show it decided, one row per show; commands for a show's
+//! shard queue, a row each), and the relay that publishes them with
+//! publisher confirms, then marks them published. `FOR UPDATE SKIP LOCKED`
+//! lets every worker run a relay without two of them taking the same rows.
+//! A crash between the confirm and the mark publishes a row twice;
+//! consumers deduplicate (by event id, or because deciding a command again
+//! changes nothing). A round's events go out together, as messages of up to
+//! [`EVENTS_PER_MESSAGE`] references for the live hubs and the webhook
+//! fan-out (`events.batch`), and only those that someone consumes one by
+//! one (the notifier's emails) also go out on their own, with the booking's
+//! snapshot: a sale's decisions cost PostgreSQL a row per transaction and
+//! RabbitMQ a message per round rather than one each.
 
 use std::time::Duration;
 
 use futures::future::{join, join_all};
 use serde::Deserialize;
 use shared::amqp::Publisher;
-use shared::lifecycle::EventKind;
 use shared::messages::{BookingCommand, BookingEvent, EventRef};
-use shared::store::outbox::{self, NewRow, Topic};
+use shared::store::outbox::{self, NewCommand, Topic, Unpublished};
 use shared::sweep::SweepError;
 use shared::topology;
 use sqlx::{PgConnection, PgPool};
@@ -27,20 +28,36 @@ use uuid::Uuid;
 
 const BATCH: i64 = 200;
 const IDLE_POLL: Duration = Duration::from_millis(50);
+/// Most event references in one `events.batch` message (about 150 bytes
+/// each).
+const EVENTS_PER_MESSAGE: usize = 500;
 
-/// Records events in the caller's transaction.
+/// Records events in the caller's transaction, one row per show. An event
+/// that is published alone keeps the booking's snapshot (the notifier
+/// renders its email from it); the others only need to say which booking
+/// changed, and are stored as references.
 pub async fn insert_events(
     conn: &mut PgConnection,
     events: &[BookingEvent],
 ) -> Result<(), sqlx::Error> {
-    let rows = events.iter().map(|e| NewRow {
-        id: e.event_id,
-        show_id: e.booking.show_id,
-        booking_id: e.booking.id,
-        kind: e.kind.as_str(),
-        payload: serde_json::to_value(e).expect("events serialize"),
-    });
-    outbox::insert(conn, Topic::Event, rows).await
+    let mut per_show: Vec<(Uuid, Vec<serde_json::Value>)> = Vec::new();
+    for event in events {
+        let show = event.booking.show_id;
+        let stored = if topology::published_alone(event.kind) {
+            serde_json::to_value(event)
+        } else {
+            serde_json::to_value(event.reference())
+        };
+        let stored = stored.expect("events serialize");
+        match per_show.iter_mut().find(|(s, _)| *s == show) {
+            Some((_, list)) => list.push(stored),
+            None => per_show.push((show, vec![stored])),
+        }
+    }
+    let rows = per_show
+        .into_iter()
+        .map(|(show, list)| (show, serde_json::Value::Array(list)));
+    outbox::insert_events(conn, rows).await
 }
 
 /// Records commands for the shard queues in the caller's transaction.
@@ -48,14 +65,14 @@ pub async fn insert_commands(
     conn: &mut PgConnection,
     commands: &[BookingCommand],
 ) -> Result<(), sqlx::Error> {
-    let rows = commands.iter().map(|c| NewRow {
+    let rows = commands.iter().map(|c| NewCommand {
         id: Uuid::now_v7(),
         show_id: c.show_id(),
         booking_id: c.booking_id(),
         kind: c.kind().as_str(),
         payload: serde_json::to_value(c).expect("commands serialize"),
     });
-    outbox::insert(conn, Topic::Command, rows).await
+    outbox::insert_commands(conn, rows).await
 }
 
 /// Relays until `cancel` fires.
@@ -76,58 +93,54 @@ pub async fn run(db: PgPool, publisher: &Publisher, cancel: CancellationToken) {
     }
 }
 
-/// Publishes up to one batch; returns how many rows went out.
+/// Publishes up to one batch of rows; returns how many rows went out.
 async fn relay_batch(db: &PgPool, publisher: &Publisher) -> Result<usize, SweepError> {
     let mut tx = db.begin().await?;
     let rows = outbox::lock_unpublished(&mut tx, BATCH).await?;
     if rows.is_empty() {
         return Ok(0);
     }
-    let outgoing: Vec<_> = rows
-        .iter()
-        .map(|row| parse(row.topic, &row.kind, &row.payload))
-        .collect();
-    let events = event_batch(
-        rows.iter()
-            .zip(&outgoing)
-            .filter_map(|(row, out)| match out {
-                Ok(Outgoing::Event(_)) => Some(&row.payload),
-                _ => None,
-            }),
-    );
-    // All publishes go out on the shared channel at once; each awaits only
-    // its own confirm, so the batch costs about one round trip.
-    let publishes = rows.iter().zip(&outgoing).map(|(row, out)| async move {
-        match out {
-            Ok(Outgoing::Command(command)) => publisher.send_command(command).await,
-            // Its batch carries it to everyone else.
-            Ok(Outgoing::Event(kind)) if !topology::published_alone(*kind) => Ok(()),
-            Ok(Outgoing::Event(kind)) => {
-                let payload = serde_json::to_vec(&row.payload).expect("json re-serializes");
-                publisher
-                    .send_event(row.id, row.booking_id, *kind, &payload)
-                    .await
-            }
+    let mut commands = Vec::new();
+    let mut events = Vec::new();
+    for row in &rows {
+        match unpack(row) {
+            Ok(Unpacked::Command(command)) => commands.push(command),
+            Ok(Unpacked::Events(found)) => events.extend(found),
             // Only this crate writes the outbox, so this is a bug or a
             // version skew; kept, such a row would stop the relay for good.
             Err(why) => {
                 metrics::counter!("worker_outbox_malformed_total").increment(1);
                 tracing::error!(outbox_id = %row.id, why, "dropping a malformed outbox row");
-                Ok(())
             }
         }
-    });
-    let batch = async {
-        match &events {
-            Some(batch) => publisher.send_event_batch(batch).await,
-            None => Ok(()),
-        }
-    };
-    let (published, batch) = join(join_all(publishes), batch).await;
-    for result in published {
+    }
+    let refs: Vec<&EventRef> = events.iter().map(|(event, _)| event).collect();
+    let batches: Vec<Vec<u8>> = refs
+        .chunks(EVENTS_PER_MESSAGE)
+        .map(|chunk| serde_json::to_vec(chunk).expect("event refs serialize"))
+        .collect();
+    // All publishes go out on the shared channel at once; each awaits only
+    // its own confirm, so the round costs about one round trip.
+    let alone = events
+        .iter()
+        .filter(|(event, _)| topology::published_alone(event.kind))
+        .map(|(event, payload)| async move {
+            let payload = serde_json::to_vec(payload).expect("json re-serializes");
+            publisher
+                .send_event(event.event_id, event.booking.id, event.kind, &payload)
+                .await
+        });
+    let publishes = join_all(
+        commands
+            .iter()
+            .map(|command| futures::future::Either::Left(publisher.send_command(command)))
+            .chain(alone.map(futures::future::Either::Right)),
+    );
+    let batched = join_all(batches.iter().map(|batch| publisher.send_event_batch(batch)));
+    let (published, batched) = join(publishes, batched).await;
+    for result in published.into_iter().chain(batched) {
         result?;
     }
-    batch?;
     let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
     outbox::mark_published(&mut tx, &ids).await?;
     tx.commit().await?;
@@ -135,37 +148,30 @@ async fn relay_batch(db: &PgPool, publisher: &Publisher) -> Result<usize, SweepE
     Ok(ids.len())
 }
 
-/// The events of a relay batch as one JSON array of [`EventRef`]s for
-/// [`shared::topology::EVENT_BATCH_KEY`]; `None` if there are none.
-fn event_batch<'a>(events: impl Iterator<Item = &'a serde_json::Value>) -> Option<Vec<u8>> {
-    let refs: Vec<EventRef> = events
-        .filter_map(|payload| match EventRef::deserialize(payload) {
-            Ok(event) => Some(event),
-            // Only this crate writes events, so this is a bug or a version
-            // skew; the event still goes out to its other consumers.
-            Err(err) => {
-                tracing::error!(error = %err, "an outbox event has no booking or time");
-                None
-            }
-        })
-        .collect();
-    (!refs.is_empty()).then(|| serde_json::to_vec(&refs).expect("event refs serialize"))
-}
-
-enum Outgoing {
-    Event(EventKind),
+/// What an outbox row carries.
+enum Unpacked<'a> {
+    /// Each event as its reference, with the JSON to publish it alone.
+    Events(Vec<(EventRef, &'a serde_json::Value)>),
     Command(BookingCommand),
 }
 
-fn parse(topic: Topic, kind: &str, payload: &serde_json::Value) -> Result<Outgoing, String> {
-    match topic {
-        Topic::Command => serde_json::from_value(payload.clone())
-            .map(Outgoing::Command)
+fn unpack(row: &Unpublished) -> Result<Unpacked<'_>, String> {
+    let event = |payload| {
+        EventRef::deserialize(payload)
+            .map(|event| (event, payload))
+            .map_err(|e| e.to_string())
+    };
+    match row.topic {
+        Topic::Command => serde_json::from_value(row.payload.clone())
+            .map(Unpacked::Command)
             .map_err(|e| e.to_string()),
-        Topic::Event => kind
-            .parse()
-            .map(Outgoing::Event)
-            .map_err(|e: shared::names::UnknownName| e.to_string()),
+        Topic::Event => Ok(Unpacked::Events(vec![event(&row.payload)?])),
+        Topic::Events => match &row.payload {
+            serde_json::Value::Array(list) => {
+                list.iter().map(event).collect::<Result<_, _>>().map(Unpacked::Events)
+            }
+            _ => Err("a row of events that is not a list".to_owned()),
+        },
     }
 }
 
@@ -181,20 +187,42 @@ mod tests {
                            "show_id": Uuid::nil(), "email": "a@example.com"}})
     }
 
-    #[test]
-    fn an_event_batch_refers_to_every_event_without_its_snapshot() {
-        let (held, reminder) = (event("held", 1), event("reminder", 2));
-        let batch = event_batch([&held, &reminder].into_iter()).unwrap();
-        let refs = shared::messages::decode_events(&batch).unwrap();
-        let ids: Vec<Uuid> = refs.iter().map(|e| e.event_id).collect();
-        assert_eq!(ids, [Uuid::from_u128(1), Uuid::from_u128(2)]);
-        assert_eq!(refs[1].booking.id, Uuid::from_u128(102));
-        // Consumers read the booking from the database: no snapshot.
-        assert!(!String::from_utf8(batch).unwrap().contains("a@example.com"));
+    fn row(topic: Topic, payload: serde_json::Value) -> Unpublished {
+        Unpublished {
+            id: Uuid::nil(),
+            topic,
+            payload,
+        }
+    }
+
+    fn events(row: &Unpublished) -> Vec<(Uuid, &serde_json::Value)> {
+        match unpack(row) {
+            Ok(Unpacked::Events(found)) => found.into_iter().map(|(e, p)| (e.event_id, p)).collect(),
+            _ => panic!("not events"),
+        }
     }
 
     #[test]
-    fn a_relay_batch_without_events_sends_no_event_batch() {
-        assert!(event_batch(std::iter::empty()).is_none());
+    fn a_row_of_events_unpacks_into_each_event_with_its_own_json() {
+        let (held, reminder) = (event("held", 1), event("reminder", 2));
+        let row = row(Topic::Events, json!([held, reminder]));
+        assert_eq!(
+            events(&row),
+            [(Uuid::from_u128(1), &held), (Uuid::from_u128(2), &reminder)]
+        );
+    }
+
+    #[test]
+    fn a_single_event_row_unpacks_as_one_event() {
+        let held = event("held", 1);
+        let row = row(Topic::Event, held.clone());
+        assert_eq!(events(&row), [(Uuid::from_u128(1), &held)]);
+    }
+
+    #[test]
+    fn malformed_rows_are_told_apart() {
+        assert!(unpack(&row(Topic::Events, json!({"not": "a list"}))).is_err());
+        assert!(unpack(&row(Topic::Events, json!([{"kind": "held"}]))).is_err());
+        assert!(unpack(&row(Topic::Command, json!({"type": "nonsense"}))).is_err());
     }
 }

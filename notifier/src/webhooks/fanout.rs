@@ -89,7 +89,7 @@ impl Fanout {
         tokio::select! {
             done = consuming => done,
             failed = self.keep_bound(&conn, &cancel) => failed,
-            failed = self.pace.watch(&conn, &self.topology, &cancel) => failed.map_err(Into::into),
+            never = self.pace.watch(&self.db) => match never {},
         }
     }
 

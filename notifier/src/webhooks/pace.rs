@@ -1,23 +1,27 @@
 //! The sale comes first. Webhooks compete with the sale for the same
 //! PostgreSQL and CPU: at full speed a delivery costs about as much as
 //! deciding a booking, so a partner subscribed to every event would slow a
-//! flash sale by a third. While booking requests wait in the shard queues
-//! (at least `WEBHOOK_SALE_BACKLOG` of them), the fan-out therefore takes
+//! flash sale by a third. While booking requests wait to be decided (at
+//! least `WEBHOOK_SALE_BACKLOG` of them), the fan-out therefore takes
 //! events at a trickle, `WEBHOOK_SALE_RATE` per second per notifier; the
 //! rest wait, durable, in `webhooks.events`, and are delivered at full speed
 //! once the backlog is gone. Nothing is lost or reordered, only late: a
 //! partner hears of a sale's bookings when the sale has been decided.
 //! Emails and event streams are not paced.
+//!
+//! The requests are counted in the database, not in the shard queues,
+//! whose messages carry a batch of requests each.
 
 use std::time::Duration;
 
-use lapin::Connection;
-use shared::config::WebhookSettings;
-use shared::topology::{self, Topology};
-use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
+use std::convert::Infallible;
 
-/// How often the shard queues' backlog is read.
+use shared::config::WebhookSettings;
+use shared::store::bookings::sweeps;
+use sqlx::PgPool;
+use tokio::sync::watch;
+
+/// How often the backlog is read.
 const LOOK_EVERY: Duration = Duration::from_millis(500);
 
 /// Whether booking requests are waiting, as last read, and the pace the
@@ -37,32 +41,22 @@ impl Pace {
         }
     }
 
-    /// Reads the backlog of the shard queues every [`LOOK_EVERY`] until the
-    /// broker fails (the caller reconnects) or `cancel` fires. A backlog of
-    /// 0 switches pacing off.
-    pub async fn watch(
-        &self,
-        conn: &Connection,
-        topology: &Topology,
-        cancel: &CancellationToken,
-    ) -> lapin::Result<()> {
+    /// Reads the requests waiting every [`LOOK_EVERY`], for good. A
+    /// backlog of 0 switches pacing off; a failed read keeps the last.
+    pub async fn watch(&self, db: &PgPool) -> Infallible {
         if self.backlog == 0 {
             return std::future::pending().await;
         }
-        let channel = conn.create_channel().await?;
-        let queues: Vec<String> = topology.shard_queues().map(|(_, q)| q).collect();
-        while !cancel.is_cancelled() {
-            let mut waiting = 0u32;
-            for queue in &queues {
-                waiting = waiting.saturating_add(topology::waiting(&channel, queue).await?);
+        loop {
+            match sweeps::in_line_up_to(db, self.backlog.into()).await {
+                Ok(waiting) => self.observe(u32::try_from(waiting).unwrap_or(u32::MAX)),
+                Err(err) => tracing::debug!(error = %err, "could not count the requests waiting"),
             }
-            self.observe(waiting);
             tokio::time::sleep(LOOK_EVERY).await;
         }
-        std::future::pending().await
     }
 
-    /// Takes a reading of the shard queues' backlog: a sale is on while
+    /// Takes a reading of the backlog: a sale is on while
     /// at least `WEBHOOK_SALE_BACKLOG` requests wait.
     fn observe(&self, waiting: u32) {
         let sale = waiting >= self.backlog;

@@ -9,15 +9,19 @@ use crate::names::named_enum;
 named_enum! {
     /// Where the relay publishes a row.
     pub enum Topic {
-        /// A booking event, to `booking.events`.
+        /// One booking event, to `booking.events` (rows written before
+        /// events were written a show and transaction at a time).
         Event = "event",
+        /// The events of one show that one transaction decided, a JSON
+        /// array, to `booking.events`.
+        Events = "events",
         /// A command for a show's shard queue.
         Command = "command",
     }
 }
 
-/// A row to write.
-pub struct NewRow {
+/// A command to write.
+pub struct NewCommand {
     pub id: Uuid,
     pub show_id: Uuid,
     pub booking_id: Uuid,
@@ -25,15 +29,14 @@ pub struct NewRow {
     pub payload: serde_json::Value,
 }
 
-/// Writes `rows` under `topic` in the caller's transaction.
-pub async fn insert(
+/// Writes `commands` in the caller's transaction, a row each.
+pub async fn insert_commands(
     conn: &mut PgConnection,
-    topic: Topic,
-    rows: impl Iterator<Item = NewRow>,
+    commands: impl Iterator<Item = NewCommand>,
 ) -> Result<(), sqlx::Error> {
     let (mut ids, mut shows, mut bookings, mut kinds, mut payloads) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for row in rows {
+    for row in commands {
         ids.push(row.id);
         shows.push(row.show_id);
         bookings.push(row.booking_id);
@@ -52,7 +55,31 @@ pub async fn insert(
         &bookings,
         &kinds as &[&str],
         &payloads,
-        topic as Topic
+        Topic::Command as Topic
+    )
+    .execute(conn)
+    .await
+    .map(drop)
+}
+
+/// Writes the events of each show in the caller's transaction, a row per
+/// show: `events` pairs a show with the JSON array of its events.
+pub async fn insert_events(
+    conn: &mut PgConnection,
+    events: impl Iterator<Item = (Uuid, serde_json::Value)>,
+) -> Result<(), sqlx::Error> {
+    let (shows, payloads): (Vec<Uuid>, Vec<serde_json::Value>) = events.unzip();
+    if shows.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = shows.iter().map(|_| Uuid::now_v7()).collect();
+    sqlx::query!(
+        "INSERT INTO outbox (id, show_id, payload, topic)
+         SELECT t.*, $4 FROM unnest($1::uuid[], $2::uuid[], $3::jsonb[]) AS t(id, show_id, payload)",
+        &ids,
+        &shows,
+        &payloads,
+        Topic::Events as Topic
     )
     .execute(conn)
     .await
@@ -62,9 +89,7 @@ pub async fn insert(
 /// A row waiting to be published.
 pub struct Unpublished {
     pub id: Uuid,
-    pub booking_id: Uuid,
     pub topic: Topic,
-    pub kind: String,
     pub payload: serde_json::Value,
 }
 
@@ -76,7 +101,7 @@ pub async fn lock_unpublished(
 ) -> Result<Vec<Unpublished>, sqlx::Error> {
     sqlx::query_as!(
         Unpublished,
-        r#"SELECT id, booking_id, topic AS "topic: Topic", kind, payload FROM outbox
+        r#"SELECT id, topic AS "topic: Topic", payload FROM outbox
            WHERE published_at IS NULL ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED"#,
         limit
     )

@@ -85,3 +85,15 @@ pub async fn stale_in_line(
     .fetch_all(db)
     .await
 }
+
+/// How many requests wait in line, counted up to `at_most`: enough to tell
+/// a sale's backlog from none without counting a long line whole.
+pub async fn in_line_up_to(db: impl PgExecutor<'_>, at_most: i64) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT count(*) AS "waiting!" FROM
+             (SELECT 1 FROM bookings WHERE booking_in_line(status, dead_lettered_at) LIMIT $1) AS line"#,
+        at_most
+    )
+    .fetch_one(db)
+    .await
+}
