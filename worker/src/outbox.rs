@@ -136,7 +136,11 @@ async fn relay_batch(db: &PgPool, publisher: &Publisher) -> Result<usize, SweepE
             .map(|command| futures::future::Either::Left(publisher.send_command(command)))
             .chain(alone.map(futures::future::Either::Right)),
     );
-    let batched = join_all(batches.iter().map(|batch| publisher.send_event_batch(batch)));
+    let batched = join_all(
+        batches
+            .iter()
+            .map(|batch| publisher.send_event_batch(batch)),
+    );
     let (published, batched) = join(publishes, batched).await;
     for result in published.into_iter().chain(batched) {
         result?;
@@ -156,20 +160,22 @@ enum Unpacked<'a> {
 }
 
 fn unpack(row: &Unpublished) -> Result<Unpacked<'_>, String> {
-    let event = |payload| {
+    fn event(payload: &serde_json::Value) -> Result<(EventRef, &serde_json::Value), String> {
         EventRef::deserialize(payload)
             .map(|event| (event, payload))
             .map_err(|e| e.to_string())
-    };
+    }
     match row.topic {
         Topic::Command => serde_json::from_value(row.payload.clone())
             .map(Unpacked::Command)
             .map_err(|e| e.to_string()),
         Topic::Event => Ok(Unpacked::Events(vec![event(&row.payload)?])),
         Topic::Events => match &row.payload {
-            serde_json::Value::Array(list) => {
-                list.iter().map(event).collect::<Result<_, _>>().map(Unpacked::Events)
-            }
+            serde_json::Value::Array(list) => list
+                .iter()
+                .map(event)
+                .collect::<Result<_, _>>()
+                .map(Unpacked::Events),
             _ => Err("a row of events that is not a list".to_owned()),
         },
     }
@@ -197,7 +203,9 @@ mod tests {
 
     fn events(row: &Unpublished) -> Vec<(Uuid, &serde_json::Value)> {
         match unpack(row) {
-            Ok(Unpacked::Events(found)) => found.into_iter().map(|(e, p)| (e.event_id, p)).collect(),
+            Ok(Unpacked::Events(found)) => {
+                found.into_iter().map(|(e, p)| (e.event_id, p)).collect()
+            }
             _ => panic!("not events"),
         }
     }

@@ -599,9 +599,7 @@ async fn events_reach_the_webhook_queue_only_while_an_endpoint_is_live() {
 /// is gone every one of them arrives.
 #[tokio::test]
 async fn webhooks_trickle_while_a_sale_backlog_waits_then_all_arrive() {
-    // One request in the worker's hands per shard: the rest wait ready.
     let sys = System::start_with(env(&[
-        ("PREFETCH", "1"),
         ("WEBHOOK_SALE_BACKLOG", "3"),
         ("WEBHOOK_SALE_RATE", "1"),
     ]))
@@ -619,11 +617,10 @@ async fn webhooks_trickle_while_a_sale_backlog_waits_then_all_arrive() {
         )
         .await;
 
-    // A sale's backlog: requests waiting in a shard queue (put there
-    // directly; the worker dead-letters them once it resumes).
+    // A sale's backlog: requests waiting to be decided.
     sys.pause("worker-0");
     for _ in 0..6 {
-        publish(vhost, "booking.requests.shard-00", "waiting".to_owned()).await;
+        book(&sys, &show, 1, false).await;
     }
     // The notifier reads the backlog twice a second.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -642,7 +639,7 @@ async fn webhooks_trickle_while_a_sale_backlog_waits_then_all_arrive() {
         "1 event a second while requests wait, yet {early} of 20 arrived within 4 s"
     );
 
-    // The backlog is gone: all 20 arrive.
+    // The backlog is gone: all 20 arrive, and the 6 holds.
     sys.resume("worker-0");
     let received = receiver
         .wait_until("every event", Duration::from_secs(30), |r| {
@@ -650,7 +647,7 @@ async fn webhooks_trickle_while_a_sale_backlog_waits_then_all_arrive() {
                 .map(|r| r.webhook_id.as_str())
                 .collect::<HashSet<_>>()
                 .len()
-                >= 21
+                >= 27
         })
         .await;
     assert!(received.iter().all(|r| r.verified));
