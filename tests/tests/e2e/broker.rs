@@ -265,11 +265,7 @@ async fn requests_recorded_together_travel_in_fewer_messages_than_bookings() {
     let sys = System::start().await;
     let show = sys.ga_show(100).await;
     let bookings = 60;
-    let ids = futures::future::join_all((0..bookings).map(|_| {
-        let body = json!({"email": unique_address("crowd"), "name": "C", "quantity": 1});
-        sys.book_accepted(&show, body)
-    }))
-    .await;
+    let ids = book_at_once(&sys, &show, bookings).await;
     for id in &ids {
         assert_eq!(sys.decided(id).await["status"], "held");
     }
@@ -312,11 +308,7 @@ async fn the_requests_waiting_in_a_shard_show_on_its_workers_gauge() {
     .await
     .unwrap();
     let waiting = 30;
-    let ids = futures::future::join_all((0..waiting).map(|_| {
-        let body = json!({"email": unique_address("line"), "name": "L", "quantity": 1});
-        sys.book_accepted(&show, body)
-    }))
-    .await;
+    let ids = book_at_once(&sys, &show, waiting).await;
     let gauge = || async {
         let mut sum = 0.0;
         for worker in sys.workers() {
@@ -352,6 +344,15 @@ async fn the_requests_waiting_in_a_shard_show_on_its_workers_gauge() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     sys.finish().await;
+}
+
+/// `n` bookings of one ticket each, sent all at once; their ids.
+async fn book_at_once(sys: &System, show: &str, n: u32) -> Vec<String> {
+    futures::future::join_all((0..n).map(|_| {
+        let body = json!({"email": unique_address("crowd"), "name": "C", "quantity": 1});
+        sys.book_accepted(show, body)
+    }))
+    .await
 }
 
 /// A handler that always fails for some bookings: the database refuses to
