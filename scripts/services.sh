@@ -1079,7 +1079,7 @@ _rmq_start() {
     mkdir -p "$RMQ_DIR/home" "$RMQ_DIR/mnesia" "$RMQ_DIR/log"
     rm -f "$RMQ_PID_FILE" # stale after kill -9; `rabbitmqctl wait` would trust it
     _rmq_cookie
-    echo '[rabbitmq_management,rabbitmq_consistent_hash_exchange,rabbitmq_shovel,rabbitmq_shovel_management].' \
+    echo '[rabbitmq_management,rabbitmq_shovel,rabbitmq_shovel_management].' \
         >"$RMQ_DIR/enabled_plugins"
     cat >"$RMQ_DIR/rabbitmq.conf" <<CONF
 # Written by scripts/services.sh on every start.

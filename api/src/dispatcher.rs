@@ -1,15 +1,16 @@
 //! Publishes recorded requests to their shows' shard queues, one message
-//! for the requests of a show that are waiting together (a
-//! [`RequestBatch`]), not one each. The requests of one group commit
-//! ([`crate::recorder`]) come here together, so on an on-sale minute a
-//! message carries a dozen or more: RabbitMQ routes, stores, delivers and
-//! acks a message for them all, and the worker acks one.
+//! for the requests of a shard that are waiting together (a
+//! [`ShardMessage::ShardRequests`](shared::messages::ShardMessage)), not
+//! one each. The requests of one group commit ([`crate::recorder`]) come
+//! here together, so on an on-sale minute a message carries a dozen or
+//! more, of one show or of many: RabbitMQ routes, stores, delivers and acks
+//! a message for them all, and the worker decides them in one transaction.
 //!
 //! Each caller still waits for the confirm of the message that carries its
 //! request before it answers `202`, and a failed publish fails every
 //! request it carried (each caller withdraws its own booking). While a
-//! show's message is on its way, that show's next requests gather for the
-//! next one; other shows' messages go out side by side.
+//! shard's message is on its way, that shard's next requests gather for
+//! the next one; other shards' messages go out side by side.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -70,67 +71,82 @@ impl Dispatcher {
     }
 }
 
-/// Gathers requests per show and sends a show's message whenever none of
+/// Gathers requests per shard and sends a shard's message whenever none of
 /// its own is on the way. Even a request whose caller has left is sent: it
 /// is recorded, and must reach its worker.
 async fn run(publisher: Arc<Publisher>, mut incoming: mpsc::Receiver<Pending>) {
-    let (done, mut finished) = mpsc::unbounded_channel::<Uuid>();
-    let mut waiting: HashMap<Uuid, VecDeque<Pending>> = HashMap::new();
-    let mut sending: HashSet<Uuid> = HashSet::new();
+    let (done, mut finished) = mpsc::unbounded_channel::<u16>();
+    let mut waiting: HashMap<u16, VecDeque<Pending>> = HashMap::new();
+    let mut sending: HashSet<u16> = HashSet::new();
     let mut open = true;
     while open || !sending.is_empty() || !waiting.is_empty() {
-        let ready: Vec<Uuid> = waiting
+        let ready: Vec<u16> = waiting
             .keys()
-            .filter(|show| !sending.contains(*show))
+            .filter(|shard| !sending.contains(*shard))
             .copied()
             .collect();
-        for show in ready {
-            let queue = waiting.get_mut(&show).expect("listed");
+        for shard in ready {
+            let queue = waiting.get_mut(&shard).expect("listed");
             let take = queue.len().min(MAX_REQUESTS_PER_MESSAGE);
             let batch: Vec<Pending> = queue.drain(..take).collect();
             if queue.is_empty() {
-                waiting.remove(&show);
+                waiting.remove(&shard);
             }
-            sending.insert(show);
+            sending.insert(shard);
             let (publisher, done) = (publisher.clone(), done.clone());
             tokio::spawn(async move {
-                send(&publisher, show, batch).await;
-                let _ = done.send(show);
+                send(&publisher, shard, batch).await;
+                let _ = done.send(shard);
             });
         }
         tokio::select! {
             next = incoming.recv(), if open => match next {
                 Some(pending) => {
-                    waiting.entry(pending.show_id).or_default().push_back(pending);
+                    let shard_of = |p: &Pending| publisher.shard_of(p.show_id);
+                    waiting.entry(shard_of(&pending)).or_default().push_back(pending);
                     while let Ok(pending) = incoming.try_recv() {
-                        waiting.entry(pending.show_id).or_default().push_back(pending);
+                        waiting.entry(shard_of(&pending)).or_default().push_back(pending);
                     }
                 }
                 None => open = false,
             },
-            Some(show) = finished.recv() => {
-                sending.remove(&show);
+            Some(shard) = finished.recv() => {
+                sending.remove(&shard);
             }
         }
     }
 }
 
-/// Sends one message for `batch` (all of `show_id`) and answers each
-/// caller. It keeps trying until the last caller's deadline; a caller with
-/// an earlier one has stopped waiting by itself.
-async fn send(publisher: &Publisher, show_id: Uuid, batch: Vec<Pending>) {
+/// Sends one message for `batch` (all of `shard`) and answers each caller.
+/// It keeps trying until the last caller's deadline; a caller with an
+/// earlier one has stopped waiting by itself.
+async fn send(publisher: &Publisher, shard: u16, batch: Vec<Pending>) {
     metrics::histogram!("api_requests_per_message").record(batch.len() as f64);
     let deadline = batch
         .iter()
         .map(|pending| pending.deadline)
         .max()
         .expect("a batch is never empty");
-    let message = RequestBatch {
-        show_id,
-        booking_ids: batch.iter().map(|pending| pending.booking_id).collect(),
-    };
-    let sent = publisher.send_requests_by(message, deadline).await;
+    let sent = publisher
+        .send_requests_by(shard, per_show(&batch), deadline)
+        .await;
     for pending in batch {
         let _ = pending.reply.send(sent.clone());
     }
+}
+
+/// The requests of `batch` grouped by show, shows and requests in the
+/// order they came.
+fn per_show(batch: &[Pending]) -> Vec<RequestBatch> {
+    let mut shows: Vec<RequestBatch> = Vec::new();
+    for pending in batch {
+        match shows.iter_mut().find(|s| s.show_id == pending.show_id) {
+            Some(show) => show.booking_ids.push(pending.booking_id),
+            None => shows.push(RequestBatch {
+                show_id: pending.show_id,
+                booking_ids: vec![pending.booking_id],
+            }),
+        }
+    }
+    shows
 }

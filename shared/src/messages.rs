@@ -63,55 +63,59 @@ impl BookingCommand {
     }
 }
 
-/// The requests one API process recorded together for one show, as one
-/// message on the show's shard queue: with a group commit of 16 rows, one
-/// message to route, store, deliver and ack instead of 16. The ids are in
-/// the order they were recorded; the worker decides them in line order
-/// all the same (`accepted_seq`), like single requests.
+/// Requests of one show, in the order they were recorded. The worker
+/// decides them in line order all the same (`accepted_seq`), like single
+/// requests.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RequestBatch {
     pub show_id: Uuid,
     pub booking_ids: Vec<Uuid>,
 }
 
-/// Most requests one [`RequestBatch`] carries: about 40 bytes each, so a
-/// message stays a few kilobytes.
+/// Most requests one message carries: about 40 bytes each, so a message
+/// stays a few kilobytes.
 pub const MAX_REQUESTS_PER_MESSAGE: usize = 256;
 
-/// A message on a shard queue: a batch of requests (`"type": "requests"`)
-/// or one command (tagged with its own type).
+/// A message on a shard queue: one command (tagged with its own type), or
+/// the requests an API process recorded together for the shows of one
+/// shard (`"type": "shard_requests"`): one message to route, store, deliver
+/// and ack instead of one each, however many shows are on sale. Requests
+/// of a single show (`"type": "requests"`) were sent before shard batches
+/// and are still read, from queues and dead letters.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ShardMessage {
+    ShardRequests {
+        shows: Vec<RequestBatch>,
+    },
     Requests(RequestBatch),
     #[serde(untagged)]
     Command(BookingCommand),
 }
 
 impl ShardMessage {
-    /// The show whose shard the message goes to.
-    pub fn show_id(&self) -> Uuid {
-        match self {
-            Self::Requests(batch) => batch.show_id,
-            Self::Command(command) => command.show_id(),
-        }
+    /// Whether the message carries requests together rather than one command.
+    pub fn is_batch(&self) -> bool {
+        !matches!(self, Self::Command(_))
     }
 
     /// The commands the message carries, in its order (none for an empty
     /// batch).
     pub fn into_commands(self) -> Vec<BookingCommand> {
-        match self {
-            Self::Command(command) => vec![command],
-            Self::Requests(RequestBatch {
-                show_id,
-                booking_ids,
-            }) => booking_ids
+        let requests = |batch: RequestBatch| {
+            let show_id = batch.show_id;
+            batch
+                .booking_ids
                 .into_iter()
-                .map(|booking_id| BookingCommand::Request {
+                .map(move |booking_id| BookingCommand::Request {
                     booking_id,
                     show_id,
                 })
-                .collect(),
+        };
+        match self {
+            Self::Command(command) => vec![command],
+            Self::Requests(batch) => requests(batch).collect(),
+            Self::ShardRequests { shows } => shows.into_iter().flat_map(requests).collect(),
         }
     }
 }
@@ -249,18 +253,38 @@ mod tests {
     #[test]
     fn a_shard_message_is_a_batch_of_requests_or_one_command() {
         let (show, a, b) = (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3));
-        let batch = ShardMessage::Requests(RequestBatch {
-            show_id: show,
-            booking_ids: vec![a, b],
-        });
-        let json = serde_json::to_value(&batch).unwrap();
-        assert_eq!(json["type"], "requests");
-        let read: ShardMessage = serde_json::from_value(json).unwrap();
-        let request = |booking_id| BookingCommand::Request {
+        let (other, c) = (Uuid::from_u128(4), Uuid::from_u128(5));
+        let request = |show_id, booking_id| BookingCommand::Request {
             booking_id,
-            show_id: show,
+            show_id,
         };
-        assert_eq!(read.into_commands(), [request(a), request(b)]);
+        let batch = ShardMessage::ShardRequests {
+            shows: vec![
+                RequestBatch {
+                    show_id: show,
+                    booking_ids: vec![a, b],
+                },
+                RequestBatch {
+                    show_id: other,
+                    booking_ids: vec![c],
+                },
+            ],
+        };
+        let json = serde_json::to_value(&batch).unwrap();
+        assert_eq!(json["type"], "shard_requests");
+        assert_eq!(json["shows"][1]["booking_ids"][0], c.to_string());
+        let read: ShardMessage = serde_json::from_value(json).unwrap();
+        assert!(read.is_batch());
+        assert_eq!(
+            read.into_commands(),
+            [request(show, a), request(show, b), request(other, c)]
+        );
+
+        // One show's batch, as sent before shard batches.
+        let json = serde_json::json!({"type": "requests", "show_id": show, "booking_ids": [a, b]});
+        let read: ShardMessage = serde_json::from_value(json).unwrap();
+        assert!(read.is_batch());
+        assert_eq!(read.into_commands(), [request(show, a), request(show, b)]);
 
         let cancel = BookingCommand::Cancel {
             booking_id: a,
@@ -269,6 +293,7 @@ mod tests {
         };
         let read: ShardMessage =
             serde_json::from_slice(&serde_json::to_vec(&cancel).unwrap()).unwrap();
+        assert!(!read.is_batch());
         assert_eq!(read.into_commands(), [cancel]);
         // A batch's fields under another type are neither a batch nor a command.
         let wrong = serde_json::json!({"type": "request", "show_id": show, "booking_ids": [a]});

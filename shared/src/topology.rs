@@ -2,7 +2,7 @@
 //! and after every reconnect, so no process depends on another having run.
 //!
 //! ```text
-//! api ──▶ booking.requests (x-consistent-hash on show id)
+//! api ──▶ (default exchange, the show's shard: [`Topology::shard_of`])
 //!            ├─▶ booking.requests.shard-00  (quorum, single active consumer)
 //!            ├─▶ …
 //!            └─▶ booking.requests.shard-NN ──▶ worker
@@ -23,7 +23,9 @@
 
 use std::num::NonZeroU16;
 
-use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::options::{
+    ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
+};
 use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{Channel, Connection, ExchangeKind};
@@ -31,6 +33,10 @@ use lapin::{Channel, Connection, ExchangeKind};
 use crate::lifecycle::EventKind;
 use crate::webhooks::WebhookEvent;
 
+/// The prefix of the shard queues' names. Also the name of the
+/// consistent-hash exchange that routed to them before publishers chose
+/// the shard themselves; declaring the topology deletes it, so that a
+/// publisher of that time fails loudly rather than route a show elsewhere.
 pub const REQUESTS_EXCHANGE: &str = "booking.requests";
 pub const DEAD_LETTER_EXCHANGE: &str = "booking.dead-letter";
 pub const REQUESTS_DEAD_QUEUE: &str = "booking.requests.dead";
@@ -106,6 +112,21 @@ impl Topology {
         }
     }
 
+    /// The shard that carries `show_id`'s commands, in order. Every
+    /// process computes it (so that a publisher can put several shows of one
+    /// shard in one message), which is why it must never change for a given
+    /// number of shards: FNV-1a over the id's bytes, the same on any build
+    /// and platform, and spread evenly whatever version the UUID is.
+    pub fn shard_of(&self, show_id: uuid::Uuid) -> u16 {
+        let hash = show_id
+            .as_bytes()
+            .iter()
+            .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+                (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3)
+            });
+        u16::try_from(hash % u64::from(self.shards)).expect("below a u16")
+    }
+
     pub fn shard_queue(shard: u16) -> String {
         format!("{REQUESTS_EXCHANGE}.shard-{shard:02}")
     }
@@ -126,13 +147,9 @@ impl Topology {
             durable: true,
             ..Default::default()
         };
+        // Deleting an exchange that is not there is fine.
         channel
-            .exchange_declare(
-                REQUESTS_EXCHANGE.into(),
-                ExchangeKind::Custom("x-consistent-hash".into()),
-                durable,
-                FieldTable::default(),
-            )
+            .exchange_delete(REQUESTS_EXCHANGE.into(), ExchangeDeleteOptions::default())
             .await?;
         channel
             .exchange_declare(
@@ -166,8 +183,6 @@ impl Topology {
             // One consumer at a time per shard keeps each show's order.
             args.insert("x-single-active-consumer".into(), AMQPValue::Boolean(true));
             declare_queue(conn, channel, &queue, args).await?;
-            // For the consistent-hash exchange the binding key is the weight.
-            bind(channel, &queue, REQUESTS_EXCHANGE, "1").await?;
         }
 
         declare_queue(
@@ -346,5 +361,40 @@ mod tests {
         let mut sorted = names.clone();
         sorted.sort();
         assert_eq!(names, sorted);
+    }
+
+    fn sixteen_shards() -> Topology {
+        Topology {
+            shards: 16,
+            delivery_limit: 5,
+            quorum_group_size: None,
+        }
+    }
+
+    #[test]
+    fn a_show_keeps_its_shard_across_builds() {
+        // Publishers and replays of different versions must agree: these
+        // values may never change.
+        let t = sixteen_shards();
+        let show = |s: &str| uuid::Uuid::parse_str(s).unwrap();
+        // Worked out by hand from FNV-1a's definition.
+        assert_eq!(t.shard_of(show("00000000-0000-0000-0000-000000000000")), 5);
+        assert_eq!(t.shard_of(show("5402b347-44cf-4cd2-ad89-97bcff87a86a")), 3);
+    }
+
+    #[test]
+    fn shows_spread_evenly_over_shards_whatever_their_uuid_version() {
+        let t = sixteen_shards();
+        for make in [uuid::Uuid::new_v4 as fn() -> uuid::Uuid, uuid::Uuid::now_v7] {
+            let mut per_shard = [0_u32; 16];
+            for _ in 0..16_000 {
+                per_shard[usize::from(t.shard_of(make()))] += 1;
+            }
+            // 1,000 expected each; ±15 % is over four standard deviations.
+            assert!(
+                per_shard.iter().all(|n| (850..=1150).contains(n)),
+                "{per_shard:?}"
+            );
+        }
     }
 }

@@ -229,8 +229,8 @@ impl Drop for PrivatePostgres {
     }
 }
 
-/// A private RabbitMQ node (Debian's 3.10) with the consistent-hash exchange
-/// plugin, crashable and restartable with its durable state.
+/// A private RabbitMQ node (Debian's 3.10), crashable and restartable with
+/// its durable state.
 pub struct PrivateBroker {
     dir: PathBuf,
     node: String,
@@ -260,9 +260,9 @@ impl PrivateBroker {
         }
         let management_port = management.then(restartable_port);
         let plugins = if management {
-            "[rabbitmq_consistent_hash_exchange,rabbitmq_management].\n"
+            "[rabbitmq_management].\n"
         } else {
-            "[rabbitmq_consistent_hash_exchange].\n"
+            "[].\n"
         };
         std::fs::write(dir.join("enabled_plugins"), plugins).unwrap();
         let mut conf = String::new();

@@ -108,6 +108,7 @@ pub struct System {
     env: Vec<(&'static str, String)>,
     extra_env: Vec<(String, String)>,
     bin_dir: PathBuf,
+    shards: u16,
 }
 
 impl std::ops::Deref for System {
@@ -161,6 +162,7 @@ impl System {
             env,
             extra_env: options.extra_env,
             bin_dir: options.bin_dir.unwrap_or_else(test_bin_dir),
+            shards: options.shards,
         };
         system.spawn(
             "api",
@@ -177,6 +179,18 @@ impl System {
         );
         system.wait_ready().await;
         system
+    }
+
+    /// The shard queue that carries `show`'s commands, as every service
+    /// works it out.
+    pub fn shard_queue_of(&self, show: &str) -> String {
+        let topology = shared::topology::Topology {
+            shards: self.shards,
+            delivery_limit: 0,
+            quorum_group_size: None,
+        };
+        let show = uuid::Uuid::parse_str(show).expect("a show id");
+        shared::topology::Topology::shard_queue(topology.shard_of(show))
     }
 
     /// Starts one more worker process; returns its label.

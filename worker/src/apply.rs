@@ -93,11 +93,17 @@ impl<G: PaymentGateway> Applier<G> {
                 })
                 .collect(),
         };
+        let runs: Vec<(Uuid, &[Command])> = runs
+            .iter()
+            .zip(&prepared)
+            .map(|((show_id, _), run)| (*show_id, run.as_slice()))
+            .collect();
         let mut tx = self.db.begin().await?;
-        let mut outcomes = Vec::with_capacity(runs.len());
-        for ((show_id, _), run) in runs.iter().zip(&prepared) {
-            let decided = apply_run(&mut tx, *show_id, run, &rules, &actors).await?;
-            outcomes.push(
+        let decided = decide_runs(&mut tx, &runs, &rules, &actors).await?;
+        tx.commit().await?;
+        Ok(decided
+            .into_iter()
+            .map(|decided| {
                 decided
                     .verdicts
                     .into_iter()
@@ -105,11 +111,9 @@ impl<G: PaymentGateway> Applier<G> {
                         Verdict::Applied(d) => Outcome::Applied(d.event),
                         Verdict::Skipped(why) => Outcome::Skipped(why),
                     })
-                    .collect(),
-            );
-        }
-        tx.commit().await?;
-        Ok(outcomes)
+                    .collect()
+            })
+            .collect())
     }
 
     /// See [`bookings::mark_dead_lettered`].
@@ -163,22 +167,58 @@ pub async fn apply_run(
     rules: &Rules,
     actors: &Actors<'_>,
 ) -> Result<Decided, DecideError> {
-    let loaded = Loaded::read(conn, show_id, commands).await?;
-    let mut state = loaded.state.clone();
-    let order = decide::line_order(&state, commands);
-    let in_line: Vec<Command> = order.iter().map(|&i| commands[i].clone()).collect();
-    let mut decided = decide::decide(&mut state, &in_line, rules);
-    let decisions: Vec<&Decision> = decided.decisions().collect();
-    if !decisions.is_empty() {
-        persist::persist(conn, &loaded, &state, &decisions, &decided.refunds, actors).await?;
+    let mut decided = decide_runs(conn, &[(show_id, commands)], rules, actors).await?;
+    Ok(decided.pop().expect("one run, one result"))
+}
+
+/// [`apply_run`] for several shows' runs in one transaction, each in its
+/// order: one statement for each of the reads and writes that every run
+/// makes alike, however many shows (see [`Loaded::read_runs`] and
+/// [`persist::Writes`]).
+async fn decide_runs(
+    conn: &mut PgConnection,
+    runs: &[(Uuid, &[Command])],
+    rules: &Rules,
+    actors: &Actors<'_>,
+) -> Result<Vec<Decided>, DecideError> {
+    let loaded = Loaded::read_runs(conn, runs).await?;
+    let mut done = Vec::with_capacity(runs.len());
+    for ((_, commands), loaded) in runs.iter().zip(loaded) {
+        let mut state = loaded.state.clone();
+        let order = decide::line_order(&state, commands);
+        let in_line: Vec<Command> = order.iter().map(|&i| commands[i].clone()).collect();
+        let decided = decide::decide(&mut state, &in_line, rules);
+        done.push((loaded, state, order, decided));
     }
-    // Even a skipped command can leave a charge to pay back.
-    persist::persist_refunds(conn, &decided.refunds).await?;
-    // Written in the order decided; answered in the order given.
-    let mut verdicts: Vec<Option<Verdict>> = (0..commands.len()).map(|_| None).collect();
-    for (&i, verdict) in order.iter().zip(decided.verdicts.drain(..)) {
-        verdicts[i] = Some(verdict);
+    let mut writes = persist::Writes::default();
+    for (loaded, state, _, decided) in &done {
+        let decisions: Vec<&Decision> = decided.decisions().collect();
+        if !decisions.is_empty() {
+            persist::persist(
+                conn,
+                &mut writes,
+                loaded,
+                state,
+                &decisions,
+                &decided.refunds,
+                actors,
+            )
+            .await?;
+        }
+        // Even a skipped command can leave a charge to pay back.
+        persist::persist_refunds(conn, &decided.refunds).await?;
     }
-    decided.verdicts = verdicts.into_iter().flatten().collect();
-    Ok(decided)
+    writes.flush(conn).await?;
+    Ok(done
+        .into_iter()
+        .map(|(_, _, order, mut decided)| {
+            // Written in the order decided; answered in the order given.
+            let mut verdicts: Vec<Option<Verdict>> = (0..order.len()).map(|_| None).collect();
+            for (&i, verdict) in order.iter().zip(decided.verdicts.drain(..)) {
+                verdicts[i] = Some(verdict);
+            }
+            decided.verdicts = verdicts.into_iter().flatten().collect();
+            decided
+        })
+        .collect())
 }

@@ -2,10 +2,11 @@
 //! [`crate::claims`]) and decides their commands in order. Each owned shard
 //! has a task that takes whatever is ready (up to [`MAX_BATCH`] messages,
 //! each one command or a batch of requests), decides each show's run of
-//! commands in order, all shows of the batch in one transaction (or, if
-//! that fails, each show in its own), and acks the messages only after the
-//! transaction committed. A crash at any instant
-//! leaves unacked messages that RabbitMQ redelivers; deciding is idempotent.
+//! commands in order, all shows of the batch in one transaction with what
+//! the other shards have ready ([`Combiner`]; if that fails, each show in
+//! its own), and acks the messages only after the transaction committed.
+//! A crash at any instant leaves unacked messages that RabbitMQ
+//! redelivers; deciding is idempotent.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::ControlFlow;
@@ -28,15 +29,12 @@ use uuid::Uuid;
 use crate::apply::{Applier, Outcome};
 use crate::backlog::Backlog;
 use crate::claims::Claims;
+use crate::combiner::{Combiner, MAX_COMMANDS};
 use crate::error::DecideError;
 use crate::payment::PaymentGateway;
 
 /// Most messages taken together; bounded by the prefetch as well.
 const MAX_BATCH: usize = 500;
-/// Most commands decided in one transaction: a message can carry a few
-/// hundred requests, and a transaction of tens of thousands would hold the
-/// show's decisions (and their answers) back for seconds.
-const MAX_COMMANDS: usize = 1000;
 /// How long stopping a shard (finishing its batch, closing its channel) may take.
 const STOP_WITHIN: Duration = Duration::from_secs(10);
 /// How often a worker looks at the shard claims (and so the failover time).
@@ -53,6 +51,7 @@ pub struct Settings {
 pub struct ShardConsumer<G> {
     settings: Settings,
     applier: Arc<Applier<G>>,
+    combiner: Combiner,
     dead_letters: Arc<Publisher>,
     backlog: Arc<Backlog>,
 }
@@ -110,6 +109,7 @@ impl<G: PaymentGateway> ShardConsumer<G> {
     ) -> Arc<Self> {
         Arc::new(Self {
             settings,
+            combiner: Combiner::start(applier.clone()),
             applier,
             dead_letters,
             backlog,
@@ -263,14 +263,16 @@ impl<G: PaymentGateway> ShardConsumer<G> {
             };
             let item = Item {
                 delivery,
-                batched: matches!(message, ShardMessage::Requests(_)),
+                batched: message.is_batch(),
                 commands: message.into_commands(),
             };
-            let Some(first) = item.commands.first() else {
+            if item.commands.is_empty() {
                 settler.ack(&item.delivery).await?;
                 continue;
-            };
-            self.backlog.seen(shard, first.show_id());
+            }
+            for command in &item.commands {
+                self.backlog.seen(shard, command.show_id());
+            }
             if commands + item.commands.len() > MAX_COMMANDS && !chunk.is_empty() {
                 if self
                     .handle_chunk(settler, std::mem::take(&mut chunk), stop)
@@ -290,34 +292,34 @@ impl<G: PaymentGateway> ShardConsumer<G> {
         self.handle_chunk(settler, chunk, stop).await
     }
 
-    /// Decides the messages of a chunk: every show's run in one
-    /// transaction, or each show on its own if that fails.
+    /// Decides the commands of a chunk's messages: every show's run in one
+    /// transaction, with other shards' (see [`Combiner`]), or each show on
+    /// its own if that fails. A message (which may carry several shows) is
+    /// acked once all its commands are settled.
     async fn handle_chunk(
         &self,
         settler: &Settler<'_>,
         chunk: Vec<Item>,
         stop: &CancellationToken,
     ) -> Result<ControlFlow<()>, ConsumeError> {
-        let mut per_show: Vec<(Uuid, Vec<Item>)> = Vec::new();
-        for item in chunk {
-            // A message's commands are all of one show.
-            let show = item.commands[0].show_id();
-            match per_show.iter_mut().find(|(s, _)| *s == show) {
-                Some((_, items)) => items.push(item),
-                None => per_show.push((show, vec![item])),
-            }
-        }
-        if per_show.len() > 1 {
-            if let Some(outcomes) = self.decide_together(&per_show).await {
-                for ((_, items), outcomes) in per_show.iter().zip(outcomes) {
-                    acked(settler, items, outcomes).await?;
+        let mut settling = Settling::new(settler, &chunk);
+        let runs = runs_of(&chunk);
+        let together = runs
+            .iter()
+            .map(|(show, run)| (*show, commands_of(run)))
+            .collect();
+        if let Some(outcomes) = self.combiner.decide(together).await {
+            for ((_, run), outcomes) in runs.iter().zip(outcomes) {
+                for ((item, command), outcome) in run.iter().zip(outcomes) {
+                    record(command, outcome);
+                    settling.settled(*item).await?;
                 }
-                return Ok(ControlFlow::Continue(()));
             }
+            return Ok(ControlFlow::Continue(()));
         }
-        for (show, items) in &per_show {
+        for (show, run) in &runs {
             if self
-                .decide_run(settler, *show, items, stop)
+                .decide_run(&mut settling, *show, run, stop)
                 .await?
                 .is_break()
             {
@@ -327,76 +329,48 @@ impl<G: PaymentGateway> ShardConsumer<G> {
         Ok(ControlFlow::Continue(()))
     }
 
-    /// Every show's run of a chunk in one transaction, tried once. `None`
-    /// if that failed: then each show is decided on its own, with retries
-    /// and dead-lettering, so that one show's trouble never holds up
-    /// another's decisions.
-    async fn decide_together(&self, per_show: &[(Uuid, Vec<Item>)]) -> Option<Vec<Vec<Outcome>>> {
-        let commands: Vec<(Uuid, Vec<BookingCommand>)> = per_show
-            .iter()
-            .map(|(show, items)| (*show, commands_of(items)))
-            .collect();
-        let runs: Vec<(Uuid, &[BookingCommand])> = commands
-            .iter()
-            .map(|(show, run)| (*show, run.as_slice()))
-            .collect();
-        let span = tracing::info_span!(
-            "decide",
-            shows = runs.len(),
-            commands = runs.iter().map(|(_, run)| run.len()).sum::<usize>(),
-        );
-        match self.applier.apply_runs(&runs).instrument(span).await {
-            Ok(outcomes) => Some(outcomes),
-            Err(err) => {
-                tracing::warn!(error = %err, "deciding the batch's shows together failed; deciding each on its own");
-                None
-            }
-        }
-    }
-
     /// A run of one show's commands: one transaction. If it fails for good,
     /// each command is tried alone so that one poison request does not
     /// take the others down with it, not even those of its own message.
     async fn decide_run(
         &self,
-        settler: &Settler<'_>,
+        settling: &mut Settling<'_, '_>,
         show: Uuid,
-        items: &[Item],
+        run: &Run,
         stop: &CancellationToken,
     ) -> Result<ControlFlow<()>, ConsumeError> {
-        let commands = commands_of(items);
+        let commands = commands_of(run);
         match self.try_decide(show, &commands, stop).await {
-            Tried::Done(outcomes) => acked(settler, items, outcomes).await?,
+            Tried::Done(outcomes) => {
+                for ((item, command), outcome) in run.iter().zip(outcomes) {
+                    record(command, outcome);
+                    settling.settled(*item).await?;
+                }
+            }
             Tried::Interrupted => return Ok(ControlFlow::Break(())),
-            Tried::GaveUp { error, attempts } if commands.len() == 1 => {
-                self.give_up(
-                    settler,
-                    &items[0],
-                    &commands[0],
-                    &error.to_string(),
-                    attempts,
-                )
-                .await?;
-                settler.ack(&items[0].delivery).await?;
+            Tried::GaveUp { error, attempts } if run.len() == 1 => {
+                let (item, command) = &run[0];
+                self.give_up(settling, *item, command, &error.to_string(), attempts)
+                    .await?;
             }
             Tried::GaveUp { .. } => {
-                for item in items {
-                    for command in &item.commands {
-                        match self
-                            .try_decide(show, std::slice::from_ref(command), stop)
-                            .await
-                        {
-                            Tried::Done(outcomes) => record(command, outcomes[0]),
-                            Tried::GaveUp { error, attempts } => {
-                                self.give_up(settler, item, command, &error.to_string(), attempts)
-                                    .await?;
-                            }
-                            // The message's decided commands are skipped
-                            // when it comes again.
-                            Tried::Interrupted => return Ok(ControlFlow::Break(())),
+                for (item, command) in run {
+                    match self
+                        .try_decide(show, std::slice::from_ref(command), stop)
+                        .await
+                    {
+                        Tried::Done(outcomes) => {
+                            record(command, outcomes[0]);
+                            settling.settled(*item).await?;
                         }
+                        Tried::GaveUp { error, attempts } => {
+                            self.give_up(settling, *item, command, &error.to_string(), attempts)
+                                .await?;
+                        }
+                        // The message's decided commands are skipped
+                        // when it comes again.
+                        Tried::Interrupted => return Ok(ControlFlow::Break(())),
                     }
-                    settler.ack(&item.delivery).await?;
                 }
             }
         }
@@ -444,35 +418,36 @@ impl<G: PaymentGateway> ShardConsumer<G> {
 
     /// Dead-letters a command that failed every attempt (on its own if it
     /// came in a batch: one booking per dead letter, as an operator reads
-    /// and replays them) and marks its booking. The caller acks
-    /// the message once all its commands are settled.
+    /// and replays them), marks its booking and counts it settled.
     async fn give_up(
         &self,
-        settler: &Settler<'_>,
-        item: &Item,
+        settling: &mut Settling<'_, '_>,
+        item: usize,
         command: &BookingCommand,
         error: &str,
         attempts: u32,
     ) -> Result<(), ConsumeError> {
         metrics::counter!("worker_messages_total", "outcome" => "dead_lettered").increment(1);
         tracing::error!(booking_id = %command.booking_id(), error, attempts, "giving up, dead-lettering");
-        let part = item.batched.then(|| Part {
+        let carrier = &settling.items[item];
+        let part = carrier.batched.then(|| Part {
             booking_id: command.booking_id(),
             payload: serde_json::to_vec(command).expect("commands always serialize"),
         });
-        settler
-            .dead_letter(&item.delivery, part.as_ref(), error, attempts)
+        settling
+            .settler
+            .dead_letter(&carrier.delivery, part.as_ref(), error, attempts)
             .await
             .map_err(consume::ConsumeError::from)?;
         if let Err(err) = self.applier.mark_dead_lettered(command.booking_id()).await {
             tracing::error!(error = %err, "could not mark the booking as dead-lettered");
         }
-        Ok(())
+        settling.settled(item).await
     }
 }
 
 /// A shard queue's message and the commands it carries: one, or the
-/// requests of a [`shared::messages::RequestBatch`].
+/// requests of a batch (of one show or several).
 struct Item {
     delivery: Delivery,
     /// Whether it was a batch (of however many).
@@ -480,12 +455,59 @@ struct Item {
     commands: Vec<BookingCommand>,
 }
 
-/// The commands of `items`, in order.
-fn commands_of(items: &[Item]) -> Vec<BookingCommand> {
-    items
-        .iter()
-        .flat_map(|item| item.commands.iter().cloned())
-        .collect()
+/// One show's commands of a chunk, in order, each with the index of the
+/// message that carried it.
+type Run = Vec<(usize, BookingCommand)>;
+
+/// The chunk's commands grouped into runs per show, shows in the order
+/// they first come.
+fn runs_of(chunk: &[Item]) -> Vec<(Uuid, Run)> {
+    let mut runs: Vec<(Uuid, Run)> = Vec::new();
+    for (index, item) in chunk.iter().enumerate() {
+        for command in &item.commands {
+            let show = command.show_id();
+            let entry = (index, command.clone());
+            match runs.iter_mut().find(|(s, _)| *s == show) {
+                Some((_, run)) => run.push(entry),
+                None => runs.push((show, vec![entry])),
+            }
+        }
+    }
+    runs
+}
+
+/// The commands of `run`, in order.
+fn commands_of(run: &Run) -> Vec<BookingCommand> {
+    run.iter().map(|(_, command)| command.clone()).collect()
+}
+
+/// Acks each message of a chunk as soon as all its commands are settled
+/// (decided or dead-lettered), not before: a message cut off by a stop
+/// comes again, and its decided commands are skipped then.
+struct Settling<'s, 'c> {
+    settler: &'s Settler<'s>,
+    items: &'c [Item],
+    unsettled: Vec<usize>,
+}
+
+impl<'s, 'c> Settling<'s, 'c> {
+    fn new(settler: &'s Settler<'s>, items: &'c [Item]) -> Self {
+        let unsettled = items.iter().map(|item| item.commands.len()).collect();
+        Self {
+            settler,
+            items,
+            unsettled,
+        }
+    }
+
+    /// One command of message `item` is settled.
+    async fn settled(&mut self, item: usize) -> Result<(), ConsumeError> {
+        self.unsettled[item] -= 1;
+        if self.unsettled[item] == 0 {
+            self.settler.ack(&self.items[item].delivery).await?;
+        }
+        Ok(())
+    }
 }
 
 /// Removes shard tasks that ended by themselves; any such end means the
@@ -508,23 +530,6 @@ async fn reap(running: &mut BTreeMap<u16, Running>) -> Option<ConsumeError> {
         failure.get_or_insert(err);
     }
     failure
-}
-
-/// Acks what was decided, counting each outcome: `outcomes` has one per
-/// command of `items`, in order.
-async fn acked(
-    settler: &Settler<'_>,
-    items: &[Item],
-    outcomes: Vec<Outcome>,
-) -> Result<(), ConsumeError> {
-    let mut outcomes = outcomes.into_iter();
-    for item in items {
-        for (command, outcome) in item.commands.iter().zip(outcomes.by_ref()) {
-            record(command, outcome);
-        }
-        settler.ack(&item.delivery).await?;
-    }
-    Ok(())
 }
 
 fn record(command: &BookingCommand, outcome: Outcome) {

@@ -6,6 +6,7 @@
 pub mod apply;
 pub mod backlog;
 pub mod claims;
+pub mod combiner;
 pub mod consumer;
 pub mod decide;
 pub mod error;

@@ -1,4 +1,4 @@
-//! Reads what a run of commands for one show needs, inside the deciding
+//! Reads what runs of commands for shows need, inside the deciding
 //! transaction: the show, the bookings its commands name (and the head of
 //! its waiting list when tickets may return, and its customers' tickets
 //! when it has a limit), and their seats (and every free seat when a
@@ -53,15 +53,52 @@ enum SeatsOf<'a> {
 }
 
 impl Loaded {
-    pub async fn read(
+    /// What each of `runs` (a show and its commands) needs, in run order:
+    /// the shows and the bookings the commands name in one statement each,
+    /// however many shows; the rest (waiting lists, limits, seats) per show
+    /// that needs it.
+    pub async fn read_runs(
         conn: &mut PgConnection,
-        show_id: Uuid,
-        commands: &[Command],
-    ) -> Result<Self, sqlx::Error> {
-        let show = shows::load_for_deciding(conn, show_id).await?;
-        let mut loaded = Self {
+        runs: &[(Uuid, &[Command])],
+    ) -> Result<Vec<Self>, sqlx::Error> {
+        let show_ids: Vec<Uuid> = runs.iter().map(|(show, _)| *show).collect();
+        let mut shows: HashMap<Uuid, shows::ForDeciding> =
+            shows::load_for_deciding(conn, &show_ids)
+                .await?
+                .into_iter()
+                .map(|show| (show.id, show))
+                .collect();
+        let ids: Vec<Uuid> = runs
+            .iter()
+            .flat_map(|(_, commands)| commands.iter().map(Command::booking))
+            .collect();
+        let mut rows: HashMap<Uuid, bookings::ForDeciding> =
+            bookings::load_for_deciding(conn, &ids)
+                .await?
+                .into_iter()
+                .map(|b| (b.id, b))
+                .collect();
+        let mut loaded = Vec::with_capacity(runs.len());
+        for (show_id, commands) in runs {
+            // A show twice in one transaction fails here, and each of its
+            // runs is then decided alone.
+            let show = shows.remove(show_id).ok_or(sqlx::Error::RowNotFound)?;
+            let mine = commands
+                .iter()
+                .filter_map(|c| rows.remove(&c.booking()))
+                .collect();
+            let mut run = Self::new(show);
+            run.add_bookings(mine);
+            run.complete(conn, commands).await?;
+            loaded.push(run);
+        }
+        Ok(loaded)
+    }
+
+    fn new(show: shows::ForDeciding) -> Self {
+        Self {
             state: State {
-                show_id,
+                show_id: show.id,
                 show: Show {
                     kind: show.kind,
                     capacity: show.capacity,
@@ -85,27 +122,33 @@ impl Loaded {
             },
             bookings: HashMap::new(),
             seats: HashMap::new(),
-        };
-        let ids: Vec<Uuid> = commands.iter().map(Command::booking).collect();
-        loaded.read_bookings(conn, &ids).await?;
-        loaded.read_waitlist_head(conn, commands).await?;
-        if show.max_tickets_per_customer.is_some() {
-            loaded.read_customer_tickets(conn).await?;
         }
-        if show.kind == ShowKind::Seated {
-            let ids: Vec<Uuid> = loaded.state.bookings.keys().copied().collect();
-            loaded.read_seats(conn, SeatsOf::Bookings(&ids)).await?;
+    }
+
+    /// Reads what only some runs need, once the run's bookings are in.
+    async fn complete(
+        &mut self,
+        conn: &mut PgConnection,
+        commands: &[Command],
+    ) -> Result<(), sqlx::Error> {
+        self.read_waitlist_head(conn, commands).await?;
+        if self.state.show.max_per_customer.is_some() {
+            self.read_customer_tickets(conn).await?;
+        }
+        if self.state.show.kind == ShowKind::Seated {
+            let ids: Vec<Uuid> = self.state.bookings.keys().copied().collect();
+            self.read_seats(conn, SeatsOf::Bookings(&ids)).await?;
             // Best-available requests and offers pick from the free seats.
-            let picks = loaded.state.bookings.values().any(|b| {
+            let picks = self.state.bookings.values().any(|b| {
                 matches!(b.wanted, Wanted::BestAvailable { .. })
                     && matches!(b.status, BookingStatus::Queued | BookingStatus::Waitlisted)
             });
             if picks {
-                loaded.read_seats(conn, SeatsOf::FreeInShow).await?;
+                self.read_seats(conn, SeatsOf::FreeInShow).await?;
             }
-            loaded.rank_rows();
+            self.rank_rows();
         }
-        Ok(loaded)
+        Ok(())
     }
 
     /// Adds the bookings `ids` (those that exist) to the state.
@@ -114,10 +157,15 @@ impl Loaded {
         conn: &mut PgConnection,
         ids: &[Uuid],
     ) -> Result<(), sqlx::Error> {
-        if ids.is_empty() {
-            return Ok(());
+        if !ids.is_empty() {
+            let rows = bookings::load_for_deciding(conn, ids).await?;
+            self.add_bookings(rows);
         }
-        for b in bookings::load_for_deciding(conn, ids).await? {
+        Ok(())
+    }
+
+    fn add_bookings(&mut self, rows: Vec<bookings::ForDeciding>) {
+        for b in rows {
             // A seated booking asks for the best available until its seats
             // are read ([`Self::read_seats`]): named, or picked for it.
             let wanted = match self.state.show.kind {
@@ -152,7 +200,6 @@ impl Loaded {
                 },
             );
         }
-        Ok(())
     }
 
     /// The waitlisted bookings a run could offer tickets to: only a run that

@@ -1,7 +1,7 @@
 //! The one way out for what a state change must tell the world: rows
 //! written to the outbox in the transaction that made the change (the
-//! events of each show it decided, one row per show; commands for a show's
-//! shard queue, a row each), and the relay that publishes them with
+//! events it decided, of however many shows, in one row; commands for a
+//! show's shard queue, a row each), and the relay that publishes them with
 //! publisher confirms, then marks them published. `FOR UPDATE SKIP LOCKED`
 //! lets every worker run a relay without two of them taking the same rows.
 //! A crash between the confirm and the mark publishes a row twice;
@@ -32,32 +32,26 @@ const IDLE_POLL: Duration = Duration::from_millis(50);
 /// each).
 const EVENTS_PER_MESSAGE: usize = 500;
 
-/// Records events in the caller's transaction, one row per show. An event
-/// that is published alone keeps the booking's snapshot (the notifier
-/// renders its email from it); the others only need to say which booking
-/// changed, and are stored as references.
+/// Records events in the caller's transaction, as one row. An event that
+/// is published alone keeps the booking's snapshot (the notifier renders
+/// its email from it); the others only need to say which booking changed,
+/// and are stored as references.
 pub async fn insert_events(
     conn: &mut PgConnection,
     events: &[BookingEvent],
 ) -> Result<(), sqlx::Error> {
-    let mut per_show: Vec<(Uuid, Vec<serde_json::Value>)> = Vec::new();
-    for event in events {
-        let show = event.booking.show_id;
-        let stored = if topology::published_alone(event.kind) {
-            serde_json::to_value(event)
-        } else {
-            serde_json::to_value(event.reference())
-        };
-        let stored = stored.expect("events serialize");
-        match per_show.iter_mut().find(|(s, _)| *s == show) {
-            Some((_, list)) => list.push(stored),
-            None => per_show.push((show, vec![stored])),
-        }
-    }
-    let rows = per_show
-        .into_iter()
-        .map(|(show, list)| (show, serde_json::Value::Array(list)));
-    outbox::insert_events(conn, rows).await
+    let stored = events
+        .iter()
+        .map(|event| {
+            if topology::published_alone(event.kind) {
+                serde_json::to_value(event)
+            } else {
+                serde_json::to_value(event.reference())
+            }
+            .expect("events serialize")
+        })
+        .collect();
+    outbox::insert_events(conn, serde_json::Value::Array(stored)).await
 }
 
 /// Records commands for the shard queues in the caller's transaction.

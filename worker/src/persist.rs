@@ -1,10 +1,12 @@
-//! Writes what a run decided, inside the caller's transaction: the
-//! difference between the rows [`Loaded`] read and the state after the
+//! Writes what runs decided, inside the caller's transaction: the
+//! difference between the rows [`Loaded`] read and the state after each
 //! run, under each row's `version` (seats, show counters, bookings), then
 //! the audit rows, the tickets, one outbox event per decision and the
-//! refunds to make. Fewer rows updated than written means someone changed
-//! a row since it was read: a [`DecideError::Conflict`] that rolls the
-//! whole run back for a retry.
+//! refunds to make. What every run writes alike goes in one statement for
+//! all the transaction's runs ([`Writes`]). Fewer rows updated than
+//! written means someone changed a row since it was read: a
+//! [`DecideError::Conflict`] that rolls the whole transaction back for a
+//! retry.
 
 use std::collections::HashMap;
 
@@ -57,36 +59,62 @@ impl<'a> Actors<'a> {
     }
 }
 
-/// Writes the difference between what `loaded` read and `after`, plus the
-/// audit rows, tickets and events of `decisions`.
-pub async fn persist(
+/// The writes of a transaction's runs that go in one statement each,
+/// whatever the number of shows: the show counters and the bookings (under
+/// their versions), the audit rows and the outbox events. Gathered by
+/// [`persist`] for each run, written by [`Writes::flush`].
+#[derive(Default)]
+pub struct Writes<'a> {
+    counters: Vec<shows::CountersChange>,
+    outcomes: Vec<Outcome<'a>>,
+    audit: Vec<AuditEntry<'a>>,
+    events: Vec<BookingEvent>,
+}
+
+impl Writes<'_> {
+    /// Writes everything gathered; a version that moved since it was read
+    /// is a [`DecideError::Conflict`], and the caller rolls back.
+    pub async fn flush(self, conn: &mut PgConnection) -> Result<(), DecideError> {
+        if !shows::persist_counters(conn, &self.counters).await? {
+            return Err(DecideError::Conflict("show"));
+        }
+        if !bookings::persist(conn, &self.outcomes).await? {
+            return Err(DecideError::Conflict("booking"));
+        }
+        bookings::audit(conn, &self.audit).await?;
+        outbox::insert_events(conn, &self.events).await?;
+        Ok(())
+    }
+}
+
+/// Writes the difference between what `loaded` read and `after` that is
+/// particular to the run (seats, tickets), and adds the rest (counters,
+/// bookings, audit rows, events) to `writes`.
+pub async fn persist<'a>(
     conn: &mut PgConnection,
-    loaded: &Loaded,
-    after: &State,
+    writes: &mut Writes<'a>,
+    loaded: &'a Loaded,
+    after: &'a State,
     decisions: &[&Decision],
     refunds: &[Refund],
-    actors: &Actors<'_>,
+    actors: &Actors<'a>,
 ) -> Result<(), DecideError> {
     persist_seats(conn, loaded, after).await?;
-    persist_show(conn, loaded, after).await?;
-    persist_bookings(conn, loaded, after, decisions).await?;
+    persist_show(writes, loaded, after);
+    persist_bookings(writes, loaded, after, decisions);
     persist_picked_seats(conn, loaded, after).await?;
-    let entries: Vec<AuditEntry> = decisions
-        .iter()
-        .map(|d| AuditEntry {
-            booking_id: d.booking,
-            from: d.from,
-            to: d.to,
-            reason: d.reason,
-            actor: actors.of(d),
-        })
-        .collect();
-    bookings::audit(conn, after.show_id, &entries).await?;
+    writes.audit.extend(decisions.iter().map(|d| AuditEntry {
+        booking_id: d.booking,
+        show_id: after.show_id,
+        from: d.from,
+        to: d.to,
+        reason: d.reason,
+        actor: actors.of(d),
+    }));
     let mut tickets = issue_tickets(conn, after, decisions).await?;
-    let events: Vec<BookingEvent> = decisions
-        .iter()
-        .enumerate()
-        .map(|(i, d)| {
+    writes
+        .events
+        .extend(decisions.iter().enumerate().map(|(i, d)| {
             // What ending this booking pays back, if anything.
             let refund = refunds
                 .iter()
@@ -101,9 +129,7 @@ pub async fn persist(
                 tickets,
                 Some(refund).filter(|&cents| cents > 0),
             )
-        })
-        .collect();
-    outbox::insert_events(conn, &events).await?;
+        }));
     Ok(())
 }
 
@@ -129,57 +155,42 @@ async fn persist_seats(
     Ok(())
 }
 
-async fn persist_show(
-    conn: &mut PgConnection,
-    loaded: &Loaded,
-    after: &State,
-) -> Result<(), DecideError> {
+fn persist_show(writes: &mut Writes<'_>, loaded: &Loaded, after: &State) {
     if after.show == loaded.state.show {
-        return Ok(());
+        return;
     }
-    let change = shows::CountersChange {
+    writes.counters.push(shows::CountersChange {
         id: after.show_id,
         version: loaded.show.version,
         held: after.show.held - loaded.state.show.held,
         booked: after.show.booked - loaded.state.show.booked,
         waitlist_tail: after.show.waitlist_tail,
-    };
-    if !shows::persist_counters(conn, &change).await? {
-        return Err(DecideError::Conflict("show"));
-    }
-    Ok(())
+    });
 }
 
 /// Each changed booking once, in its final state for the run.
-async fn persist_bookings(
-    conn: &mut PgConnection,
+fn persist_bookings<'a>(
+    writes: &mut Writes<'a>,
     loaded: &Loaded,
-    after: &State,
+    after: &'a State,
     decisions: &[&Decision],
-) -> Result<(), DecideError> {
+) {
     let mut ids: Vec<Uuid> = decisions.iter().map(|d| d.booking).collect();
     ids.sort_unstable();
     ids.dedup();
-    let outcomes: Vec<Outcome> = ids
-        .iter()
-        .map(|id| {
-            let b = &after.bookings[id];
-            Outcome {
-                id: *id,
-                version: loaded.bookings[id].version,
-                status: b.status,
-                reason: b.reason,
-                hold_expires_at: b.hold_expires_at,
-                payment_ref: b.payment_ref.as_deref(),
-                total_cents: b.total_cents,
-                waitlist_seq: b.waitlist_seq,
-            }
-        })
-        .collect();
-    if !bookings::persist(conn, &outcomes).await? {
-        return Err(DecideError::Conflict("booking"));
-    }
-    Ok(())
+    writes.outcomes.extend(ids.iter().map(|id| {
+        let b = &after.bookings[id];
+        Outcome {
+            id: *id,
+            version: loaded.bookings[id].version,
+            status: b.status,
+            reason: b.reason,
+            hold_expires_at: b.hold_expires_at,
+            payment_ref: b.payment_ref.as_deref(),
+            total_cents: b.total_cents,
+            waitlist_seq: b.waitlist_seq,
+        }
+    }));
 }
 
 /// The seats the worker picked for best-available bookings become

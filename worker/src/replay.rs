@@ -10,8 +10,8 @@ use lapin::types::FieldTable;
 use shared::amqp::{self, header, Outgoing, Publisher};
 use shared::messages::{BookingEvent, ShardMessage};
 use shared::topology::{
-    Topology, EVENTS_EXCHANGE, NOTIFIER_DEAD_QUEUE, REQUESTS_DEAD_QUEUE, REQUESTS_EXCHANGE,
-    WEBHOOKS_DEAD_QUEUE, WEBHOOKS_QUEUE,
+    Topology, EVENTS_EXCHANGE, NOTIFIER_DEAD_QUEUE, REQUESTS_DEAD_QUEUE, WEBHOOKS_DEAD_QUEUE,
+    WEBHOOKS_QUEUE,
 };
 
 /// The dead-letter queues whose messages can be replayed.
@@ -59,9 +59,15 @@ pub async fn run(
         };
         let delivery = &message.delivery;
         let target = if queue == REQUESTS_DEAD_QUEUE {
+            // Every show of a message is of the same shard.
             serde_json::from_slice::<ShardMessage>(&delivery.data)
                 .ok()
-                .map(|m| (REQUESTS_EXCHANGE, m.show_id().to_string()))
+                .and_then(|m| {
+                    m.into_commands()
+                        .first()
+                        .map(|c| topology.shard_of(c.show_id()))
+                })
+                .map(|shard| ("", Topology::shard_queue(shard)))
         } else {
             serde_json::from_slice::<BookingEvent>(&delivery.data)
                 .ok()

@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::lifecycle::CommandKind;
 use crate::messages::{BookingCommand, EventKind, RequestBatch, ShardMessage};
-use crate::topology::{self, Topology, DEAD_LETTER_EXCHANGE, EVENTS_EXCHANGE, REQUESTS_EXCHANGE};
+use crate::topology::{self, Topology, DEAD_LETTER_EXCHANGE, EVENTS_EXCHANGE};
 use nodes::Nodes;
 
 /// How long a connection attempt may take before it counts as failed; the
@@ -530,8 +530,8 @@ async fn confirm_channel(conn: &Connection) -> lapin::Result<Channel> {
 }
 
 impl Publisher {
-    /// Sends a command to the shard queue of its show (the consistent-hash
-    /// exchange hashes the show id), confirmed by the broker.
+    /// Sends a command to the shard queue of its show, confirmed by the
+    /// broker.
     pub async fn send_command(&self, command: &BookingCommand) -> Result<(), PublishError> {
         self.send_command_by(command, Instant::now() + PUBLISH_BUDGET)
             .await
@@ -551,44 +551,51 @@ impl Publisher {
             &command.booking_id().to_string(),
         );
         header(&mut headers, "x-command", command.kind().as_str());
-        self.send_to_shard(command.show_id(), &payload, headers, deadline)
-            .await
+        let shard = self.shard_of(command.show_id());
+        self.send_to_shard(shard, &payload, headers, deadline).await
     }
 
-    /// Sends requests recorded together for `show_id` as one message (see
-    /// [`RequestBatch`]), giving up at `deadline` at the latest. Its
-    /// `x-requests` header says how many requests it carries, for an
-    /// operator reading the queue in the management UI.
+    /// The shard that carries `show_id`'s commands.
+    pub fn shard_of(&self, show_id: uuid::Uuid) -> u16 {
+        self.topology.shard_of(show_id)
+    }
+
+    /// Sends requests recorded together for shows of `shard` as one message
+    /// (see [`ShardMessage::ShardRequests`]), giving up at `deadline` at the
+    /// latest. Its `x-requests` header says how many requests it carries,
+    /// for an operator reading the queue in the management UI.
     pub async fn send_requests_by(
         &self,
-        batch: RequestBatch,
+        shard: u16,
+        shows: Vec<RequestBatch>,
         deadline: Instant,
     ) -> Result<(), PublishError> {
-        let (show_id, requests) = (batch.show_id, batch.booking_ids.len());
-        let payload =
-            serde_json::to_vec(&ShardMessage::Requests(batch)).expect("batches always serialize");
+        debug_assert!(shows.iter().all(|s| self.shard_of(s.show_id) == shard));
+        let requests: usize = shows.iter().map(|s| s.booking_ids.len()).sum();
+        let payload = serde_json::to_vec(&ShardMessage::ShardRequests { shows })
+            .expect("batches always serialize");
         let mut headers = FieldTable::default();
         header(&mut headers, "x-command", CommandKind::Request.as_str());
         headers.insert(
             topology::HEADER_REQUESTS.into(),
             AMQPValue::LongInt(i32::try_from(requests).unwrap_or(i32::MAX)),
         );
-        self.send_to_shard(show_id, &payload, headers, deadline)
-            .await
+        self.send_to_shard(shard, &payload, headers, deadline).await
     }
 
-    /// Publishes to the shard queue of `show_id`: the consistent-hash
-    /// exchange hashes the show id.
+    /// Publishes to a shard queue, through the default exchange (which
+    /// routes by queue name): `mandatory`, so a queue that is not there is
+    /// an error rather than a message dropped.
     async fn send_to_shard(
         &self,
-        show_id: uuid::Uuid,
+        shard: u16,
         payload: &[u8],
         headers: FieldTable,
         deadline: Instant,
     ) -> Result<(), PublishError> {
         let msg = Outgoing {
-            exchange: REQUESTS_EXCHANGE,
-            routing_key: &show_id.to_string(),
+            exchange: "",
+            routing_key: &Topology::shard_queue(shard),
             payload,
             message_id: uuid::Uuid::now_v7().to_string(),
             headers,

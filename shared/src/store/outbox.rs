@@ -62,23 +62,19 @@ pub async fn insert_commands(
     .map(drop)
 }
 
-/// Writes the events of each show in the caller's transaction, a row per
-/// show: `events` pairs a show with the JSON array of its events.
+/// Writes `events` (a JSON array, of any number of shows) in the caller's
+/// transaction as one row; nothing for an empty array.
 pub async fn insert_events(
     conn: &mut PgConnection,
-    events: impl Iterator<Item = (Uuid, serde_json::Value)>,
+    events: serde_json::Value,
 ) -> Result<(), sqlx::Error> {
-    let (shows, payloads): (Vec<Uuid>, Vec<serde_json::Value>) = events.unzip();
-    if shows.is_empty() {
+    if events.as_array().is_some_and(Vec::is_empty) {
         return Ok(());
     }
-    let ids: Vec<Uuid> = shows.iter().map(|_| Uuid::now_v7()).collect();
     sqlx::query!(
-        "INSERT INTO outbox (id, show_id, payload, topic)
-         SELECT t.*, $4 FROM unnest($1::uuid[], $2::uuid[], $3::jsonb[]) AS t(id, show_id, payload)",
-        &ids,
-        &shows,
-        &payloads,
+        "INSERT INTO outbox (id, payload, topic) VALUES ($1, $2, $3)",
+        Uuid::now_v7(),
+        events,
         Topic::Events as Topic
     )
     .execute(conn)

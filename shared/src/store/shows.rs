@@ -114,6 +114,7 @@ pub async fn terms(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Terms>, s
 
 /// A show as its deciding transaction reads it.
 pub struct ForDeciding {
+    pub id: Uuid,
     pub name: String,
     pub venue: String,
     pub starts_at: DateTime<Utc>,
@@ -126,18 +127,19 @@ pub struct ForDeciding {
     pub waitlist_tail: i64,
 }
 
+/// The shows `ids` names (those that exist), in one statement however many.
 pub async fn load_for_deciding(
     conn: &mut PgConnection,
-    id: Uuid,
-) -> Result<ForDeciding, sqlx::Error> {
+    ids: &[Uuid],
+) -> Result<Vec<ForDeciding>, sqlx::Error> {
     sqlx::query_as!(
         ForDeciding,
-        r#"SELECT name, venue, starts_at, kind AS "kind: ShowKind", capacity, held, booked, version,
+        r#"SELECT id, name, venue, starts_at, kind AS "kind: ShowKind", capacity, held, booked, version,
                   max_tickets_per_customer, waitlist_tail
-           FROM shows WHERE id = $1"#,
-        id
+           FROM shows WHERE id = ANY($1)"#,
+        ids
     )
-    .fetch_one(conn)
+    .fetch_all(conn)
     .await
 }
 
@@ -150,26 +152,37 @@ pub struct CountersChange {
     pub waitlist_tail: i64,
 }
 
-/// Applies `change` if the show is still at its version; `false` if
-/// someone changed it since (a conflict).
+/// Applies `changes` (one statement, however many shows) if each show is
+/// still at its version; `false` if any was changed since (a conflict: the
+/// caller rolls back).
 pub async fn persist_counters(
     conn: &mut PgConnection,
-    change: &CountersChange,
+    changes: &[CountersChange],
 ) -> Result<bool, sqlx::Error> {
+    if changes.is_empty() {
+        return Ok(true);
+    }
+    let ids: Vec<Uuid> = changes.iter().map(|c| c.id).collect();
+    let versions: Vec<i64> = changes.iter().map(|c| c.version).collect();
+    let held: Vec<i32> = changes.iter().map(|c| c.held).collect();
+    let booked: Vec<i32> = changes.iter().map(|c| c.booked).collect();
+    let tails: Vec<i64> = changes.iter().map(|c| c.waitlist_tail).collect();
     let updated = sqlx::query!(
-        "UPDATE shows SET held = held + $3, booked = booked + $4, waitlist_tail = $5,
-                version = version + 1
-         WHERE id = $1 AND version = $2",
-        change.id,
-        change.version,
-        change.held,
-        change.booked,
-        change.waitlist_tail
+        "UPDATE shows SET held = shows.held + t.held, booked = shows.booked + t.booked,
+                waitlist_tail = t.tail, version = shows.version + 1
+         FROM unnest($1::uuid[], $2::bigint[], $3::int[], $4::int[], $5::bigint[])
+              AS t(id, version, held, booked, tail)
+         WHERE shows.id = t.id AND shows.version = t.version",
+        &ids,
+        &versions,
+        &held,
+        &booked,
+        &tails
     )
     .execute(conn)
     .await?
     .rows_affected();
-    Ok(updated == 1)
+    Ok(updated == ids.len() as u64)
 }
 
 /// Shows that have started with bookings still on their waiting list.

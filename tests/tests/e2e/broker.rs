@@ -1,8 +1,10 @@
 //! The broker's part: a 202 only after RabbitMQ confirmed; poison messages
 //! end in the dead-letter queue.
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use serde_json::{json, Value};
 use tests::mailbox::unique_address;
 use tests::system::{dead_letters, management_call};
@@ -162,9 +164,9 @@ async fn poison_message_is_dead_lettered() {
     // Replaying again (the same message once more) changes nothing.
     let again = management_call(
         reqwest::Method::POST,
-        &format!("/api/exchanges/{vhost}/booking.requests/publish"),
+        &format!("/api/exchanges/{vhost}/amq.default/publish"),
         Some(
-            json!({"properties": {"delivery_mode": 2}, "routing_key": show,
+            json!({"properties": {"delivery_mode": 2}, "routing_key": sys.shard_queue_of(&show),
                     "payload": dead["payload"], "payload_encoding": "string"}),
         ),
     )
@@ -214,12 +216,13 @@ async fn a_poison_request_in_a_batch_is_dead_lettered_alone_and_the_rest_of_its_
             management_call(reqwest::Method::DELETE, &path, None).await;
         }
     }
-    let batch = json!({"type": "requests", "show_id": show, "booking_ids": ids});
+    let batch = json!({"type": "shard_requests", "shows": [{"show_id": show, "booking_ids": ids}]});
     let published = management_call(
         reqwest::Method::POST,
-        &format!("/api/exchanges/{vhost}/booking.requests/publish"),
+        &format!("/api/exchanges/{vhost}/amq.default/publish"),
         Some(
-            json!({"properties": {"delivery_mode": 2, "headers": {"x-requests": 3}}, "routing_key": show,
+            json!({"properties": {"delivery_mode": 2, "headers": {"x-requests": 3}},
+                    "routing_key": sys.shard_queue_of(&show),
                     "payload": batch.to_string(), "payload_encoding": "string"}),
         ),
     )
@@ -281,6 +284,105 @@ async fn requests_recorded_together_travel_in_fewer_messages_than_bookings() {
     assert!(
         messages < f64::from(bookings),
         "{bookings} concurrent requests went out in {messages} messages"
+    );
+    sys.finish().await;
+}
+
+#[tokio::test]
+async fn requests_for_many_shows_travel_together_per_shard_and_keep_each_shows_order() {
+    let sys = System::start().await;
+    let mut shows = Vec::new();
+    for _ in 0..16 {
+        shows.push(sys.ga_show(3).await);
+    }
+    // With no worker running, the messages wait in the shard queues to be
+    // read. Four requests for each show at once, for three tickets each.
+    for worker in sys.workers() {
+        sys.kill(&worker);
+    }
+    let per_show = 4;
+    let ids: Vec<Vec<String>> =
+        futures::future::join_all(shows.iter().map(|show| book_at_once(&sys, show, per_show)))
+            .await;
+
+    // Read as a consumer (a single-active-consumer queue allows no
+    // basic.get), and left unacked: closing puts them back.
+    let conn = lapin::Connection::connect(&sys.amqp_url, Default::default())
+        .await
+        .unwrap();
+    let channel = conn.create_channel().await.unwrap();
+    let mut shows_per_message = Vec::new();
+    let mut carried = 0;
+    let queues: BTreeSet<String> = shows.iter().map(|show| sys.shard_queue_of(show)).collect();
+    for queue in &queues {
+        let waiting = shared::topology::waiting(&channel, queue).await.unwrap();
+        let mut consumer = channel
+            .basic_consume(
+                queue.as_str().into(),
+                "peek".into(),
+                Default::default(),
+                Default::default(),
+            )
+            .await
+            .unwrap();
+        for _ in 0..waiting {
+            let delivery = consumer.next().await.unwrap().unwrap();
+            let body: Value = serde_json::from_slice(&delivery.data).unwrap();
+            assert_eq!(body["type"], "shard_requests");
+            for batch in body["shows"].as_array().unwrap() {
+                let show = batch["show_id"].as_str().unwrap();
+                assert_eq!(
+                    &sys.shard_queue_of(show),
+                    queue,
+                    "a show travels on its own shard"
+                );
+                carried += batch["booking_ids"].as_array().unwrap().len();
+            }
+            shows_per_message.push(body["shows"].as_array().unwrap().len());
+        }
+    }
+    conn.close(200, "peeked".into()).await.unwrap();
+    assert_eq!(
+        carried,
+        shows.len() * per_show as usize,
+        "every request was sent once"
+    );
+    assert!(
+        shows_per_message.iter().any(|&n| n > 1),
+        "a message carries several shows: {shows_per_message:?}"
+    );
+
+    // The first three of each show's line are held, the fourth rejected.
+    let worker = sys.start_worker();
+    let db = sys.db().await;
+    for (show, ids) in shows.iter().zip(&ids) {
+        for id in ids {
+            sys.decided(id).await;
+        }
+        let by_line = |status: &'static str| {
+            sqlx::query_scalar::<_, String>(
+                "SELECT id::text FROM bookings
+                 WHERE show_id = $1::uuid AND ($2 = '' OR status = $2) ORDER BY accepted_seq LIMIT 3",
+            )
+            .bind(show)
+            .bind(status)
+            .fetch_all(db)
+        };
+        assert_eq!(
+            by_line("held").await.unwrap(),
+            by_line("").await.unwrap(),
+            "each show is decided in its line's order"
+        );
+    }
+    // The shards' runs were decided together: fewer transactions than shows.
+    let transactions = sys
+        .worker_metric(&worker, "worker_commands_per_transaction_count")
+        .await
+        .unwrap_or(0.0);
+    assert!(
+        (1.0..shows.len() as f64).contains(&transactions),
+        "{} shows decided in {transactions} shared transactions",
+        shows.len()
     );
     sys.finish().await;
 }

@@ -120,6 +120,9 @@ pub async fn persist(
     conn: &mut PgConnection,
     outcomes: &[Outcome<'_>],
 ) -> Result<bool, sqlx::Error> {
+    if outcomes.is_empty() {
+        return Ok(true);
+    }
     let ids: Vec<Uuid> = outcomes.iter().map(|o| o.id).collect();
     let versions: Vec<i64> = outcomes.iter().map(|o| o.version).collect();
     let statuses: Vec<BookingStatus> = outcomes.iter().map(|o| o.status).collect();
@@ -177,30 +180,32 @@ pub async fn add_seats(
 /// One state change for the audit trail.
 pub struct AuditEntry<'a> {
     pub booking_id: Uuid,
+    pub show_id: Uuid,
     pub from: BookingStatus,
     pub to: BookingStatus,
     pub reason: Option<Reason>,
     pub actor: &'a str,
 }
 
-/// Appends `entries` to the audit trail of `show_id`'s bookings.
-pub async fn audit(
-    conn: &mut PgConnection,
-    show_id: Uuid,
-    entries: &[AuditEntry<'_>],
-) -> Result<(), sqlx::Error> {
+/// Appends `entries` to the audit trail, in one statement however many
+/// shows they are of.
+pub async fn audit(conn: &mut PgConnection, entries: &[AuditEntry<'_>]) -> Result<(), sqlx::Error> {
+    if entries.is_empty() {
+        return Ok(());
+    }
     let ids: Vec<Uuid> = entries.iter().map(|e| e.booking_id).collect();
+    let shows: Vec<Uuid> = entries.iter().map(|e| e.show_id).collect();
     let froms: Vec<BookingStatus> = entries.iter().map(|e| e.from).collect();
     let tos: Vec<BookingStatus> = entries.iter().map(|e| e.to).collect();
     let reasons: Vec<Option<Reason>> = entries.iter().map(|e| e.reason).collect();
     let actors: Vec<&str> = entries.iter().map(|e| e.actor).collect();
     sqlx::query!(
         "INSERT INTO booking_audit (booking_id, show_id, from_status, to_status, reason, actor)
-         SELECT t.id, $2, t.from_status, t.to_status, t.reason, t.actor
-         FROM unnest($1::uuid[], $3::text[], $4::text[], $5::text[], $6::text[])
-              AS t(id, from_status, to_status, reason, actor)",
+         SELECT t.id, t.show_id, t.from_status, t.to_status, t.reason, t.actor
+         FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[])
+              AS t(id, show_id, from_status, to_status, reason, actor)",
         &ids,
-        show_id,
+        &shows,
         &froms as &[BookingStatus],
         &tos as &[BookingStatus],
         &reasons as &[Option<Reason>],
