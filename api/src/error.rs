@@ -14,6 +14,9 @@ use shared::amqp::PublishError;
 
 use shared::store::operators::Role;
 
+/// When a client past its stream limit may try again (`Retry-After`).
+const STREAM_RETRY_AFTER: u64 = 5;
+
 /// The media type of every error answer.
 pub const PROBLEM: &str = "application/problem+json";
 
@@ -57,6 +60,13 @@ pub enum ApiError {
     /// read or recorded.
     #[error("too many booking requests from this address: nothing was recorded; try again in {retry_after} s")]
     RateLimited { retry_after: u64 },
+    /// The client address already holds its most open event streams.
+    #[error("this address already has {0} event streams open, the most it may; close one first")]
+    TooManyStreams(usize),
+    /// The process holds its most open event streams (it would otherwise
+    /// run out of file descriptors).
+    #[error("too many event streams are open on this server; try again shortly")]
+    StreamsFull,
     #[error("this Idempotency-Key was already used with a different request")]
     IdempotencyKeyReused,
     #[error("the booking queue is unavailable, try again shortly")]
@@ -124,6 +134,16 @@ impl ApiError {
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",
                 "Too many requests",
+            ),
+            Self::TooManyStreams(_) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_streams",
+                "Too many event streams",
+            ),
+            Self::StreamsFull => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "streams_unavailable",
+                "No event stream available",
             ),
             Self::InputRejected(_) => (
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -232,6 +252,8 @@ impl IntoResponse for ApiError {
         };
         let rate_limited = match &self {
             Self::RateLimited { retry_after } => Some(*retry_after),
+            // A stream closes whenever its client wants; no time is known.
+            Self::TooManyStreams(_) => Some(STREAM_RETRY_AFTER),
             _ => None,
         };
         let errors = match self {

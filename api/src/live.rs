@@ -49,6 +49,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::error::ApiError;
+use crate::show_feed::ShowFeed;
 
 /// How often the hub loads the bookings events have touched.
 const FLUSH_EVERY: Duration = Duration::from_millis(50);
@@ -80,16 +81,47 @@ impl View {
     }
 }
 
-/// What a watched booking's streams have to send.
-#[derive(Debug, Clone)]
-pub enum Current {
+/// What a watched booking's (or show's) streams have to send.
+#[derive(Debug)]
+pub enum Current<T = View> {
     /// Not loaded yet: the first flush after the first stream opened.
     Loading,
-    /// No such booking.
+    /// No such booking (show).
     Missing,
     /// The first load failed; retried after [`RETRY_AFTER`].
     Unavailable(Arc<sqlx::Error>),
-    View(Arc<View>),
+    View(Arc<T>),
+}
+
+impl<T> Clone for Current<T> {
+    fn clone(&self) -> Self {
+        match self {
+            Self::Loading => Self::Loading,
+            Self::Missing => Self::Missing,
+            Self::Unavailable(err) => Self::Unavailable(err.clone()),
+            Self::View(view) => Self::View(view.clone()),
+        }
+    }
+}
+
+/// The first view a stream gets (at once if another stream already
+/// watches the same thing): a missing `what` is a 404, a database that
+/// cannot be read a 503.
+pub async fn first<T>(
+    current: &mut watch::Receiver<Current<T>>,
+    what: &'static str,
+) -> Result<Arc<T>, ApiError> {
+    let current = current
+        .wait_for(|c| !matches!(c, Current::Loading))
+        .await
+        .map_err(|_| ApiError::Internal(anyhow::anyhow!("the live hub is gone")))?
+        .clone();
+    match current {
+        Current::View(view) => Ok(view),
+        Current::Missing => Err(ApiError::NotFound(what)),
+        Current::Unavailable(err) => Err(ApiError::DatabaseUnavailable(err)),
+        Current::Loading => unreachable!("waited for a load"),
+    }
 }
 
 /// Streams end with `confirmed` too: the contract's final statuses are the
@@ -147,22 +179,9 @@ pub struct Subscription {
 }
 
 impl Subscription {
-    /// The booking's view as the hub first loads it (at once if another
-    /// stream already watches it): a missing booking is a 404, a database
-    /// that cannot be read a 503.
+    /// The booking's view as the hub first loads it ([`first`]).
     pub async fn first(&mut self) -> Result<Arc<View>, ApiError> {
-        let current = self
-            .view
-            .wait_for(|c| !matches!(c, Current::Loading))
-            .await
-            .map_err(|_| ApiError::Internal(anyhow::anyhow!("the live hub is gone")))?
-            .clone();
-        match current {
-            Current::View(view) => Ok(view),
-            Current::Missing => Err(ApiError::NotFound("booking")),
-            Current::Unavailable(err) => Err(ApiError::DatabaseUnavailable(err)),
-            Current::Loading => unreachable!("waited for a load"),
-        }
+        first(&mut self.view, "booking").await
     }
 }
 
@@ -359,7 +378,7 @@ fn send(sender: &watch::Sender<Current>, fresh: Arc<View>) {
 }
 
 /// Answers streams still waiting for their first view with `outcome`.
-fn settle(sender: &watch::Sender<Current>, outcome: Current) {
+pub(crate) fn settle<T>(sender: &watch::Sender<Current<T>>, outcome: Current<T>) {
     sender.send_if_modified(|current| {
         let waiting = matches!(current, Current::Loading | Current::Unavailable(_));
         if waiting {
@@ -395,9 +414,11 @@ impl Drop for Subscription {
     }
 }
 
-/// Starts the hub's consumer and flusher on `tasks`; both stop at shutdown.
+/// Starts the hub's consumer (which also tells `feed` which shows' bookings
+/// changed) and flusher on `tasks`; both stop at shutdown.
 pub fn spawn(
     hub: Arc<Hub>,
+    feed: Arc<ShowFeed>,
     db: PgPool,
     lines: Arc<Lines>,
     amqp_url: &str,
@@ -409,7 +430,7 @@ pub fn spawn(
     tasks.spawn(|consuming| async move {
         let name = format!("api {} live", std::process::id());
         shared::amqp::reconnecting(&url, &name, &topology, &consuming, |conn| {
-            consume(consumer_hub.clone(), conn, consuming.clone())
+            consume(consumer_hub.clone(), feed.clone(), conn, consuming.clone())
         })
         .await;
     });
@@ -424,6 +445,7 @@ pub fn spawn(
 /// anyway.
 async fn consume(
     hub: Arc<Hub>,
+    feed: Arc<ShowFeed>,
     conn: Arc<Connection>,
     cancel: CancellationToken,
 ) -> Result<(), ConsumeError> {
@@ -431,6 +453,7 @@ async fn consume(
     bind_private(&conn, &queue).await?;
     tracing::info!(queue, "watching booking events");
     hub.refresh_all();
+    feed.refresh_all();
     let events = Queue {
         name: &queue,
         prefetch: 0,
@@ -443,6 +466,7 @@ async fn consume(
                 Ok(events) => {
                     for event in events {
                         hub.touched(event.booking.id, event.booking.show_id);
+                        feed.touched(event.booking.show_id);
                     }
                 }
                 Err(err) => tracing::warn!(error = %err, "unreadable booking events ignored"),

@@ -26,6 +26,12 @@ async fn serve(service: Service) -> anyhow::Result<()> {
         tasks,
         ..
     } = service;
+    // Each event stream holds a descriptor: take all the system allows
+    // (the stream cap is then set from it, see `stream_limit`).
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(files) => tracing::info!(files, "file descriptor limit"),
+        Err(err) => tracing::warn!(error = %err, "could not raise the file descriptor limit"),
+    }
     let state = AppState {
         draining: tasks.child_token(),
         ..AppState::new(&config, db, &tasks)?
@@ -33,12 +39,15 @@ async fn serve(service: Service) -> anyhow::Result<()> {
     let topology = shared::topology::Topology::of(&config);
     api::live::spawn(
         state.live.clone(),
+        state.show_feed.clone(),
         state.db.clone(),
         state.lines.clone(),
         config.amqp_url.expose_secret(),
         topology,
         &tasks,
     );
+    api::show_feed::spawn(state.show_feed.clone(), state.reads.clone(), &tasks);
+    tracing::info!(max_streams = state.streams.total(), "event streams capped");
     state
         .operators
         .clone()

@@ -13,7 +13,7 @@ use crate::auth::Access;
 use crate::error::PROBLEM;
 use crate::routes::bookings::NewBooking;
 use crate::routes::shows::NewShow;
-use crate::routes::{self, admin, bookings, events, operators, shows, tickets, webhooks};
+use crate::routes::{self, admin, bookings, events, operators, qr, shows, tickets, webhooks};
 use crate::state::AppState;
 
 #[derive(OpenApi)]
@@ -22,7 +22,7 @@ use crate::state::AppState;
     paths(
         shows::create_show, shows::list_shows, shows::get_show, shows::seat_map,
         bookings::create_booking, bookings::get_booking, bookings::confirm_booking, bookings::cancel_booking,
-        events::booking_events,
+        events::booking_events, events::show_events, qr::ticket_qr,
         admin::list_bookings, admin::show_sales,
         webhooks::create_webhook, webhooks::list_webhooks, webhooks::delete_webhook,
         webhooks::list_deliveries,
@@ -212,6 +212,8 @@ mod tests {
 
     use super::*;
     use crate::routes::shows::{Page, MAX_CAPACITY, MAX_PRICE_CENTS, MAX_SEATS_PER_ROW};
+    use crate::search;
+    use crate::validation::{CATEGORY_CHARS, MAX_TAGS};
 
     #[test]
     fn the_documents_limits_are_the_ones_validation_checks() {
@@ -235,13 +237,21 @@ mod tests {
                 "/components/schemas/NewBooking/properties/quantity/maximum".to_owned(),
                 json!(MAX_TICKETS_PER_BOOKING),
             ),
-            (
-                "/paths/~1v1~1shows/get/parameters/0/schema/maximum".to_owned(),
-                json!(Page::MAX_LIMIT),
-            ),
         ] {
             assert_eq!(doc.pointer(&pointer), Some(&limit), "{pointer}");
         }
+        let search = doc["paths"]["/v1/shows"]["get"]["parameters"]
+            .as_array()
+            .unwrap();
+        let param = |name: &str| &search.iter().find(|p| p["name"] == name).unwrap()["schema"];
+        assert_eq!(param("limit")["maximum"], json!(Page::MAX_LIMIT));
+        assert_eq!(param("q")["maxLength"], json!(search::MAX_QUERY_CHARS));
+        assert_eq!(
+            param("radius_km")["maximum"].as_f64(),
+            Some(search::MAX_RADIUS_KM)
+        );
+        assert_eq!(param("category")["maxLength"], json!(CATEGORY_CHARS));
+        assert_eq!(param("tag")["maxItems"], json!(MAX_TAGS));
         for body in ["NewShow", "NewBooking"] {
             let shapes = &doc["components"]["schemas"][body]["oneOf"];
             assert_eq!(shapes.as_array().map(Vec::len), Some(2), "{body}");

@@ -101,12 +101,7 @@ fn whole_seconds(duration: Duration) -> u64 {
 /// The route layer: refuses a client past its limit with `429`, before the
 /// handler reads anything.
 pub async fn check(State(limiter): State<Arc<Limiter>>, request: Request, next: Next) -> Response {
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(UNKNOWN_PEER, |ConnectInfo(addr)| addr.ip());
-    let forwarded = request.headers().get_all(&X_FORWARDED_FOR).iter();
-    let client = client_address(peer, forwarded, &limiter.trusted);
+    let client = client_of(&request, &limiter.trusted);
     match limiter.take(client) {
         Ok(remaining) => {
             let mut response = next.run(request).await;
@@ -138,6 +133,16 @@ pub fn spawn_pruning(limiter: Arc<Limiter>, tasks: &Tasks) {
             metrics::gauge!("api_rate_limit_clients").set(limiter.buckets.len() as f64);
         }
     });
+}
+
+/// The client address of `request` ([`client_address`]).
+pub fn client_of(request: &Request, trusted: &TrustedProxies) -> IpAddr {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(UNKNOWN_PEER, |ConnectInfo(addr)| addr.ip());
+    let forwarded = request.headers().get_all(&X_FORWARDED_FOR).iter();
+    client_address(peer, forwarded, trusted)
 }
 
 /// The address a request is limited by: the peer, unless the peer is a

@@ -22,6 +22,7 @@ pub fn app(state: AppState, metrics: PrometheusHandle) -> Router {
     Router::new()
         .merge(crate::routes::router(&state))
         .merge(crate::openapi::router())
+        .merge(crate::routes::storefront::router())
         .fallback(|| async { ApiError::NotFound("route") })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state.clone())

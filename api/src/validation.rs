@@ -17,6 +17,15 @@ pub const NAME_CHARS: usize = 200;
 pub const SECTION_CHARS: usize = 100;
 /// Characters of a row's label.
 pub const ROW_CHARS: usize = 20;
+/// Characters of a show's description.
+pub const DESCRIPTION_CHARS: usize = 5000;
+/// Characters of a show's category, and of each tag.
+pub const CATEGORY_CHARS: usize = 50;
+pub const TAG_CHARS: usize = 50;
+/// Tags of a show.
+pub const MAX_TAGS: usize = 20;
+/// Characters of a venue's address.
+pub const ADDRESS_CHARS: usize = 500;
 /// Characters of a payment token.
 pub const TOKEN_CHARS: usize = 255;
 

@@ -7,7 +7,8 @@
 //! accepted booking is then polled over HTTP until the API shows it
 //! decided: one that never gets there is lost, a broken promise. With
 //! `--waitlist` every request asks to wait when sold out, and the offer
-//! phase of `waitlist` follows the sale.
+//! phase of `waitlist` follows the sale. With `--catalog` a seeded
+//! catalog is searched while the sale sends (`catalog`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
@@ -29,6 +30,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::catalog::{self, Catalog, CatalogSearch};
 use crate::monitor::{CpuPerDecided, Monitor, Observed, Phases, Roles, BENCH_APPLICATION};
 use crate::replication::{self, Cluster, LagSampler, ReplicaLag};
 use crate::shows::{split_capacity, zipf_weights, Evenness, ManyShows, Zipf};
@@ -73,6 +75,8 @@ pub struct Settings {
     pub streams: usize,
     /// Subscribe one webhook endpoint to every event.
     pub webhook: bool,
+    /// Seed a catalog before the sale and search it while the sale sends.
+    pub catalog: Option<catalog::Settings>,
     /// The PostgreSQL cluster the system runs on, if it is one: its
     /// processes count as the system's, and its replicas' lag is sampled.
     pub cluster: Option<Cluster>,
@@ -126,6 +130,9 @@ pub struct FlashSale {
     /// `--webhook` only: deliveries to one endpoint.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub webhooks: Option<WebhooksReport>,
+    /// `--catalog` only: the searches beside the sale.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub catalog_search: Option<CatalogSearch>,
     /// On a PostgreSQL cluster only: how far the replicas were behind the
     /// primary while the sale ran (sampled over the same span as
     /// `observed`: from just before the first request until every booking
@@ -199,6 +206,10 @@ struct Decision {
 }
 
 pub async fn run(sys: Arc<System>, settings: &Settings) -> anyhow::Result<FlashSale> {
+    let catalog = match settings.catalog {
+        Some(catalog) => Some(Catalog::seed(&sys, catalog).await?),
+        None => None,
+    };
     let (shows, capacities, requests) = if settings.seated {
         let (show, requests) = seated_sale(&sys, settings).await?;
         (vec![show], vec![settings.capacity], requests)
@@ -246,6 +257,10 @@ pub async fn run(sys: Arc<System>, settings: &Settings) -> anyhow::Result<FlashS
         0 => None,
         wanted => Some(Streams::start(sys.clone(), wanted)?),
     };
+    let searches = match catalog {
+        Some(catalog) => Some(catalog.search(&sys)?),
+        None => None,
+    };
     let anchor = (Instant::now(), Utc::now());
     let (submitted, schedule_lag) = match settings.rate {
         Some(rate) => {
@@ -271,6 +286,10 @@ pub async fn run(sys: Arc<System>, settings: &Settings) -> anyhow::Result<FlashS
             .await,
             None,
         ),
+    };
+    let catalog_search = match searches {
+        Some(searches) => Some(searches.finish(&sys).await?),
+        None => None,
     };
     let accepted: Vec<&Submitted> = submitted.iter().filter(|s| s.accepted()).collect();
     settle(&db, &show_ids, accepted.len(), settings.settle_timeout).await;
@@ -452,6 +471,7 @@ pub async fn run(sys: Arc<System>, settings: &Settings) -> anyhow::Result<FlashS
         waitlist,
         streams,
         webhooks,
+        catalog_search,
         replica_lag,
         worker_share,
         evenness,

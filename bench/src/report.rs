@@ -9,6 +9,7 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::catalog::CatalogSearch;
 use crate::comparison::Comparison;
 use crate::flash_sale::FlashSale;
 use crate::limits::Limits;
@@ -172,6 +173,30 @@ impl Report {
             .as_ref()
             .is_none_or(Comparison::correct);
         self.correct.map(|correct| correct && one_node)
+    }
+
+    /// What `--check` fails on: broken promises and, with `--catalog`,
+    /// searches slower than their target or failing (on both servers,
+    /// with a comparison). Other speed targets are reported, not checked.
+    pub fn failed_checks(&self) -> Vec<&'static str> {
+        let mut failed = Vec::new();
+        if self.all_correct() == Some(false) {
+            failed
+                .push("something was lost, oversold or unfair, or the workers' shares were uneven");
+        }
+        let one_node = self
+            .postgres_cluster
+            .as_ref()
+            .and_then(|c| c.one_node.flash_sale.as_ref());
+        let searches_missed = [self.flash_sale.as_ref(), one_node]
+            .into_iter()
+            .flatten()
+            .filter_map(|sale| sale.catalog_search.as_ref())
+            .any(|c| !c.met);
+        if searches_missed {
+            failed.push("the catalog searches were too slow or failed");
+        }
+        failed
     }
 
     pub fn write_json(&self, path: &Path) -> anyhow::Result<()> {
@@ -356,6 +381,9 @@ impl Report {
             }
             if let Some(w) = &f.webhooks {
                 webhooks(&mut out, w);
+            }
+            if let Some(c) = &f.catalog_search {
+                catalog_search(&mut out, c);
             }
             let passed_over = f
                 .waitlist
@@ -696,6 +724,39 @@ fn webhooks(out: &mut String, w: &WebhooksReport) {
     line(out, "event → webhook delivery", &latency(&w.delay));
 }
 
+/// `--catalog`: the searches beside the sale.
+fn catalog_search(out: &mut String, c: &CatalogSearch) {
+    line(
+        out,
+        "catalog",
+        &format!(
+            "{} shows ({} seeded before the sale in {:.1} s = {}/s)",
+            count(c.shows as f64),
+            count(c.seeded as f64),
+            c.seed_seconds,
+            count(c.seeded_per_s)
+        ),
+    );
+    line(
+        out,
+        "catalog searches",
+        &format!(
+            "{} sent in {:.1} s = {}/s (asked {}/s), {} errors, {} possible cache hits left out",
+            count(c.sent as f64),
+            c.seconds,
+            count(c.per_s),
+            count(c.rate),
+            count(c.errors as f64),
+            count(c.repeats as f64)
+        ),
+    );
+    line(out, "search latency (database)", &latency(&c.latency));
+    for (kind, l) in &c.by_kind {
+        line(out, &format!("  {}", kind.label()), &latency(l));
+    }
+    line(out, "search latency (cache)", &latency(&c.cached));
+}
+
 /// The offer phase of `--waitlist`.
 fn waitlist(out: &mut String, w: &Waitlist) {
     line(
@@ -762,6 +823,15 @@ fn targets(sale: &FlashSale, ratios: &Ratios, judge_speed: bool) -> Vec<Target> 
             e.shards_max_deviation,
             e.shards_within_a_third,
         ));
+    }
+    // Asked for with --catalog, so judged in any run.
+    if let Some(c) = &sale.catalog_search {
+        targets.push(at_most(
+            "p99 catalog search",
+            c.latency.p99_ms,
+            c.target_p99_ms,
+        ));
+        targets.push(exact("catalog search errors", c.errors as f64));
     }
     if !judge_speed {
         return targets;
@@ -867,8 +937,8 @@ fn line(out: &mut String, label: &str, value: &str) {
 
 fn latency(l: &Latency) -> String {
     format!(
-        "p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms (n = {})",
-        l.p50_ms, l.p95_ms, l.p99_ms, l.max_ms, l.count
+        "p50 {:.1} ms, p90 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms (n = {})",
+        l.p50_ms, l.p90_ms, l.p95_ms, l.p99_ms, l.max_ms, l.count
     )
 }
 

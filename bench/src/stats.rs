@@ -7,6 +7,7 @@ use serde::Serialize;
 pub struct Latency {
     pub count: usize,
     pub p50_ms: f64,
+    pub p90_ms: f64,
     pub p95_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
@@ -27,6 +28,7 @@ impl Latency {
         Self {
             count: n,
             p50_ms: rank(50.0),
+            p90_ms: rank(90.0),
             p95_ms: rank(95.0),
             p99_ms: rank(99.0),
             max_ms: samples[n - 1] * 1000.0,
@@ -68,6 +70,7 @@ mod tests {
         let l = Latency::of_seconds(samples);
         assert_eq!(l.count, 100);
         assert!((l.p50_ms - 50.0).abs() < 1e-9);
+        assert!((l.p90_ms - 90.0).abs() < 1e-9);
         assert!((l.p95_ms - 95.0).abs() < 1e-9);
         assert!((l.p99_ms - 99.0).abs() < 1e-9);
         assert!((l.max_ms - 100.0).abs() < 1e-9);

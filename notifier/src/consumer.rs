@@ -17,7 +17,7 @@ use lapin::Connection;
 use shared::amqp::consume::{self, ConsumeError, Queue, Settle, Settler};
 use shared::amqp::{self, Publisher};
 use shared::config::EmailConcurrency;
-use shared::messages::{BookingEvent, BookingSnapshot};
+use shared::messages::BookingEvent;
 use shared::retry::{until_done, Failure, Interrupted, Retry, Tried};
 use shared::store::emails::{self, Sent};
 use shared::topology::{Topology, NOTIFIER_DEAD_QUEUE, NOTIFIER_QUEUE};
@@ -220,7 +220,7 @@ impl Notifier {
             .templates
             .render(kind, event)
             .map_err(|e| Handled::poison(e, 1))?;
-        self.send(b, kind, &mail, cancel).await?;
+        self.send(event, kind, &mail, cancel).await?;
         let sent = Sent {
             booking_id: b.id,
             kind,
@@ -244,7 +244,7 @@ impl Notifier {
     /// up to `max_attempts` for anything else.
     async fn send(
         &self,
-        b: &BookingSnapshot,
+        event: &BookingEvent,
         kind: EmailKind,
         mail: &Rendered,
         cancel: &CancellationToken,
@@ -255,7 +255,7 @@ impl Notifier {
             max_attempts: self.max_attempts,
             cancel,
         };
-        let sending = || self.mailer.send(b, kind, mail);
+        let sending = || self.mailer.send(event, kind, mail);
         let failure = |err: &MailError| match err.is_transient() {
             true => Failure::Outage,
             false => Failure::Counted,

@@ -1,11 +1,11 @@
 //! Sending over SMTP with lettre, on a pooled connection (SMTP sinks and
 //! real relays both charge for every new connection).
 
-use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
+use lettre::message::{header::ContentType, Attachment, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::PoolConfig;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use shared::config::EmailConcurrency;
-use shared::messages::BookingSnapshot;
+use shared::messages::BookingEvent;
 use uuid::Uuid;
 
 use crate::email::{EmailKind, Rendered};
@@ -52,15 +52,15 @@ impl Mailer {
         Ok(Self { transport, from })
     }
 
-    /// Sends the email of `kind` about booking `b` to its customer.
+    /// Sends the email of `kind` about `event`'s booking to its customer.
     pub async fn send(
         &self,
-        b: &BookingSnapshot,
+        event: &BookingEvent,
         kind: EmailKind,
         mail: &Rendered,
     ) -> Result<(), MailError> {
         self.transport
-            .send(message(&self.from, b, kind, mail)?)
+            .send(message(&self.from, event, kind, mail)?)
             .await?;
         Ok(())
     }
@@ -77,36 +77,56 @@ fn message_id(booking_id: Uuid, kind: EmailKind, domain: &str) -> String {
     format!("<{booking_id}.{}@{domain}>", kind.as_str())
 }
 
-/// The message for the email of `kind` about booking `b`, from `from`.
+/// The message for the email of `kind` about `event`'s booking, from
+/// `from`: the text and HTML alternatives, and for a confirmation the show
+/// as a calendar entry beside them (`multipart/mixed`, so clients offer it
+/// as an attachment rather than as a third way to show the text).
 fn message(
     from: &Mailbox,
-    b: &BookingSnapshot,
+    event: &BookingEvent,
     kind: EmailKind,
     mail: &Rendered,
 ) -> Result<Message, MailError> {
+    let b = &event.booking;
     let address = b
         .email
         .parse()
         .map_err(|e| MailError::Address(b.email.clone(), e))?;
-    let message = Message::builder()
+    let builder = Message::builder()
         .message_id(Some(message_id(b.id, kind, from.email.domain())))
         .from(from.clone())
         .to(Mailbox::new(Some(b.name.clone()), address))
-        .subject(&mail.subject)
-        .multipart(
-            MultiPart::alternative()
-                .singlepart(
-                    SinglePart::builder()
-                        .header(ContentType::TEXT_PLAIN)
-                        .body(mail.text.clone()),
-                )
-                .singlepart(
-                    SinglePart::builder()
-                        .header(ContentType::TEXT_HTML)
-                        .body(mail.html.clone()),
-                ),
-        )?;
+        .subject(&mail.subject);
+    let alternative = MultiPart::alternative()
+        .singlepart(
+            SinglePart::builder()
+                .header(ContentType::TEXT_PLAIN)
+                .body(mail.text.clone()),
+        )
+        .singlepart(
+            SinglePart::builder()
+                .header(ContentType::TEXT_HTML)
+                .body(mail.html.clone()),
+        );
+    let message = match kind {
+        EmailKind::Confirmation => {
+            let ics = crate::calendar::ics(b, event.occurred_at, from.email.domain());
+            builder.multipart(
+                MultiPart::mixed()
+                    .multipart(alternative)
+                    .singlepart(Attachment::new("show.ics".into()).body(ics, calendar_type())),
+            )?
+        }
+        _ => builder.multipart(alternative)?,
+    };
     Ok(message)
+}
+
+/// The content type of the calendar attachment: `method` matches the
+/// calendar's `METHOD` (RFC 6047, 2.4), which clients need to offer it.
+fn calendar_type() -> ContentType {
+    ContentType::parse("text/calendar; charset=utf-8; method=PUBLISH")
+        .expect("a valid content type")
 }
 
 #[cfg(test)]
@@ -146,13 +166,45 @@ mod tests {
                 .find(|line| line.starts_with("Message-ID: "))
                 .map(str::to_owned)
         };
-        let first = message(&from, &event.booking, EmailKind::Confirmation, &mail).unwrap();
-        let copy = message(&from, &event.booking, EmailKind::Confirmation, &mail).unwrap();
+        let first = message(&from, &event, EmailKind::Confirmation, &mail).unwrap();
+        let copy = message(&from, &event, EmailKind::Confirmation, &mail).unwrap();
         let expected = format!(
             "Message-ID: <{}.confirmation@booking.test>",
             event.booking.id
         );
         assert_eq!(header(first).as_deref(), Some(expected.as_str()));
         assert_eq!(header(copy).as_deref(), Some(expected.as_str()));
+    }
+
+    #[test]
+    fn only_the_confirmation_carries_the_show_as_a_calendar_attachment() {
+        let from: Mailbox = "Booking <tickets@booking.test>".parse().unwrap();
+        let event = event(vec![]);
+        let templates = crate::email::Templates::default();
+        let formatted = |kind| {
+            let mail = templates.render(kind, &event).unwrap();
+            String::from_utf8(message(&from, &event, kind, &mail).unwrap().formatted()).unwrap()
+        };
+        let confirmation = formatted(EmailKind::Confirmation);
+        assert!(confirmation.contains("Content-Type: multipart/mixed"));
+        assert!(confirmation.contains("Content-Type: multipart/alternative"));
+        assert!(confirmation.contains("Content-Disposition: attachment; filename=\"show.ics\""));
+        assert!(
+            confirmation.contains("Content-Type: text/calendar; charset=utf-8; method=PUBLISH"),
+            "{confirmation}"
+        );
+        assert!(confirmation.contains("BEGIN:VCALENDAR\r\n"));
+        let uid = format!("UID:{}@booking.test\r\n", event.booking.id);
+        assert!(confirmation.contains(&uid), "{confirmation}");
+        assert!(confirmation.contains("TKT-AAAA-BBBB-CCCC"));
+
+        for &kind in EmailKind::ALL {
+            if kind == EmailKind::Confirmation {
+                continue;
+            }
+            let other = formatted(kind);
+            assert!(!other.contains("multipart/mixed"), "{other}");
+            assert!(!other.contains("VCALENDAR") && !other.contains("show.ics"));
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! The notifier: booking events in, emails and signed webhooks out.
 
+mod calendar;
 mod consumer;
 mod email;
 mod mailer;

@@ -79,7 +79,22 @@ pub struct Config {
     pub rate_limit: Option<RateLimitSettings>,
     /// Peers whose `X-Forwarded-For` is believed (`TRUSTED_PROXIES`).
     pub trusted_proxies: TrustedProxies,
+    /// Event streams one client address may hold open at once
+    /// (`STREAMS_PER_CLIENT`): past it, `429`.
+    pub streams_per_client: usize,
+    /// Event streams one api process holds open at most (`MAX_STREAMS`);
+    /// `None` (unset or 0): half the process's file-descriptor limit, up to
+    /// [`DEFAULT_MAX_STREAMS`]. Past it, `503`.
+    pub max_streams: Option<usize>,
 }
+
+/// [`Config::streams_per_client`] unless `STREAMS_PER_CLIENT` says
+/// otherwise: a household or an office behind one address, each person
+/// with a booking page and a show page open, stays far inside it.
+pub const DEFAULT_STREAMS_PER_CLIENT: usize = 100;
+/// The most [`Config::max_streams`] defaults to, however many file
+/// descriptors the process may open (about 18 kB of memory each).
+pub const DEFAULT_MAX_STREAMS: usize = 50_000;
 
 /// Booking submissions one client address may make: a bucket of `burst`
 /// requests, refilled at `per_second`.
@@ -253,6 +268,11 @@ impl Config {
             )?),
             rate_limit: rate_limit()?,
             trusted_proxies: parsed("TRUSTED_PROXIES", "")?,
+            streams_per_client: positive(
+                "STREAMS_PER_CLIENT",
+                &DEFAULT_STREAMS_PER_CLIENT.to_string(),
+            )? as usize,
+            max_streams: Some(parsed("MAX_STREAMS", "0")?).filter(|&max: &usize| max > 0),
         })
     }
 }

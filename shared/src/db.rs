@@ -56,8 +56,9 @@ pub async fn connect_and_migrate(
 }
 
 /// A pool for reads that may lag behind the primary (`DATABASE_READ_URL`,
-/// a proxy in front of the replicas). It connects on first use, so a
-/// service starts while the replicas are still coming up.
+/// a proxy in front of the replicas, or else the primary itself). It
+/// connects on first use, so a service starts while the replicas are still
+/// coming up.
 pub fn replica_pool(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
     Ok(PgPoolOptions::new()
         .max_connections(max_connections)

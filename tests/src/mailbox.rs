@@ -61,6 +61,24 @@ pub async fn messages_to(to: &str) -> Vec<Value> {
         .collect()
 }
 
+/// The attachment of `message` named `file_name`: what maildev says of it
+/// (`contentType`, …) and its content, which it serves apart.
+pub async fn attachment(message: &Value, file_name: &str) -> Option<(Value, String)> {
+    let meta = message["attachments"]
+        .as_array()?
+        .iter()
+        .find(|a| a["fileName"] == file_name)?;
+    let url = format!(
+        "{}/email/{}/attachment/{}",
+        std::env::var("TEST_MAILDEV_URL").expect("TEST_MAILDEV_URL"),
+        message["id"].as_str()?,
+        meta["generatedFileName"].as_str()?
+    );
+    let res = reqwest::get(url).await.unwrap();
+    assert!(res.status().is_success(), "{file_name}: {}", res.status());
+    Some((meta.clone(), res.text().await.unwrap()))
+}
+
 /// Waits (20 s at most) until `count` emails to `to` have arrived.
 pub async fn wait_for_messages(to: &str, count: usize) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(20);

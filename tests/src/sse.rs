@@ -1,11 +1,11 @@
-//! A small Server-Sent Events reader for `GET /v1/bookings/{id}/events`,
+//! A small Server-Sent Events reader for the event streams,
 //! for the tests and the benchmark: reads the response body chunk by chunk
 //! and splits it into events (`text/event-stream`, lines ending in `\n`).
 //! The [`Decoder`] alone serves clients that read the bytes themselves.
 
 use std::time::Duration;
 
-use reqwest::{Client, Response};
+use reqwest::{Client, RequestBuilder, Response};
 use serde_json::Value;
 
 /// One event of a stream.
@@ -53,12 +53,16 @@ impl EventStream {
     /// Opens `url`; a response that is not a `200` event stream is handed
     /// back as it is (a 404 problem, say).
     pub async fn open(client: &Client, url: &str) -> Result<Self, Response> {
-        let response = client
-            .get(url)
+        Self::open_with(client.get(url)).await
+    }
+
+    /// [`open`](Self::open) with a request of the caller's (extra headers).
+    pub async fn open_with(request: RequestBuilder) -> Result<Self, Response> {
+        let response = request
             .header("accept", "text/event-stream")
             .send()
             .await
-            .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+            .unwrap_or_else(|e| panic!("opening an event stream: {e}"));
         let is_stream = response
             .headers()
             .get("content-type")

@@ -146,8 +146,9 @@ impl System {
             // Tests receive webhooks on 127.0.0.1.
             ("WEBHOOK_ALLOW_PRIVATE_NETWORKS", "true".to_owned()),
             // Tests and the benchmark send everything from one address; a
-            // test of the limit sets its own in `Options::extra_env`.
+            // test of a limit sets its own in `Options::extra_env`.
             ("RATE_LIMIT_PER_SECOND", "0".to_owned()),
+            ("STREAMS_PER_CLIENT", "1000000".to_owned()),
         ];
         if let Some(via) = options.database_read_via {
             env.push((
@@ -781,7 +782,7 @@ fn test_bin_dir() -> PathBuf {
 /// between, and its `/healthz` would then answer for ours. So every port
 /// handed out is also reserved by creating a file named after it; a
 /// reservation older than any test lasts is stale and may be taken over.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     const STALE: Duration = Duration::from_secs(30 * 60);
     let dir = std::env::temp_dir().join("booking-test-ports");
     std::fs::create_dir_all(&dir).unwrap();

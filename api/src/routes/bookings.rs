@@ -10,7 +10,6 @@ use axum::extract::{Extension, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use shared::domain::BookingStatus;
 use shared::lifecycle::{transition, CommandKind, Transition};
 use shared::messages::BookingCommand;
@@ -21,6 +20,7 @@ use uuid::Uuid;
 use crate::auth::Operator;
 use crate::bookings;
 pub use crate::bookings::NewBooking;
+use crate::entity_tag;
 use crate::error::{ApiError, Problem};
 use crate::extract::{Json, Path};
 use crate::state::AppState;
@@ -110,11 +110,8 @@ pub async fn get_booking(
 ) -> Result<Response, ApiError> {
     let view = bookings::load(&state, id).await?;
     let body = serde_json::to_vec(&view).expect("booking views serialize");
-    let tag = etag(&body);
-    let unchanged = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| none_match_hits(v, &tag));
+    let tag = entity_tag::of(&body);
+    let unchanged = entity_tag::unchanged(&headers, &tag);
     // Caches may keep the answer but must ask again before reusing it.
     let common = [
         (header::ETAG, tag),
@@ -124,22 +121,6 @@ pub async fn get_booking(
         return Ok((StatusCode::NOT_MODIFIED, common).into_response());
     }
     Ok((common, [(header::CONTENT_TYPE, "application/json")], body).into_response())
-}
-
-/// A strong entity tag: the first 128 bits of the body's SHA-256, quoted.
-fn etag(body: &[u8]) -> String {
-    let digest = Sha256::digest(body);
-    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
-    format!("\"{hex}\"")
-}
-
-/// `If-None-Match` (RFC 9110 §13.1.2): `*`, or a list of tags compared
-/// weakly (a `W/` prefix does not matter for a GET).
-fn none_match_hits(header: &str, tag: &str) -> bool {
-    header
-        .split(',')
-        .map(str::trim)
-        .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == tag)
 }
 
 /// Whether `command` may be queued for a booking that is `status`: the
@@ -206,21 +187,4 @@ pub async fn cancel_booking(
     };
     state.publisher.send_command(&command).await?;
     Ok(accepted(view))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{etag, none_match_hits};
-
-    #[test]
-    fn if_none_match_hits_the_same_tag_weak_or_strong_in_a_list_or_a_star() {
-        let tag = etag(b"{}");
-        assert_eq!(tag.len(), 34);
-        assert!(none_match_hits(&tag, &tag));
-        assert!(none_match_hits(&format!("W/{tag}"), &tag));
-        assert!(none_match_hits(&format!("\"x\", {tag}"), &tag));
-        assert!(none_match_hits("*", &tag));
-        assert!(!none_match_hits(&etag(b"[]"), &tag));
-        assert!(!none_match_hits("", &tag));
-    }
 }

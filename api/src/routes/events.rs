@@ -1,5 +1,7 @@
-//! `GET /v1/bookings/{id}/events`: a booking's changes as Server-Sent
-//! Events, pushed by this process's [`Hub`](crate::live::Hub).
+//! Server-Sent Events: `GET /v1/bookings/{id}/events`, a booking's changes
+//! pushed by this process's [`Hub`](crate::live::Hub), and
+//! `GET /v1/shows/{id}/events`, a show's availability and seats pushed by
+//! its [`ShowFeed`](crate::show_feed::ShowFeed).
 
 use std::convert::Infallible;
 
@@ -15,7 +17,13 @@ use uuid::Uuid;
 use crate::error::{ApiError, Problem};
 use crate::extract::Path;
 use crate::live::{Current, Subscription, View};
+use crate::show_feed::{self, Availability, SeatState, Snapshot};
 use crate::state::AppState;
+
+const STREAMS_PER_CLIENT: &str = "This client address already holds its most open event streams \
+    (`STREAMS_PER_CLIENT`, default 100; code `too_many_streams`): close one first";
+const STREAMS_IN_ALL: &str = "The server holds its most open event streams (`MAX_STREAMS`; code \
+    `streams_unavailable`), or the database is unavailable; retry after Retry-After";
 
 /// Follow a booking instead of polling it. The stream starts with an event
 /// `booking` whose data is the JSON `GET /v1/bookings/{id}` answers, sends
@@ -29,7 +37,9 @@ use crate::state::AppState;
     responses(
         (status = 200, content_type = "text/event-stream", body = BookingEvent,
             description = "`event: booking` with `data:` the booking as JSON (see BookingView): at once, then again on each change; ends after a final status"),
-        (status = 404, body = Problem)))]
+        (status = 404, body = Problem),
+        (status = 429, body = Problem, description = STREAMS_PER_CLIENT),
+        (status = 503, body = Problem, description = STREAMS_IN_ALL)))]
 #[tracing::instrument(skip_all, fields(booking_id = %id))]
 pub async fn booking_events(
     State(state): State<AppState>,
@@ -105,3 +115,111 @@ async fn next(at: Next) -> Option<(Result<Event, Infallible>, Next)> {
 fn event(view: &View) -> Event {
     Event::default().event("booking").data(&view.json)
 }
+
+/// Follow a show's availability instead of polling it: what a show page or
+/// a seat map needs to stay current. The stream starts with an event
+/// `show` (the show as `GET /v1/shows/{id}` answers it), an event
+/// `availability` and, for a seated show, an event `seats` listing every
+/// seat's status; then, batched at most every 250 ms while anything
+/// changes, `availability` (`available`, `held`, `booked`, and per
+/// section) when it changed and `seats` with the seats whose status
+/// changed. Comment lines keep an idle stream open; streams end when the
+/// process shuts down (reconnect: the first events are again the whole
+/// state).
+#[utoipa::path(get, path = "/v1/shows/{id}/events", tag = "shows",
+    responses(
+        (status = 200, content_type = "text/event-stream", body = ShowEvent,
+            description = "`event: show` (data: ShowView), `event: availability` (data: Availability), `event: seats` (data: [SeatState])"),
+        (status = 404, body = Problem),
+        (status = 429, body = Problem, description = STREAMS_PER_CLIENT),
+        (status = 503, body = Problem, description = STREAMS_IN_ALL)))]
+#[tracing::instrument(skip_all, fields(show_id = %id))]
+pub async fn show_events(
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+) -> Result<Response, ApiError> {
+    let mut sub = state.show_feed.subscribe(id);
+    let first = sub.first().await?;
+    let opening = futures::stream::iter(opening(&first));
+    let changes = futures::stream::unfold((sub, first), |(mut sub, last)| async move {
+        sub.state.changed().await.ok()?;
+        let Current::View(now) = sub.state.borrow_and_update().clone() else {
+            return None;
+        };
+        let events = changed(&last, &now);
+        Some((futures::stream::iter(events), (sub, now)))
+    })
+    .flatten();
+    let events = opening
+        .chain(changes)
+        .map(Ok::<_, Infallible>)
+        .take_until(state.draining.cancelled_owned());
+    let keep_alive = KeepAlive::new().interval(state.live.keep_alive());
+    Ok(Sse::new(events).keep_alive(keep_alive).into_response())
+}
+
+/// The events a new stream starts with: the whole state.
+fn opening(now: &Snapshot) -> Vec<Event> {
+    let mut events = vec![
+        Event::default().event("show").data(&now.show),
+        availability(&now.availability),
+    ];
+    if !now.seats.is_empty() {
+        events.push(seats(&now.seats));
+    }
+    events
+}
+
+/// The events that take a stream from `last` to `now`.
+fn changed(last: &Snapshot, now: &Snapshot) -> Vec<Event> {
+    let mut events = Vec::new();
+    if now.availability != last.availability {
+        events.push(availability(&now.availability));
+    }
+    // The watch keeps only the latest snapshot: a stream that missed one
+    // compares for itself.
+    let seats_changed = if now.version == last.version + 1 {
+        now.changed.clone()
+    } else {
+        show_feed::changes(&last.seats, &now.seats)
+    };
+    if !seats_changed.is_empty() {
+        events.push(seats(&seats_changed));
+    }
+    events
+}
+
+fn availability(availability: &Availability) -> Event {
+    let json = serde_json::to_string(availability).expect("availability serializes");
+    Event::default().event("availability").data(json)
+}
+
+fn seats(seats: &[SeatState]) -> Event {
+    let json = serde_json::to_string(seats).expect("seat states serialize");
+    Event::default().event("seats").data(json)
+}
+
+/// One event of a show's stream, for the document.
+pub struct ShowEvent;
+
+impl utoipa::PartialSchema for ShowEvent {
+    fn schema() -> RefOr<Schema> {
+        let name = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(["show", "availability", "seats"]));
+        let data = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .content_media_type("application/json")
+            .description(Some(
+                "show: a ShowView; availability: an Availability; seats: an array of SeatState",
+            ));
+        ObjectBuilder::new()
+            .property("event", name)
+            .required("event")
+            .property("data", data)
+            .required("data")
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for ShowEvent {}

@@ -4,7 +4,9 @@ pub mod admin;
 pub mod bookings;
 pub mod events;
 pub mod operators;
+pub mod qr;
 pub mod shows;
+pub mod storefront;
 pub mod tickets;
 pub mod webhooks;
 
@@ -17,6 +19,7 @@ use axum::Router;
 use crate::auth::{self, Access, Role};
 use crate::rate_limit;
 use crate::state::AppState;
+use crate::stream_limit;
 
 /// A route and who may call it.
 #[derive(Debug, Clone)]
@@ -27,6 +30,9 @@ pub struct Declared {
     pub access: Access,
     /// Behind the per-client rate limit (`RATE_LIMIT_PER_SECOND`).
     pub rate_limited: bool,
+    /// An event stream, behind the caps on open streams
+    /// ([`crate::stream_limit`]).
+    pub streamed: bool,
 }
 
 /// A declared route and its handler.
@@ -38,6 +44,11 @@ struct Route {
 impl Route {
     fn rate_limited(mut self) -> Self {
         self.declared.rate_limited = true;
+        self
+    }
+
+    fn streamed(mut self) -> Self {
+        self.declared.streamed = true;
         self
     }
 }
@@ -56,6 +67,7 @@ fn routes() -> Vec<Route> {
         route(M::GET, "/v1/shows", Public, shows::list_shows),
         route(M::GET, "/v1/shows/{id}", Public, shows::get_show),
         route(M::GET, "/v1/shows/{id}/seats", Public, shows::seat_map),
+        route(M::GET, "/v1/shows/{id}/events", Public, events::show_events).streamed(),
         route(M::GET, "/v1/shows/{id}/sales", viewer, admin::show_sales),
         route(
             M::POST,
@@ -71,6 +83,13 @@ fn routes() -> Vec<Route> {
             "/v1/bookings/{id}/events",
             Public,
             events::booking_events,
+        )
+        .streamed(),
+        route(
+            M::GET,
+            "/v1/bookings/{id}/tickets/{code}/qr",
+            Public,
+            qr::ticket_qr,
         ),
         route(
             M::POST,
@@ -138,6 +157,7 @@ where
             path,
             access,
             rate_limited: false,
+            streamed: false,
         },
         handler: on(filter, handler),
     }
@@ -166,6 +186,12 @@ pub fn router(state: &AppState) -> Router<AppState> {
         }
         if let (true, Some(limiter)) = (declared.rate_limited, &state.rate_limit) {
             handler = handler.route_layer(from_fn_with_state(limiter.clone(), rate_limit::check));
+        }
+        if declared.streamed {
+            handler = handler.route_layer(from_fn_with_state(
+                state.streams.clone(),
+                stream_limit::check,
+            ));
         }
         router.route(declared.path, handler)
     })

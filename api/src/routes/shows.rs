@@ -2,8 +2,9 @@
 
 use std::collections::HashSet;
 
-use axum::extract::{Extension, State};
-use axum::http::StatusCode;
+use axum::extract::{Extension, RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use shared::domain::ShowKind;
@@ -17,11 +18,16 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::auth::Operator;
+use crate::entity_tag;
 use crate::error::{ApiError, FieldError, Problem};
-use crate::extract::{Json, Path, Query};
+use crate::extract::{Json, Path};
 use crate::integer;
+use crate::search::{self, ShowSearch};
 use crate::state::AppState;
-use crate::validation::{self, NAME_CHARS, ROW_CHARS, SECTION_CHARS};
+use crate::validation::{
+    self, ADDRESS_CHARS, CATEGORY_CHARS, DESCRIPTION_CHARS, MAX_TAGS, NAME_CHARS, ROW_CHARS,
+    SECTION_CHARS, TAG_CHARS,
+};
 
 /// Largest show we accept, so one request cannot ask for a runaway insert.
 pub(crate) const MAX_CAPACITY: i32 = 200_000;
@@ -57,6 +63,24 @@ pub struct NewShow {
     #[serde(default, deserialize_with = "integer::optional")]
     #[schema(minimum = 1, maximum = 2_147_483_647)]
     pub max_tickets_per_customer: Option<i32>,
+    /// What the show is; searched by `q`.
+    #[schema(schema_with = validation::optional_text_schema::<DESCRIPTION_CHARS>)]
+    pub description: Option<String>,
+    /// Matched ignoring case by `category`.
+    #[schema(schema_with = validation::optional_text_schema::<CATEGORY_CHARS>)]
+    pub category: Option<String>,
+    /// Matched ignoring case by `tag`; at most 20, each 1 to 50 characters,
+    /// different ignoring case.
+    #[schema(max_items = 20)]
+    pub tags: Option<Vec<String>>,
+    #[schema(schema_with = validation::optional_text_schema::<ADDRESS_CHARS>)]
+    pub venue_address: Option<String>,
+    /// WGS 84 degrees, with `longitude`.
+    #[schema(minimum = -90, maximum = 90)]
+    pub latitude: Option<f64>,
+    /// WGS 84 degrees, with `latitude`.
+    #[schema(minimum = -180, maximum = 180)]
+    pub longitude: Option<f64>,
 }
 
 impl NewShow {
@@ -195,6 +219,7 @@ fn validate(show: &mut NewShow) -> Result<Layout, ApiError> {
             "must be at least 1 when given",
         ));
     }
+    validate_listing(show, &mut errors);
     let layout = match (show.capacity, show.price_cents, show.sections.take()) {
         (Some(capacity), Some(price_cents), None) => {
             if !(1..=MAX_CAPACITY).contains(&capacity) {
@@ -224,6 +249,53 @@ fn validate(show: &mut NewShow) -> Result<Layout, ApiError> {
     match layout {
         Some(layout) if errors.is_empty() => Ok(layout),
         _ => Err(ApiError::Validation(errors)),
+    }
+}
+
+/// The catalog's fields: each optional, each bounded.
+fn validate_listing(show: &NewShow, errors: &mut Vec<FieldError>) {
+    let texts = [
+        ("description", &show.description, DESCRIPTION_CHARS),
+        ("category", &show.category, CATEGORY_CHARS),
+        ("venue_address", &show.venue_address, ADDRESS_CHARS),
+    ];
+    for (field, value, max) in texts {
+        errors.extend(
+            value
+                .as_deref()
+                .and_then(|v| validation::text(field, v, max)),
+        );
+    }
+    let tags = show.tags.as_deref().unwrap_or_default();
+    if tags.len() > MAX_TAGS {
+        errors.push(FieldError::new("tags", format!("at most {MAX_TAGS} tags")));
+    }
+    let mut seen = HashSet::new();
+    for (i, tag) in tags.iter().enumerate() {
+        if let Some(invalid) = validation::text(format!("tags[{i}]"), tag, TAG_CHARS) {
+            errors.push(invalid);
+        } else if !seen.insert(tag.trim().to_lowercase()) {
+            errors.push(FieldError::new(format!("tags[{i}]"), "duplicate tag"));
+        }
+    }
+    match (show.latitude, show.longitude) {
+        (Some(lat), Some(lng)) => {
+            if !(-90.0..=90.0).contains(&lat) {
+                errors.push(FieldError::new("latitude", "must be -90 to 90"));
+            }
+            if !(-180.0..=180.0).contains(&lng) {
+                errors.push(FieldError::new("longitude", "must be -180 to 180"));
+            }
+        }
+        (None, None) => {}
+        (lat, _) => errors.push(FieldError::new(
+            if lat.is_some() {
+                "longitude"
+            } else {
+                "latitude"
+            },
+            "give latitude and longitude together",
+        )),
     }
 }
 
@@ -307,6 +379,18 @@ pub async fn create_show(
         capacity,
         price_cents,
         max_tickets_per_customer: new.max_tickets_per_customer,
+        catalog: shows::Listing {
+            description: new.description.as_deref().map(str::trim),
+            category: new.category.as_deref().map(str::trim),
+            tags: new
+                .tags
+                .iter()
+                .flatten()
+                .map(|t| t.trim().to_owned())
+                .collect(),
+            venue_address: new.venue_address.as_deref().map(str::trim),
+            position: new.latitude.zip(new.longitude),
+        },
         created_by: &by.name,
     };
     let mut tx = state.db.begin().await?;
@@ -330,6 +414,7 @@ pub async fn create_show(
         }
     }
     tx.commit().await?;
+    state.answers.forget_all();
     tracing::info!(show_id = %id, "show created");
     let show = fetch_show(&state.db, id).await?;
     Ok((StatusCode::CREATED, axum::Json(show)))
@@ -341,16 +426,44 @@ pub(crate) async fn fetch_show(db: &PgPool, id: Uuid) -> Result<ShowView, ApiErr
     shows::view(db, id).await?.ok_or(ApiError::NotFound("show"))
 }
 
-/// List shows, soonest first.
-#[utoipa::path(get, path = "/v1/shows", tag = "shows", params(Page),
-    responses((status = 200, body = ShowList), (status = 422, body = Problem)))]
+/// Search and list shows: soonest first; by relevance with `q`; nearest
+/// first with `near` (and no `q`). Answers carry an `ETag` (a matching
+/// `If-None-Match` gets `304`) and may be up to a second old.
+#[utoipa::path(get, path = "/v1/shows", tag = "shows", params(ShowSearch),
+    responses((status = 200, body = ShowList), (status = 304, description = "Not modified"),
+        (status = 422, body = Problem)))]
 pub async fn list_shows(
     State(state): State<AppState>,
-    Query(page): Query<Page>,
-) -> Result<axum::Json<ShowList>, ApiError> {
-    let (limit, offset) = page.bounds()?;
-    let shows = shows::list(&state.reads, limit, offset).await?;
-    Ok(axum::Json(ShowList { shows }))
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let search = search::parse(query.as_deref())?;
+    let reads = state.reads.clone();
+    let answer = state
+        .answers
+        .get(search.clone(), async move {
+            let shows = shows::search(&reads, &search).await?;
+            let body = serde_json::to_vec(&ShowList { shows }).expect("show lists serialize");
+            Ok(search::Answer::new(body))
+        })
+        .await?;
+    let cache_control = format!("public, max-age={}", search::FRESH_FOR.as_secs());
+    let mut response = if entity_tag::unchanged(&headers, &answer.etag) {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        let json = HeaderValue::from_static("application/json");
+        ([(header::CONTENT_TYPE, json)], answer.body.clone()).into_response()
+    };
+    let headers = response.headers_mut();
+    headers.insert(
+        header::ETAG,
+        HeaderValue::from_str(&answer.etag).expect("hex"),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_str(&cache_control).expect("ascii"),
+    );
+    Ok(response)
 }
 
 /// One show with its live availability.

@@ -26,6 +26,16 @@ pub struct ShowView {
     /// General admission ticket price; seated shows price per section.
     pub price_cents: Option<i64>,
     pub max_tickets_per_customer: Option<i32>,
+    pub description: Option<String>,
+    pub category: Option<String>,
+    pub tags: Vec<String>,
+    pub venue_address: Option<String>,
+    /// WGS 84 degrees; both or neither.
+    pub latitude: Option<f64>,
+    pub longitude: Option<f64>,
+    /// With `near`: how far the show is from there, in km.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub distance_km: Option<f64>,
 }
 
 /// A show to create. Seated shows get their sections and seats from
@@ -40,15 +50,28 @@ pub struct NewShow<'a> {
     /// General admission only.
     pub price_cents: Option<i64>,
     pub max_tickets_per_customer: Option<i32>,
+    pub catalog: Listing<'a>,
     /// The operator who made it.
     pub created_by: &'a str,
+}
+
+/// What the catalog says of a show beyond its terms.
+#[derive(Default)]
+pub struct Listing<'a> {
+    pub description: Option<&'a str>,
+    pub category: Option<&'a str>,
+    pub tags: Vec<String>,
+    pub venue_address: Option<&'a str>,
+    /// `(latitude, longitude)`, WGS 84 degrees.
+    pub position: Option<(f64, f64)>,
 }
 
 pub async fn create(conn: &mut PgConnection, show: &NewShow<'_>) -> Result<(), sqlx::Error> {
     sqlx::query!(
         "INSERT INTO shows (id, name, venue, starts_at, kind, capacity, price_cents,
-                            max_tickets_per_customer, created_by)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                            max_tickets_per_customer, created_by, description, category, tags,
+                            venue_address, latitude, longitude)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
         show.id,
         show.name,
         show.venue,
@@ -57,7 +80,13 @@ pub async fn create(conn: &mut PgConnection, show: &NewShow<'_>) -> Result<(), s
         show.capacity,
         show.price_cents,
         show.max_tickets_per_customer,
-        show.created_by
+        show.created_by,
+        show.catalog.description,
+        show.catalog.category,
+        &show.catalog.tags,
+        show.catalog.venue_address,
+        show.catalog.position.map(|(lat, _)| lat),
+        show.catalog.position.map(|(_, lng)| lng)
     )
     .execute(conn)
     .await
@@ -69,7 +98,8 @@ pub async fn view(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<ShowView>,
         ShowView,
         r#"SELECT id, name, venue, starts_at, kind AS "kind: ShowKind", capacity,
                   capacity - held - booked AS "available!", held, booked, price_cents,
-                  max_tickets_per_customer
+                  max_tickets_per_customer, description, category, tags, venue_address,
+                  latitude, longitude, NULL::float8 AS distance_km
            FROM shows WHERE id = $1"#,
         id
     )
@@ -77,20 +107,117 @@ pub async fn view(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<ShowView>,
     .await
 }
 
-/// Shows soonest first, a page at a time.
-pub async fn list(
+/// A search of the catalog (`GET /v1/shows`): every filter given must hold.
+#[derive(Debug, Default, Clone, PartialEq, Hash, Eq)]
+pub struct Search {
+    /// Full text, as a web search box takes it (`websearch_to_tsquery`).
+    pub text: Option<String>,
+    /// Lower case.
+    pub category: Option<String>,
+    /// Lower case; all of them.
+    pub tags: Vec<String>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    pub near: Option<Near>,
+    /// Only shows with tickets on sale now.
+    pub available: bool,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+/// Shows within `radius_km` of a point.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Near {
+    pub latitude: f64,
+    pub longitude: f64,
+    pub radius_km: f64,
+}
+
+// Searches are cache keys; a validated `Near` has no NaN, so equality is
+// total.
+impl Eq for Near {}
+
+impl std::hash::Hash for Near {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        for x in [self.latitude, self.longitude, self.radius_km] {
+            x.to_bits().hash(state);
+        }
+    }
+}
+
+/// Mean radius of the Earth, as `great_circle_km` (the migration) uses it.
+const EARTH_RADIUS_KM: f64 = 6371.0088;
+
+impl Near {
+    /// The latitudes and longitudes a show within the radius can have: a
+    /// box the index narrows the candidates by, before the exact distance.
+    /// Longitudes are all of them where the box would wrap around the
+    /// antimeridian or reach a pole.
+    pub fn bounds(&self) -> ((f64, f64), (f64, f64)) {
+        let degrees = (self.radius_km / EARTH_RADIUS_KM).to_degrees();
+        let lat = (self.latitude - degrees, self.latitude + degrees);
+        let polar = lat.0 <= -90.0 || lat.1 >= 90.0;
+        // Meridians converge: at the box's edge farthest from the equator a
+        // degree of longitude is shortest, so the box must be widest there.
+        let widest = lat.0.abs().max(lat.1.abs()).to_radians().cos();
+        let lng = (!polar)
+            .then(|| degrees / widest)
+            .map(|d| (self.longitude - d, self.longitude + d))
+            .filter(|(west, east)| *west >= -180.0 && *east <= 180.0)
+            .unwrap_or((-180.0, 180.0));
+        (lat, lng)
+    }
+}
+
+/// The shows `search` finds: by relevance with text (a name match first),
+/// else nearest first with `near`, else soonest first.
+pub async fn search(
     db: impl PgExecutor<'_>,
-    limit: i64,
-    offset: i64,
+    search: &Search,
 ) -> Result<Vec<ShowView>, sqlx::Error> {
+    let near = search.near;
+    let ((south, north), (west, east)) = near.map_or(((0.0, 0.0), (0.0, 0.0)), |n| n.bounds());
     sqlx::query_as!(
         ShowView,
         r#"SELECT id, name, venue, starts_at, kind AS "kind: ShowKind", capacity,
                   capacity - held - booked AS "available!", held, booked, price_cents,
-                  max_tickets_per_customer
-           FROM shows ORDER BY starts_at, id LIMIT $1 OFFSET $2"#,
-        limit,
-        offset
+                  max_tickets_per_customer, description, category, tags, venue_address,
+                  latitude, longitude,
+                  great_circle_km($7, $8, latitude, longitude) AS distance_km
+           FROM shows
+           WHERE ($1::text IS NULL OR document @@ websearch_to_tsquery('english', $1))
+             AND ($2::text IS NULL OR lower(category) = $2)
+             AND (cardinality($3::text[]) = 0 OR lower_tags(tags) @> $3)
+             AND ($4::timestamptz IS NULL OR starts_at >= $4)
+             AND ($5::timestamptz IS NULL OR starts_at < $5)
+             AND (NOT $6 OR (capacity - held - booked > 0 AND starts_at > now()))
+             AND ($7::float8 IS NULL
+                  OR (point(longitude, latitude) <@ box(point($12, $10), point($13, $11))
+                      AND great_circle_km($7, $8, latitude, longitude) <= $9))
+           ORDER BY
+             CASE WHEN $1 IS NOT NULL
+                  THEN ts_filter(document, '{a}') @@ websearch_to_tsquery('english', $1) END
+               DESC,
+             CASE WHEN $1 IS NOT NULL
+                  THEN ts_rank(document, websearch_to_tsquery('english', $1)) END DESC,
+             CASE WHEN $1 IS NULL THEN great_circle_km($7, $8, latitude, longitude) END,
+             starts_at, id
+           LIMIT $14 OFFSET $15"#,
+        search.text,
+        search.category,
+        &search.tags,
+        search.from,
+        search.to,
+        search.available,
+        near.map(|n| n.latitude),
+        near.map(|n| n.longitude),
+        near.map(|n| n.radius_km),
+        south,
+        north,
+        west,
+        east,
+        search.limit,
+        search.offset
     )
     .fetch_all(db)
     .await

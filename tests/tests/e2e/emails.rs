@@ -1,13 +1,18 @@
 //! Emails under a notifier crash: a crash repeats only the emails that were
 //! with the SMTP server but not yet recorded, at most `EMAIL_CONCURRENCY`
 //! of them, and every copy carries the `Message-ID` of its (booking, kind).
+//! What a confirmation carries besides its text: the show as a calendar
+//! entry.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use serde_json::json;
-use tests::mailbox::{addressed_to, all_messages, expected_message_id, message_id, unique_address};
+use tests::mailbox::{
+    addressed_to, all_messages, attachment, expected_message_id, message_id, unique_address,
+    wait_for_messages,
+};
 use tests::slow_relay::SlowRelay;
 use tests::{Options, System};
 
@@ -119,5 +124,53 @@ async fn a_notifier_crash_repeats_at_most_its_concurrency_in_emails_each_copy_wi
     // came again: the setting is what the notifier sends at once.
     assert_eq!(repeated, EMAIL_CONCURRENCY);
     assert_eq!(relay.most_waiting(), EMAIL_CONCURRENCY);
+    sys.finish().await;
+}
+
+#[tokio::test]
+async fn the_confirmation_email_carries_the_show_as_a_calendar_entry() {
+    let sys = System::start().await;
+    let show = sys.ga_show(10).await;
+    // `ga_show`'s start, which the entry gives in UTC as YYYYMMDDTHHMMSSZ.
+    assert_eq!(sys.show(&show).await["starts_at"], "2030-06-01T19:00:00Z");
+    let email = unique_address("calendar");
+    let body = json!({"email": email, "name": "Cal", "quantity": 2});
+    let id = sys.book_accepted(&show, body).await;
+    assert_eq!(sys.decided(&id).await["status"], "held");
+    let confirmed = sys.confirm(&id).await;
+
+    let mail = &wait_for_messages(&email, 1).await[0];
+    let (meta, ics) = attachment(mail, "show.ics")
+        .await
+        .unwrap_or_else(|| panic!("no show.ics in {mail}"));
+    assert!(
+        meta["contentType"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("text/calendar")),
+        "{meta}"
+    );
+    assert!(ics.ends_with("\r\n") && !ics.replace("\r\n", "").contains('\n'));
+    let lines: Vec<&str> = ics.split("\r\n").collect();
+    let unfolded = ics.replace("\r\n ", "");
+    let properties: Vec<&str> = unfolded.split("\r\n").collect();
+    assert!(lines.iter().all(|l| l.len() <= 75), "{ics}");
+    for property in [
+        "BEGIN:VCALENDAR",
+        "METHOD:PUBLISH",
+        &format!("UID:{id}@booking.test"),
+        "DTSTART:20300601T190000Z",
+        "SUMMARY:Open Air",
+        "LOCATION:The Park",
+    ] {
+        assert!(properties.contains(&property), "{property} not in {ics}");
+    }
+
+    let text = mail["text"].as_str().unwrap();
+    let tickets = confirmed["tickets"].as_array().unwrap();
+    assert_eq!(tickets.len(), 2);
+    for ticket in tickets {
+        let code = ticket["code"].as_str().unwrap();
+        assert!(text.contains(code), "{code} not in {text}");
+    }
     sys.finish().await;
 }
