@@ -24,25 +24,28 @@ CREATE FUNCTION show_document(name text, venue text, category text, tags text[],
                venue || ' ' || coalesce(category, '') || ' ' || array_to_string(tags, ' ')), 'B')
         || setweight(to_tsvector('english'::regconfig, coalesce(description, '')), 'C');
 
--- Kept by a trigger on the columns it is made of, not as a generated
--- column: PostgreSQL computes a stored generated column again on every
--- UPDATE, and every decision updates the show's counters (measured: a
--- 5,000-character description made each counter update 80 % dearer).
-ALTER TABLE shows ADD COLUMN document tsvector NOT NULL DEFAULT ''::tsvector;
+-- The document, and the tags in lower case (what `tag` matches), kept by
+-- a trigger on the columns they are made of, not as generated columns:
+-- PostgreSQL computes a stored generated column again on every UPDATE, and
+-- every decision updates the show's counters.
+ALTER TABLE shows
+    ADD COLUMN document tsvector NOT NULL DEFAULT ''::tsvector,
+    ADD COLUMN tag_keys text[] NOT NULL DEFAULT '{}';
 
-CREATE FUNCTION shows_document() RETURNS trigger
+CREATE FUNCTION shows_search_keys() RETURNS trigger
     LANGUAGE plpgsql AS $$
 BEGIN
     NEW.document := show_document(NEW.name, NEW.venue, NEW.category, NEW.tags, NEW.description);
+    NEW.tag_keys := lower_tags(NEW.tags);
     RETURN NEW;
 END
 $$;
 
-CREATE TRIGGER shows_document
+CREATE TRIGGER shows_search_keys
     BEFORE INSERT OR UPDATE OF name, venue, category, tags, description ON shows
-    FOR EACH ROW EXECUTE FUNCTION shows_document();
+    FOR EACH ROW EXECUTE FUNCTION shows_search_keys();
 
-UPDATE shows SET document = show_document(name, venue, category, tags, description);
+UPDATE shows SET name = name;
 
 -- Great-circle distance in km on a sphere of the Earth's mean radius
 -- (haversine): within 0.5 % of the ellipsoid, plenty for "near me".
@@ -63,8 +66,14 @@ CREATE FUNCTION great_circle_km(lat1 float8, lng1 float8, lat2 float8, lng2 floa
                                 / greatest(1, haversine_root(lat1, lng1, lat2, lng2)));
 
 CREATE INDEX shows_document_idx ON shows USING gin (document);
+-- The tiers of relevance (shows::search): the words in the name, and in
+-- the name, venue, category and tags. Each its own index, so that a tier
+-- nothing matches costs an index probe, and the planner knows how many
+-- shows each tier holds.
+CREATE INDEX shows_name_words_idx ON shows USING gin (ts_filter(document, '{a}'));
+CREATE INDEX shows_listing_words_idx ON shows USING gin (ts_filter(document, '{a,b}'));
 CREATE INDEX shows_category_idx ON shows (lower(category), starts_at);
-CREATE INDEX shows_tags_idx ON shows USING gin (lower_tags(tags));
+CREATE INDEX shows_tags_idx ON shows USING gin (tag_keys);
 -- "Near": a box around the point narrows the candidates (a 2-D index, so
 -- both coordinates narrow), the distance decides.
 CREATE INDEX shows_position_idx ON shows USING gist (point(longitude, latitude));

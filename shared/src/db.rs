@@ -59,11 +59,21 @@ pub async fn connect_and_migrate(
 /// a proxy in front of the replicas, or else the primary itself). It
 /// connects on first use, so a service starts while the replicas are still
 /// coming up.
+///
+/// Its statements are planned for each execution's parameters
+/// ([`Plans::PerExecution`]): a search's plan depends on which of its
+/// filters are given (a generic plan would scan every show). And without
+/// parallel workers: a search is a few milliseconds, less than starting
+/// them takes, and a plan would start them even for a branch it skips.
 pub fn replica_pool(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
+    let options = PgConnectOptions::from_str(url)?.options([
+        ("plan_cache_mode", "force_custom_plan"),
+        ("max_parallel_workers_per_gather", "0"),
+    ]);
     Ok(PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(3))
-        .connect_lazy_with(PgConnectOptions::from_str(url)?))
+        .connect_lazy_with(options))
 }
 
 /// Whether an error means the database could not be reached (worth

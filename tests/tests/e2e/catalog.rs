@@ -117,7 +117,7 @@ async fn bad_catalog_fields_are_422_naming_each_and_create_nothing() {
 }
 
 #[tokio::test]
-async fn a_search_finds_stemmed_words_and_ranks_a_name_match_above_a_description_match() {
+async fn a_search_finds_stemmed_words_and_ranks_the_name_above_the_listing_above_the_description() {
     let sys = TestApp::spawn().await;
     // The description match starts sooner, so only relevance puts the
     // name match first.
@@ -142,7 +142,23 @@ async fn a_search_finds_stemmed_words_and_ranks_a_name_match_above_a_description
         ids(&sys, "q=runs").await,
         [in_name.clone(), in_description.clone()]
     );
-    assert_eq!(ids(&sys, "q=jazz").await, [in_description.as_str()]);
+    let jazz_category = listed(
+        &sys,
+        "Brunch",
+        "2030-04-01T20:00:00Z",
+        json!({"category": "Jazz"}),
+    )
+    .await;
+    let jazz_name = listed(&sys, "Late Jazz", "2030-07-01T20:00:00Z", json!({})).await;
+    assert_eq!(
+        ids(&sys, "q=jazz").await,
+        [
+            jazz_name.as_str(),
+            jazz_category.as_str(),
+            in_description.as_str()
+        ],
+        "the name first, then venue, category and tags, then the description; not by date"
+    );
     assert_eq!(ids(&sys, "q=techno").await, [in_tags.as_str()]);
     assert_eq!(ids(&sys, "q=electronic%20night").await, [in_tags]);
     assert_eq!(
