@@ -191,7 +191,7 @@ pub async fn search(
         r#"WITH matching AS NOT MATERIALIZED (
                SELECT id, name, venue, starts_at, kind, capacity, held, booked, price_cents,
                       max_tickets_per_customer, description, category, tags, venue_address,
-                      latitude, longitude, document,
+                      latitude, longitude, document, name_words, listing_words,
                       great_circle_km($7, $8, latitude, longitude) AS distance_km
                FROM shows
                WHERE ($2::text IS NULL OR lower(category) = $2)
@@ -211,19 +211,19 @@ pub async fn search(
            FROM (
                (SELECT 0 AS tier, * FROM matching
                 WHERE $1::text IS NULL
-                   OR ts_filter(document, '{a}') @@ websearch_to_tsquery('english', $1)
+                   OR name_words @@ websearch_to_tsquery('english', $1)
                 ORDER BY CASE WHEN $1 IS NULL THEN distance_km END, starts_at, id
                 LIMIT $14::bigint + $15::bigint)
                UNION ALL
                (SELECT 1 AS tier, * FROM matching
-                WHERE ts_filter(document, '{a,b}') @@ websearch_to_tsquery('english', $1)
-                  AND NOT ts_filter(document, '{a}') @@ websearch_to_tsquery('english', $1)
+                WHERE listing_words @@ websearch_to_tsquery('english', $1)
+                  AND NOT name_words @@ websearch_to_tsquery('english', $1)
                 ORDER BY starts_at, id
                 LIMIT $14::bigint + $15::bigint)
                UNION ALL
                (SELECT 2 AS tier, * FROM matching
                 WHERE document @@ websearch_to_tsquery('english', $1)
-                  AND NOT ts_filter(document, '{a,b}') @@ websearch_to_tsquery('english', $1)
+                  AND NOT listing_words @@ websearch_to_tsquery('english', $1)
                 ORDER BY starts_at, id
                 LIMIT $14::bigint + $15::bigint)
            ) AS found
