@@ -304,17 +304,16 @@ impl Default for Answers {
 
 impl Answers {
     /// The answer to `search`: cached, or loaded once however many ask.
+    /// A failed load fails every request that waited for it, each mapped
+    /// as any database error is (an outage is a `503`).
     pub async fn get<F>(&self, search: Search, load: F) -> Result<Arc<Answer>, ApiError>
     where
-        F: std::future::Future<Output = Result<Answer, ApiError>>,
+        F: std::future::Future<Output = Result<Answer, sqlx::Error>>,
     {
         self.0
             .try_get_with(search, async { load.await.map(Arc::new) })
             .await
-            .map_err(|err| match Arc::try_unwrap(err) {
-                Ok(err) => err,
-                Err(shared) => ApiError::Internal(anyhow::anyhow!("{shared}")),
-            })
+            .map_err(ApiError::from)
     }
 
     /// A show was created here: no list may miss it.

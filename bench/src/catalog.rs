@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use harness::System;
 use reqwest::{Client, Url};
 use serde::Serialize;
+use shared::store::shows;
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 
@@ -119,9 +120,7 @@ impl Searches {
     pub async fn finish(self, sys: &System) -> anyhow::Result<CatalogSearch> {
         let _ = self.stop.send(());
         let searched = self.driver.await?;
-        let shows: i64 = sqlx::query_scalar("SELECT count(*) FROM shows")
-            .fetch_one(sys.db().await)
-            .await?;
+        let shows = shows::count(sys.db().await).await?;
         Ok(report(&self.catalog, shows, searched))
     }
 }

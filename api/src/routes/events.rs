@@ -8,7 +8,7 @@ use std::convert::Infallible;
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use utoipa::openapi::extensions::ExtensionsBuilder;
 use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::openapi::RefOr;
@@ -47,10 +47,20 @@ pub async fn booking_events(
 ) -> Result<Response, ApiError> {
     let mut sub = state.live.subscribe(id);
     sub.first().await?;
-    let events = futures::stream::unfold(Next::Current(sub), next)
-        .take_until(state.draining.cancelled_owned());
+    Ok(serve(
+        &state,
+        futures::stream::unfold(Next::Current(sub), next),
+    ))
+}
+
+/// `events` as an event stream: comment lines every keep-alive interval
+/// while idle, and an end when the process starts draining.
+fn serve(state: &AppState, events: impl Stream<Item = Event> + Send + 'static) -> Response {
+    let events = events
+        .map(Ok::<_, Infallible>)
+        .take_until(state.draining.clone().cancelled_owned());
     let keep_alive = KeepAlive::new().interval(state.live.keep_alive());
-    Ok(Sse::new(events).keep_alive(keep_alive).into_response())
+    Sse::new(events).keep_alive(keep_alive).into_response()
 }
 
 /// One event of the stream as an event-stream parser reads it: the
@@ -59,25 +69,31 @@ pub struct BookingEvent;
 
 impl utoipa::PartialSchema for BookingEvent {
     fn schema() -> RefOr<Schema> {
-        let name = ObjectBuilder::new()
-            .schema_type(Type::String)
-            .enum_values(Some(["booking"]));
         let booking = serde_json::json!({"$ref": "#/components/schemas/BookingView"});
-        let data = ObjectBuilder::new()
-            .schema_type(Type::String)
-            .content_media_type("application/json")
-            .extensions(Some(
-                ExtensionsBuilder::new()
-                    .add("contentSchema", booking)
-                    .build(),
-            ));
-        ObjectBuilder::new()
-            .property("event", name)
-            .required("event")
-            .property("data", data)
-            .required("data")
-            .into()
+        let data = ObjectBuilder::new().extensions(Some(
+            ExtensionsBuilder::new()
+                .add("contentSchema", booking)
+                .build(),
+        ));
+        event_schema(&["booking"], data)
     }
+}
+
+/// An event as the document describes it: its name, one of `names`, and
+/// its `data`, a JSON text that `data` says more of.
+fn event_schema(names: &[&str], data: ObjectBuilder) -> RefOr<Schema> {
+    let name = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(names.iter().copied()));
+    let data = data
+        .schema_type(Type::String)
+        .content_media_type("application/json");
+    ObjectBuilder::new()
+        .property("event", name)
+        .required("event")
+        .property("data", data)
+        .required("data")
+        .into()
 }
 
 impl utoipa::ToSchema for BookingEvent {}
@@ -91,7 +107,7 @@ enum Next {
     Done,
 }
 
-async fn next(at: Next) -> Option<(Result<Event, Infallible>, Next)> {
+async fn next(at: Next) -> Option<(Event, Next)> {
     let mut sub = match at {
         Next::Done => return None,
         Next::Current(sub) => sub,
@@ -109,7 +125,7 @@ async fn next(at: Next) -> Option<(Result<Event, Infallible>, Next)> {
     } else {
         Next::Changed(sub)
     };
-    Some((Ok(event(&view)), then))
+    Some((event(&view), then))
 }
 
 fn event(view: &View) -> Event {
@@ -150,12 +166,7 @@ pub async fn show_events(
         Some((futures::stream::iter(events), (sub, now)))
     })
     .flatten();
-    let events = opening
-        .chain(changes)
-        .map(Ok::<_, Infallible>)
-        .take_until(state.draining.cancelled_owned());
-    let keep_alive = KeepAlive::new().interval(state.live.keep_alive());
-    Ok(Sse::new(events).keep_alive(keep_alive).into_response())
+    Ok(serve(&state, opening.chain(changes)))
 }
 
 /// The events a new stream starts with: the whole state.
@@ -204,21 +215,10 @@ pub struct ShowEvent;
 
 impl utoipa::PartialSchema for ShowEvent {
     fn schema() -> RefOr<Schema> {
-        let name = ObjectBuilder::new()
-            .schema_type(Type::String)
-            .enum_values(Some(["show", "availability", "seats"]));
-        let data = ObjectBuilder::new()
-            .schema_type(Type::String)
-            .content_media_type("application/json")
-            .description(Some(
-                "show: a ShowView; availability: an Availability; seats: an array of SeatState",
-            ));
-        ObjectBuilder::new()
-            .property("event", name)
-            .required("event")
-            .property("data", data)
-            .required("data")
-            .into()
+        let data = ObjectBuilder::new().description(Some(
+            "show: a ShowView; availability: an Availability; seats: an array of SeatState",
+        ));
+        event_schema(&["show", "availability", "seats"], data)
     }
 }
 

@@ -12,6 +12,7 @@ use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
+use shared::store::shows;
 
 use super::vocabulary::{self, City, CATEGORIES, TAGS};
 use crate::flash_sale::progress;
@@ -87,13 +88,9 @@ pub async fn seed(sys: &System, shows: usize, seed: u64) -> anyhow::Result<Seede
     bar.finish();
     let seconds = started.elapsed().as_secs_f64();
     // A catalog that has been there a while has its statistics, and has
-    // been vacuumed; without this, autovacuum would do both during the
-    // sale (100,000 inserts pass its thresholds) and the searches would
-    // be planned without statistics until it does.
+    // been vacuumed (100,000 inserts pass autovacuum's thresholds).
     let vacuum = Instant::now();
-    sqlx::raw_sql("VACUUM (ANALYZE) shows")
-        .execute(sys.db().await)
-        .await?;
+    shows::vacuum_and_analyze(sys.db().await).await?;
     eprintln!(
         "catalog: {shows} shows seeded in {seconds:.1} s, vacuumed and analyzed in {:.1} s",
         vacuum.elapsed().as_secs_f64()

@@ -249,6 +249,24 @@ pub async fn search(
     .await
 }
 
+/// How many shows there are.
+pub async fn count(db: impl PgExecutor<'_>) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar!(r#"SELECT count(*) AS "count!" FROM shows"#)
+        .fetch_one(db)
+        .await
+}
+
+/// Vacuums `shows` and gathers its statistics, for a tool that has just
+/// created thousands of shows at once (the benchmark's catalog): otherwise
+/// autovacuum does both later, in the middle of whatever runs next, and
+/// searches are planned without statistics until it does.
+pub async fn vacuum_and_analyze(db: impl PgExecutor<'_>) -> Result<(), sqlx::Error> {
+    sqlx::raw_sql("VACUUM (ANALYZE) shows")
+        .execute(db)
+        .await
+        .map(drop)
+}
+
 /// What validating a booking request needs of its show.
 pub struct Terms {
     pub kind: ShowKind,
