@@ -324,8 +324,6 @@ impl Answers {
 
 #[cfg(test)]
 mod tests {
-    use proptest::prelude::*;
-
     use super::*;
 
     fn invalid(query: &str) -> Vec<String> {
@@ -418,32 +416,5 @@ mod tests {
             Answer::new(b"[1]".to_vec()).etag,
             Answer::new(b"[2]".to_vec()).etag
         );
-    }
-
-    proptest! {
-        /// The box the index narrows by never leaves out a point within
-        /// the radius (or the search would miss a show).
-        #[test]
-        fn the_bounding_box_holds_every_point_within_the_radius(
-            lat in -89.9f64..89.9, lng in -179.9f64..179.9, radius_km in 0.1f64..3000.0,
-            bearing in 0.0f64..360.0, fraction in 0.0f64..1.0,
-        ) {
-            let near = Near { latitude: lat, longitude: lng, radius_km };
-            let (p_lat, p_lng) = destination(lat, lng, bearing, radius_km * fraction);
-            let ((south, north), (west, east)) = near.bounds();
-            prop_assert!(p_lat >= south - 1e-9 && p_lat <= north + 1e-9);
-            prop_assert!(p_lng >= west - 1e-9 && p_lng <= east + 1e-9,
-                "{p_lng} outside {west}..{east}");
-        }
-    }
-
-    /// The point `km` from a start along `bearing` on the sphere.
-    fn destination(lat: f64, lng: f64, bearing: f64, km: f64) -> (f64, f64) {
-        let d = km / 6371.0088;
-        let (lat1, lng1, b) = (lat.to_radians(), lng.to_radians(), bearing.to_radians());
-        let lat2 = (lat1.sin() * d.cos() + lat1.cos() * d.sin() * b.cos()).asin();
-        let lng2 = lng1 + (b.sin() * d.sin() * lat1.cos()).atan2(d.cos() - lat1.sin() * lat2.sin());
-        let lng2 = (lng2.to_degrees() + 540.0) % 360.0 - 180.0;
-        (lat2.to_degrees(), lng2)
     }
 }

@@ -145,30 +145,6 @@ impl std::hash::Hash for Near {
     }
 }
 
-/// Mean radius of the Earth, as `great_circle_km` (the migration) uses it.
-const EARTH_RADIUS_KM: f64 = 6371.0088;
-
-impl Near {
-    /// The latitudes and longitudes a show within the radius can have: a
-    /// box the index narrows the candidates by, before the exact distance.
-    /// Longitudes are all of them where the box would wrap around the
-    /// antimeridian or reach a pole.
-    pub fn bounds(&self) -> ((f64, f64), (f64, f64)) {
-        let degrees = (self.radius_km / EARTH_RADIUS_KM).to_degrees();
-        let lat = (self.latitude - degrees, self.latitude + degrees);
-        let polar = lat.0 <= -90.0 || lat.1 >= 90.0;
-        // Meridians converge: at the box's edge farthest from the equator a
-        // degree of longitude is shortest, so the box must be widest there.
-        let widest = lat.0.abs().max(lat.1.abs()).to_radians().cos();
-        let lng = (!polar)
-            .then(|| degrees / widest)
-            .map(|d| (self.longitude - d, self.longitude + d))
-            .filter(|(west, east)| *west >= -180.0 && *east <= 180.0)
-            .unwrap_or((-180.0, 180.0));
-        (lat, lng)
-    }
-}
-
 /// The shows `search` finds. With text, by relevance: first the shows
 /// whose name holds every word, then those whose name, venue, category and
 /// tags do, then those that need the description too; within each of these
@@ -179,20 +155,26 @@ impl Near {
 /// 100,000 shows during a sale: `ts_rank` made text searches p50 50 ms,
 /// p99 160 ms). Each tier is its own branch, sorted and cut at the page's
 /// end, so a broad word is read in `starts_at` order and stops after a
-/// page, and a rare one is found through the text index and sorted.
+/// page, and a rare one is found through the text index and sorted. The
+/// page is cut from the tiers in their order, so that a page the first
+/// tier fills never reads the others: PostgreSQL runs the branches of a
+/// `UNION ALL` one after the other, unless in parallel, which the read
+/// pool turns off ([`crate::db::replica_pool`]). Only the page's shows
+/// are read in full.
+///
+/// Nearest first reads the shows in the order of their chord on the unit
+/// sphere (the migration's `sphere_point`, indexed) up to the page's last
+/// one, then sorts only the shows as near as that one (ties by time).
 pub async fn search(
     db: impl PgExecutor<'_>,
     search: &Search,
 ) -> Result<Vec<ShowView>, sqlx::Error> {
     let near = search.near;
-    let ((south, north), (west, east)) = near.map_or(((0.0, 0.0), (0.0, 0.0)), |n| n.bounds());
     sqlx::query_as!(
         ShowView,
         r#"WITH matching AS NOT MATERIALIZED (
-               SELECT id, name, venue, starts_at, kind, capacity, held, booked, price_cents,
-                      max_tickets_per_customer, description, category, tags, venue_address,
-                      latitude, longitude, document, name_words, listing_words,
-                      great_circle_km($7, $8, latitude, longitude) AS distance_km
+               SELECT id, starts_at, latitude, longitude, name_words, listing_words, document,
+                      sphere_point(latitude, longitude) <-> sphere_point($7, $8) AS chord
                FROM shows
                WHERE ($2::text IS NULL OR lower(category) = $2)
                  AND (cardinality($3::text[]) = 0 OR tag_keys @> $3)
@@ -200,35 +182,55 @@ pub async fn search(
                  AND ($5::timestamptz IS NULL OR starts_at < $5)
                  AND (NOT $6 OR (capacity - held - booked > 0 AND starts_at > now()))
                  AND ($7::float8 IS NULL
-                      OR (point(longitude, latitude) <@ box(point($12, $10), point($13, $11))
+                      OR (sphere_point(latitude, longitude)
+                              <@ cube_enlarge(sphere_point($7, $8), sphere_chord($9), 3)
                           AND great_circle_km($7, $8, latitude, longitude) <= $9))
+           ),
+           -- Nearest first: the chord to the page's last show (to the
+           -- radius when fewer are that near).
+           page_end AS (
+               SELECT coalesce(
+                   (SELECT chord FROM matching
+                    WHERE $1::text IS NULL AND $7 IS NOT NULL
+                    ORDER BY chord
+                    OFFSET $10::bigint + $11::bigint - 1 LIMIT 1),
+                   sphere_chord($9)) AS chord
+           ),
+           page AS (
+               SELECT * FROM (
+                   (SELECT 0 AS tier, id, starts_at, chord FROM matching
+                    WHERE ($1 IS NULL OR name_words @@ websearch_to_tsquery('english', $1))
+                      AND ($1 IS NOT NULL OR $7 IS NULL
+                           OR (sphere_point(latitude, longitude)
+                                   <@ cube_enlarge(sphere_point($7, $8),
+                                                   (SELECT chord FROM page_end), 3)
+                               AND chord <= (SELECT chord FROM page_end)))
+                    ORDER BY CASE WHEN $1 IS NULL THEN chord END, starts_at, id
+                    LIMIT $10 + $11)
+                   UNION ALL
+                   (SELECT 1 AS tier, id, starts_at, chord FROM matching
+                    WHERE listing_words @@ websearch_to_tsquery('english', $1)
+                      AND NOT name_words @@ websearch_to_tsquery('english', $1)
+                    ORDER BY starts_at, id
+                    LIMIT $10 + $11)
+                   UNION ALL
+                   (SELECT 2 AS tier, id, starts_at, chord FROM matching
+                    WHERE document @@ websearch_to_tsquery('english', $1)
+                      AND NOT listing_words @@ websearch_to_tsquery('english', $1)
+                    ORDER BY starts_at, id
+                    LIMIT $10 + $11)
+               ) AS tiers
+               LIMIT $10 OFFSET $11
            )
-           SELECT id AS "id!", name AS "name!", venue AS "venue!", starts_at AS "starts_at!",
-                  kind AS "kind!: ShowKind", capacity AS "capacity!",
-                  capacity - held - booked AS "available!", held AS "held!", booked AS "booked!",
-                  price_cents, max_tickets_per_customer, description, category,
-                  tags AS "tags!", venue_address, latitude, longitude, distance_km
-           FROM (
-               (SELECT 0 AS tier, * FROM matching
-                WHERE $1::text IS NULL
-                   OR name_words @@ websearch_to_tsquery('english', $1)
-                ORDER BY CASE WHEN $1 IS NULL THEN distance_km END, starts_at, id
-                LIMIT $14::bigint + $15::bigint)
-               UNION ALL
-               (SELECT 1 AS tier, * FROM matching
-                WHERE listing_words @@ websearch_to_tsquery('english', $1)
-                  AND NOT name_words @@ websearch_to_tsquery('english', $1)
-                ORDER BY starts_at, id
-                LIMIT $14::bigint + $15::bigint)
-               UNION ALL
-               (SELECT 2 AS tier, * FROM matching
-                WHERE document @@ websearch_to_tsquery('english', $1)
-                  AND NOT listing_words @@ websearch_to_tsquery('english', $1)
-                ORDER BY starts_at, id
-                LIMIT $14::bigint + $15::bigint)
-           ) AS found
-           ORDER BY tier, CASE WHEN $1 IS NULL THEN distance_km END, starts_at, id
-           LIMIT $14 OFFSET $15"#,
+           SELECT s.id AS "id!", s.name AS "name!", s.venue AS "venue!",
+                  s.starts_at AS "starts_at!", s.kind AS "kind!: ShowKind",
+                  s.capacity AS "capacity!", s.capacity - s.held - s.booked AS "available!",
+                  s.held AS "held!", s.booked AS "booked!", s.price_cents,
+                  s.max_tickets_per_customer, s.description, s.category, s.tags AS "tags!",
+                  s.venue_address, s.latitude, s.longitude,
+                  great_circle_km($7, $8, s.latitude, s.longitude) AS distance_km
+           FROM page JOIN shows s USING (id)
+           ORDER BY page.tier, CASE WHEN $1 IS NULL THEN page.chord END, page.starts_at, page.id"#,
         search.text,
         search.category,
         &search.tags,
@@ -238,10 +240,6 @@ pub async fn search(
         near.map(|n| n.latitude),
         near.map(|n| n.longitude),
         near.map(|n| n.radius_km),
-        south,
-        north,
-        west,
-        east,
         search.limit,
         search.offset
     )

@@ -159,6 +159,19 @@ async fn a_search_finds_stemmed_words_and_ranks_the_name_above_the_listing_above
         ],
         "the name first, then venue, category and tags, then the description; not by date"
     );
+    let mut paged = Vec::new();
+    for offset in 0..4 {
+        paged.extend(ids(&sys, &format!("q=jazz&limit=1&offset={offset}")).await);
+    }
+    assert_eq!(
+        paged,
+        [
+            jazz_name.as_str(),
+            jazz_category.as_str(),
+            in_description.as_str()
+        ],
+        "pages of one follow the tiers"
+    );
     assert_eq!(ids(&sys, "q=techno").await, [in_tags.as_str()]);
     assert_eq!(ids(&sys, "q=electronic%20night").await, [in_tags]);
     assert_eq!(
@@ -278,6 +291,55 @@ async fn near_lists_the_shows_within_the_radius_nearest_first_with_their_distanc
         [potsdam.as_str()],
         "with q, near still filters"
     );
+    sys.finish().await;
+}
+
+#[tokio::test]
+async fn near_pages_nearest_first_with_ties_by_time_across_the_antimeridian_and_the_pole() {
+    let sys = TestApp::spawn().await;
+    let at = |lat: f64, lng: f64| json!({"latitude": lat, "longitude": lng});
+    // Five shows at one venue (one position), and two a little away.
+    let mut venue = Vec::new();
+    for month in [5, 1, 4, 2, 3] {
+        let starts_at = format!("2030-0{month}-01T20:00:00Z");
+        venue.push((
+            month,
+            listed(&sys, "Venue", &starts_at, at(48.2, 16.37)).await,
+        ));
+    }
+    venue.sort();
+    let near_by = listed(&sys, "Near", "2030-01-01T20:00:00Z", at(48.21, 16.37)).await;
+    let farther = listed(&sys, "Farther", "2030-01-01T20:00:00Z", at(48.3, 16.37)).await;
+    let mut expected: Vec<String> = venue.into_iter().map(|(_, id)| id).collect();
+    expected.extend([near_by, farther]);
+
+    let query = "near=48.2,16.37&radius_km=30";
+    assert_eq!(ids(&sys, query).await, expected, "ties soonest first");
+    let mut paged = Vec::new();
+    for offset in (0..8).step_by(2) {
+        paged.extend(ids(&sys, &format!("{query}&limit=2&offset={offset}")).await);
+    }
+    assert_eq!(paged, expected, "pages of two, cut inside the tie");
+
+    // Ten kilometres apart, on either side of the antimeridian; and on
+    // either side of the North Pole.
+    let east = listed(&sys, "East", "2030-01-01T20:00:00Z", at(-17.0, 179.95)).await;
+    let west = listed(&sys, "West", "2030-01-01T20:00:00Z", at(-17.0, -179.95)).await;
+    assert_eq!(
+        ids(&sys, "near=-17,179.99&radius_km=20").await,
+        [east.as_str(), west.as_str()]
+    );
+    assert_eq!(
+        ids(&sys, "near=-17,-179.99&radius_km=20").await,
+        [west.as_str(), east.as_str()]
+    );
+    let greenwich = listed(&sys, "Pole A", "2030-01-01T20:00:00Z", at(89.95, 0.0)).await;
+    let dateline = listed(&sys, "Pole B", "2030-02-01T20:00:00Z", at(89.95, 180.0)).await;
+    let polar = found(&sys, "near=89.95,1&radius_km=20").await;
+    let polar_ids: Vec<&str> = polar.iter().map(|s| s["id"].as_str().unwrap()).collect();
+    assert_eq!(polar_ids, [greenwich.as_str(), dateline.as_str()]);
+    let across = polar[1]["distance_km"].as_f64().unwrap();
+    assert!((11.0..11.3).contains(&across), "over the pole: {across} km");
     sys.finish().await;
 }
 
