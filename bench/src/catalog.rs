@@ -94,12 +94,27 @@ impl Catalog {
     }
 
     /// Starts the searches; they run until [`Searches::finish`].
+    ///
+    /// A buyer browsing is not one of the sale's crowd: the searches are
+    /// sent from a thread and runtime of their own, so that they do not
+    /// wait behind the crowd's hundreds of tasks in this process's runtime
+    /// (which would time the load generator, not the system).
     pub fn search(self, sys: &System) -> anyhow::Result<Searches> {
         let shows = Url::parse(&format!("{}/v1/shows", sys.base_url))?;
-        let client = Client::builder().timeout(TIMEOUT).build()?;
         let mix = Mix::new(self.settings.seed, shows);
+        let rate = self.settings.rate;
         let (stop, stopped) = oneshot::channel();
-        let driver = tokio::spawn(drive(client, mix, self.settings.rate, stopped));
+        let driver = std::thread::Builder::new()
+            .name("searches".to_owned())
+            .spawn(move || -> anyhow::Result<Vec<Searched>> {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                runtime.block_on(async move {
+                    let client = Client::builder().timeout(TIMEOUT).build()?;
+                    Ok(drive(client, mix, rate, stopped).await)
+                })
+            })?;
         Ok(Searches {
             catalog: self,
             stop,
@@ -112,14 +127,17 @@ impl Catalog {
 pub struct Searches {
     catalog: Catalog,
     stop: oneshot::Sender<()>,
-    driver: tokio::task::JoinHandle<Vec<Searched>>,
+    driver: std::thread::JoinHandle<anyhow::Result<Vec<Searched>>>,
 }
 
 impl Searches {
     /// Sends no more searches, waits for those in flight, and reports.
     pub async fn finish(self, sys: &System) -> anyhow::Result<CatalogSearch> {
         let _ = self.stop.send(());
-        let searched = self.driver.await?;
+        let driver = self.driver;
+        let searched = tokio::task::spawn_blocking(move || driver.join())
+            .await?
+            .map_err(|_| anyhow::anyhow!("the searches' thread panicked"))??;
         let shows = shows::count(sys.db().await).await?;
         Ok(report(&self.catalog, shows, searched))
     }

@@ -177,7 +177,7 @@ pub async fn search(
                       sphere_point(latitude, longitude) <-> sphere_point($7, $8) AS chord
                FROM shows
                WHERE ($2::text IS NULL OR lower(category) = $2)
-                 AND (cardinality($3::text[]) = 0 OR tag_keys @> $3)
+                 AND (cardinality($3::text[]) = 0 OR tag_hashes @> tag_hashes($3))
                  AND ($4::timestamptz IS NULL OR starts_at >= $4)
                  AND ($5::timestamptz IS NULL OR starts_at < $5)
                  AND (NOT $6 OR (capacity - held - booked > 0 AND starts_at > now()))
@@ -230,6 +230,7 @@ pub async fn search(
                   s.venue_address, s.latitude, s.longitude,
                   great_circle_km($7, $8, s.latitude, s.longitude) AS distance_km
            FROM page JOIN shows s USING (id)
+           WHERE s.tag_keys @> $3
            ORDER BY page.tier, CASE WHEN $1 IS NULL THEN page.chord END, page.starts_at, page.id"#,
         search.text,
         search.category,
