@@ -1,8 +1,8 @@
 //! `--catalog N` (issue 32): the catalog is searched while the sale runs.
 //! N shows are seeded through the API before the sale ([`seed`]); from the
-//! sale's first request until its last answer, an open loop sends
-//! `--search-rate` searches a second ([`queries`]), each timed from send
-//! to the last byte of its body. The target: p99 at most
+//! sale's first request until its last answer, an open loop on a thread
+//! of its own sends `--search-rate` searches a second ([`queries`]), each
+//! timed from send to the last byte of its body. The target: p99 at most
 //! [`P99_TARGET_MS`] with no error, on the database's path (searches the
 //! API could have answered from its one-second cache are left out, and
 //! that path is measured on its own: every [`CACHED_EVERY`]th search is
