@@ -165,6 +165,11 @@ impl std::hash::Hash for Near {
 /// Nearest first reads the shows in the order of their chord on the unit
 /// sphere (the migration's `sphere_point`, indexed) up to the page's last
 /// one, then sorts only the shows as near as that one (ties by time).
+///
+/// Tags are matched by their hashes, which the index the tiers walk
+/// holds (the tags themselves may not fit in it), and the page's shows
+/// against the tags themselves: a hash collision could shorten a page,
+/// never list a show without its tags.
 pub async fn search(
     db: impl PgExecutor<'_>,
     search: &Search,
