@@ -4,7 +4,8 @@
 -- Tags in an index entry: the tags themselves may not fit one (20 of 50
 -- characters, up to 4 kB), so each is also kept as a 64-bit hash (at most
 -- 160 bytes in all). Searches narrow by the hashes, and check the page's
--- shows against the tags themselves (shows::search).
+-- shows against the tags themselves (shows::search), so the lower-case
+-- tags need not be stored as well.
 ALTER TABLE shows ADD COLUMN tag_hashes bigint[] NOT NULL DEFAULT '{}';
 
 CREATE FUNCTION tag_hashes(tags text[]) RETURNS bigint[]
@@ -19,7 +20,6 @@ BEGIN
     NEW.document := show_document(NEW.name, NEW.venue, NEW.category, NEW.tags, NEW.description);
     NEW.name_words := ts_filter(NEW.document, '{a}');
     NEW.listing_words := ts_filter(NEW.document, '{a,b}');
-    NEW.tag_keys := lower_tags(NEW.tags);
     NEW.tag_hashes := tag_hashes(NEW.tags);
     RETURN NEW;
 END
@@ -36,6 +36,7 @@ CREATE INDEX shows_by_start_idx ON shows (starts_at, id) INCLUDE (name_words, ta
 -- Reminders' range scans on `starts_at` use the index above.
 DROP INDEX shows_starts_at_idx;
 DROP INDEX shows_tags_idx;
+ALTER TABLE shows DROP COLUMN tag_keys;
 CREATE INDEX shows_tag_hashes_idx ON shows USING gin (tag_hashes);
 
 -- "Near": a show's position as a point on the unit sphere in three

@@ -235,7 +235,7 @@ pub async fn search(
                   s.venue_address, s.latitude, s.longitude,
                   great_circle_km($7, $8, s.latitude, s.longitude) AS distance_km
            FROM page JOIN shows s USING (id)
-           WHERE s.tag_keys @> $3
+           WHERE lower_tags(s.tags) @> $3
            ORDER BY page.tier, CASE WHEN $1 IS NULL THEN page.chord END, page.starts_at, page.id"#,
         search.text,
         search.category,
