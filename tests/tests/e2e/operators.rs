@@ -124,6 +124,15 @@ async fn a_token_is_shown_once_listed_without_its_secret_and_stored_only_as_a_ha
         .await
         .unwrap();
     assert_eq!(res.status(), 422);
+    // The limit counts the name as sent, whitespace around it included.
+    let long = format!("\t{}", "n".repeat(100));
+    let res = app
+        .admin(Method::POST, "/v1/operators/tokens")
+        .json(&json!({"name": long, "role": "viewer"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 422);
     let res = app
         .admin(Method::POST, "/v1/operators/tokens")
         .json(&json!({"name": "x", "role": "root"}))
